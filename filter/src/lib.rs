@@ -1,0 +1,24 @@
+//! gammaroute: Gateway API `HTTPRoute` semantics inside Envoy, as a proxy-wasm filter.
+//!
+//! - [`table`]: the RouteTable schema shared with config-pusher (serde JSON + prost wire) and its
+//!   validation.
+//! - [`router`]: compiles a table and turns a request into a [`router::Decision`]; pure Rust, no
+//!   host calls, tested natively and compiled to wasm.
+//!
+//! Inside Envoy a panic kills the VM, so the crate denies `unwrap`, `expect`, `panic!` and
+//! indexing that can panic (see `[lints]` in Cargo.toml); tests may use them.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
+pub mod router;
+pub mod table;

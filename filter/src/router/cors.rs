@@ -1,0 +1,280 @@
+//! CORS (`HTTPCORSFilter`, GEP-1767): the gateway is "the final authority on a CORS preflight
+//! request", so preflights are answered locally; actual requests are forwarded and get the
+//! `Access-Control-*` response headers when their origin is allowed.
+
+use std::borrow::Cow;
+
+use super::request::Request;
+use crate::table::Cors;
+
+/// `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+pub fn is_preflight(req: &Request<'_>) -> bool {
+    req.method == "OPTIONS"
+        && req.header("origin").is_some()
+        && req.header("access-control-request-method").is_some()
+}
+
+/// Headers answering a preflight; empty when the origin is not allowed (the response is then a
+/// plain 200 the browser treats as a refusal).
+pub fn preflight_headers<'r>(
+    cors: &'r Cors,
+    req: &Request<'_>,
+) -> Vec<(Cow<'r, str>, Cow<'r, str>)> {
+    let mut out = Vec::new();
+    let Some(origin) = allowed_origin(cors, req) else {
+        return out;
+    };
+    push_origin(&mut out, cors, origin);
+    if let Some(method) = req.header("access-control-request-method") {
+        if let Some(v) = list_or_star(&cors.allow_methods, cors.allow_credentials, &method) {
+            out.push(("access-control-allow-methods".into(), v));
+        }
+    }
+    if let Some(headers) = req.header("access-control-request-headers") {
+        if let Some(v) = list_or_star(&cors.allow_headers, cors.allow_credentials, &headers) {
+            out.push(("access-control-allow-headers".into(), v));
+        }
+    }
+    out.push((
+        "access-control-max-age".into(),
+        cors.max_age_seconds.to_string().into(),
+    ));
+    out
+}
+
+/// Response headers for an actual (non-preflight) cross-origin request.
+pub fn response_headers<'r>(
+    cors: &'r Cors,
+    req: &Request<'_>,
+) -> Vec<(Cow<'r, str>, Cow<'r, str>)> {
+    let mut out = Vec::new();
+    let Some(origin) = allowed_origin(cors, req) else {
+        return out;
+    };
+    push_origin(&mut out, cors, origin);
+    if !cors.expose_headers.is_empty() {
+        out.push((
+            "access-control-expose-headers".into(),
+            cors.expose_headers.join(", ").into(),
+        ));
+    }
+    out
+}
+
+fn push_origin<'r>(out: &mut Vec<(Cow<'r, str>, Cow<'r, str>)>, cors: &Cors, origin: String) {
+    // `*` is only allowed without credentials; echoing the origin varies the response by it.
+    let wildcard = !cors.allow_credentials && cors.allow_origins.iter().any(|o| o == "*");
+    if wildcard {
+        out.push(("access-control-allow-origin".into(), "*".into()));
+    } else {
+        out.push(("access-control-allow-origin".into(), origin.into()));
+        out.push(("vary".into(), "Origin".into()));
+    }
+    if cors.allow_credentials {
+        out.push(("access-control-allow-credentials".into(), "true".into()));
+    }
+}
+
+/// The configured list joined, or for `*`: `*` without credentials, the requested value with them
+/// (browsers take `*` literally when credentials are included).
+fn list_or_star<'r>(
+    list: &'r [String],
+    credentials: bool,
+    requested: &str,
+) -> Option<Cow<'r, str>> {
+    if list.is_empty() {
+        return None;
+    }
+    if list.iter().any(|m| m == "*") {
+        return Some(if credentials {
+            requested.to_string().into()
+        } else {
+            "*".into()
+        });
+    }
+    Some(list.join(", ").into())
+}
+
+/// The request's `Origin` if it is allowed.
+fn allowed_origin(cors: &Cors, req: &Request<'_>) -> Option<String> {
+    let origin = req.header("origin")?;
+    cors.allow_origins
+        .iter()
+        .any(|pattern| origin_matches(pattern, &origin))
+        .then(|| origin.into_owned())
+}
+
+/// `allowOrigins` entry against an `Origin`: scheme and port exact (default port by scheme), host
+/// exact or `*.suffix` matching one or more labels to the left; a lone `*` matches everything.
+pub fn origin_matches(pattern: &str, origin: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let (Some(p), Some(o)) = (parse_origin(pattern), parse_origin(origin)) else {
+        return false;
+    };
+    if !p.scheme.eq_ignore_ascii_case(o.scheme) || p.port != o.port {
+        return false;
+    }
+    match p.host.strip_prefix('*') {
+        Some(suffix) => {
+            o.host.len() > suffix.len()
+                && o.host
+                    .get(o.host.len() - suffix.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+        }
+        None => p.host.eq_ignore_ascii_case(o.host),
+    }
+}
+
+struct Origin<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<u16>,
+}
+
+fn parse_origin(s: &str) -> Option<Origin<'_>> {
+    let (scheme, rest) = s.split_once("://")?;
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    let (host, port) = match rest.find(']') {
+        // IPv6 literal: `[::1]` or `[::1]:8080`.
+        Some(end) => (rest.get(..=end)?, rest.get(end + 1..)?.strip_prefix(':')),
+        None => match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        },
+    };
+    let port = match port {
+        Some(p) => Some(p.parse().ok()?),
+        None => default_port,
+    };
+    Some(Origin { scheme, host, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::request::Destination;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn origins() {
+        // GEP-1767: `*` is a greedy match to the left; default ports by scheme.
+        assert!(origin_matches(
+            "https://*.example.com",
+            "https://a.b.example.com"
+        ));
+        assert!(origin_matches(
+            "https://*.example.com",
+            "https://a.example.com:443"
+        ));
+        assert!(!origin_matches(
+            "https://*.example.com",
+            "https://example.com"
+        ));
+        assert!(!origin_matches(
+            "https://*.example.com",
+            "http://a.example.com"
+        ));
+        assert!(origin_matches(
+            "http://foo.example:8080",
+            "http://foo.example:8080"
+        ));
+        assert!(!origin_matches(
+            "http://foo.example:8080",
+            "http://foo.example"
+        ));
+        assert!(origin_matches("*", "null"));
+        assert!(!origin_matches("https://foo.example", "null"));
+    }
+
+    fn req<'a>(method: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
+        Request {
+            method,
+            scheme: "http",
+            authority: "api.example",
+            path: "/",
+            headers,
+            destination: Destination {
+                ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port: 80,
+            },
+        }
+    }
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn cors() -> Cors {
+        Cors {
+            allow_origins: vec!["https://*.example.com".into()],
+            allow_credentials: true,
+            allow_methods: vec!["GET".into(), "PUT".into()],
+            allow_headers: vec!["*".into()],
+            expose_headers: vec!["x-trace".into()],
+            max_age_seconds: 5,
+        }
+    }
+
+    #[test]
+    fn preflight_allowed() {
+        let headers = h(&[
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "x-a, x-b"),
+        ]);
+        let r = req("OPTIONS", &headers);
+        assert!(is_preflight(&r));
+        let got = preflight_headers(&cors(), &r);
+        let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (&**k, &**v)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("access-control-allow-origin", "https://app.example.com"),
+                ("vary", "Origin"),
+                ("access-control-allow-credentials", "true"),
+                ("access-control-allow-methods", "GET, PUT"),
+                // `*` with credentials echoes the requested headers.
+                ("access-control-allow-headers", "x-a, x-b"),
+                ("access-control-max-age", "5"),
+            ]
+        );
+    }
+
+    #[test]
+    fn preflight_refused_origin_gets_no_cors_headers() {
+        let headers = h(&[
+            ("origin", "https://evil.test"),
+            ("access-control-request-method", "GET"),
+        ]);
+        assert!(preflight_headers(&cors(), &req("OPTIONS", &headers)).is_empty());
+        // Not a preflight without Access-Control-Request-Method.
+        assert!(!is_preflight(&req(
+            "OPTIONS",
+            &h(&[("origin", "https://a.example.com")])
+        )));
+    }
+
+    #[test]
+    fn actual_request_headers() {
+        let headers = h(&[("origin", "https://app.example.com")]);
+        let got = response_headers(&cors(), &req("GET", &headers));
+        assert!(got
+            .iter()
+            .any(|(k, v)| k == "access-control-expose-headers" && v == "x-trace"));
+        let mut open = cors();
+        open.allow_origins = vec!["*".into()];
+        open.allow_credentials = false;
+        let got = response_headers(&open, &req("GET", &headers));
+        assert_eq!(got.first().map(|(_, v)| v.as_ref()), Some("*"));
+        assert!(response_headers(&cors(), &req("GET", &[])).is_empty());
+    }
+}

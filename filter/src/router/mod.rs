@@ -1,0 +1,187 @@
+//! The routing engine: compile a [`RouteTable`] once, then turn each request into a [`Decision`].
+//!
+//! Selection works in three indexed steps, never scanning every route:
+//! 1. **parent** — the listener (by destination port, then Host: exact > longest wildcard > none;
+//!    listener isolation) or the mesh Service port (by destination ClusterIP:port);
+//! 2. **hostname group** — the parent's attachments grouped by effective hostname, visited from the
+//!    most specific hostname matching the Host (exact, then wildcards longest first, then "any");
+//! 3. **path index** inside a group — exact-path map, segment trie for prefixes, and a short list
+//!    of regex paths; their candidate lists are each sorted by rank and merged, so the first
+//!    candidate whose method/header/query conditions hold is the lowest rank that matches.
+//!
+//! The first group with a match wins: Gateway API ranks hostname specificity above every match
+//! criterion ("the largest number of characters in a matching non-wildcard hostname", then "in a
+//! matching hostname"), and config-pusher's `rank` orders the rest.
+//!
+//! Everything after selection — filters, weighted pick, redirects, CORS — is in [`decision`], shared
+//! with the naive [`reference`] router that the differential test compares against.
+
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+
+use crate::table::{validate, RouteTable, TableError};
+
+pub mod cors;
+pub mod decision;
+mod host;
+mod matcher;
+mod path;
+pub mod reference;
+pub mod request;
+pub mod rewrite;
+
+pub use decision::{Decision, Forward, HeaderOp, LocalReason, LocalResponse, Outcome};
+pub use request::{Destination, Request};
+
+use host::HostIndex;
+use matcher::CompiledMatch;
+use path::PathIndex;
+
+/// Which parent of the table served a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParentRef {
+    /// Index into [`RouteTable::listeners`].
+    Listener(u32),
+    /// Indexes into [`RouteTable::services`] and that service's `ports`.
+    ServicePort { service: u32, port: u32 },
+}
+
+/// A matched entry: all positions are indexes into the table's lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Selected {
+    pub parent: ParentRef,
+    /// Index into [`RouteTable::routes`].
+    pub route: u32,
+    /// Position in the route's `rules` (not the HTTPRoute rule index, see [`crate::table::Rule::index`]).
+    pub rule: u32,
+    /// Position in the rule's `matches`.
+    pub matched: u32,
+}
+
+/// What selection found for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Selection {
+    /// No listener or Service of this table serves the destination (and Host, for listeners).
+    NoParent,
+    /// A parent serves the request but none of its routes match: 404.
+    NoMatch(ParentRef),
+    Matched(Selected),
+}
+
+/// A compiled table, ready to route. Immutable: a new table means a new `Router`, so requests in
+/// flight keep the one they started with.
+#[derive(Debug)]
+pub struct Router {
+    table: RouteTable,
+    /// Listener indexes by port, each port's listeners indexed by hostname.
+    listeners: FxHashMap<u16, HostIndex<u32>>,
+    /// Mesh service ports by (ClusterIP, port).
+    services: FxHashMap<(IpAddr, u16), (u32, u32)>,
+    /// Hostname groups of each listener, then of each service port, in [`Router::parent_slot`] order.
+    groups: Vec<HostIndex<PathIndex>>,
+    /// First slot of service ports in `groups` (listeners come first), per service.
+    service_slots: Vec<usize>,
+    /// Every compiled match; path indexes hold positions into this list.
+    entries: Vec<CompiledMatch>,
+}
+
+impl Router {
+    /// Validates and compiles a table. The only error is a validation error: a table that
+    /// validates always compiles.
+    pub fn compile(table: RouteTable) -> Result<Router, TableError> {
+        validate(&table)?;
+        Router::build(table)
+    }
+
+    /// The table this router was compiled from.
+    pub fn table(&self) -> &RouteTable {
+        &self.table
+    }
+
+    /// The table's content version.
+    pub fn version(&self) -> &str {
+        &self.table.version
+    }
+
+    /// Routes one request. `draw` is a random number: it picks the weighted backend and decides
+    /// which mirrors fire, so tests can pin it.
+    pub fn decide<'r>(&'r self, req: &Request<'_>, draw: u64) -> Decision<'r> {
+        let selection = self.select(req);
+        decision::build(&self.table, selection, req, draw)
+    }
+
+    /// Finds the parent and the highest-precedence matching entry.
+    pub fn select(&self, req: &Request<'_>) -> Selection {
+        let host = req.host();
+        let Some((parent, slot)) = self.parent(req, &host) else {
+            return Selection::NoParent;
+        };
+        let Some(groups) = self.groups.get(slot) else {
+            return Selection::NoParent;
+        };
+        let path = req.path_only();
+        for group in groups.lookup(&host) {
+            if let Some(entry) = group.find(path, &self.entries, |e| e.matches(req)) {
+                return Selection::Matched(Selected {
+                    parent,
+                    route: entry.route,
+                    rule: entry.rule,
+                    matched: entry.matched,
+                });
+            }
+        }
+        Selection::NoMatch(parent)
+    }
+
+    fn parent(&self, req: &Request<'_>, host: &str) -> Option<(ParentRef, usize)> {
+        let dest = req.destination;
+        if let Some(&(service, port)) = self.services.get(&(dest.ip, dest.port)) {
+            let slot = self.service_slots.get(service as usize)? + port as usize;
+            return Some((ParentRef::ServicePort { service, port }, slot));
+        }
+        // Listener isolation: only the most specific listener matching the Host serves it.
+        let listener = *self.listeners.get(&dest.port)?.lookup(host).next()?;
+        Some((ParentRef::Listener(listener), listener as usize))
+    }
+
+    fn build(table: RouteTable) -> Result<Router, TableError> {
+        let mut entries = Vec::new();
+        let mut groups = Vec::new();
+        let mut listeners: FxHashMap<u16, HostIndex<u32>> = FxHashMap::default();
+        for (i, listener) in (0u32..).zip(&table.listeners) {
+            listeners
+                .entry(listener.port)
+                .or_default()
+                .get_or_insert_with(listener.hostname.as_deref(), || i);
+            groups.push(path::compile_groups(
+                &table,
+                &listener.attachments,
+                &mut entries,
+            )?);
+        }
+        let mut services = FxHashMap::default();
+        let mut service_slots = Vec::with_capacity(table.services.len());
+        for (s, service) in (0u32..).zip(&table.services) {
+            service_slots.push(groups.len());
+            for (p, port) in (0u32..).zip(&service.ports) {
+                for ip in &service.cluster_ips {
+                    services.insert((*ip, port.port), (s, p));
+                }
+                groups.push(path::compile_groups(
+                    &table,
+                    &port.attachments,
+                    &mut entries,
+                )?);
+            }
+        }
+        Ok(Router {
+            table,
+            listeners,
+            services,
+            groups,
+            service_slots,
+            entries,
+        })
+    }
+}

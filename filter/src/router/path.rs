@@ -1,0 +1,207 @@
+//! Path index for one hostname group: an exact-path map, a segment trie of prefixes, and the
+//! regex paths. Each holds candidate lists sorted by precedence; a lookup merges the lists that
+//! apply to the request path, so candidates are tried lowest rank first and the first one whose
+//! remaining conditions hold is the answer.
+//!
+//! Why not `matchit`: it returns one route per path, while Gateway API needs *every* prefix along
+//! the path (a header match on `/api/v1` can fail and `/api` must still be tried).
+
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
+use super::host::HostIndex;
+use super::matcher::CompiledMatch;
+use crate::table::{Attachment, PathMatch, RouteTable, TableError, TableErrorKind};
+
+/// Candidates are stored as `rank << 32 | entry`: one integer compare orders by rank, then by
+/// table order, and the low half finds the entry.
+type Key = u64;
+
+fn key(rank: u32, entry: u32) -> Key {
+    (u64::from(rank) << 32) | u64::from(entry)
+}
+
+fn entry_of(key: Key) -> usize {
+    (key & 0xffff_ffff) as usize
+}
+
+#[derive(Debug, Default)]
+pub struct PathIndex {
+    exact: FxHashMap<Box<str>, Vec<Key>>,
+    /// Node 0 is the root, the prefix `/`.
+    trie: Vec<TrieNode>,
+    regex: Vec<Key>,
+}
+
+#[derive(Debug, Default)]
+struct TrieNode {
+    children: FxHashMap<Box<str>, u32>,
+    /// Prefix candidates ending at this node.
+    here: Vec<Key>,
+}
+
+impl PathIndex {
+    fn insert(&mut self, path: &PathMatch, key: Key) {
+        match path {
+            PathMatch::Exact(p) => self.exact.entry(p.as_str().into()).or_default().push(key),
+            PathMatch::Regex(_) => self.regex.push(key),
+            PathMatch::Prefix(p) => {
+                let mut node = self.node(0);
+                for segment in segments(p) {
+                    let next = self.trie.len() as u32;
+                    let child = match self.trie.get_mut(node) {
+                        Some(n) => *n.children.entry(segment.into()).or_insert(next),
+                        None => return,
+                    };
+                    node = self.node(child as usize);
+                }
+                if let Some(n) = self.trie.get_mut(node) {
+                    n.here.push(key);
+                }
+            }
+        }
+    }
+
+    /// Index of node `i`, creating it (and the root) when it does not exist yet.
+    fn node(&mut self, i: usize) -> usize {
+        while self.trie.len() <= i {
+            self.trie.push(TrieNode::default());
+        }
+        i
+    }
+
+    fn sort(&mut self) {
+        for list in self.exact.values_mut() {
+            list.sort_unstable();
+        }
+        for node in &mut self.trie {
+            node.here.sort_unstable();
+        }
+        self.regex.sort_unstable();
+    }
+
+    /// The lowest-ranked entry for `path` that satisfies `holds` (which checks everything but an
+    /// exact or prefix path: a regex path is checked by `holds` too).
+    pub fn find<'e>(
+        &self,
+        path: &str,
+        entries: &'e [CompiledMatch],
+        holds: impl Fn(&CompiledMatch) -> bool,
+    ) -> Option<&'e CompiledMatch> {
+        let mut lists: SmallVec<[&[Key]; 8]> = SmallVec::new();
+        if let Some(list) = self.exact.get(path) {
+            lists.push(list);
+        }
+        let mut node = self.trie.first();
+        let mut rest = segments(path);
+        while let Some(n) = node {
+            if !n.here.is_empty() {
+                lists.push(&n.here);
+            }
+            node = rest
+                .next()
+                .and_then(|s| n.children.get(s))
+                .and_then(|&c| self.trie.get(c as usize));
+        }
+        if !self.regex.is_empty() {
+            lists.push(&self.regex);
+        }
+        // k-way merge by key; k is the path depth plus two, so a linear pick of the minimum head
+        // is cheaper than a heap.
+        loop {
+            let (slot, &head) = lists
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| l.first().map(|h| (i, h)))
+                .min_by_key(|&(_, h)| *h)?;
+            if let Some(entry) = entries.get(entry_of(head)) {
+                if holds(entry) {
+                    return Some(entry);
+                }
+            }
+            if let Some(list) = lists.get_mut(slot) {
+                *list = list.get(1..).unwrap_or_default();
+            }
+        }
+    }
+}
+
+/// Path segments for prefix matching: split on `/`, a trailing `/` ignored, so `/abc`, `/abc/`
+/// give `["abc"]` and `/` gives none (PathPrefix: "split by `/` ... element by element ... a
+/// trailing `/` is ignored").
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    trimmed.split('/').filter(move |_| !trimmed.is_empty())
+}
+
+/// Compiles one parent's attachments into hostname groups, appending their matches to `entries`.
+pub fn compile_groups(
+    table: &RouteTable,
+    attachments: &[Attachment],
+    entries: &mut Vec<CompiledMatch>,
+) -> Result<HostIndex<PathIndex>, TableError> {
+    let mut groups: HostIndex<PathIndex> = HostIndex::default();
+    for attachment in attachments {
+        let route = table
+            .routes
+            .get(attachment.route as usize)
+            .ok_or_else(|| TableError {
+                at: format!("attachment to routes[{}]", attachment.route),
+                kind: TableErrorKind::DanglingRoute(attachment.route),
+            })?;
+        let first = entries.len();
+        for (r, rule) in (0u32..).zip(&route.rules) {
+            for (m, matched) in (0u32..).zip(&rule.matches) {
+                entries.push(
+                    CompiledMatch::compile(attachment.route, r, m, matched).map_err(|kind| {
+                        TableError {
+                            at: format!(
+                                "routes[{}] ({}/{}).rules[{r}].matches[{m}]",
+                                attachment.route, route.namespace, route.name
+                            ),
+                            kind,
+                        }
+                    })?,
+                );
+            }
+        }
+        let added = first..entries.len();
+        let patterns: SmallVec<[Option<&str>; 4]> = if attachment.hostnames.is_empty() {
+            SmallVec::from_elem(None, 1)
+        } else {
+            attachment
+                .hostnames
+                .iter()
+                .map(|h| Some(h.as_str()))
+                .collect()
+        };
+        for pattern in patterns {
+            let group = groups.get_or_insert_with(pattern, PathIndex::default);
+            for i in added.clone() {
+                if let Some(e) = entries.get(i) {
+                    group.insert(&e.path, key(e.rank, i as u32));
+                }
+            }
+        }
+    }
+    for group in groups.values_mut() {
+        group.sort();
+    }
+    Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_ignore_trailing_slash() {
+        let s = |p| segments(p).collect::<Vec<_>>();
+        assert_eq!(s("/"), Vec::<&str>::new());
+        assert_eq!(s("/abc"), vec!["abc"]);
+        assert_eq!(s("/abc/"), vec!["abc"]);
+        assert_eq!(s("/abc/def"), vec!["abc", "def"]);
+        assert_eq!(s("/abc//def"), vec!["abc", "", "def"]);
+    }
+}

@@ -1,0 +1,1 @@
+//! A naive reference router (filled in by the differential-test work).
