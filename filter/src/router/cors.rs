@@ -233,7 +233,8 @@ mod tests {
         ]);
         let r = req("OPTIONS", &headers);
         assert!(is_preflight(&r));
-        let got = preflight_headers(&cors(), &r);
+        let c = cors();
+        let got = preflight_headers(&c, &r);
         let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (&**k, &**v)).collect();
         assert_eq!(
             got,
@@ -266,7 +267,8 @@ mod tests {
     #[test]
     fn actual_request_headers() {
         let headers = h(&[("origin", "https://app.example.com")]);
-        let got = response_headers(&cors(), &req("GET", &headers));
+        let c = cors();
+        let got = response_headers(&c, &req("GET", &headers));
         assert!(got
             .iter()
             .any(|(k, v)| k == "access-control-expose-headers" && v == "x-trace"));
@@ -275,6 +277,6 @@ mod tests {
         open.allow_credentials = false;
         let got = response_headers(&open, &req("GET", &headers));
         assert_eq!(got.first().map(|(_, v)| v.as_ref()), Some("*"));
-        assert!(response_headers(&cors(), &req("GET", &[])).is_empty());
+        assert!(response_headers(&c, &req("GET", &[])).is_empty());
     }
 }
