@@ -4,6 +4,7 @@
 //!   validation.
 //! - [`router`]: compiles a table and turns a request into a [`router::Decision`]; pure Rust, no
 //!   host calls, tested natively and compiled to wasm.
+//! - [`host`]: the proxy-wasm glue that applies decisions in Envoy.
 //!
 //! Inside Envoy a panic kills the VM, so the crate denies `unwrap`, `expect`, `panic!` and
 //! indexing that can panic (see `[lints]` in Cargo.toml); tests may use them.
@@ -20,5 +21,6 @@
     )
 )]
 
+pub mod host;
 pub mod router;
 pub mod table;

@@ -391,6 +391,25 @@ impl RouteTable {
     }
 }
 
+/// Accepts a decoded table: fills an empty `version` with the content hash, or checks a declared
+/// one against it, then validates. Every way a table enters the filter ends here.
+pub fn accept(mut table: RouteTable) -> Result<RouteTable, TableError> {
+    let computed = table.content_version();
+    if table.version.is_empty() {
+        table.version = computed;
+    } else if table.version != computed {
+        return Err(TableError {
+            at: "version".to_string(),
+            kind: TableErrorKind::VersionMismatch {
+                declared: table.version,
+                computed,
+            },
+        });
+    }
+    validate(&table)?;
+    Ok(table)
+}
+
 fn hex_digit(n: u8) -> char {
     char::from_digit(u32::from(n), 16).unwrap_or('0')
 }

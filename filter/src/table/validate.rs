@@ -18,6 +18,8 @@ pub struct TableError {
 pub enum TableErrorKind {
     #[error("attachment refers to routes[{0}], which does not exist")]
     DanglingRoute(u32),
+    #[error("declared version {declared} does not match the content ({computed})")]
+    VersionMismatch { declared: String, computed: String },
     #[error("invalid regular expression {pattern:?}: {reason}")]
     InvalidRegex { pattern: String, reason: String },
 }

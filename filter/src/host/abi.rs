@@ -1,0 +1,239 @@
+//! proxy-wasm ABI 0.2.1 imports, wrapped so that every host answer is a `Result`.
+//!
+//! We bind the imports ourselves instead of using the Rust SDK's wrappers because those
+//! `panic!` on any status they do not expect, and a panic kills the VM. The status, map and
+//! buffer numbers are the ABI's (proxy-wasm/spec, `abi-versions/v0.2.1`).
+
+use super::pairs;
+
+/// A non-OK status returned by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u32);
+
+impl Status {
+    pub const NOT_FOUND: Status = Status(1);
+    /// Set when the host returned OK but data we could not decode.
+    pub const SERIALIZATION_FAILURE: Status = Status(3);
+}
+
+/// Header maps the filter touches.
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub enum Map {
+    RequestHeaders = 0,
+    ResponseHeaders = 2,
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub enum Buffer {
+    PluginConfiguration = 7,
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub enum LogLevel {
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub enum MetricType {
+    Counter = 0,
+    Gauge = 1,
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, message: *const u8, size: usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        max: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_add_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_send_local_response(
+        status: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_call_foreign_function(
+        name: *const u8,
+        name_size: usize,
+        args: *const u8,
+        args_size: usize,
+        results: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
+}
+
+fn check(status: u32) -> Result<(), Status> {
+    match status {
+        0 => Ok(()),
+        other => Err(Status(other)),
+    }
+}
+
+/// Takes ownership of memory the host filled through `proxy_on_memory_allocate`.
+///
+/// # Safety
+/// `data`/`size` must come from a host call that allocated them with
+/// [`super::exports::proxy_on_memory_allocate`] (a boxed `[u8]` of exactly `size` bytes).
+unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        Vec::from_raw_parts(data, size, size)
+    }
+}
+
+pub fn log(level: LogLevel, message: &str) {
+    // Logging is best effort: there is nowhere to report a failed log.
+    let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
+}
+
+pub fn now_nanos() -> Result<u64, Status> {
+    let mut t = 0u64;
+    check(unsafe { proxy_get_current_time_nanoseconds(&mut t) })?;
+    Ok(t)
+}
+
+pub fn buffer(buffer: Buffer, size: usize) -> Result<Vec<u8>, Status> {
+    let (mut data, mut len) = (std::ptr::null_mut(), 0usize);
+    check(unsafe { proxy_get_buffer_bytes(buffer as u32, 0, size, &mut data, &mut len) })?;
+    Ok(unsafe { take(data, len) })
+}
+
+pub fn headers(map: Map) -> Result<Vec<(String, String)>, Status> {
+    let (mut data, mut len) = (std::ptr::null_mut(), 0usize);
+    check(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut len) })?;
+    let bytes = unsafe { take(data, len) };
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    pairs::decode(&bytes).ok_or(Status::SERIALIZATION_FAILURE)
+}
+
+pub fn set_header(map: Map, name: &str, value: &str) -> Result<(), Status> {
+    check(unsafe {
+        proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+pub fn add_header(map: Map, name: &str, value: &str) -> Result<(), Status> {
+    check(unsafe {
+        proxy_add_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+pub fn remove_header(map: Map, name: &str) -> Result<(), Status> {
+    check(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
+}
+
+/// Reads a property such as `["destination", "address"]`; `Ok(None)` when the host has none.
+pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+    let joined = path.join("\0");
+    let (mut data, mut len) = (std::ptr::null_mut(), 0usize);
+    match check(unsafe { proxy_get_property(joined.as_ptr(), joined.len(), &mut data, &mut len) }) {
+        Ok(()) => Ok(Some(unsafe { take(data, len) })),
+        Err(Status::NOT_FOUND) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn send_local_response(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    details: &str,
+) -> Result<(), Status> {
+    let encoded = pairs::encode(headers);
+    check(unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            encoded.as_ptr(),
+            encoded.len(),
+            -1,
+        )
+    })
+}
+
+pub fn call_foreign_function(name: &str, args: &[u8]) -> Result<Vec<u8>, Status> {
+    let (mut data, mut len) = (std::ptr::null_mut(), 0usize);
+    check(unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            args.as_ptr(),
+            args.len(),
+            &mut data,
+            &mut len,
+        )
+    })?;
+    Ok(unsafe { take(data, len) })
+}
+
+pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status> {
+    let mut id = 0u32;
+    check(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn increment_metric(id: u32, by: i64) -> Result<(), Status> {
+    check(unsafe { proxy_increment_metric(id, by) })
+}
+
+pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
+    check(unsafe { proxy_record_metric(id, value) })
+}

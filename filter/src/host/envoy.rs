@@ -1,0 +1,289 @@
+//! The Envoy contract (DESIGN.md, notes/proxy-wasm-envoy.md §2): what a [`Decision`] becomes in
+//! Envoy's terms. Envoy's route table is one catch-all route whose cluster comes from
+//! `x-gamma-cluster`; timeouts and retries ride on `x-envoy-*` request headers that the router
+//! filter executes; mirrors fire through `x-gamma-mirror-N` slots of the route's mirror policies.
+//!
+//! Pure: [`plan`] turns a decision into header mutations or a local response; the wasm glue only
+//! executes the plan.
+
+use std::borrow::Cow;
+
+use crate::router::{Decision, Forward, HeaderOp, LocalReason, Outcome};
+
+/// The request header that names the upstream cluster (the route's `cluster_header`).
+pub const CLUSTER_HEADER: &str = "x-gamma-cluster";
+/// Mirror slot `N` is the header `x-gamma-mirror-N`.
+pub const MIRROR_HEADER_PREFIX: &str = "x-gamma-mirror-";
+
+const RQ_TIMEOUT: &str = "x-envoy-upstream-rq-timeout-ms";
+const PER_TRY_TIMEOUT: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
+const MAX_RETRIES: &str = "x-envoy-max-retries";
+const RETRY_ON: &str = "x-envoy-retry-on";
+const RETRIABLE_CODES: &str = "x-envoy-retriable-status-codes";
+
+/// Envoy's retry conditions for GEP-1731's "connection errors (disconnect, reset, timeout, TCP
+/// failure)". A per-try timeout is a `reset` for Envoy's purposes.
+const CONNECTION_ERRORS: &str = "connect-failure,refused-stream,reset";
+
+/// What the filter does with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan<'d> {
+    /// Apply these request header mutations in order, clear the route cache, continue; apply
+    /// `response` to the upstream response headers later.
+    Continue {
+        request: Vec<HeaderOp<'d>>,
+        response: Vec<HeaderOp<'d>>,
+        /// Mirrors that fired but found no free slot (they are not sent).
+        dropped_mirrors: usize,
+    },
+    /// Answer locally and stop.
+    Respond {
+        status: u16,
+        headers: Vec<(Cow<'d, str>, Cow<'d, str>)>,
+        body: &'static str,
+    },
+    /// Leave the request untouched (a mesh destination with no routes and no passthrough cluster).
+    Untouched,
+}
+
+/// Envoy-side settings from the plugin configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Contract<'c> {
+    pub mirror_slots: u8,
+    pub passthrough_cluster: Option<&'c str>,
+}
+
+/// Turns a decision into what the filter must do in Envoy.
+pub fn plan<'d>(decision: &Decision<'d>, contract: Contract<'d>) -> Plan<'d> {
+    match &decision.outcome {
+        Outcome::Forward(fwd) => forward(fwd, contract),
+        Outcome::Respond(local) => Plan::Respond {
+            status: local.status,
+            headers: local.headers.clone(),
+            body: body(local.reason),
+        },
+        Outcome::Passthrough => match contract.passthrough_cluster {
+            Some(cluster) => Plan::Continue {
+                request: vec![HeaderOp::Set(CLUSTER_HEADER.into(), cluster.into())],
+                response: Vec::new(),
+                dropped_mirrors: 0,
+            },
+            None => Plan::Untouched,
+        },
+    }
+}
+
+fn forward<'d>(fwd: &Forward<'d>, contract: Contract<'d>) -> Plan<'d> {
+    // The route's own edits first; the control headers last, so no modifier can override them.
+    let mut request = fwd.request_headers.clone();
+    if let Some(authority) = &fwd.authority {
+        request.push(HeaderOp::Set(":authority".into(), authority.clone()));
+    }
+    if let Some(path) = &fwd.path {
+        request.push(HeaderOp::Set(":path".into(), Cow::Owned(path.clone())));
+    }
+    request.push(HeaderOp::Set(CLUSTER_HEADER.into(), fwd.cluster.into()));
+
+    // Every control header is either set from the rule or removed, so a client (or an internal
+    // caller Envoy would trust) can never choose timeouts or retries.
+    set_or_remove(
+        &mut request,
+        RQ_TIMEOUT,
+        fwd.timeouts.request_ms.map(|ms| ms.to_string()),
+    );
+    set_or_remove(
+        &mut request,
+        PER_TRY_TIMEOUT,
+        fwd.timeouts.backend_request_ms.map(|ms| ms.to_string()),
+    );
+    let retry = fwd.retry;
+    set_or_remove(
+        &mut request,
+        MAX_RETRIES,
+        retry.map(|r| r.attempts.to_string()),
+    );
+    set_or_remove(
+        &mut request,
+        RETRY_ON,
+        retry.map(|r| match r.codes.is_empty() {
+            true => CONNECTION_ERRORS.to_string(),
+            false => format!("{CONNECTION_ERRORS},retriable-status-codes"),
+        }),
+    );
+    set_or_remove(
+        &mut request,
+        RETRIABLE_CODES,
+        retry.filter(|r| !r.codes.is_empty()).map(|r| {
+            r.codes
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+    );
+
+    let slots = usize::from(contract.mirror_slots);
+    for slot in 0..slots {
+        let name = Cow::Owned(format!("{MIRROR_HEADER_PREFIX}{slot}"));
+        match fwd.mirrors.get(slot) {
+            Some(cluster) => request.push(HeaderOp::Set(name, Cow::Borrowed(*cluster))),
+            None => request.push(HeaderOp::Remove(name)),
+        }
+    }
+    Plan::Continue {
+        request,
+        response: fwd.response_headers.clone(),
+        dropped_mirrors: fwd.mirrors.len().saturating_sub(slots),
+    }
+}
+
+fn set_or_remove(ops: &mut Vec<HeaderOp<'_>>, name: &'static str, value: Option<String>) {
+    ops.push(match value {
+        Some(v) => HeaderOp::Set(name.into(), v.into()),
+        None => HeaderOp::Remove(name.into()),
+    });
+}
+
+/// Short bodies for local replies: enough for a human with curl, nothing internal.
+fn body(reason: LocalReason) -> &'static str {
+    match reason {
+        LocalReason::NoRoute => "no route matches this request\n",
+        LocalReason::NoBackends => "this route has no backend to forward to\n",
+        LocalReason::BackendUnavailable => "the selected backend is unavailable\n",
+        LocalReason::Redirect | LocalReason::CorsPreflight => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::{LocalResponse, Selection};
+    use crate::table::{Retry, Timeouts};
+
+    fn decision(outcome: Outcome<'_>) -> Decision<'_> {
+        Decision {
+            selection: Selection::NoParent,
+            outcome,
+        }
+    }
+
+    fn contract() -> Contract<'static> {
+        Contract {
+            mirror_slots: 2,
+            passthrough_cluster: None,
+        }
+    }
+
+    fn names<'a>(ops: &'a [HeaderOp<'a>]) -> Vec<String> {
+        ops.iter()
+            .map(|op| match op {
+                HeaderOp::Set(n, v) => format!("set {n}={v}"),
+                HeaderOp::Add(n, v) => format!("add {n}={v}"),
+                HeaderOp::Remove(n) => format!("remove {n}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forward_sets_cluster_timeouts_retries_mirrors() {
+        let retry = Retry {
+            attempts: 2,
+            codes: vec![500, 503],
+            backoff_ms: None,
+        };
+        let fwd = Forward {
+            backend: 0,
+            cluster: "shop/api:8080",
+            request_headers: vec![HeaderOp::Set("x-user".into(), "1".into())],
+            authority: Some("internal.example".into()),
+            path: Some("/v2/x?q=1".into()),
+            response_headers: vec![HeaderOp::Remove("server".into())],
+            mirrors: vec!["shop/shadow:8080", "shop/audit:80", "shop/extra:80"],
+            timeouts: Timeouts {
+                request_ms: Some(5000),
+                backend_request_ms: None,
+            },
+            retry: Some(&retry),
+        };
+        let d = decision(Outcome::Forward(fwd));
+        let Plan::Continue {
+            request,
+            response,
+            dropped_mirrors,
+        } = plan(&d, contract())
+        else {
+            panic!("not a forward plan");
+        };
+        assert_eq!(
+            names(&request),
+            vec![
+                "set x-user=1",
+                "set :authority=internal.example",
+                "set :path=/v2/x?q=1",
+                "set x-gamma-cluster=shop/api:8080",
+                "set x-envoy-upstream-rq-timeout-ms=5000",
+                "remove x-envoy-upstream-rq-per-try-timeout-ms",
+                "set x-envoy-max-retries=2",
+                "set x-envoy-retry-on=connect-failure,refused-stream,reset,retriable-status-codes",
+                "set x-envoy-retriable-status-codes=500,503",
+                "set x-gamma-mirror-0=shop/shadow:8080",
+                "set x-gamma-mirror-1=shop/audit:80",
+            ]
+        );
+        assert_eq!(names(&response), vec!["remove server"]);
+        assert_eq!(dropped_mirrors, 1);
+    }
+
+    #[test]
+    fn forward_without_retry_strips_client_control_headers() {
+        let d = decision(Outcome::Forward(Forward {
+            backend: 0,
+            cluster: "c",
+            request_headers: vec![],
+            authority: None,
+            path: None,
+            response_headers: vec![],
+            mirrors: vec![],
+            timeouts: Timeouts::default(),
+            retry: None,
+        }));
+        let Plan::Continue { request, .. } = plan(&d, contract()) else {
+            panic!("not a forward plan");
+        };
+        assert_eq!(
+            names(&request),
+            vec![
+                "set x-gamma-cluster=c",
+                "remove x-envoy-upstream-rq-timeout-ms",
+                "remove x-envoy-upstream-rq-per-try-timeout-ms",
+                "remove x-envoy-max-retries",
+                "remove x-envoy-retry-on",
+                "remove x-envoy-retriable-status-codes",
+                "remove x-gamma-mirror-0",
+                "remove x-gamma-mirror-1",
+            ]
+        );
+    }
+
+    #[test]
+    fn local_responses_and_passthrough() {
+        let d = decision(Outcome::Respond(LocalResponse {
+            status: 404,
+            reason: LocalReason::NoRoute,
+            headers: vec![],
+        }));
+        assert!(
+            matches!(plan(&d, contract()), Plan::Respond { status: 404, body, .. } if !body.is_empty())
+        );
+        let d = decision(Outcome::Passthrough);
+        assert_eq!(plan(&d, contract()), Plan::Untouched);
+        let with = Contract {
+            mirror_slots: 0,
+            passthrough_cluster: Some("original-dst"),
+        };
+        let Plan::Continue { request, .. } = plan(&d, with) else {
+            panic!("passthrough with a cluster forwards");
+        };
+        assert_eq!(names(&request), vec!["set x-gamma-cluster=original-dst"]);
+    }
+}

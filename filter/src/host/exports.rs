@@ -1,0 +1,452 @@
+//! The proxy-wasm exports: context bookkeeping and the per-request flow.
+//!
+//! Root contexts (one per plugin configuration) own a compiled router; each HTTP stream keeps an
+//! `Rc` of the router its root had when the stream started, so a reconfiguration never changes
+//! routing under a request in flight. Every host answer is handled: a failure is logged and the
+//! request fails closed (500) rather than being forwarded unrouted.
+
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
+
+use super::abi::{self, Buffer, LogLevel, Map, MetricType, Status};
+use super::config::PluginConfig;
+use super::envoy::{self, Contract, Plan};
+use crate::router::{Destination, HeaderOp, Outcome, Request, Router, Selection};
+
+const CONTINUE: u32 = 0;
+const PAUSE: u32 = 1;
+
+/// A configuration in force: the compiled router and the Envoy-side settings.
+struct Loaded {
+    router: Router,
+    listener_port: Option<u16>,
+    mirror_slots: u8,
+    passthrough_cluster: Option<String>,
+    mesh: bool,
+    metrics: RefCell<Metrics>,
+}
+
+#[derive(Default)]
+struct Root {
+    loaded: Option<Rc<Loaded>>,
+}
+
+struct Stream {
+    loaded: Option<Rc<Loaded>>,
+    /// Response header edits decided on the request path.
+    response: Vec<(Op, String, String)>,
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Set,
+    Add,
+    Remove,
+}
+
+#[derive(Default)]
+struct Vm {
+    roots: FxHashMap<u32, Root>,
+    streams: FxHashMap<u32, Stream>,
+    /// xorshift64 state for weighted picks and mirror sampling, seeded from the clock.
+    rng: u64,
+}
+
+thread_local! {
+    static VM: RefCell<Vm> = RefCell::new(Vm::default());
+}
+
+/// Runs `f` on the VM state. The host never re-enters the VM during a call we make, so the
+/// borrow cannot fail in practice; if it ever did we log and return `fallback` instead of trapping.
+fn with_vm<T>(fallback: T, f: impl FnOnce(&mut Vm) -> T) -> T {
+    VM.with(|vm| match vm.try_borrow_mut() {
+        Ok(mut vm) => f(&mut vm),
+        Err(_) => {
+            abi::log(LogLevel::Error, "gammaroute: re-entrant host call ignored");
+            fallback
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+/// Memory the host fills for us (header maps, buffers, properties); freed by `abi::take`.
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    Box::into_raw(vec![0u8; size].into_boxed_slice()).cast::<u8>()
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_root: u32, _size: usize) -> u32 {
+    let seed = abi::now_nanos().unwrap_or(0x9e37_79b9_7f4a_7c15) | 1;
+    with_vm((), |vm| vm.rng = seed);
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(context: u32, parent: u32) {
+    with_vm((), |vm| {
+        if parent == 0 {
+            vm.roots.entry(context).or_default();
+        } else {
+            let loaded = vm.roots.get(&parent).and_then(|r| r.loaded.clone());
+            vm.streams.insert(
+                context,
+                Stream {
+                    loaded,
+                    response: Vec::new(),
+                },
+            );
+        }
+    });
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(root: u32, size: usize) -> u32 {
+    let loaded = abi::buffer(Buffer::PluginConfiguration, size)
+        .map_err(|s| format!("cannot read the plugin configuration (host status {})", s.0))
+        .and_then(|bytes| load(&bytes).map_err(|e| e.to_string()));
+    match loaded {
+        Ok(loaded) => {
+            abi::log(
+                LogLevel::Info,
+                &format!(
+                    "gammaroute: table {} version {} loaded ({} routes)",
+                    loaded.router.table().role,
+                    loaded.router.version(),
+                    loaded.router.table().routes.len()
+                ),
+            );
+            record_version(loaded.router.version());
+            with_vm((), |vm| {
+                vm.roots.entry(root).or_default().loaded = Some(Rc::new(loaded))
+            });
+            1
+        }
+        Err(message) => {
+            abi::log(
+                LogLevel::Error,
+                &format!("gammaroute: configuration rejected: {message}"),
+            );
+            count("gammaroute.config_rejected");
+            0
+        }
+    }
+}
+
+fn load(bytes: &[u8]) -> Result<Loaded, super::config::ConfigError> {
+    let config = PluginConfig::parse(bytes)?;
+    let mesh = config.table.role.starts_with("mesh/");
+    Ok(Loaded {
+        router: Router::compile(config.table)?,
+        listener_port: config.listener_port,
+        mirror_slots: config.mirror_slots,
+        passthrough_cluster: config.passthrough_cluster,
+        mesh,
+        metrics: RefCell::new(Metrics::default()),
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(
+    context: u32,
+    _headers: usize,
+    _end_of_stream: u32,
+) -> u32 {
+    with_vm(CONTINUE, |vm| {
+        let draw = next_draw(&mut vm.rng);
+        let Some(stream) = vm.streams.get_mut(&context) else {
+            return CONTINUE;
+        };
+        let Some(loaded) = stream.loaded.clone() else {
+            // No configuration was ever accepted: fail closed.
+            return respond(
+                503,
+                &[],
+                "gammaroute has no route table\n",
+                "gammaroute_no_table",
+            );
+        };
+        match route(&loaded, stream, draw) {
+            Ok(action) => action,
+            Err(status) => {
+                abi::log(
+                    LogLevel::Error,
+                    &format!(
+                        "gammaroute: host call failed (status {}) while routing",
+                        status.0
+                    ),
+                );
+                respond(
+                    500,
+                    &[],
+                    "gammaroute: internal error\n",
+                    "gammaroute_host_error",
+                )
+            }
+        }
+    })
+}
+
+fn route(loaded: &Loaded, stream: &mut Stream, draw: u64) -> Result<u32, Status> {
+    let headers = abi::headers(Map::RequestHeaders)?;
+    let pseudo = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let destination = destination(loaded)?;
+    let req = Request {
+        method: pseudo(":method"),
+        scheme: pseudo(":scheme"),
+        authority: pseudo(":authority"),
+        path: pseudo(":path"),
+        headers: &headers,
+        destination,
+    };
+    let decision = loaded.router.decide(&req, draw);
+    if let Ok(mut metrics) = loaded.metrics.try_borrow_mut() {
+        metrics.count(loaded, &decision.selection, &decision.outcome);
+    }
+    let contract = Contract {
+        mirror_slots: loaded.mirror_slots,
+        passthrough_cluster: loaded.passthrough_cluster.as_deref(),
+    };
+    match envoy::plan(&decision, contract) {
+        Plan::Continue {
+            request,
+            response,
+            dropped_mirrors,
+        } => {
+            for op in &request {
+                match op {
+                    HeaderOp::Set(n, v) => abi::set_header(Map::RequestHeaders, n, v)?,
+                    HeaderOp::Add(n, v) => abi::add_header(Map::RequestHeaders, n, v)?,
+                    HeaderOp::Remove(n) => abi::remove_header(Map::RequestHeaders, n)?,
+                }
+            }
+            // Envoy 1.40 also clears the cache on header mutation; newer versions may not.
+            // Other hosts do not have the function: NotFound is expected there.
+            match abi::call_foreign_function("clear_route_cache", &[]) {
+                Ok(_) | Err(Status::NOT_FOUND) => {}
+                Err(s) => return Err(s),
+            }
+            if dropped_mirrors > 0 {
+                count("gammaroute.mirror_dropped");
+            }
+            stream.response = response.iter().map(own).collect();
+            Ok(CONTINUE)
+        }
+        Plan::Respond {
+            status,
+            headers,
+            body,
+        } => {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (&**k, &**v)).collect();
+            let reason = match &decision.outcome {
+                Outcome::Respond(local) => local.reason.as_str(),
+                _ => "local",
+            };
+            Ok(respond(
+                status,
+                &headers,
+                body,
+                &format!("gammaroute_{reason}"),
+            ))
+        }
+        Plan::Untouched => Ok(CONTINUE),
+    }
+}
+
+/// The destination: the configured listener port for gateways, else the connection's
+/// `destination.address` (mesh parents are identified by ClusterIP:port).
+fn destination(loaded: &Loaded) -> Result<Destination, Status> {
+    let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    if let (Some(port), false) = (loaded.listener_port, loaded.mesh) {
+        return Ok(Destination {
+            ip: unspecified,
+            port,
+        });
+    }
+    let address = abi::property(&["destination", "address"])?.unwrap_or_default();
+    let parsed = std::str::from_utf8(&address)
+        .ok()
+        .and_then(|s| s.parse::<SocketAddr>().ok());
+    Ok(match parsed {
+        Some(addr) => Destination {
+            ip: addr.ip(),
+            port: addr.port(),
+        },
+        // Unknown destination: no parent matches (mesh: passthrough; gateway: 404).
+        None => Destination {
+            ip: unspecified,
+            port: 0,
+        },
+    })
+}
+
+fn respond(status: u16, headers: &[(&str, &str)], body: &str, details: &str) -> u32 {
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if !body.is_empty() {
+        all.push(("content-type", "text/plain"));
+    }
+    if let Err(s) = abi::send_local_response(status, &all, body.as_bytes(), details) {
+        abi::log(
+            LogLevel::Error,
+            &format!("gammaroute: local response failed (status {})", s.0),
+        );
+        return CONTINUE;
+    }
+    PAUSE
+}
+
+fn own(op: &HeaderOp<'_>) -> (Op, String, String) {
+    match op {
+        HeaderOp::Set(n, v) => (Op::Set, n.to_string(), v.to_string()),
+        HeaderOp::Add(n, v) => (Op::Add, n.to_string(), v.to_string()),
+        HeaderOp::Remove(n) => (Op::Remove, n.to_string(), String::new()),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_headers(
+    context: u32,
+    _headers: usize,
+    _end_of_stream: u32,
+) -> u32 {
+    with_vm(CONTINUE, |vm| {
+        let Some(stream) = vm.streams.get_mut(&context) else {
+            return CONTINUE;
+        };
+        for (op, name, value) in std::mem::take(&mut stream.response) {
+            let done = match op {
+                Op::Set => abi::set_header(Map::ResponseHeaders, &name, &value),
+                Op::Add => abi::add_header(Map::ResponseHeaders, &name, &value),
+                Op::Remove => abi::remove_header(Map::ResponseHeaders, &name),
+            };
+            if let Err(s) = done {
+                abi::log(
+                    LogLevel::Warn,
+                    &format!("gammaroute: response header {name}: host status {}", s.0),
+                );
+            }
+        }
+        CONTINUE
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_done(_context: u32) -> u32 {
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_log(_context: u32) {}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_delete(context: u32) {
+    with_vm((), |vm| {
+        if vm.streams.remove(&context).is_none() {
+            vm.roots.remove(&context);
+        }
+    });
+}
+
+fn next_draw(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
+}
+
+/// Per route/rule/backend request counters and local-reply counters, defined on first use.
+/// Names (Envoy shows them under `wasmcustom.`):
+/// `gammaroute.rq.<namespace>.<route>.rule_<index>.backend_<position>`,
+/// `gammaroute.local.<reason>`.
+#[derive(Default)]
+struct Metrics {
+    ids: FxHashMap<(u32, u32, u32), u32>,
+    local: FxHashMap<&'static str, u32>,
+}
+
+impl Metrics {
+    fn count(&mut self, loaded: &Loaded, selection: &Selection, outcome: &Outcome<'_>) {
+        let id = match (selection, outcome) {
+            (Selection::Matched(sel), Outcome::Forward(fwd)) => {
+                let key = (sel.route, sel.rule, fwd.backend);
+                match self.ids.get(&key) {
+                    Some(id) => Some(*id),
+                    None => {
+                        let table = loaded.router.table();
+                        let name = table.routes.get(sel.route as usize).and_then(|r| {
+                            let rule = r.rules.get(sel.rule as usize)?;
+                            Some(format!(
+                                "gammaroute.rq.{}.{}.rule_{}.backend_{}",
+                                stat_safe(&r.namespace),
+                                stat_safe(&r.name),
+                                rule.index,
+                                fwd.backend
+                            ))
+                        });
+                        let id =
+                            name.and_then(|n| abi::define_metric(MetricType::Counter, &n).ok());
+                        if let Some(id) = id {
+                            self.ids.insert(key, id);
+                        }
+                        id
+                    }
+                }
+            }
+            (_, Outcome::Respond(local)) => {
+                let reason = local.reason.as_str();
+                match self.local.get(reason) {
+                    Some(id) => Some(*id),
+                    None => {
+                        let id = abi::define_metric(
+                            MetricType::Counter,
+                            &format!("gammaroute.local.{reason}"),
+                        )
+                        .ok();
+                        if let Some(id) = id {
+                            self.local.insert(reason, id);
+                        }
+                        id
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(id) = id {
+            let _ = abi::increment_metric(id, 1);
+        }
+    }
+}
+
+/// Envoy splits stat names on `.`: keep each name one segment.
+fn stat_safe(s: &str) -> String {
+    s.replace('.', "_")
+}
+
+fn count(name: &str) {
+    if let Ok(id) = abi::define_metric(MetricType::Counter, name) {
+        let _ = abi::increment_metric(id, 1);
+    }
+}
+
+/// The applied table version as a gauge: its first 12 hex digits as a number.
+fn record_version(version: &str) {
+    let value = version
+        .get(..12)
+        .and_then(|v| u64::from_str_radix(v, 16).ok())
+        .unwrap_or(0);
+    if let Ok(id) = abi::define_metric(MetricType::Gauge, "gammaroute.table_version") {
+        let _ = abi::record_metric(id, value);
+    }
+}
