@@ -52,7 +52,11 @@ pub fn response_headers<'r>(
         return out;
     };
     push_origin(&mut out, cors, origin);
-    if !cors.expose_headers.is_empty() {
+    // exposeHeaders `*` with credentials: "the gateway cannot use the `*`", and the upstream's
+    // header names are not known when the request is routed, so nothing is exposed.
+    let star_with_credentials =
+        cors.allow_credentials && cors.expose_headers.iter().any(|h| h == "*");
+    if !cors.expose_headers.is_empty() && !star_with_credentials {
         out.push((
             "access-control-expose-headers".into(),
             cors.expose_headers.join(", ").into(),

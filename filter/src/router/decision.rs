@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use super::request::Request;
 use super::{cors, rewrite, ParentRef, Selected, Selection};
 use crate::table::{
-    Backend, BackendTarget, Filter, HeaderModifier, Match, PathMatch, Retry, Route, RouteTable,
-    Rule, Timeouts,
+    Backend, BackendTarget, Cors, Filter, HeaderModifier, Match, PathMatch, Retry, Route,
+    RouteTable, Rule, Timeouts,
 };
 
 /// The router's answer for one request.
@@ -241,7 +241,7 @@ fn apply_filters<'r>(
     req: &Request<'_>,
     draws: &mut Draws,
 ) -> Option<Outcome<'r>> {
-    for filter in filters {
+    for (i, filter) in filters.iter().enumerate() {
         match filter {
             Filter::RequestHeaderModifier(m) => push_ops(&mut edits.request, m),
             Filter::ResponseHeaderModifier(m) => push_ops(&mut edits.response, m),
@@ -262,12 +262,17 @@ fn apply_filters<'r>(
                     edits.mirrors.push(&m.cluster);
                 }
             }
-            Filter::Cors(c) => {
-                for (name, value) in cors::response_headers(c, req) {
-                    edits.response.push(HeaderOp::Set(name, value));
-                }
-            }
+            Filter::Cors(c) => push_cors(&mut edits.response, c, req),
             Filter::RequestRedirect(r) => {
+                // The redirect is the response: response-side filters listed after it edit it
+                // too (only URLRewrite is incompatible with a redirect; the rest must combine).
+                for later in filters.get(i + 1..).unwrap_or_default() {
+                    match later {
+                        Filter::ResponseHeaderModifier(m) => push_ops(&mut edits.response, m),
+                        Filter::Cors(c) => push_cors(&mut edits.response, c, req),
+                        _ => {}
+                    }
+                }
                 let mut headers = vec![(
                     Cow::Borrowed("location"),
                     Cow::Owned(rewrite::location(r, req, matched, parent_port)),
@@ -282,6 +287,18 @@ fn apply_filters<'r>(
         }
     }
     None
+}
+
+/// CORS response headers for an actual request. `Vary: Origin` is appended, not set: the
+/// upstream's own `Vary` (say `Accept-Encoding`) must survive (RFC 9110 §12.5.5).
+fn push_cors<'r>(ops: &mut Vec<HeaderOp<'r>>, c: &'r Cors, req: &Request<'_>) {
+    for (name, value) in cors::response_headers(c, req) {
+        if name.eq_ignore_ascii_case("vary") {
+            ops.push(HeaderOp::Add(name, value));
+        } else {
+            ops.push(HeaderOp::Set(name, value));
+        }
+    }
 }
 
 fn push_ops<'r>(ops: &mut Vec<HeaderOp<'r>>, m: &'r HeaderModifier) {

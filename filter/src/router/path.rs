@@ -128,9 +128,10 @@ impl PathIndex {
 
 /// Path segments for prefix matching: split on `/`, a trailing `/` ignored, so `/abc`, `/abc/`
 /// give `["abc"]` and `/` gives none (PathPrefix: "split by `/` ... element by element ... a
-/// trailing `/` is ignored").
+/// trailing `/` is ignored"). A path that does not start with `/` (`*` of `OPTIONS *`, or a
+/// malformed `a/b`) gives none too: it is under no prefix but `/`.
 fn segments(path: &str) -> impl Iterator<Item = &str> {
-    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = path.strip_prefix('/').unwrap_or("");
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
     trimmed.split('/').filter(move |_| !trimmed.is_empty())
 }
@@ -203,5 +204,8 @@ mod tests {
         assert_eq!(s("/abc/"), vec!["abc"]);
         assert_eq!(s("/abc/def"), vec!["abc", "def"]);
         assert_eq!(s("/abc//def"), vec!["abc", "", "def"]);
+        // Not absolute: under no prefix but `/` (`/a` must not match `a/b`).
+        assert_eq!(s("a/b"), Vec::<&str>::new());
+        assert_eq!(s("*"), Vec::<&str>::new());
     }
 }
