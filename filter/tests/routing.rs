@@ -1210,6 +1210,36 @@ fn unavailable_backend_keeps_its_weight_and_answers_its_status() {
     }
 }
 
+#[test]
+fn local_errors_keep_the_rules_response_headers() {
+    // Envoy applies a route's response headers to its local replies too; a CORS-enabled route
+    // must let the browser see the real 5xx, not a CORS failure.
+    let g = one_rule(json!({
+        "filters": [
+            { "responseHeaderModifier": { "set": [{ "name": "x-team", "value": "shop" }] } },
+            { "cors": { "allowOrigins": ["https://app.example"], "maxAgeSeconds": 5 } },
+        ],
+        "backends": [{ "weight": 1, "unavailable": { "status": 503, "reason": "no endpoints" } }],
+    }));
+    let r = req("GET", "http://h/").headers(&[("origin", "https://app.example")]);
+    let l = g.local(&r, 0);
+    assert_eq!(l.status, 503);
+    assert_eq!(header(&l, "x-team").as_deref(), Some("shop"));
+    assert_eq!(
+        header(&l, "access-control-allow-origin").as_deref(),
+        Some("https://app.example")
+    );
+    let g = one_rule(json!({
+        "filters": [{ "responseHeaderModifier": { "add": [{ "name": "x-team", "value": "shop" }] } }],
+        "backends": [],
+    }));
+    let l = g.local(&req("GET", "http://h/"), 0);
+    assert_eq!(
+        (l.status, header(&l, "x-team").as_deref()),
+        (500, Some("shop"))
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Header modifiers (notes §9)
 // ---------------------------------------------------------------------------------------------
@@ -1481,6 +1511,11 @@ fn redirect_without_hostname_uses_the_request_host_without_its_port() {
     assert_eq!(
         header(&g.local(&r, 0), "location").as_deref(),
         Some("http://shop.example:8080/new")
+    );
+    // The Host as the client wrote it: matching lowercases it, the redirect does not.
+    assert_eq!(
+        g.redirect("http://Shop.Example:8080/old").1,
+        "http://Shop.Example:8080/new"
     );
 }
 

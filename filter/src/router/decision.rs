@@ -156,6 +156,19 @@ fn local<'r>(status: u16, reason: LocalReason) -> Outcome<'r> {
     })
 }
 
+/// A local answer that still carries the rule's response-side edits (ResponseHeaderModifier,
+/// CORS), as Envoy applies route response headers to its own local replies: a browser then sees
+/// the real 5xx rather than a CORS failure.
+fn local_with<'r>(status: u16, reason: LocalReason, response: &[HeaderOp<'r>]) -> Outcome<'r> {
+    let mut headers = Vec::new();
+    apply_to_list(&mut headers, response);
+    Outcome::Respond(LocalResponse {
+        status,
+        reason,
+        headers,
+    })
+}
+
 /// Filters applied so far.
 #[derive(Default)]
 struct Edits<'r> {
@@ -201,7 +214,7 @@ fn apply_rule<'r>(
     }
 
     let Some((index, backend)) = pick(&rule.backends, draw) else {
-        return local(500, LocalReason::NoBackends);
+        return local_with(500, LocalReason::NoBackends, &edits.response);
     };
     if let Some(redirect) = apply_filters(
         &backend.filters,
@@ -215,7 +228,7 @@ fn apply_rule<'r>(
     }
     match &backend.target {
         BackendTarget::Unavailable { status, .. } => {
-            local(*status, LocalReason::BackendUnavailable)
+            local_with(*status, LocalReason::BackendUnavailable, &edits.response)
         }
         BackendTarget::Cluster(cluster) => Outcome::Forward(Forward {
             backend: index,

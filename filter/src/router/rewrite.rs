@@ -64,7 +64,8 @@ pub fn location(
     let scheme = redirect.scheme.as_deref().unwrap_or(req.scheme);
     let host = match &redirect.hostname {
         Some(h) => std::borrow::Cow::Borrowed(h.as_str()),
-        None => req.host(),
+        // The request's Host as sent (without its port), not the lowercased matching form.
+        None => std::borrow::Cow::Borrowed(super::request::strip_port(req.authority)),
     };
     let port = match (redirect.port, redirect.scheme.as_deref()) {
         (Some(port), _) => Some(port),
