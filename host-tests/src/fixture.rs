@@ -1,4 +1,6 @@
-//! A gateway under test: echo backends + Envoy with gammaroute on `envoy-configs/gateway.yaml`.
+//! A proxy under test: echo backends + Envoy with gammaroute on `envoy-configs/bootstrap.yaml`,
+//! as a gateway (one listener on an ephemeral port) or a mesh sidecar (bound to Service
+//! frontends).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,17 +10,44 @@ use crate::envoy::Envoy;
 use crate::http::{self, Response};
 use crate::render;
 
-pub struct Gateway {
+pub struct Proxy {
     pub envoy: Envoy,
     /// Where clients connect.
     pub addr: SocketAddr,
     pub backends: BTreeMap<String, Echo>,
 }
 
-impl Gateway {
-    /// Starts one echo backend per cluster name (`<ns>/<service>:<port>`, each on its own
-    /// loopback address 127.0.<n>.<m>:8080) and Envoy with `plugin_config` (the table inline).
-    pub fn start(echo_bin: &str, plugin_config: &serde_json::Value, clusters: &[&str]) -> Gateway {
+/// A gateway: Envoy listening on an ephemeral loopback port.
+pub type Gateway = Proxy;
+
+impl Proxy {
+    /// Starts a gateway: one echo backend per cluster name (`<ns>/<service>:<port>`, each on its
+    /// own loopback address) and Envoy with `plugin_config` (the table inline).
+    pub fn start(echo_bin: &str, plugin_config: &serde_json::Value, clusters: &[&str]) -> Proxy {
+        Proxy::start_on(echo_bin, plugin_config, clusters, &[])
+    }
+
+    /// Starts a mesh sidecar bound to the Service frontends `frontends` (ClusterIP:port on
+    /// loopback); requests are sent to a frontend with [`Proxy::request_to`].
+    pub fn sidecar(
+        echo_bin: &str,
+        plugin_config: &serde_json::Value,
+        clusters: &[&str],
+        frontends: &[SocketAddr],
+    ) -> Proxy {
+        assert!(
+            !frontends.is_empty(),
+            "a sidecar needs at least one Service frontend"
+        );
+        Proxy::start_on(echo_bin, plugin_config, clusters, frontends)
+    }
+
+    fn start_on(
+        echo_bin: &str,
+        plugin_config: &serde_json::Value,
+        clusters: &[&str],
+        frontends: &[SocketAddr],
+    ) -> Proxy {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let mut backends = BTreeMap::new();
         for cluster in clusters {
@@ -46,13 +75,29 @@ impl Gateway {
             .map(|(name, e)| (name.as_str(), vec![e.addr]))
             .collect();
         let template =
-            std::fs::read_to_string(crate::workspace_root().join("envoy-configs/gateway.yaml"))
-                .unwrap_or_else(|e| panic!("envoy-configs/gateway.yaml: {e}"));
+            std::fs::read_to_string(crate::workspace_root().join("envoy-configs/bootstrap.yaml"))
+                .unwrap_or_else(|e| panic!("envoy-configs/bootstrap.yaml: {e}"));
+        let first = frontends
+            .first()
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let additional: Vec<String> = frontends
+            .iter()
+            .skip(1)
+            .map(|a| {
+                format!(
+                    "{{address: {{socket_address: {{address: \"{}\", port_value: {}}}}}}}",
+                    a.ip(),
+                    a.port()
+                )
+            })
+            .collect();
         let values = BTreeMap::from([
             ("ADMIN_ADDRESS", "127.0.0.1".to_string()),
             ("ADMIN_PORT", "0".to_string()),
-            ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
-            ("LISTEN_PORT", "0".to_string()),
+            ("LISTEN_ADDRESS", first.ip().to_string()),
+            ("LISTEN_PORT", first.port().to_string()),
+            ("LISTEN_ADDITIONAL", format!("[{}]", additional.join(", "))),
             ("WASM_PATH", crate::wasm_path().display().to_string()),
             (
                 "PLUGIN_CONFIG",
@@ -62,8 +107,8 @@ impl Gateway {
         ]);
         let bootstrap = render::fill(&template, &values).unwrap_or_else(|e| panic!("{e}"));
         let envoy = Envoy::start(&bootstrap);
-        let addr = envoy.listener("gateway");
-        Gateway {
+        let addr = envoy.listener("gammaroute");
+        Proxy {
             envoy,
             addr,
             backends,
@@ -73,6 +118,25 @@ impl Gateway {
     /// `GET http://{host}{path}` through the gateway.
     pub fn get(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Response {
         http::get(self.addr, host, path, headers)
+    }
+
+    /// `method http://{host}{path}` sent to a Service frontend `to` (a sidecar's bound address).
+    pub fn request_to(
+        &self,
+        to: SocketAddr,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut all = vec![("host", host)];
+        all.extend_from_slice(headers);
+        http::send(to, method, path, &all).unwrap_or_else(|e| {
+            panic!(
+                "{method} http://{host}{path} via {to}: {e}\n{}",
+                self.envoy.log()
+            )
+        })
     }
 
     /// Any method, through the gateway.
