@@ -313,7 +313,12 @@ pub struct Cors {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expose_headers: Vec<String>,
     /// `Access-Control-Max-Age` in seconds (CRD default 5).
+    #[serde(default = "default_max_age")]
     pub max_age_seconds: u32,
+}
+
+fn default_max_age() -> u32 {
+    5
 }
 
 /// A weighted backend of a rule (`rules[].backendRefs[]`).
