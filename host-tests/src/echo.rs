@@ -47,6 +47,13 @@ impl Echo {
             doc["ids"][id].as_u64().unwrap_or(0),
         )
     }
+
+    /// The last request this backend served with `x-echo-id: id`, as the echo reported it
+    /// (`Null` when none): what a mirror received.
+    pub fn last(&self, id: &str) -> serde_json::Value {
+        let r = crate::http::get(self.addr, "echo", "/__echo/seen", &[]);
+        r.json()["last"][id].clone()
+    }
 }
 
 impl Drop for Echo {

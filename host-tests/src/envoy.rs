@@ -33,6 +33,44 @@ fn binary() -> String {
     bin
 }
 
+/// Runs `envoy --mode validate` on `bootstrap` (YAML): Envoy parses the whole configuration,
+/// builds every listener and filter — which loads the wasm module and calls its
+/// `on_configure` — and exits without binding anything. `Ok` with Envoy's output when it
+/// accepts the configuration, `Err` with its output when it does not.
+pub fn validate(bootstrap: &str) -> Result<String, String> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let file = std::env::temp_dir().join(format!(
+        "gammaroute-validate-{}-{}.yaml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&file, bootstrap).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let output = Command::new(binary())
+        .args([
+            "--mode",
+            "validate",
+            "--use-dynamic-base-id",
+            "-l",
+            "info",
+            "-c",
+        ])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run Envoy: {e}"));
+    let _ = std::fs::remove_file(&file);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
 impl Envoy {
     /// Starts Envoy on `bootstrap` (YAML; its admin must listen on port 0 of a loopback address)
     /// and waits until it is ready.

@@ -1,6 +1,7 @@
 //! A proxy under test: echo backends + Envoy with gammaroute on `envoy-configs/bootstrap.yaml`,
 //! as a gateway (one listener on an ephemeral port) or a mesh sidecar (bound to Service
-//! frontends).
+//! frontends), or on `envoy-configs/sidecar-original-dst.yaml` (one original-destination
+//! listener).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,11 +21,16 @@ pub struct Proxy {
 /// A gateway: Envoy listening on an ephemeral loopback port.
 pub type Gateway = Proxy;
 
+/// The gateway and per-Service sidecar bootstrap template.
+pub const BOOTSTRAP: &str = "envoy-configs/bootstrap.yaml";
+/// The pod sidecar template: one original-destination listener behind iptables.
+pub const ORIGINAL_DST: &str = "envoy-configs/sidecar-original-dst.yaml";
+
 impl Proxy {
     /// Starts a gateway: one echo backend per cluster name (`<ns>/<service>:<port>`, each on its
     /// own loopback address) and Envoy with `plugin_config` (the table inline).
     pub fn start(echo_bin: &str, plugin_config: &serde_json::Value, clusters: &[&str]) -> Proxy {
-        Proxy::start_on(echo_bin, plugin_config, clusters, &[])
+        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[])
     }
 
     /// Starts a mesh sidecar bound to the Service frontends `frontends` (ClusterIP:port on
@@ -39,10 +45,23 @@ impl Proxy {
             !frontends.is_empty(),
             "a sidecar needs at least one Service frontend"
         );
-        Proxy::start_on(echo_bin, plugin_config, clusters, frontends)
+        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, frontends)
+    }
+
+    /// Starts the pod sidecar of `envoy-configs/sidecar-original-dst.yaml` listening on
+    /// `listen`. Without iptables nothing is redirected to it, so a connection's original
+    /// destination is `listen` itself.
+    pub fn original_dst_sidecar(
+        echo_bin: &str,
+        plugin_config: &serde_json::Value,
+        clusters: &[&str],
+        listen: SocketAddr,
+    ) -> Proxy {
+        Proxy::start_on(ORIGINAL_DST, echo_bin, plugin_config, clusters, &[listen])
     }
 
     fn start_on(
+        template: &str,
         echo_bin: &str,
         plugin_config: &serde_json::Value,
         clusters: &[&str],
@@ -74,9 +93,8 @@ impl Proxy {
             .iter()
             .map(|(name, e)| (name.as_str(), vec![e.addr]))
             .collect();
-        let template =
-            std::fs::read_to_string(crate::workspace_root().join("envoy-configs/bootstrap.yaml"))
-                .unwrap_or_else(|e| panic!("envoy-configs/bootstrap.yaml: {e}"));
+        let template = std::fs::read_to_string(crate::workspace_root().join(template))
+            .unwrap_or_else(|e| panic!("{template}: {e}"));
         let first = frontends
             .first()
             .copied()

@@ -71,7 +71,11 @@ pub fn send(
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    if chunked {
+    // HEAD responses and 1xx/204/304 have no body, whatever their headers say (RFC 9110 §6.4.1).
+    let bodiless = method.eq_ignore_ascii_case("HEAD") || matches!(status, 100..=199 | 204 | 304);
+    if bodiless {
+        // Nothing to read.
+    } else if chunked {
         loop {
             line.clear();
             reader.read_line(&mut line)?;

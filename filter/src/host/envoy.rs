@@ -42,8 +42,6 @@ pub enum Plan<'d> {
         headers: Vec<(Cow<'d, str>, Cow<'d, str>)>,
         body: &'static str,
     },
-    /// Leave the request untouched (a mesh destination with no routes and no passthrough cluster).
-    Untouched,
 }
 
 /// Envoy-side settings from the plugin configuration.
@@ -62,14 +60,22 @@ pub fn plan<'d>(decision: &Decision<'d>, contract: Contract<'d>) -> Plan<'d> {
             headers: local.headers.clone(),
             body: body(local.reason),
         },
-        Outcome::Passthrough => match contract.passthrough_cluster {
-            Some(cluster) => Plan::Continue {
-                request: vec![HeaderOp::Set(CLUSTER_HEADER.into(), cluster.into())],
+        // Not a routed destination: the passthrough cluster if there is one. Either way any
+        // client-sent control header goes, so a bootstrap without the native strip filter is
+        // not open to steering (without a passthrough cluster Envoy then answers 503).
+        Outcome::Passthrough => {
+            let mut request = Vec::new();
+            match contract.passthrough_cluster {
+                Some(cluster) => request.push(HeaderOp::Set(CLUSTER_HEADER.into(), cluster.into())),
+                None => request.push(HeaderOp::Remove(CLUSTER_HEADER.into())),
+            }
+            remove_mirror_slots(&mut request, 0, contract.mirror_slots);
+            Plan::Continue {
+                request,
                 response: Vec::new(),
                 dropped_mirrors: 0,
-            },
-            None => Plan::Untouched,
-        },
+            }
+        }
     }
 }
 
@@ -123,17 +129,28 @@ fn forward<'d>(fwd: &Forward<'d>, contract: Contract<'d>) -> Plan<'d> {
     );
 
     let slots = usize::from(contract.mirror_slots);
-    for slot in 0..slots {
+    for (slot, cluster) in fwd.mirrors.iter().take(slots).enumerate() {
         let name = Cow::Owned(format!("{MIRROR_HEADER_PREFIX}{slot}"));
-        match fwd.mirrors.get(slot) {
-            Some(cluster) => request.push(HeaderOp::Set(name, Cow::Borrowed(*cluster))),
-            None => request.push(HeaderOp::Remove(name)),
-        }
+        request.push(HeaderOp::Set(name, Cow::Borrowed(*cluster)));
     }
+    remove_mirror_slots(
+        &mut request,
+        fwd.mirrors.len().min(slots),
+        contract.mirror_slots,
+    );
     Plan::Continue {
         request,
         response: fwd.response_headers.clone(),
         dropped_mirrors: fwd.mirrors.len().saturating_sub(slots),
+    }
+}
+
+/// Removes the mirror slot headers `from..slots`: a mirror fires only when the filter says so.
+fn remove_mirror_slots(ops: &mut Vec<HeaderOp<'_>>, from: usize, slots: u8) {
+    for slot in from..usize::from(slots) {
+        ops.push(HeaderOp::Remove(Cow::Owned(format!(
+            "{MIRROR_HEADER_PREFIX}{slot}"
+        ))));
     }
 }
 
@@ -276,7 +293,18 @@ mod tests {
             matches!(plan(&d, contract()), Plan::Respond { status: 404, body, .. } if !body.is_empty())
         );
         let d = decision(Outcome::Passthrough);
-        assert_eq!(plan(&d, contract()), Plan::Untouched);
+        let Plan::Continue { request, .. } = plan(&d, contract()) else {
+            panic!("passthrough continues");
+        };
+        // No passthrough cluster: nothing chosen, and nothing a client sent survives.
+        assert_eq!(
+            names(&request),
+            vec![
+                "remove x-gamma-cluster",
+                "remove x-gamma-mirror-0",
+                "remove x-gamma-mirror-1"
+            ]
+        );
         let with = Contract {
             mirror_slots: 0,
             passthrough_cluster: Some("original-dst"),

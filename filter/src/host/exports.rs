@@ -259,7 +259,6 @@ fn route(loaded: &Loaded, stream: &mut Stream, draw: u64) -> Result<u32, Status>
                 &format!("gammaroute_{reason}"),
             ))
         }
-        Plan::Untouched => Ok(CONTINUE),
     }
 }
 

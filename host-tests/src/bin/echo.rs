@@ -11,7 +11,8 @@
 //! - `x-echo-response-header: name=value` (repeatable) adds response headers.
 //!
 //! `GET /__echo/seen` (sent to the backend directly) reports how many requests it served, in total
-//! and per `x-echo-id`: mirror tests use it.
+//! and per `x-echo-id`, and the last request seen with each id (the same JSON as the answer):
+//! mirror tests use it, since a mirror's answer never reaches the client.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -53,6 +54,7 @@ struct Args {
 struct Seen {
     total: u64,
     by_id: HashMap<String, u64>,
+    last: HashMap<String, serde_json::Value>,
 }
 
 struct State {
@@ -112,7 +114,7 @@ async fn handle(
         let seen = state
             .seen
             .lock()
-            .map(|s| json!({"total": s.total, "ids": s.by_id}))
+            .map(|s| json!({"total": s.total, "ids": s.by_id, "last": s.last}))
             .unwrap_or_default();
         return Ok(reply(StatusCode::OK, &seen, &[]));
     }
@@ -123,7 +125,7 @@ async fn handle(
             Err(poisoned) => poisoned.into_inner(),
         };
         seen.total += 1;
-        id.map(|id| {
+        id.clone().map(|id| {
             let n = seen.by_id.entry(id).or_default();
             *n += 1;
             *n
@@ -193,6 +195,11 @@ async fn handle(
         "body": String::from_utf8_lossy(&body),
         "attempt": attempt,
     });
+    if let Some(id) = id {
+        if let Ok(mut seen) = state.seen.lock() {
+            seen.last.insert(id, doc.clone());
+        }
+    }
     Ok(reply(status, &doc, &extra))
 }
 
