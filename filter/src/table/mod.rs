@@ -154,7 +154,8 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Match {
-    /// Precedence among all matches of the same parent: lower wins. Computed by config-pusher from
+    /// Precedence among all matches of the same parent: lower wins. A route may be attached to
+    /// several parents, so config-pusher ranks every match of the table in one order. Computed by config-pusher from
     /// the spec's order (Exact path > longest PathPrefix > method > most headers > most query
     /// params > oldest route > `namespace/name` > rule order > match order). Hostname specificity
     /// ranks above it and is applied by the router, since it depends on the request's Host.

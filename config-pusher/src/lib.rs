@@ -1,0 +1,10 @@
+//! config-pusher: renders Gateway API resources into gammaroute route tables and statuses.
+//!
+//! Data flow (DESIGN.md): a source ([`source::files`]) fills a [`store::Store`];
+//! [`translate::translate`] turns it into one [`gammaroute_filter::table::RouteTable`] per proxy
+//! role plus statuses; the CLI writes them out.
+
+pub mod cli;
+pub mod source;
+pub mod store;
+pub mod translate;

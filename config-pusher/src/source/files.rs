@@ -1,0 +1,407 @@
+//! The folder source: every `*.yaml`, `*.yml` and `*.json` file under a directory (recursively,
+//! in path order), each a stream of YAML documents — exactly what `kubectl apply -f DIR -R`
+//! accepts, including `kind: List` documents.
+//!
+//! Loading never stops at a bad object: a document that does not parse or does not deserialize
+//! into its kind is reported ([`LoadError`], with file, document index and field path) and the
+//! rest is loaded. Kinds translate does not use are skipped with a note ([`Skipped`]).
+//!
+//! Accepted `apiVersion`s: `gateway.networking.k8s.io/{v1,v1beta1}` for GatewayClass, Gateway,
+//! HTTPRoute and ReferenceGrant (the experimental-channel types, a superset of the standard
+//! channel); `v1` Service and Namespace; `discovery.k8s.io/v1` EndpointSlice.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+use crate::store::{Object, Store, StoreError};
+
+/// A document that could not be loaded. The other documents are loaded regardless.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The folder or a file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML itself is broken; the rest of that file cannot be read.
+    #[error("{file} document {document}: invalid YAML: {message}")]
+    Syntax {
+        file: String,
+        document: usize,
+        message: String,
+    },
+    /// A document without `apiVersion` or `kind`.
+    #[error("{file} document {document}: not a Kubernetes object (no apiVersion/kind)")]
+    NotAnObject { file: String, document: usize },
+    /// A known kind whose content does not fit the API schema.
+    #[error("{file} document {document}: {kind} {name}: field `{field}`: {message}")]
+    Invalid {
+        file: String,
+        document: usize,
+        kind: String,
+        name: String,
+        /// Path of the offending field, e.g. `spec.rules[0].matches[1].path.type`.
+        field: String,
+        message: String,
+    },
+    /// The object could not be stored (e.g. no name).
+    #[error("{file} document {document}: {source}")]
+    Store {
+        file: String,
+        document: usize,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// A document of a kind the store does not keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub file: String,
+    pub document: usize,
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} document {}: skipped {} {} ({}): not used by config-pusher",
+            self.file, self.document, self.kind, self.name, self.api_version
+        )
+    }
+}
+
+/// What a load did besides filling the store.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Files read, in order.
+    pub files: Vec<PathBuf>,
+    /// Objects stored.
+    pub loaded: usize,
+    pub skipped: Vec<Skipped>,
+    pub errors: Vec<LoadError>,
+}
+
+/// Reads every YAML/JSON file under `dir` (or `dir` itself if it is a file) into a new store.
+pub fn load(dir: &Path) -> (Store, LoadReport) {
+    let mut store = Store::new();
+    let mut report = LoadReport::default();
+    let mut files = Vec::new();
+    if dir.is_file() {
+        files.push(dir.to_path_buf());
+    } else if let Err(source) = collect(dir, &mut files) {
+        report.errors.push(LoadError::Io {
+            path: dir.to_path_buf(),
+            source,
+        });
+    }
+    files.sort();
+    for path in files {
+        let shown = path
+            .strip_prefix(dir)
+            .ok()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => load_str(&mut store, &mut report, &shown, &text),
+            Err(source) => report.errors.push(LoadError::Io {
+                path: path.clone(),
+                source,
+            }),
+        }
+        report.files.push(path);
+    }
+    for e in &report.errors {
+        tracing::warn!("{e}");
+    }
+    for s in &report.skipped {
+        tracing::info!("{s}");
+    }
+    (store, report)
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Loads one file's text (`file` names it in messages). Documents are numbered from 0.
+pub fn load_str(store: &mut Store, report: &mut LoadReport, file: &str, text: &str) {
+    for (document, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = match <Value as serde::Deserialize>::deserialize(de) {
+            Ok(v) => v,
+            Err(e) => {
+                report.errors.push(LoadError::Syntax {
+                    file: file.to_string(),
+                    document,
+                    message: e.to_string(),
+                });
+                // The parser cannot resynchronise after a syntax error.
+                return;
+            }
+        };
+        load_value(store, report, file, document, value);
+    }
+}
+
+fn load_value(
+    store: &mut Store,
+    report: &mut LoadReport,
+    file: &str,
+    document: usize,
+    value: Value,
+) {
+    if value.is_null() {
+        return; // empty document (`---` at the end of a file)
+    }
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let (Some(api_version), Some(kind)) = (api_version, kind) else {
+        report.errors.push(LoadError::NotAnObject {
+            file: file.to_string(),
+            document,
+        });
+        return;
+    };
+    if kind == "List" || kind.ends_with("List") && api_version == "v1" {
+        if let Some(Value::Sequence(items)) = value.get("items") {
+            for item in items.clone() {
+                load_value(store, report, file, document, item);
+            }
+        }
+        return;
+    }
+    let name = value
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)")
+        .to_string();
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let version = api_version.rsplit('/').next().unwrap_or_default();
+    let gw = group == "gateway.networking.k8s.io" && matches!(version, "v1" | "v1beta1");
+    let ctx = Ctx {
+        file,
+        document,
+        kind: &kind,
+        name: &name,
+    };
+    let object = match (gw, group, version, kind.as_str()) {
+        (true, ..) => match kind.as_str() {
+            "GatewayClass" => Ok(ctx
+                .parse(value, true)
+                .map(|o| Object::GatewayClass(Box::new(o)))),
+            "Gateway" => Ok(ctx.parse(value, true).map(|o| Object::Gateway(Box::new(o)))),
+            "HTTPRoute" => Ok(ctx
+                .parse(value, true)
+                .map(|o| Object::HttpRoute(Box::new(o)))),
+            "ReferenceGrant" => Ok(ctx
+                .parse(value, true)
+                .map(|o| Object::ReferenceGrant(Box::new(o)))),
+            _ => Err(()),
+        },
+        (false, "", "v1", "Service") => Ok(ctx
+            .parse(value, false)
+            .map(|o| Object::Service(Box::new(o)))),
+        (false, "", "v1", "Namespace") => Ok(ctx
+            .parse(value, false)
+            .map(|o| Object::Namespace(Box::new(o)))),
+        (false, "discovery.k8s.io", "v1", "EndpointSlice") => Ok(ctx
+            .parse(value, false)
+            .map(|o| Object::EndpointSlice(Box::new(o)))),
+        _ => Err(()),
+    };
+    match object {
+        Ok(Ok(object)) => match store.apply(object, format!("{file}#{document}")) {
+            Ok(()) => report.loaded += 1,
+            Err(source) => report.errors.push(LoadError::Store {
+                file: file.to_string(),
+                document,
+                source,
+            }),
+        },
+        Ok(Err(e)) => report.errors.push(*e),
+        Err(()) => report.skipped.push(Skipped {
+            file: file.to_string(),
+            document,
+            api_version,
+            kind,
+            name,
+        }),
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    document: usize,
+    kind: &'a str,
+    name: &'a str,
+}
+
+impl Ctx<'_> {
+    /// Deserializes `value` as `T`, naming the failing field. Gateway API objects are read at the
+    /// `v1` version (v1beta1 has the same schema for these kinds); `status` is ignored, since
+    /// config-pusher computes it.
+    fn parse<T: DeserializeOwned>(
+        &self,
+        mut value: Value,
+        gateway_api: bool,
+    ) -> Result<T, Box<LoadError>> {
+        if let Value::Mapping(m) = &mut value {
+            m.remove("status");
+            if gateway_api {
+                m.insert(
+                    Value::from("apiVersion"),
+                    Value::from("gateway.networking.k8s.io/v1"),
+                );
+            }
+        }
+        serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+            Box::new(LoadError::Invalid {
+                file: self.file.to_string(),
+                document: self.document,
+                kind: self.kind.to_string(),
+                name: self.name.to_string(),
+                field: e.path().to_string(),
+                message: e.inner().to_string(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NAMESPACE_NAME_LABEL;
+
+    const TEXT: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: shop}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b}
+spec: {ports: [{port: "eighty"}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: gateway.networking.k8s.io/v1beta1
+  kind: HTTPRoute
+  metadata: {name: r}
+  spec:
+    parentRefs: [{name: gw, namespace: infra}]
+    rules: [{backendRefs: [{name: x, namespace: other, port: 1}]}]
+---
+kind: Service
+---
+"#;
+
+    #[test]
+    fn loads_what_it_can_and_reports_the_rest() {
+        let mut store = Store::new();
+        let mut report = LoadReport::default();
+        load_str(&mut store, &mut report, "f.yaml", TEXT);
+        assert_eq!(report.loaded, 2);
+        assert_eq!(store.services.len(), 1);
+        assert_eq!(store.http_routes.len(), 1);
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(report.skipped[0].kind, "Deployment");
+        let msgs: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("f.yaml document 1: Service b: field `spec.ports[0].port`"),
+            "{}",
+            msgs[0]
+        );
+        assert_eq!(
+            msgs[1],
+            "f.yaml document 4: not a Kubernetes object (no apiVersion/kind)"
+        );
+        // The route went to the default namespace; referenced namespaces exist implicitly.
+        let route = store.http_routes.keys().next().unwrap();
+        assert_eq!(route.to_string(), "default/r");
+        let ns = store.namespaces();
+        assert_eq!(
+            ns.keys().collect::<Vec<_>>(),
+            ["default", "infra", "other", "shop"]
+        );
+        assert_eq!(ns["infra"][NAMESPACE_NAME_LABEL], "infra");
+    }
+
+    #[test]
+    fn syntax_error_stops_only_its_file() {
+        let mut store = Store::new();
+        let mut report = LoadReport::default();
+        load_str(&mut store, &mut report, "bad.yaml", "a: [\n");
+        load_str(
+            &mut store,
+            &mut report,
+            "good.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: n, labels: {x: y}}\n",
+        );
+        assert_eq!(report.errors.len(), 1);
+        assert!(
+            matches!(&report.errors[0], LoadError::Syntax { file, document: 0, .. } if file == "bad.yaml")
+        );
+        let ns = store.namespaces();
+        assert_eq!(ns["n"]["x"], "y");
+        assert_eq!(ns["n"][NAMESPACE_NAME_LABEL], "n");
+    }
+
+    #[test]
+    fn reapplying_keeps_the_first_load_order() {
+        let mut store = Store::new();
+        let mut report = LoadReport::default();
+        let svc = |port: u16| {
+            format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {{ports: [{{port: {port}}}]}}\n")
+        };
+        load_str(&mut store, &mut report, "1.yaml", &svc(1));
+        load_str(
+            &mut store,
+            &mut report,
+            "2.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: n}\n",
+        );
+        load_str(&mut store, &mut report, "3.yaml", &svc(2));
+        let s = store.services.values().next().unwrap();
+        assert_eq!(s.order, 0);
+        assert_eq!(s.origin, "3.yaml#0");
+        assert_eq!(
+            s.object.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
+            2
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! The Store: typed Gateway API and Kubernetes objects, filled by a source (a folder of YAML
+//! today, kube watchers later) and read by [`crate::translate`]. It never validates Gateway API
+//! semantics and never does IO.
+//!
+//! Objects are kept in `BTreeMap`s keyed by namespace and name, so every walk over the store is in
+//! a stable order and `translate` is deterministic.
+//!
+//! **Creation order.** Gateway API breaks precedence ties by the oldest `creationTimestamp`. Objects
+//! read from files have none, so every object also gets a load sequence number ([`Stored::order`]):
+//! files in path order, documents in file order. Age compares `creationTimestamp` first (objects
+//! with one are older than objects without), then the load order, then `{namespace}/{name}`
+//! (see [`Stored::age_key`]). Re-applying an object (same kind, namespace and name) replaces it but
+//! keeps its first load order, as a real update keeps the creation timestamp.
+
+use std::collections::BTreeMap;
+
+use gateway_api::experimental::gatewayclasses::GatewayClass;
+use gateway_api::experimental::gateways::Gateway;
+use gateway_api::experimental::httproutes::HttpRoute;
+use gateway_api::experimental::referencegrants::ReferenceGrant;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+/// The label every namespace carries (set by the API server; added here for namespaces that exist
+/// only because something refers to them).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Namespace of a namespaced object written without `metadata.namespace`, as `kubectl apply`
+/// without `-n` does.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// `{namespace}/{name}` of a namespaced object; orders by namespace, then name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// An object with where it came from.
+#[derive(Debug, Clone)]
+pub struct Stored<T> {
+    pub object: T,
+    /// Load sequence number: the creation-order fallback (see the module docs).
+    pub order: u64,
+    /// Where the object was read, e.g. `routes/shop.yaml#2` (for messages only).
+    pub origin: String,
+}
+
+/// Sort key for "the oldest object": creation timestamp (present before absent), then load order.
+/// Callers append `{namespace}/{name}` themselves where the spec asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Age {
+    /// `(false, t)` for a timestamp `t`, `(true, _)` when absent, so timestamped objects sort first.
+    created: (bool, Option<k8s_openapi::jiff::Timestamp>),
+    order: u64,
+}
+
+impl<T> Stored<T> {
+    /// The age key of an object with metadata `meta`.
+    pub fn age_key(&self, meta: &ObjectMeta) -> Age {
+        let created = meta.creation_timestamp.as_ref().map(|Time(t)| *t);
+        Age {
+            created: (created.is_none(), created),
+            order: self.order,
+        }
+    }
+}
+
+/// One object of a kind the store keeps.
+#[derive(Debug, Clone)]
+pub enum Object {
+    GatewayClass(Box<GatewayClass>),
+    Gateway(Box<Gateway>),
+    HttpRoute(Box<HttpRoute>),
+    ReferenceGrant(Box<ReferenceGrant>),
+    Service(Box<Service>),
+    EndpointSlice(Box<EndpointSlice>),
+    Namespace(Box<Namespace>),
+}
+
+impl Object {
+    /// The Kubernetes kind, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::GatewayClass(_) => "GatewayClass",
+            Object::Gateway(_) => "Gateway",
+            Object::HttpRoute(_) => "HTTPRoute",
+            Object::ReferenceGrant(_) => "ReferenceGrant",
+            Object::Service(_) => "Service",
+            Object::EndpointSlice(_) => "EndpointSlice",
+            Object::Namespace(_) => "Namespace",
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::GatewayClass(o) => &mut o.metadata,
+            Object::Gateway(o) => &mut o.metadata,
+            Object::HttpRoute(o) => &mut o.metadata,
+            Object::ReferenceGrant(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::Namespace(o) => &mut o.metadata,
+        }
+    }
+
+    fn cluster_scoped(&self) -> bool {
+        matches!(self, Object::GatewayClass(_) | Object::Namespace(_))
+    }
+}
+
+/// Why an object could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} has no metadata.name")]
+    MissingName { kind: &'static str },
+}
+
+/// Every object translate looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    pub gateway_classes: BTreeMap<String, Stored<GatewayClass>>,
+    pub gateways: BTreeMap<ObjectKey, Stored<Gateway>>,
+    pub http_routes: BTreeMap<ObjectKey, Stored<HttpRoute>>,
+    pub reference_grants: BTreeMap<ObjectKey, Stored<ReferenceGrant>>,
+    pub services: BTreeMap<ObjectKey, Stored<Service>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Stored<EndpointSlice>>,
+    /// Declared Namespace objects only; see [`Store::namespaces`] for every namespace that exists.
+    pub declared_namespaces: BTreeMap<String, Stored<Namespace>>,
+    next_order: u64,
+}
+
+fn put<K: Ord, T>(map: &mut BTreeMap<K, Stored<T>>, key: K, object: T, order: u64, origin: String) {
+    let order = map.get(&key).map_or(order, |old| old.order);
+    map.insert(
+        key,
+        Stored {
+            object,
+            order,
+            origin,
+        },
+    );
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// Adds or replaces an object (`kubectl apply`). A namespaced object without a namespace goes
+    /// to [`DEFAULT_NAMESPACE`]; a cluster-scoped one loses any namespace it was given.
+    pub fn apply(
+        &mut self,
+        mut object: Object,
+        origin: impl Into<String>,
+    ) -> Result<(), StoreError> {
+        let kind = object.kind();
+        let cluster_scoped = object.cluster_scoped();
+        let meta = object.meta_mut();
+        let name = match meta.name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => return Err(StoreError::MissingName { kind }),
+        };
+        if cluster_scoped {
+            meta.namespace = None;
+        } else if meta.namespace.as_deref().is_none_or(str::is_empty) {
+            meta.namespace = Some(DEFAULT_NAMESPACE.to_string());
+        }
+        let namespace = meta.namespace.clone().unwrap_or_default();
+        let key = ObjectKey::new(namespace, name.clone());
+        let order = self.next_order;
+        self.next_order += 1;
+        let origin = origin.into();
+        match object {
+            Object::GatewayClass(o) => put(&mut self.gateway_classes, name, *o, order, origin),
+            Object::Gateway(o) => put(&mut self.gateways, key, *o, order, origin),
+            Object::HttpRoute(o) => put(&mut self.http_routes, key, *o, order, origin),
+            Object::ReferenceGrant(o) => put(&mut self.reference_grants, key, *o, order, origin),
+            Object::Service(o) => put(&mut self.services, key, *o, order, origin),
+            Object::EndpointSlice(o) => put(&mut self.endpoint_slices, key, *o, order, origin),
+            Object::Namespace(o) => put(&mut self.declared_namespaces, name, *o, order, origin),
+        }
+        Ok(())
+    }
+
+    /// Every namespace that exists, with its labels: declared Namespace objects, plus every
+    /// namespace some object lives in or refers to (parentRefs, backendRefs, ReferenceGrant
+    /// `from`). An implicit namespace has only the [`NAMESPACE_NAME_LABEL`] label; declared ones
+    /// get it too if their YAML left it out (the API server always sets it).
+    pub fn namespaces(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut implicit = |ns: &str| {
+            if !ns.is_empty() {
+                out.entry(ns.to_string()).or_default();
+            }
+        };
+        for k in self.gateways.keys() {
+            implicit(&k.namespace);
+        }
+        for k in self.reference_grants.keys() {
+            implicit(&k.namespace);
+        }
+        for k in self.services.keys() {
+            implicit(&k.namespace);
+        }
+        for k in self.endpoint_slices.keys() {
+            implicit(&k.namespace);
+        }
+        for (k, r) in &self.http_routes {
+            implicit(&k.namespace);
+            for p in r.object.spec.parent_refs.iter().flatten() {
+                if let Some(ns) = &p.namespace {
+                    implicit(ns);
+                }
+            }
+            for rule in r.object.spec.rules.iter().flatten() {
+                for b in rule.backend_refs.iter().flatten() {
+                    if let Some(ns) = &b.namespace {
+                        implicit(ns);
+                    }
+                }
+            }
+        }
+        for g in self.reference_grants.values() {
+            for f in &g.object.spec.from {
+                implicit(&f.namespace);
+            }
+        }
+        for (name, ns) in &self.declared_namespaces {
+            let labels = out.entry(name.clone()).or_default();
+            labels.extend(ns.object.metadata.labels.clone().unwrap_or_default());
+        }
+        for (name, labels) in &mut out {
+            labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
+        }
+        out
+    }
+
+    /// Number of objects stored.
+    pub fn len(&self) -> usize {
+        self.gateway_classes.len()
+            + self.gateways.len()
+            + self.http_routes.len()
+            + self.reference_grants.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+            + self.declared_namespaces.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

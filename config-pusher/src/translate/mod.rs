@@ -1,0 +1,506 @@
+//! `translate(store, settings) → Output`: one pure, deterministic pass from Gateway API objects to
+//! the filter's route tables (one per proxy role) and the objects' statuses. Status and tables
+//! come from the same validation, so they never disagree.
+//!
+//! - [`gateway`]: GatewayClasses, Gateways, listeners, allowedRoutes, attachment to listeners;
+//! - [`mesh`]: Service (GAMMA) parents, producer and consumer routes;
+//! - [`hostname`]: listener × route hostname intersection;
+//! - [`route`], [`filter`], [`backend`]: rules, filters, backendRefs (ReferenceGrant, endpoints);
+//! - [`precedence`]: match ranks; [`status`]: conditions and reasons.
+//!
+//! Every table is checked with [`gammaroute_filter::table::accept`] before it is returned; a table
+//! that fails (which would be a translate bug, or input the API server would have refused, such as
+//! two Services with one ClusterIP) is replaced by an empty table for its role and the error is
+//! reported in [`Output::errors`], so the filter never receives a table it would reject.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gammaroute_filter::table::{
+    self, Attachment, Listener, MeshService, MeshServicePort, RouteOrigin, RouteTable,
+};
+
+use crate::store::{Age, ObjectKey, Store};
+
+pub mod backend;
+pub mod filter;
+pub mod gateway;
+pub mod hostname;
+pub mod mesh;
+pub mod precedence;
+pub mod route;
+pub mod status;
+
+use backend::{Index, GATEWAY_GROUP};
+use route::Converted;
+use status::{reason, Condition, StatusDoc};
+
+/// The default `GatewayClass.spec.controllerName` config-pusher serves.
+pub const DEFAULT_CONTROLLER_NAME: &str = "gammaroute.dev/config-pusher";
+
+/// Translation settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// GatewayClasses with this `controllerName` are ours.
+    pub controller_name: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            controller_name: DEFAULT_CONTROLLER_NAME.to_string(),
+        }
+    }
+}
+
+/// What a route is translated for: Gateway parents enforce ReferenceGrants, Service parents do not
+/// (see [`backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Context {
+    Gateway,
+    Mesh,
+}
+
+/// The result of a translation.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Tables by role (`gateway/<ns>/<name>`, `mesh/<namespace>`), each accepted by the filter's
+    /// validation and versioned with its content hash.
+    pub tables: BTreeMap<String, RouteTable>,
+    /// Status of every GatewayClass, Gateway and HTTPRoute we are responsible for, in kind, then
+    /// namespace/name order.
+    pub statuses: Vec<StatusDoc>,
+    /// Things worth a log line that are not part of any status (e.g. a parentRef to a Gateway that
+    /// does not exist).
+    pub notes: Vec<String>,
+    /// Tables that failed the filter's validation and were replaced by empty ones.
+    pub errors: Vec<table::TableError>,
+}
+
+/// Translates the store. Pure: same store and settings, same output, byte for byte.
+pub fn translate(store: &Store, settings: &Settings) -> Output {
+    let idx = Index::new(store);
+    let namespaces = store.namespaces();
+    let mut out = Output::default();
+
+    let classes = gateway::classes(store, settings);
+    let mut gateways: BTreeMap<ObjectKey, gateway::GatewayInfo> =
+        gateway::gateways(store, &classes)
+            .into_iter()
+            .map(|g| (g.key.clone(), g))
+            .collect();
+
+    let mut converted: BTreeMap<(Context, ObjectKey), Converted> = BTreeMap::new();
+    let mut ages: BTreeMap<ObjectKey, Age> = BTreeMap::new();
+    // gateway → listener index → route → effective hostnames
+    let mut gw_attach: BTreeMap<ObjectKey, BTreeMap<usize, BTreeMap<ObjectKey, Vec<String>>>> =
+        BTreeMap::new();
+    let mut mesh_attach = mesh::MeshAttachments::default();
+
+    for (key, stored) in &store.http_routes {
+        let route = &stored.object;
+        ages.insert(key.clone(), stored.age_key(&route.metadata));
+        let generation = route.metadata.generation;
+        let hostnames = route.spec.hostnames.clone().unwrap_or_default();
+        let mut parents = Vec::new();
+        for p in route.spec.parent_refs.iter().flatten() {
+            let group = p.group.clone().unwrap_or_else(|| GATEWAY_GROUP.to_string());
+            let kind = p.kind.clone().unwrap_or_else(|| "Gateway".to_string());
+            let parent_ref = status::ParentRef {
+                group: group.clone(),
+                kind: kind.clone(),
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                section_name: p.section_name.clone(),
+                port: p.port,
+            };
+            let (ctx, attached): (Context, Result<(), (&'static str, String)>) =
+                match (group.as_str(), kind.as_str()) {
+                    (GATEWAY_GROUP, "Gateway") => {
+                        let gkey = ObjectKey::new(
+                            p.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+                            p.name.clone(),
+                        );
+                        let Some(gw) = gateways.get(&gkey) else {
+                            if !store.gateways.contains_key(&gkey) {
+                                out.notes.push(format!(
+                                    "HTTPRoute {key}: parentRef Gateway {gkey} does not exist"
+                                ));
+                            }
+                            continue; // not ours: another controller's status
+                        };
+                        let conv = converted
+                            .entry((Context::Gateway, key.clone()))
+                            .or_insert_with(|| {
+                                route::convert(
+                                    &idx,
+                                    &key.namespace,
+                                    &key.name,
+                                    route,
+                                    Context::Gateway,
+                                )
+                            });
+                        match gateway::attach(gw, p, &key.namespace, &hostnames, &namespaces) {
+                            Ok(listeners) if !conv.all_dropped() => {
+                                let per = gw_attach.entry(gkey.clone()).or_default();
+                                for (i, hosts) in listeners {
+                                    let entry =
+                                        per.entry(i).or_default().entry(key.clone()).or_default();
+                                    for h in hosts {
+                                        if !entry.contains(&h) {
+                                            entry.push(h);
+                                        }
+                                    }
+                                    if let Some(gw) = gateways.get_mut(&gkey) {
+                                        if let Some(l) = gw.listeners.get_mut(i) {
+                                            l.attached.insert(key.clone());
+                                        }
+                                    }
+                                }
+                                (Context::Gateway, Ok(()))
+                            }
+                            Ok(_) => (Context::Gateway, Ok(())),
+                            Err(e) => (Context::Gateway, Err(e)),
+                        }
+                    }
+                    (_, "Service") if group.is_empty() || group == GATEWAY_GROUP => {
+                        let conv = converted
+                            .entry((Context::Mesh, key.clone()))
+                            .or_insert_with(|| {
+                                route::convert(
+                                    &idx,
+                                    &key.namespace,
+                                    &key.name,
+                                    route,
+                                    Context::Mesh,
+                                )
+                            });
+                        match mesh::resolve(&idx, p, &key.namespace) {
+                            Ok(parent) => {
+                                if !conv.all_dropped() {
+                                    mesh_attach.add(key, &parent);
+                                }
+                                (Context::Mesh, Ok(()))
+                            }
+                            Err(e) => (Context::Mesh, Err(e)),
+                        }
+                    }
+                    _ => continue, // a parent kind we do not implement: not ours
+                };
+            let conv = &converted[&(ctx, key.clone())];
+            parents.push(status::RouteParentStatus {
+                parent_ref,
+                controller_name: settings.controller_name.clone(),
+                conditions: route_conditions(conv, attached, generation),
+            });
+        }
+        if !parents.is_empty() {
+            out.statuses.push(StatusDoc {
+                api_version: "gateway.networking.k8s.io/v1",
+                kind: "HTTPRoute",
+                metadata: status::Meta {
+                    namespace: Some(key.namespace.clone()),
+                    name: key.name.clone(),
+                },
+                status: status::Status::HttpRoute(status::RouteStatus { parents }),
+            });
+        }
+    }
+
+    // GatewayClass and Gateway statuses.
+    for (name, conditions) in &classes {
+        out.statuses.push(StatusDoc {
+            api_version: "gateway.networking.k8s.io/v1",
+            kind: "GatewayClass",
+            metadata: status::Meta {
+                namespace: None,
+                name: name.clone(),
+            },
+            status: status::Status::GatewayClass(status::GatewayClassStatus {
+                conditions: conditions.clone(),
+            }),
+        });
+    }
+    for gw in gateways.values() {
+        let listeners = gw
+            .listeners
+            .iter()
+            .map(|l| status::ListenerStatus {
+                name: l.name.clone(),
+                supported_kinds: l.supported_kinds.clone(),
+                attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
+                conditions: l.conditions.clone(),
+            })
+            .collect();
+        out.statuses.push(StatusDoc {
+            api_version: "gateway.networking.k8s.io/v1",
+            kind: "Gateway",
+            metadata: status::Meta {
+                namespace: Some(gw.key.namespace.clone()),
+                name: gw.key.name.clone(),
+            },
+            status: status::Status::Gateway(status::GatewayStatus {
+                addresses: gw.addresses.clone(),
+                conditions: gateway::gateway_conditions(gw),
+                listeners,
+            }),
+        });
+    }
+    out.statuses.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+
+    // Gateway tables.
+    for gw in gateways.values() {
+        let role = format!("gateway/{}/{}", gw.key.namespace, gw.key.name);
+        let attach = gw_attach.get(&gw.key);
+        let used: BTreeSet<&ObjectKey> = attach
+            .iter()
+            .flat_map(|a| a.values())
+            .flat_map(|r| r.keys())
+            .collect();
+        let (routes, index) = routes_for(&used, Context::Gateway, &converted, &ages);
+        let listeners = gw
+            .listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.usable)
+            .map(|(i, l)| Listener {
+                name: l.name.clone(),
+                port: l.port,
+                hostname: l.hostname.clone(),
+                attachments: attach
+                    .and_then(|a| a.get(&i))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, hosts)| {
+                        Some(Attachment {
+                            route: *index.get(k)?,
+                            hostnames: hosts.clone(),
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        let t = RouteTable {
+            version: String::new(),
+            role: role.clone(),
+            listeners,
+            services: vec![],
+            routes,
+        };
+        finish(&mut out, t);
+    }
+
+    // Mesh tables, one per namespace.
+    let routed: BTreeSet<&ObjectKey> = mesh_attach
+        .producer
+        .keys()
+        .chain(mesh_attach.consumer.keys())
+        .collect();
+    for client in namespaces.keys() {
+        let mut services = Vec::new();
+        let mut per_service: Vec<(MeshService, Vec<Vec<ObjectKey>>)> = Vec::new();
+        for svc_key in &routed {
+            let Some(svc) = idx.service(&svc_key.namespace, &svc_key.name) else {
+                continue;
+            };
+            let consumer = mesh_attach
+                .consumer
+                .get(*svc_key)
+                .and_then(|c| c.get(client));
+            let (origin, by_port) = match consumer {
+                Some(c) => (RouteOrigin::Consumer, Some(c)),
+                None => (RouteOrigin::Producer, mesh_attach.producer.get(*svc_key)),
+            };
+            let Some(by_port) = by_port else { continue };
+            let mut ports = Vec::new();
+            let mut port_routes = Vec::new();
+            for sp in svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .into_iter()
+                .flatten()
+            {
+                let Ok(port) = u16::try_from(sp.port) else {
+                    continue;
+                };
+                let Some(rs) = by_port.get(&port).filter(|rs| !rs.is_empty()) else {
+                    continue;
+                };
+                if ports.iter().any(|p: &MeshServicePort| p.port == port) {
+                    continue;
+                }
+                ports.push(MeshServicePort {
+                    port,
+                    name: sp.name.clone(),
+                    origin,
+                    attachments: vec![],
+                });
+                port_routes.push(rs.iter().cloned().collect());
+            }
+            if ports.is_empty() {
+                continue;
+            }
+            per_service.push((
+                MeshService {
+                    namespace: svc_key.namespace.clone(),
+                    name: svc_key.name.clone(),
+                    cluster_ips: mesh::cluster_ips(svc),
+                    ports,
+                },
+                port_routes,
+            ));
+        }
+        let used: BTreeSet<&ObjectKey> = per_service
+            .iter()
+            .flat_map(|(_, p)| p.iter().flatten())
+            .collect();
+        let (routes, index) = routes_for(&used, Context::Mesh, &converted, &ages);
+        for (mut svc, port_routes) in per_service {
+            for (port, rs) in svc.ports.iter_mut().zip(port_routes) {
+                port.attachments = rs
+                    .iter()
+                    .filter_map(|k| {
+                        Some(Attachment {
+                            route: *index.get(k)?,
+                            hostnames: vec![],
+                        })
+                    })
+                    .collect();
+            }
+            services.push(svc);
+        }
+        let t = RouteTable {
+            version: String::new(),
+            role: format!("mesh/{client}"),
+            listeners: vec![],
+            services,
+            routes,
+        };
+        finish(&mut out, t);
+    }
+    out
+}
+
+/// The table routes for a set of route keys (namespace/name order) with ranks assigned, and each
+/// key's index.
+fn routes_for(
+    used: &BTreeSet<&ObjectKey>,
+    ctx: Context,
+    converted: &BTreeMap<(Context, ObjectKey), Converted>,
+    ages: &BTreeMap<ObjectKey, Age>,
+) -> (Vec<table::Route>, BTreeMap<ObjectKey, u32>) {
+    let mut routes = Vec::new();
+    let mut route_ages = Vec::new();
+    let mut index = BTreeMap::new();
+    for k in used {
+        let Some(c) = converted.get(&(ctx, (*k).clone())) else {
+            continue;
+        };
+        index.insert(
+            (*k).clone(),
+            u32::try_from(routes.len()).unwrap_or(u32::MAX),
+        );
+        routes.push(c.route.clone());
+        route_ages.push(ages.get(*k).cloned().unwrap_or_else(|| {
+            crate::store::Stored {
+                object: (),
+                order: u64::MAX,
+                origin: String::new(),
+            }
+            .age_key(&Default::default())
+        }));
+    }
+    precedence::assign(&mut routes, &route_ages);
+    (routes, index)
+}
+
+/// Validates a table the way the filter will; a failing one is replaced by an empty table.
+fn finish(out: &mut Output, t: RouteTable) {
+    let role = t.role.clone();
+    match table::accept(t) {
+        Ok(t) => {
+            out.tables.insert(role, t);
+        }
+        Err(e) => {
+            tracing::error!(role = %role, "translated table rejected by validation, publishing an empty one: {e}");
+            let empty = RouteTable {
+                role: role.clone(),
+                ..RouteTable::default()
+            }
+            .with_version();
+            out.errors.push(e);
+            out.tables.insert(role, empty);
+        }
+    }
+}
+
+/// The conditions of one route parent.
+fn route_conditions(
+    conv: &Converted,
+    attached: Result<(), (&'static str, String)>,
+    g: Option<i64>,
+) -> Vec<Condition> {
+    let accepted = match attached {
+        Err((why, message)) => Condition::new(reason::ACCEPTED, false, why, message, g),
+        Ok(()) if conv.all_dropped() => {
+            let why = conv
+                .dropped
+                .first()
+                .map_or(reason::UNSUPPORTED_VALUE, |d| d.reason);
+            let message = if conv.total_rules == 0 {
+                "the route has no rules".to_string()
+            } else {
+                format!("All rules are invalid: {}", dropped_message(conv))
+            };
+            Condition::new(reason::ACCEPTED, false, why, message, g)
+        }
+        Ok(()) => Condition::new(reason::ACCEPTED, true, "Accepted", "Route is accepted", g),
+    };
+    let resolved = match conv.unresolved.first() {
+        None => Condition::new(
+            reason::RESOLVED_REFS,
+            true,
+            "ResolvedRefs",
+            "All references are resolved",
+            g,
+        ),
+        Some(first) => Condition::new(
+            reason::RESOLVED_REFS,
+            false,
+            first.reason,
+            conv.unresolved
+                .iter()
+                .map(|p| p.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            g,
+        ),
+    };
+    let partially = (accepted.is_true() && !conv.dropped.is_empty()).then(|| {
+        let indexes: Vec<String> = conv.dropped.iter().map(|d| d.rule.to_string()).collect();
+        Condition::new(
+            reason::PARTIALLY_INVALID,
+            true,
+            conv.dropped
+                .first()
+                .map_or(reason::UNSUPPORTED_VALUE, |d| d.reason),
+            format!(
+                "Dropped Rule(s) [{}]: {}",
+                indexes.join(", "),
+                dropped_message(conv)
+            ),
+            g,
+        )
+    });
+    let mut out = vec![accepted, resolved];
+    out.extend(partially);
+    out
+}
+
+fn dropped_message(conv: &Converted) -> String {
+    conv.dropped
+        .iter()
+        .map(|d| format!("rule {}: {}", d.rule, d.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,221 @@
+//! Match precedence: the `rank` of every match in a table (lower wins).
+//!
+//! Gateway API orders the matches of all routes attached to one parent by (HTTPRouteRule.matches):
+//! 1. an `Exact` path over a `PathPrefix`; a longer prefix over a shorter one (characters counted
+//!    without a trailing `/`);
+//! 2. a `method` match over none;
+//! 3. more header matches; 4. more query parameter matches;
+//! 5. the oldest route (creation timestamp; see [`crate::store`] for the fallback of objects
+//!    without one); 6. `{namespace}/{name}` alphabetically;
+//! 7. within a route, the first rule in list order, then the first match.
+//!
+//! `RegularExpression` paths have implementation-specific precedence. gammaroute ranks them
+//! **between Exact and PathPrefix** (Exact > RegularExpression > PathPrefix), longer patterns
+//! first, as Envoy Gateway and linkerd2-proxy do: a regex is written to single out requests and
+//! should not lose to a catch-all `PathPrefix /`.
+//!
+//! Hostname specificity ranks above all of this but depends on the request's Host, so the router
+//! applies it from the attachments' effective hostnames; ranks only order what comes after it.
+//! Ranks are computed once per table over every route in it, which orders the matches of each
+//! parent correctly whatever subset of the routes is attached there.
+
+use std::cmp::Reverse;
+
+use gammaroute_filter::table::{Match, PathMatch, Route};
+
+use crate::store::Age;
+
+/// The spec-ordered specificity of one match (smaller sorts first = higher precedence).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Specificity {
+    /// 0 Exact, 1 RegularExpression, 2 PathPrefix.
+    path_kind: u8,
+    path_len: Reverse<usize>,
+    method: Reverse<bool>,
+    headers: Reverse<usize>,
+    query_params: Reverse<usize>,
+}
+
+/// The specificity of a table match.
+pub fn specificity(m: &Match) -> Specificity {
+    let (path_kind, path_len) = match &m.path {
+        PathMatch::Exact(p) => (0, p.len()),
+        PathMatch::Regex(p) => (1, p.len()),
+        PathMatch::Prefix(p) => (2, p.trim_end_matches('/').len()),
+    };
+    Specificity {
+        path_kind,
+        path_len: Reverse(path_len),
+        method: Reverse(m.method.is_some()),
+        headers: Reverse(m.headers.len()),
+        query_params: Reverse(m.query_params.len()),
+    }
+}
+
+/// Assigns `rank` to every match of `routes` (0 = highest precedence, dense and unique).
+/// `ages[i]` is the age of `routes[i]`.
+pub fn assign(routes: &mut [Route], ages: &[Age]) {
+    let mut keys = Vec::new();
+    for (r, route) in routes.iter().enumerate() {
+        for (ri, rule) in route.rules.iter().enumerate() {
+            for (mi, m) in rule.matches.iter().enumerate() {
+                keys.push((
+                    specificity(m),
+                    ages.get(r).cloned(),
+                    route.namespace.clone(),
+                    route.name.clone(),
+                    rule.index,
+                    mi,
+                    (r, ri),
+                ));
+            }
+        }
+    }
+    keys.sort();
+    for (rank, (.., mi, (r, ri))) in keys.into_iter().enumerate() {
+        if let Some(m) = routes
+            .get_mut(r)
+            .and_then(|route| route.rules.get_mut(ri))
+            .and_then(|rule| rule.matches.get_mut(mi))
+        {
+            m.rank = u32::try_from(rank).unwrap_or(u32::MAX);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gammaroute_filter::table::{HeaderMatch, QueryParamMatch, Rule, ValueMatch};
+
+    use crate::store::Stored;
+
+    fn m(path: PathMatch) -> Match {
+        Match {
+            rank: 0,
+            path,
+            method: None,
+            headers: vec![],
+            query_params: vec![],
+        }
+    }
+
+    fn header(n: &str) -> HeaderMatch {
+        HeaderMatch {
+            name: n.into(),
+            value: ValueMatch::Exact("1".into()),
+        }
+    }
+
+    fn route(ns: &str, name: &str, rules: Vec<Vec<Match>>) -> Route {
+        Route {
+            namespace: ns.into(),
+            name: name.into(),
+            rules: rules
+                .into_iter()
+                .enumerate()
+                .map(|(i, matches)| Rule {
+                    index: i as u32,
+                    matches,
+                    ..Rule::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn age(order: u64) -> Age {
+        Stored {
+            object: (),
+            order,
+            origin: String::new(),
+        }
+        .age_key(&Default::default())
+    }
+
+    fn ranks(r: &Route) -> Vec<Vec<u32>> {
+        r.rules
+            .iter()
+            .map(|rl| rl.matches.iter().map(|m| m.rank).collect())
+            .collect()
+    }
+
+    #[test]
+    fn path_kinds_and_lengths() {
+        let mut routes = vec![route(
+            "a",
+            "r",
+            vec![
+                vec![m(PathMatch::Prefix("/".into()))],
+                vec![m(PathMatch::Prefix("/api/".into()))],
+                vec![m(PathMatch::Prefix("/api/v1".into()))],
+                vec![m(PathMatch::Exact("/api".into()))],
+                vec![m(PathMatch::Regex("/api/.*".into()))],
+            ],
+        )];
+        assign(&mut routes, &[age(0)]);
+        // Exact > regex > longest prefix; `/api/` counts as `/api`.
+        assert_eq!(
+            ranks(&routes[0]),
+            vec![vec![4], vec![3], vec![2], vec![0], vec![1]]
+        );
+    }
+
+    #[test]
+    fn method_beats_headers_and_headers_beat_query() {
+        let mut with_method = m(PathMatch::Prefix("/".into()));
+        with_method.method = Some("GET".into());
+        let mut two_headers = m(PathMatch::Prefix("/".into()));
+        two_headers.headers = vec![header("a"), header("b")];
+        let mut one_header = m(PathMatch::Prefix("/".into()));
+        one_header.headers = vec![header("a")];
+        let mut query = m(PathMatch::Prefix("/".into()));
+        query.query_params = vec![QueryParamMatch {
+            name: "q".into(),
+            value: ValueMatch::Exact("1".into()),
+        }];
+        let mut routes = vec![route(
+            "a",
+            "r",
+            vec![
+                vec![query, one_header],
+                vec![two_headers],
+                vec![with_method],
+            ],
+        )];
+        assign(&mut routes, &[age(0)]);
+        assert_eq!(ranks(&routes[0]), vec![vec![3, 2], vec![1], vec![0]]);
+    }
+
+    #[test]
+    fn ties_older_route_then_namespace_name_then_rule_then_match() {
+        let p = || m(PathMatch::Prefix("/x".into()));
+        let mut routes = vec![
+            route("b", "newer", vec![vec![p()]]),
+            route("z", "older", vec![vec![p()]]),
+            route("a", "same-age", vec![vec![p(), p()], vec![p()]]),
+        ];
+        // `z/older` was loaded first; `a/same-age` and `b/newer` share an age: namespace/name decides.
+        assign(&mut routes, &[age(5), age(1), age(5)]);
+        assert_eq!(ranks(&routes[1]), vec![vec![0]]);
+        assert_eq!(ranks(&routes[2]), vec![vec![1, 2], vec![3]]);
+        assert_eq!(ranks(&routes[0]), vec![vec![4]]);
+    }
+
+    #[test]
+    fn creation_timestamp_beats_load_order() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+        let meta = |t: Option<&str>| ObjectMeta {
+            creation_timestamp: t.map(|t| Time(t.parse().unwrap())),
+            ..ObjectMeta::default()
+        };
+        let stored = |order| Stored {
+            object: (),
+            order,
+            origin: String::new(),
+        };
+        let old = stored(9).age_key(&meta(Some("2024-01-01T00:00:00Z")));
+        let new = stored(1).age_key(&meta(Some("2025-01-01T00:00:00Z")));
+        let none = stored(0).age_key(&meta(None));
+        assert!(old < new && new < none);
+    }
+}
