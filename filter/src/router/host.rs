@@ -45,10 +45,17 @@ impl<T> HostIndex<T> {
     /// `a.example.com` and `a.b.example.com`, not `example.com`.
     pub fn lookup<'s>(&'s self, host: &'s str) -> impl Iterator<Item = &'s T> + 's {
         let exact = self.exact.get(host);
-        let wildcards = host
-            .match_indices('.')
-            .filter(|&(i, _)| i > 0)
-            .filter_map(move |(i, _)| self.wildcard.get(host.get(i..)?));
+        // Most indexes have no wildcard at all: then the Host is not even scanned for dots.
+        let dots = (!self.wildcard.is_empty()).then(|| {
+            host.bytes()
+                .enumerate()
+                .filter(|&(i, b)| b == b'.' && i > 0)
+                .map(|(i, _)| i)
+        });
+        let wildcards = dots
+            .into_iter()
+            .flatten()
+            .filter_map(move |i| self.wildcard.get(host.get(i..)?));
         exact.into_iter().chain(wildcards).chain(self.any.as_ref())
     }
 

@@ -5,9 +5,10 @@
 //!    listener isolation) or the mesh Service port (by destination ClusterIP:port);
 //! 2. **hostname group** — the parent's attachments grouped by effective hostname, visited from the
 //!    most specific hostname matching the Host (exact, then wildcards longest first, then "any");
-//! 3. **path index** inside a group — exact-path map, segment trie for prefixes, and a short list
-//!    of regex paths; their candidate lists are each sorted by rank and merged, so the first
-//!    candidate whose method/header/query conditions hold is the lowest rank that matches.
+//! 3. **path index** inside a group — exact-path map, segment trie for prefixes (regex paths
+//!    whose leading literal names a directory wait at that directory's node), and a short list
+//!    of the other regex paths; their candidate lists are each sorted by rank and merged, so the
+//!    first candidate whose conditions hold is the lowest rank that matches.
 //!
 //! The first group with a match wins: Gateway API ranks hostname specificity above every match
 //! criterion ("the largest number of characters in a matching non-wildcard hostname", then "in a

@@ -1,7 +1,8 @@
-//! Path index for one hostname group: an exact-path map, a segment trie of prefixes, and the
-//! regex paths. Each holds candidate lists sorted by precedence; a lookup merges the lists that
-//! apply to the request path, so candidates are tried lowest rank first and the first one whose
-//! remaining conditions hold is the answer.
+//! Path index for one hostname group: an exact-path map, a segment trie of prefixes (and of the
+//! regex paths whose leading literal text names a directory), and the other regex paths. Each
+//! holds candidate lists sorted by precedence; a lookup merges the lists that apply to the
+//! request path, so candidates are tried lowest rank first and the first one whose remaining
+//! conditions hold is the answer.
 //!
 //! Why not `matchit`: it returns one route per path, while Gateway API needs *every* prefix along
 //! the path (a header match on `/api/v1` can fail and `/api` must still be tried).
@@ -30,13 +31,14 @@ pub struct PathIndex {
     exact: FxHashMap<Box<str>, Vec<Key>>,
     /// Node 0 is the root, the prefix `/`.
     trie: Vec<TrieNode>,
+    /// Regex paths not under a known directory (see [`regex_dir`]): tried for every path.
     regex: Vec<Key>,
 }
 
 #[derive(Debug, Default)]
 struct TrieNode {
     children: FxHashMap<Box<str>, u32>,
-    /// Prefix candidates ending at this node.
+    /// Prefix candidates ending at this node, and regex paths under its directory.
     here: Vec<Key>,
 }
 
@@ -44,21 +46,30 @@ impl PathIndex {
     fn insert(&mut self, path: &PathMatch, key: Key) {
         match path {
             PathMatch::Exact(p) => self.exact.entry(p.as_str().into()).or_default().push(key),
-            PathMatch::Regex(_) => self.regex.push(key),
-            PathMatch::Prefix(p) => {
-                let mut node = self.node(0);
-                for segment in segments(p) {
-                    let next = self.trie.len() as u32;
-                    let child = match self.trie.get_mut(node) {
-                        Some(n) => *n.children.entry(segment.into()).or_insert(next),
-                        None => return,
-                    };
-                    node = self.node(child as usize);
-                }
-                if let Some(n) = self.trie.get_mut(node) {
-                    n.here.push(key);
-                }
-            }
+            PathMatch::Prefix(p) => self.insert_under(p, key),
+            // A regex whose matches all lie under a directory waits at that directory's node:
+            // only requests whose path walks through it try the regex. Regex and prefix keys
+            // share the node's list; `find`'s `holds` checks the regex.
+            PathMatch::Regex(p) => match regex_dir(p) {
+                Some(dir) => self.insert_under(dir, key),
+                None => self.regex.push(key),
+            },
+        }
+    }
+
+    /// Adds `key` to the trie node of `prefix`, creating the nodes on the way.
+    fn insert_under(&mut self, prefix: &str, key: Key) {
+        let mut node = self.node(0);
+        for segment in segments(prefix) {
+            let next = self.trie.len() as u32;
+            let child = match self.trie.get_mut(node) {
+                Some(n) => *n.children.entry(segment.into()).or_insert(next),
+                None => return,
+            };
+            node = self.node(child as usize);
+        }
+        if let Some(n) = self.trie.get_mut(node) {
+            n.here.push(key);
         }
     }
 
@@ -136,6 +147,39 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
     trimmed.split('/').filter(move |_| !trimmed.is_empty())
 }
 
+/// The directory every path matched by the `RegularExpression` `pattern` lies under, when the
+/// pattern spells it out: `/api/v1/users/[0-9]+` → `/api/v1/users` (each match starts with
+/// `/api/v1/users/`, so its segments start with `api`, `v1`, `users`). `None` when that cannot
+/// be read off the pattern safely, or the directory would be `/` (the root: no gain).
+///
+/// Conservative on purpose. A pattern containing `|` or `)` is never indexed: without them the
+/// anchored regex `^(?:pattern)$` has no alternation and no group (a `(` would stay unclosed),
+/// so it is a plain concatenation that starts with the pattern's leading literal characters.
+/// Those are read up to the first character that is not plainly literal; a quantifier right
+/// after them (`?`, `*`, `{`) makes their last character optional, so it is dropped. The
+/// directory is the literal text before its last `/`, and must be `/seg[/seg...]` with no empty
+/// segment.
+fn regex_dir(pattern: &str) -> Option<&str> {
+    if pattern.contains(['|', ')']) {
+        return None;
+    }
+    let plain = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                '/' | '-' | '_' | '~' | '%' | ',' | ';' | '=' | ':' | '@' | '!' | '&'
+            )
+    };
+    let end = pattern.find(|c: char| !plain(c)).unwrap_or(pattern.len());
+    let mut literal = pattern.get(..end)?;
+    if matches!(pattern.get(end..end + 1), Some("?" | "*" | "{")) {
+        literal = literal.get(..end.checked_sub(1)?)?;
+    }
+    let dir = literal.get(..literal.rfind('/')?)?;
+    let indexable = dir.len() > 1 && dir.starts_with('/') && !dir.contains("//");
+    indexable.then_some(dir)
+}
+
 /// Compiles one parent's attachments into hostname groups, appending their matches to `entries`.
 pub fn compile_groups(
     table: &RouteTable,
@@ -195,6 +239,38 @@ pub fn compile_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regex_directory() {
+        assert_eq!(regex_dir("/api/v1/users/[0-9]+"), Some("/api/v1/users"));
+        assert_eq!(regex_dir("/api/v1/us[a-z]+/x"), Some("/api/v1"));
+        assert_eq!(regex_dir("/a/.*"), Some("/a"));
+        assert_eq!(regex_dir("/a/b"), Some("/a"));
+        // A quantifier makes the last literal character optional: `/a/b/?` matches `/a/b`.
+        assert_eq!(regex_dir("/a/b/?"), Some("/a"));
+        assert_eq!(regex_dir("/a/b/*x"), Some("/a"));
+        assert_eq!(regex_dir("/a/b/{0,1}x"), Some("/a"));
+        assert_eq!(regex_dir("/a/b/+"), Some("/a/b"));
+        // The root, or nothing safe to read.
+        for pattern in [
+            "/a",
+            "/[ab]+",
+            "/ab?",
+            ".*",
+            "",
+            "a/b/c",
+            "/a(/.*)?",
+            "/(a|b)/b",
+            "/a/b|/c/d/e",
+            "/a/b/)*(?:x",
+            "(?i)/a/b/c",
+            "\\/a/b/c",
+            "/a//b/c",
+            "//a/b",
+        ] {
+            assert_eq!(regex_dir(pattern), None, "{pattern}");
+        }
+    }
 
     #[test]
     fn segments_ignore_trailing_slash() {
