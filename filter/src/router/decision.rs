@@ -101,13 +101,18 @@ struct Draws(u64);
 
 impl Draws {
     fn next(&mut self) -> u64 {
-        // splitmix64: every draw after the first is well mixed even for small inputs.
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        splitmix64(&mut self.0)
     }
+}
+
+/// splitmix64: advances `state` and returns a well-mixed value even for small or sequential
+/// states. Public so tests and benchmarks derive their pseudo-random inputs the same way.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Builds the decision for a selection. Shared by [`super::Router`] and the reference router.

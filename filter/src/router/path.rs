@@ -212,16 +212,7 @@ pub fn compile_groups(
             }
         }
         let added = first..entries.len();
-        let patterns: SmallVec<[Option<&str>; 4]> = if attachment.hostnames.is_empty() {
-            SmallVec::from_elem(None, 1)
-        } else {
-            attachment
-                .hostnames
-                .iter()
-                .map(|h| Some(h.as_str()))
-                .collect()
-        };
-        for pattern in patterns {
+        for pattern in attachment.host_patterns() {
             let group = groups.get_or_insert_with(pattern, PathIndex::default);
             for i in added.clone() {
                 if let Some(e) = entries.get(i) {

@@ -240,16 +240,7 @@ impl<'t> Reference<'t> {
                 continue;
             };
             // An attachment without hostnames is one pattern matching every Host.
-            let patterns: Vec<Option<&'t str>> = if attachment.hostnames.is_empty() {
-                vec![None]
-            } else {
-                attachment
-                    .hostnames
-                    .iter()
-                    .map(|h| Some(h.as_str()))
-                    .collect()
-            };
-            for pattern in patterns {
+            for pattern in attachment.host_patterns() {
                 if !pattern_matches(pattern, &host) {
                     continue;
                 }

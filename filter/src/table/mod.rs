@@ -115,6 +115,15 @@ pub struct Attachment {
     pub hostnames: Vec<String>,
 }
 
+impl Attachment {
+    /// The hostname patterns this attachment serves: each of `hostnames`, or one `None` (every
+    /// Host) when the list is empty.
+    pub fn host_patterns(&self) -> impl Iterator<Item = Option<&str>> {
+        let any = self.hostnames.is_empty().then_some(None);
+        self.hostnames.iter().map(|h| Some(h.as_str())).chain(any)
+    }
+}
+
 /// An HTTPRoute, with only the rules that survived validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
