@@ -394,8 +394,7 @@ impl Metrics {
                                 fwd.backend
                             ))
                         });
-                        let id =
-                            name.and_then(|n| abi::define_metric(MetricType::Counter, &n).ok());
+                        let id = name.and_then(|n| define(MetricType::Counter, &n));
                         if let Some(id) = id {
                             self.ids.insert(key, id);
                         }
@@ -408,11 +407,7 @@ impl Metrics {
                 match self.local.get(reason) {
                     Some(id) => Some(*id),
                     None => {
-                        let id = abi::define_metric(
-                            MetricType::Counter,
-                            &format!("gammaroute.local.{reason}"),
-                        )
-                        .ok();
+                        let id = define(MetricType::Counter, &format!("gammaroute.local.{reason}"));
                         if let Some(id) = id {
                             self.local.insert(reason, id);
                         }
@@ -423,7 +418,7 @@ impl Metrics {
             _ => None,
         };
         if let Some(id) = id {
-            let _ = abi::increment_metric(id, 1);
+            increment(id);
         }
     }
 }
@@ -434,8 +429,37 @@ fn stat_safe(s: &str) -> String {
 }
 
 fn count(name: &str) {
-    if let Ok(id) = abi::define_metric(MetricType::Counter, name) {
-        let _ = abi::increment_metric(id, 1);
+    if let Some(id) = define(MetricType::Counter, name) {
+        increment(id);
+    }
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    abi::define_metric(kind, name)
+        .map_err(|s| metric_failed(name, s))
+        .ok()
+}
+
+fn increment(id: u32) {
+    if let Err(s) = abi::increment_metric(id, 1) {
+        metric_failed("increment", s);
+    }
+}
+
+/// Metrics are best effort — a host without them must still route — but a failure is logged,
+/// once per VM rather than once per request.
+fn metric_failed(what: &str, status: Status) {
+    thread_local! {
+        static WARNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !WARNED.with(|w| w.replace(true)) {
+        abi::log(
+            LogLevel::Warn,
+            &format!(
+                "gammaroute: metric {what}: host status {} (further metric failures are not logged)",
+                status.0
+            ),
+        );
     }
 }
 
@@ -445,7 +469,9 @@ fn record_version(version: &str) {
         .get(..12)
         .and_then(|v| u64::from_str_radix(v, 16).ok())
         .unwrap_or(0);
-    if let Ok(id) = abi::define_metric(MetricType::Gauge, "gammaroute.table_version") {
-        let _ = abi::record_metric(id, value);
+    if let Some(id) = define(MetricType::Gauge, "gammaroute.table_version") {
+        if let Err(s) = abi::record_metric(id, value) {
+            metric_failed("gammaroute.table_version", s);
+        }
     }
 }
