@@ -85,10 +85,14 @@ const PATH_REGEXES: &[&str] = &[
     "/a/[^/]+",
     "/a/[0-9]+",
     "/(a|b)/b",
+    // Indexed under a deeper directory (`/a/b`), and quantifiers right after the literal.
+    "/a/b/c[0-9]*",
+    "/a/b{1,2}/c",
+    "/a/b/+c",
 ];
 const REQUEST_PATHS: &[&str] = &[
     "/", "/a", "/a/", "/a/b", "/a/b/", "/a/b/c", "/ab", "/ab/c", "/abc", "/a//b", "//a", "/a//",
-    "/b", "/A", "/a/12", "", "*", "a/b",
+    "/b", "/A", "/a/12", "", "*", "a/b", "/a/b/c12", "/a/bb/c", "/a/b//c",
 ];
 const REQUEST_QUERIES: &[&str] = &[
     "", "", "?q=1", "?q=2&q=1", "?Q=1", "?q=%31", "?q", "?x=1&q=1", "?q=a%20b", "?q=a+b", "?",
