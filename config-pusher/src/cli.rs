@@ -1,11 +1,16 @@
 //! The `config-pusher` command line.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::check::Report;
+use crate::explain::{self, HttpRequest, ParentSpec};
+use crate::render::{self, envoy};
 use crate::source::files;
-use crate::translate::{self, status, Settings, DEFAULT_CONTROLLER_NAME};
+use crate::store::Store;
+use crate::translate::{self, Output, Settings, DEFAULT_CONTROLLER_NAME};
 
 /// Renders Kubernetes Gateway API resources (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
 /// Service, EndpointSlice, Namespace) into gammaroute route tables and Gateway API status.
@@ -18,26 +23,116 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Read a folder of YAML and write one route table per proxy role plus the statuses.
+    /// Read a folder of YAML; write the route tables, statuses and an Envoy bootstrap per proxy role.
     ///
     /// Reads every *.yaml, *.yml and *.json file under --from (recursively; multi-document YAML,
     /// as `kubectl apply -f DIR -R` takes it). Writes into --out:
-    ///   tables/gateway/<namespace>/<name>.json   one per Gateway of our GatewayClasses
-    ///   tables/mesh/<namespace>.json             one per namespace (GAMMA client side)
-    ///   status.yaml                              status of every GatewayClass, Gateway, HTTPRoute
-    /// Documents that fail to load are reported and skipped; everything else is rendered.
+    ///   tables/<role>.json, tables/<role>.pb   one table per proxy role, JSON and protobuf:
+    ///                                          gateway/<ns>/<name> per Gateway of our classes,
+    ///                                          mesh/<ns> per namespace (GAMMA client side)
+    ///   status.yaml                            status of every GatewayClass, Gateway, HTTPRoute
+    ///   envoy/<role>.yaml                      a ready-to-run Envoy bootstrap (envoy -c FILE):
+    ///                                          gateways listen on their HTTP listener ports at
+    ///                                          spec.addresses (else 0.0.0.0); mesh sidecars on
+    ///                                          every routed Service ClusterIP:port
+    ///   index.json                             every file written, its role and listen addresses
+    /// Clusters: --backend overrides, else ready EndpointSlice endpoints, else STRICT_DNS on
+    /// <svc>.<ns>.svc.<cluster-domain>. Documents that fail to load are reported and skipped.
     #[command(verbatim_doc_comment)]
     Render {
-        /// Folder (or single file) of Kubernetes YAML to read.
-        #[arg(long, value_name = "DIR")]
-        from: PathBuf,
-        /// Folder to write the tables and status into (created if missing).
+        #[command(flatten)]
+        input: Input,
+        /// Folder to write into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// GatewayClasses whose spec.controllerName equals this are served.
-        #[arg(long, default_value = DEFAULT_CONTROLLER_NAME, value_name = "NAME")]
-        controller_name: String,
+        /// The gammaroute .wasm the bootstraps load (`make wasm` builds it).
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "target/wasm32-wasip1/release/gammaroute_filter.wasm"
+        )]
+        wasm: PathBuf,
+        /// Gateway bootstraps listen on IP instead of spec.addresses; with :PORT, on that one
+        /// port (the filter is told the Gateway port it stands for: needs one HTTP listener port).
+        #[arg(long, value_name = "IP[:PORT]")]
+        listen: Option<envoy::Listen>,
+        /// Endpoints of a backend cluster, instead of EndpointSlices or DNS. Repeatable;
+        /// several addresses comma-separated. E.g. --backend shop/web-v1:80=127.0.0.1:9001
+        #[arg(long, value_name = "NS/SVC:PORT=ADDR:PORT", value_parser = envoy::parse_backend)]
+        backend: Vec<(String, Vec<SocketAddr>)>,
+        /// Cluster domain for STRICT_DNS Service names.
+        #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+        cluster_domain: String,
+        /// Envoy's admin interface in the bootstraps (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR:PORT")]
+        admin: SocketAddr,
     },
+    /// Show the status of every GatewayClass, Gateway and HTTPRoute, and what failed to load.
+    ///
+    /// Like `kubectl get gateways,httproutes -o wide` plus the conditions that are not fine, with
+    /// their reasons and messages. Exit code 0 when every document loaded and everything is
+    /// Accepted, ResolvedRefs, Programmed and not PartiallyInvalid or Conflicted; 1 otherwise.
+    #[command(verbatim_doc_comment)]
+    Check {
+        #[command(flatten)]
+        input: Input,
+        /// Output format: a human table, or the full report for machines.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Explain which route, rule, match and backend would serve one request, and why.
+    ///
+    /// Selects with the filter's compiled router (and checks the reference router agrees), then
+    /// prints the winner (hostname pattern, rank), the decision (backends and weights, filters,
+    /// redirect Location, rewrites, timeouts, retry, or the local 404/500/503 and why), the
+    /// higher-precedence entries that did not match with the condition that failed, and the
+    /// lower-precedence entries that also matched.
+    ///
+    /// Examples:
+    ///   config-pusher explain --from DIR --parent gateway/shop/web 'GET http://shop.example.com/cart'
+    ///   config-pusher explain --from DIR --parent gateway/infra/gw/http -H 'x-canary: true' \
+    ///       'http://any.host/api/items?canary=1'
+    ///   config-pusher explain --from DIR --parent service/bookinfo/reviews:9080 \
+    ///       --client-namespace frontend 'GET http://reviews/r'
+    /// Exit code 0 when explained, 2 for bad arguments, 3 if the two routers disagree (a bug).
+    #[command(verbatim_doc_comment)]
+    Explain {
+        #[command(flatten)]
+        input: Input,
+        /// gateway/NS/NAME[/LISTENER] (the listener's port; default: the URL's port, the only
+        /// port, or 80/443 by scheme) or service/NS/NAME:PORT (a GAMMA Service frontend).
+        #[arg(long, value_name = "PARENT")]
+        parent: ParentSpec,
+        /// For service parents: the namespace of the calling client (whose consumer routes
+        /// apply). Default: the Service's namespace.
+        #[arg(long, value_name = "NS")]
+        client_namespace: Option<String>,
+        /// A request header, 'name: value'. Repeatable. `-H 'host: h'` replaces the URL's host.
+        #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// '[METHOD] URL', e.g. 'GET http://shop.example.com/cart?id=1' (METHOD defaults to GET).
+        #[arg(value_name = "REQUEST")]
+        request: String,
+    },
+}
+
+/// Where the objects come from (shared by every command).
+#[derive(Debug, clap::Args)]
+pub struct Input {
+    /// Folder (or single file) of Kubernetes YAML to read.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// GatewayClasses whose spec.controllerName equals this are served.
+    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME, value_name = "NAME")]
+    pub controller_name: String,
+}
+
+/// `check -o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Yaml,
+    Json,
 }
 
 /// Why the command failed.
@@ -51,55 +146,147 @@ pub enum CliError {
     },
     #[error("{0} does not exist")]
     MissingInput(PathBuf),
+    #[error("{0}")]
+    Invalid(String),
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<(), CliError> {
+/// Runs a parsed command line; `Ok` carries the exit code.
+pub fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Render {
-            from,
+            input,
             out,
-            controller_name,
-        } => render(&from, &out, &Settings { controller_name }),
+            wasm,
+            listen,
+            backend,
+            cluster_domain,
+            admin,
+        } => {
+            // Envoy resolves a relative path from its own working directory: make it absolute.
+            let wasm = match std::fs::canonicalize(&wasm) {
+                Ok(absolute) => absolute,
+                Err(_) => {
+                    eprintln!(
+                        "warning: {} does not exist (yet): the bootstraps refer to it; `make wasm` builds it",
+                        wasm.display()
+                    );
+                    wasm
+                }
+            };
+            let options = envoy::Options {
+                wasm: wasm.display().to_string(),
+                listen,
+                backends: backend.into_iter().collect(),
+                cluster_domain,
+                admin,
+            };
+            render(&input, &out, &options).map(|()| 0)
+        }
+        Command::Check { input, output } => check(&input, output),
+        Command::Explain {
+            input,
+            parent,
+            client_namespace,
+            headers,
+            request,
+        } => explain(
+            &input,
+            &parent,
+            client_namespace.as_deref(),
+            &request,
+            &headers,
+        ),
     }
 }
 
-/// `config-pusher render`.
-pub fn render(from: &Path, out: &Path, settings: &Settings) -> Result<(), CliError> {
-    if !from.exists() {
-        return Err(CliError::MissingInput(from.to_path_buf()));
+/// Loads and translates `--from`; load errors go to stderr unless `quiet`.
+fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output), CliError> {
+    if !input.from.exists() {
+        return Err(CliError::MissingInput(input.from.clone()));
     }
-    let (store, report) = files::load(from);
-    for e in &report.errors {
-        eprintln!("warning: {e}");
+    let (store, report) = files::load(&input.from);
+    if !quiet {
+        for e in &report.errors {
+            eprintln!("warning: {e}");
+        }
     }
-    let output = translate::translate(&store, settings);
+    let settings = Settings {
+        controller_name: input.controller_name.clone(),
+    };
+    let output = translate::translate(&store, &settings);
     for n in &output.notes {
         tracing::info!("{n}");
     }
-    for e in &output.errors {
-        eprintln!("error: a table was replaced by an empty one: {e}");
+    if !quiet {
+        for e in &output.errors {
+            eprintln!("error: a table was replaced by an empty one: {e}");
+        }
     }
-    for (role, table) in &output.tables {
-        let json = gammaroute_filter::table::encode_json(table);
-        let path = out.join("tables").join(format!("{role}.json"));
-        write(&path, json.as_bytes())?;
+    Ok((store, report, output))
+}
+
+/// `config-pusher render`.
+pub fn render(input: &Input, out: &Path, options: &envoy::Options) -> Result<(), CliError> {
+    let (store, report, output) = load(input, false)?;
+    let rendered = render::render(&store, &output, options).map_err(CliError::Invalid)?;
+    for n in &rendered.notes {
+        eprintln!("note: {n}");
     }
-    write(
-        &out.join("status.yaml"),
-        status::to_yaml(&output.statuses).as_bytes(),
-    )?;
+    for f in &rendered.files {
+        write(&out.join(&f.path), &f.content)?;
+    }
     eprintln!(
-        "read {} objects from {} files ({} skipped, {} errors); wrote {} tables and {} statuses to {}",
+        "read {} objects from {} files ({} skipped, {} errors); wrote {} tables, {} statuses and {} Envoy bootstraps to {} (see index.json)",
         report.loaded,
         report.files.len(),
         report.skipped.len(),
         report.errors.len(),
         output.tables.len(),
         output.statuses.len(),
+        rendered.bootstraps().count(),
         out.display()
     );
     Ok(())
+}
+
+/// `config-pusher check`: exit code 0 when everything is fine, 1 otherwise.
+pub fn check(input: &Input, format: Format) -> Result<u8, CliError> {
+    let (store, load_report, output) = load(input, true)?;
+    let report = Report::new(&store, &load_report, &output);
+    let text = match format {
+        Format::Table => report.to_text(),
+        Format::Yaml => {
+            serde_yaml::to_string(&report).map_err(|e| CliError::Invalid(e.to_string()))?
+        }
+        Format::Json => {
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::Invalid(e.to_string()))?
+                + "\n"
+        }
+    };
+    print!("{text}");
+    Ok(if report.ok { 0 } else { 1 })
+}
+
+/// `config-pusher explain`: 0 when explained, 3 when the routers disagree.
+pub fn explain(
+    input: &Input,
+    parent: &ParentSpec,
+    client_namespace: Option<&str>,
+    request: &str,
+    headers: &[String],
+) -> Result<u8, CliError> {
+    let req = HttpRequest::parse(request, headers).map_err(CliError::Invalid)?;
+    let (store, _, output) = load(input, false)?;
+    let target = explain::target(&store, &output, parent, client_namespace, &req)
+        .map_err(CliError::Invalid)?;
+    let table = output
+        .tables
+        .get(&target.role)
+        .ok_or_else(|| CliError::Invalid(format!("no table {}", target.role)))?;
+    let e = explain::explain(table, &req.request(target.destination))
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", target.role)))?;
+    print!("{}", e.text);
+    Ok(if e.agree { 0 } else { 3 })
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {

@@ -4,7 +4,10 @@
 //! [`translate::translate`] turns it into one [`gammaroute_filter::table::RouteTable`] per proxy
 //! role plus statuses; the CLI writes them out.
 
+pub mod check;
 pub mod cli;
+pub mod explain;
+pub mod render;
 pub mod source;
 pub mod store;
 pub mod translate;

@@ -10,7 +10,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = config_pusher::cli::Cli::parse();
     match config_pusher::cli::run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("config-pusher: {e}");
             std::process::ExitCode::from(2)

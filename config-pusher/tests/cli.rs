@@ -1,4 +1,5 @@
-//! `config-pusher render` end to end on a golden scenario, through the real binary.
+//! `config-pusher render`, `check` and `explain` end to end on golden scenarios, through the real
+//! binary: files written, exit codes, output formats.
 
 use std::process::Command;
 
@@ -24,6 +25,22 @@ fn render_writes_tables_and_status() {
     }
     let status = std::fs::read_to_string(out.join("status.yaml")).unwrap();
     assert!(status.contains("kind: HTTPRoute"));
+    // Bootstraps for the routed mesh namespaces, listed in index.json with their addresses.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    let files = index["files"].as_array().unwrap();
+    let boot = files
+        .iter()
+        .find(|f| f["path"] == "envoy/mesh/frontend.yaml")
+        .unwrap();
+    assert_eq!(boot["kind"], "bootstrap");
+    assert!(boot["listen"]
+        .as_array()
+        .unwrap()
+        .contains(&"10.96.1.10:9080".into()));
+    for f in files {
+        assert!(out.join(f["path"].as_str().unwrap()).is_file(), "{f}");
+    }
     std::fs::remove_dir_all(&out).unwrap();
 
     let missing = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
@@ -32,4 +49,89 @@ fn render_writes_tables_and_status() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/dir does not exist"));
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_exit_codes_and_formats() {
+    let ok = cli(&["check", "--from", "tests/golden/header-routing/input"]);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{text}");
+    assert!(text.contains("HTTPROUTE") && text.contains("OK: everything is accepted"));
+
+    let bad = cli(&["check", "--from", "tests/golden/allowed-routes/input"]);
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(text.contains("False (NotAllowedByListeners)"), "{text}");
+    assert!(
+        text.contains("load error: zz-broken.yaml document 0"),
+        "{text}"
+    );
+
+    let json = cli(&[
+        "check",
+        "--from",
+        "tests/golden/allowed-routes/input",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(json.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["loadErrors"][1]["file"], "zz-broken.yaml");
+    assert!(report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["kind"] == "HTTPRoute"));
+
+    let yaml = cli(&[
+        "check",
+        "--from",
+        "tests/golden/header-routing/input",
+        "-o",
+        "yaml",
+    ]);
+    assert_eq!(yaml.status.code(), Some(0));
+    let report: serde_yaml::Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(report["ok"], serde_yaml::Value::Bool(true));
+}
+
+#[test]
+fn explain_through_the_binary() {
+    let run = cli(&[
+        "explain",
+        "--from",
+        "tests/golden/header-routing/input",
+        "--parent",
+        "gateway/infra/gw",
+        "-H",
+        "x-canary: true",
+        "GET http://any.host/api/items",
+    ]);
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("compiled Router and reference router agree"),
+        "{text}"
+    );
+    assert!(text.contains("api/api-v2:8080"), "{text}");
+
+    let bad = cli(&[
+        "explain",
+        "--from",
+        "tests/golden/header-routing/input",
+        "--parent",
+        "gateway/infra/nope",
+        "http://h/",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no Gateway infra/nope"));
 }

@@ -542,7 +542,16 @@ fn check(
                 if matches!(sel.parent, ParentRef::ServicePort { .. }) {
                     bump(&cov.mesh_matched);
                 }
-                if let Some((_, candidates)) = reference::candidates(table, &req) {
+                if let Some((parent, candidates)) = reference::candidates(table, &req) {
+                    // explain's view (every entry with its first failing condition) keeps
+                    // exactly the candidates.
+                    let kept: Vec<_> = reference
+                        .evaluate(parent, &req)
+                        .into_iter()
+                        .filter(|e| e.failed.is_none())
+                        .map(|e| e.candidate)
+                        .collect();
+                    prop_assert_eq!(&kept, &candidates, "evaluate differs for {:?}", spec);
                     let best = candidates.iter().min_by_key(|c| c.key()).unwrap();
                     let min_rank = candidates.iter().map(|c| c.rank).min().unwrap();
                     if best.rank > min_rank {

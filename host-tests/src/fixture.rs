@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use crate::echo::Echo;
 use crate::envoy::Envoy;
 use crate::http::{self, Response};
-use crate::render;
+use config_pusher::render::envoy as render;
 
 pub struct Proxy {
     pub envoy: Envoy,
@@ -99,23 +99,16 @@ impl Proxy {
             .first()
             .copied()
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let additional: Vec<String> = frontends
-            .iter()
-            .skip(1)
-            .map(|a| {
-                format!(
-                    "{{address: {{socket_address: {{address: \"{}\", port_value: {}}}}}}}",
-                    a.ip(),
-                    a.port()
-                )
-            })
-            .collect();
+        let additional: Vec<SocketAddr> = frontends.iter().skip(1).copied().collect();
         let values = BTreeMap::from([
             ("ADMIN_ADDRESS", "127.0.0.1".to_string()),
             ("ADMIN_PORT", "0".to_string()),
             ("LISTEN_ADDRESS", first.ip().to_string()),
             ("LISTEN_PORT", first.port().to_string()),
-            ("LISTEN_ADDITIONAL", format!("[{}]", additional.join(", "))),
+            (
+                "LISTEN_ADDITIONAL",
+                render::additional_addresses(&additional),
+            ),
             ("WASM_PATH", crate::wasm_path().display().to_string()),
             (
                 "PLUGIN_CONFIG",

@@ -1,5 +1,6 @@
 //! Support for testing gammaroute in a real Envoy: start echo backends and Envoy processes on
-//! loopback, fill the bootstrap templates of `envoy-configs/`, and send raw HTTP/1.1 requests
+//! loopback, fill the bootstrap templates of `envoy-configs/` (with config-pusher's
+//! `render::envoy`), and send raw HTTP/1.1 requests
 //! (raw, so a test controls the Host header, repeated headers and sees redirects unfollowed).
 //!
 //! Envoy is required: a test that needs it fails (never skips) when it is missing.
@@ -8,7 +9,7 @@ pub mod echo;
 pub mod envoy;
 pub mod fixture;
 pub mod http;
-pub mod render;
+pub mod wasm_host;
 
 use std::path::PathBuf;
 

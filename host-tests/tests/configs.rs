@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use config_pusher::render::envoy as render;
 use gammaroute_host_tests::envoy;
 use gammaroute_host_tests::fixture::{Proxy, BOOTSTRAP, ORIGINAL_DST};
-use gammaroute_host_tests::render;
 use serde_json::{json, Value};
 
 const ECHO: &str = env!("CARGO_BIN_EXE_echo");

@@ -58,6 +58,20 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// The file (as shown in messages) and document index the error is about; `None` for a
+    /// folder or file that could not be read at all.
+    pub fn location(&self) -> (String, Option<usize>) {
+        match self {
+            LoadError::Io { path, .. } => (path.display().to_string(), None),
+            LoadError::Syntax { file, document, .. }
+            | LoadError::NotAnObject { file, document }
+            | LoadError::Invalid { file, document, .. }
+            | LoadError::Store { file, document, .. } => (file.clone(), Some(*document)),
+        }
+    }
+}
+
 /// A document of a kind the store does not keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
@@ -120,8 +134,9 @@ pub fn load(dir: &Path) -> (Store, LoadReport) {
         }
         report.files.push(path);
     }
+    // Callers report errors their own way (render: stderr; check: in its report).
     for e in &report.errors {
-        tracing::warn!("{e}");
+        tracing::debug!("{e}");
     }
     for s in &report.skipped {
         tracing::info!("{s}");

@@ -23,7 +23,8 @@
 //! are tested on their own.
 //!
 //! Uses: the oracle of the differential test (`filter/tests/differential.rs`), the baseline of the
-//! engine benchmark, and the `explain` command (which lists [`candidates`] with their keys).
+//! engine benchmark, and config-pusher's `explain` command, which lists every entry of the parent
+//! with its key and the first condition that failed ([`Reference::evaluate`]).
 //!
 //! # Table order and a route attached twice
 //!
@@ -55,7 +56,9 @@ use regex_lite::Regex;
 use super::decision::{self, Decision};
 use super::request::Request;
 use super::{ParentRef, Selected, Selection};
-use crate::table::{Attachment, Match, PathMatch, RouteTable, ValueMatch};
+use crate::table::{
+    Attachment, HeaderMatch, Match, PathMatch, QueryParamMatch, RouteTable, ValueMatch,
+};
 
 /// Selects the parent and the winning match for `req`, the slow and obvious way.
 pub fn select(table: &RouteTable, req: &Request<'_>) -> Selection {
@@ -174,6 +177,29 @@ impl Candidate<'_> {
     }
 }
 
+/// The first condition of an entry that does not hold for a request, in evaluation order: the
+/// hostname pattern, then path, method, headers and query parameters in the order the match lists
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed<'t> {
+    /// The attachment's hostname pattern does not match the Host.
+    Host,
+    Path,
+    Method,
+    /// This header is absent or its value does not match.
+    Header(&'t HeaderMatch),
+    /// This query parameter is absent or its (first) value does not match.
+    QueryParam(&'t QueryParamMatch),
+}
+
+/// One entry of a parent evaluated against a request: its precedence key (as if it matched) and
+/// the first condition that failed, `None` when it is a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evaluated<'t> {
+    pub candidate: Candidate<'t>,
+    pub failed: Option<Failed<'t>>,
+}
+
 /// The reference router with the table's regexes compiled once, for repeated requests.
 #[derive(Debug)]
 pub struct Reference<'t> {
@@ -272,27 +298,86 @@ impl<'t> Reference<'t> {
         found
     }
 
+    /// Every (attachment, hostname pattern, rule, match) of `parent` in table order, each with
+    /// the first condition that fails for `req` (`None`: it is one of [`Reference::candidates`]).
+    pub fn evaluate(&self, parent: ParentRef, req: &Request<'_>) -> Vec<Evaluated<'t>> {
+        let host = req.host();
+        let mut out = Vec::new();
+        for (a, attachment) in (0u32..).zip(attachments(self.table, parent)) {
+            let Some(route) = self.table.routes.get(attachment.route as usize) else {
+                continue;
+            };
+            for pattern in attachment.host_patterns() {
+                let host_ok = pattern_matches(pattern, &host);
+                for (r, rule) in (0u32..).zip(&route.rules) {
+                    for (m, matched) in (0u32..).zip(&rule.matches) {
+                        let failed = if host_ok {
+                            self.first_failure(matched, req)
+                        } else {
+                            Some(Failed::Host)
+                        };
+                        out.push(Evaluated {
+                            candidate: Candidate {
+                                selected: Selected {
+                                    parent,
+                                    route: attachment.route,
+                                    rule: r,
+                                    matched: m,
+                                },
+                                hostname: pattern,
+                                specificity: HostSpecificity::of(pattern),
+                                rank: matched.rank,
+                                position: TablePosition {
+                                    attachment: a,
+                                    rule: r,
+                                    matched: m,
+                                },
+                            },
+                            failed,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// All conditions of one `HTTPRouteMatch`: path, method, every header, every query parameter.
     pub fn match_holds(&self, m: &Match, req: &Request<'_>) -> bool {
+        self.first_failure(m, req).is_none()
+    }
+
+    /// The first condition of `m` that does not hold for `req` (path, method, headers, query
+    /// parameters, in that order), or `None` when the match holds.
+    pub fn first_failure<'m>(&self, m: &'m Match, req: &Request<'_>) -> Option<Failed<'m>> {
         let path = req.path_only();
         let path_ok = match &m.path {
             PathMatch::Exact(p) => path == p,
             PathMatch::Prefix(p) => prefix_matches(p, path),
             PathMatch::Regex(p) => self.regex_matches(p, path),
         };
-        let method_ok = m
-            .method
+        if !path_ok {
+            return Some(Failed::Path);
+        }
+        if m.method
             .as_deref()
-            .is_none_or(|method| method == req.method);
-        let headers_ok = m.headers.iter().all(|h| {
-            req.header(&h.name)
+            .is_some_and(|method| method != req.method)
+        {
+            return Some(Failed::Method);
+        }
+        if let Some(h) = m.headers.iter().find(|h| {
+            !req.header(&h.name)
                 .is_some_and(|actual| self.value_matches(&h.value, &actual))
-        });
-        let query_ok = m.query_params.iter().all(|q| {
-            req.query_param(&q.name)
-                .is_some_and(|actual| self.value_matches(&q.value, &actual))
-        });
-        path_ok && method_ok && headers_ok && query_ok
+        }) {
+            return Some(Failed::Header(h));
+        }
+        m.query_params
+            .iter()
+            .find(|q| {
+                !req.query_param(&q.name)
+                    .is_some_and(|actual| self.value_matches(&q.value, &actual))
+            })
+            .map(Failed::QueryParam)
     }
 
     fn value_matches(&self, value: &ValueMatch, actual: &str) -> bool {
@@ -312,8 +397,8 @@ impl<'t> Reference<'t> {
     }
 }
 
-/// The attachments of a parent.
-fn attachments(table: &RouteTable, parent: ParentRef) -> &[Attachment] {
+/// The attachments of a parent (empty for a parent the table does not have).
+pub fn attachments(table: &RouteTable, parent: ParentRef) -> &[Attachment] {
     match parent {
         ParentRef::Listener(l) => table
             .listeners
@@ -392,6 +477,89 @@ mod tests {
         ] {
             assert!(!pattern_matches(wildcard, host), "{host}");
         }
+    }
+
+    #[test]
+    fn evaluate_names_the_first_failing_condition() {
+        use crate::router::Destination;
+        use crate::table::{Listener, Route, Rule};
+        let exact = |v: &str| ValueMatch::Exact(v.to_string());
+        let m = Match {
+            rank: 0,
+            path: PathMatch::Prefix("/api".into()),
+            method: Some("POST".into()),
+            headers: vec![HeaderMatch {
+                name: "x-env".into(),
+                value: exact("canary"),
+            }],
+            query_params: vec![QueryParamMatch {
+                name: "v".into(),
+                value: exact("2"),
+            }],
+        };
+        let table = RouteTable {
+            role: "gateway/ns/gw".into(),
+            listeners: vec![Listener {
+                name: "http".into(),
+                port: 80,
+                hostname: None,
+                attachments: vec![Attachment {
+                    route: 0,
+                    hostnames: vec!["a.example".into()],
+                }],
+            }],
+            routes: vec![Route {
+                namespace: "ns".into(),
+                name: "r".into(),
+                rules: vec![Rule {
+                    matches: vec![m.clone()],
+                    ..Rule::default()
+                }],
+            }],
+            ..RouteTable::default()
+        };
+        let reference = Reference::new(&table);
+        let env = vec![("x-env".to_string(), "canary".to_string())];
+        let failure = |host: &str, method: &str, path: &str, headers: &[(String, String)]| {
+            let req = Request {
+                method,
+                scheme: "http",
+                authority: host,
+                path,
+                headers,
+                destination: Destination {
+                    ip: std::net::IpAddr::from([127, 0, 0, 1]),
+                    port: 80,
+                },
+            };
+            let all = reference.evaluate(ParentRef::Listener(0), &req);
+            assert_eq!(all.len(), 1);
+            let first = all.first().map(|e| e.failed);
+            let holds = reference.match_holds(&m, &req) && host == "a.example";
+            assert_eq!(first == Some(None), holds);
+            first.flatten()
+        };
+        assert_eq!(
+            failure("b.example", "POST", "/api?v=2", &env),
+            Some(Failed::Host)
+        );
+        assert_eq!(
+            failure("a.example", "POST", "/apix", &env),
+            Some(Failed::Path)
+        );
+        assert_eq!(
+            failure("a.example", "GET", "/api?v=2", &env),
+            Some(Failed::Method)
+        );
+        assert!(matches!(
+            failure("a.example", "POST", "/api?v=2", &[]),
+            Some(Failed::Header(h)) if h.name == "x-env"
+        ));
+        assert!(matches!(
+            failure("a.example", "POST", "/api?v=3", &env),
+            Some(Failed::QueryParam(q)) if q.name == "v"
+        ));
+        assert_eq!(failure("a.example", "POST", "/api/x?v=2", &env), None);
     }
 
     #[test]

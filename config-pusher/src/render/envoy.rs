@@ -1,0 +1,523 @@
+//! Envoy bootstraps from `envoy-configs/bootstrap.yaml`: the one implementation of filling its
+//! `{{SLOT}}`s (the end-to-end tests in `host-tests` use it too), and the standalone bootstraps
+//! `render` writes per Gateway and per mesh client namespace.
+//!
+//! **Listen addresses.** A Gateway's bootstrap binds every HTTP listener port of the table on the
+//! Gateway's `spec.addresses` (type `IPAddress`, or no type), else on `0.0.0.0`. `--listen IP`
+//! replaces the addresses; `--listen IP:PORT` binds that one port instead and tells the filter
+//! which Gateway port it serves (`listenerPort`), which needs the Gateway's HTTP listeners to
+//! share one port. HTTPS listeners are not bound: TLS termination (certificateRefs) is not part of
+//! the standalone bootstrap, and serving their routes in plaintext would be wrong.
+//! A mesh bootstrap (per client namespace) binds every routed Service frontend (ClusterIP:port)
+//! of its table, the sidecar of `envoy-configs/` without iptables.
+//!
+//! **Clusters**, one per cluster name the table uses (backends and mirrors), in this order of
+//! preference: a `--backend NS/SVC:PORT=ADDR:PORT` override (STATIC); the ready endpoints of the
+//! Service's EndpointSlices for that port (STATIC, the slice's port number); otherwise STRICT_DNS
+//! on `<svc>.<ns>.svc.<cluster-domain>:<port>` — what a folder without EndpointSlices gets, and
+//! correct inside a cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use gammaroute_filter::table::{BackendTarget, Filter, RouteTable, Rule};
+use serde::Serialize;
+
+use crate::store::{ObjectKey, Store};
+use crate::translate::backend::SERVICE_NAME_LABEL;
+use crate::translate::mesh;
+
+/// `envoy-configs/bootstrap.yaml`, built in.
+pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootstrap.yaml");
+
+/// Replaces every `{{NAME}}` in `template` with its value; an unfilled slot is an error.
+pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
+    let mut out = template.to_string();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{{{name}}}}}"), value);
+    }
+    match out.find("{{") {
+        Some(at) => Err(format!(
+            "template slot left unfilled: {}",
+            out.get(at..)
+                .and_then(|rest| rest.lines().next())
+                .unwrap_or_default()
+        )),
+        None => Ok(out),
+    }
+}
+
+/// A JSON document as a YAML scalar (JSON strings are valid YAML double-quoted scalars).
+pub fn yaml_string(json: &str) -> String {
+    serde_json::Value::String(json.to_string()).to_string()
+}
+
+/// `LISTEN_ADDITIONAL`: a YAML flow list of `{address: {socket_address: ...}}`, `[]` when empty.
+pub fn additional_addresses(addrs: &[SocketAddr]) -> String {
+    let items: Vec<String> = addrs
+        .iter()
+        .map(|a| format!("{{address: {}}}", socket_address(a.ip(), a.port())))
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn socket_address(host: impl std::fmt::Display, port: u16) -> String {
+    format!(
+        "{{socket_address: {{address: {}, port_value: {port}}}}}",
+        yaml_string(&host.to_string())
+    )
+}
+
+/// Where a cluster's endpoints come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Endpoints {
+    /// Fixed addresses (an override, or EndpointSlices): `type: STATIC`.
+    Static(Vec<SocketAddr>),
+    /// A DNS name resolved by Envoy: `type: STRICT_DNS`.
+    Dns { host: String, port: u16 },
+}
+
+/// One Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub endpoints: Endpoints,
+}
+
+/// `CLUSTERS`: the clusters as the YAML list the templates expect (`[]` when there are none).
+pub fn clusters_yaml(clusters: &[Cluster]) -> String {
+    if clusters.is_empty() {
+        return "  []\n".to_string();
+    }
+    let mut out = String::new();
+    for c in clusters {
+        let (kind, eps) = match &c.endpoints {
+            Endpoints::Static(addrs) => (
+                "STATIC",
+                addrs
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{{endpoint: {{address: {}}}}}",
+                            socket_address(a.ip(), a.port())
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Endpoints::Dns { host, port } => (
+                "STRICT_DNS",
+                vec![format!(
+                    "{{endpoint: {{address: {}}}}}",
+                    socket_address(host, *port)
+                )],
+            ),
+        };
+        let name = yaml_string(&c.name);
+        out.push_str(&format!(
+            "  - name: {name}\n    type: {kind}\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{lb_endpoints: [{}]}}]\n",
+            eps.join(", ")
+        ));
+    }
+    out
+}
+
+/// STATIC clusters, one per (name, endpoints), in the YAML list form the templates expect.
+pub fn static_clusters(clusters: &[(&str, Vec<SocketAddr>)]) -> String {
+    let list: Vec<Cluster> = clusters
+        .iter()
+        .map(|(name, addrs)| Cluster {
+            name: (*name).to_string(),
+            endpoints: Endpoints::Static(addrs.clone()),
+        })
+        .collect();
+    clusters_yaml(&list)
+}
+
+/// How bootstraps are rendered (the `render` flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `WASM_PATH`: the filter module Envoy loads.
+    pub wasm: String,
+    /// `--listen IP[:PORT]` for gateways (see the module docs).
+    pub listen: Option<Listen>,
+    /// `--backend NS/SVC:PORT=ADDR:PORT` overrides, by cluster name.
+    pub backends: BTreeMap<String, Vec<SocketAddr>>,
+    /// Kubernetes cluster domain for STRICT_DNS names.
+    pub cluster_domain: String,
+    /// Envoy's admin interface (port 0: any free port).
+    pub admin: SocketAddr,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            wasm: "target/wasm32-wasip1/release/gammaroute_filter.wasm".into(),
+            listen: None,
+            backends: BTreeMap::new(),
+            cluster_domain: "cluster.local".into(),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// `--listen`: an address, optionally with the one port to bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Listen, String> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Listen {
+                ip: a.ip(),
+                port: Some(a.port()),
+            });
+        }
+        let ip = s.trim_start_matches('[').trim_end_matches(']');
+        ip.parse::<IpAddr>()
+            .map(|ip| Listen { ip, port: None })
+            .map_err(|_| format!("`{s}` is not IP or IP:PORT"))
+    }
+}
+
+/// Parses one `--backend NS/SVC:PORT=ADDR:PORT[,ADDR:PORT...]`.
+pub fn parse_backend(s: &str) -> Result<(String, Vec<SocketAddr>), String> {
+    let (name, addrs) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected NS/SVC:PORT=ADDR:PORT"))?;
+    if parse_cluster_name(name).is_none() {
+        return Err(format!("`{name}`: expected NS/SVC:PORT"));
+    }
+    let addrs = addrs
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("`{a}` is not ADDR:PORT"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name.to_string(), addrs))
+}
+
+/// `ns/svc:port` → its parts.
+fn parse_cluster_name(name: &str) -> Option<(&str, &str, u16)> {
+    let (ns, rest) = name.split_once('/')?;
+    let (svc, port) = rest.rsplit_once(':')?;
+    Some((ns, svc, port.parse().ok()?)).filter(|_| !ns.is_empty() && !svc.is_empty())
+}
+
+/// A rendered bootstrap.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The table's role.
+    pub role: String,
+    /// Every address the listener binds.
+    pub listen: Vec<SocketAddr>,
+    /// `listenerPort` in the plugin configuration, when set.
+    pub listener_port: Option<u16>,
+    pub clusters: Vec<Cluster>,
+    /// The filled template.
+    pub yaml: String,
+    /// Things the reader should know (e.g. HTTPS listeners left out).
+    pub notes: Vec<String>,
+}
+
+/// What [`bootstrap`] made of a table.
+#[derive(Debug, Clone)]
+pub enum Rendered {
+    Bootstrap(Box<Bootstrap>),
+    /// The role has nothing to bind (a mesh namespace without routed Services, a Gateway with
+    /// only HTTPS listeners).
+    Skipped(String),
+}
+
+/// The bootstrap for one table. `Err` for flags that cannot apply to it.
+pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result<Rendered, String> {
+    let mut notes = Vec::new();
+    let (listen, listener_port) = if let Some(rest) = table.role.strip_prefix("gateway/") {
+        let key = rest
+            .split_once('/')
+            .map(|(ns, name)| ObjectKey::new(ns, name))
+            .ok_or_else(|| format!("{}: not a gateway role", table.role))?;
+        match gateway_listen(store, &key, table, options, &mut notes)? {
+            Some(l) => l,
+            None => return Ok(Rendered::Skipped(notes.join("; "))),
+        }
+    } else {
+        let mut addrs = Vec::new();
+        for s in &table.services {
+            for p in &s.ports {
+                for ip in &s.cluster_ips {
+                    addrs.push(SocketAddr::new(*ip, p.port));
+                }
+            }
+        }
+        if addrs.is_empty() {
+            return Ok(Rendered::Skipped(
+                "no routed Service, nothing to bind".into(),
+            ));
+        }
+        (addrs, None)
+    };
+    let clusters = clusters(store, table, options);
+    let mut config = serde_json::Map::new();
+    config.insert(
+        "table".into(),
+        serde_json::to_value(table).map_err(|e| format!("{}: {e}", table.role))?,
+    );
+    if let Some(p) = listener_port {
+        config.insert("listenerPort".into(), p.into());
+    }
+    let (first, additional) = listen
+        .split_first()
+        .ok_or_else(|| format!("{}: no listen address", table.role))?;
+    let values = BTreeMap::from([
+        ("ADMIN_ADDRESS", options.admin.ip().to_string()),
+        ("ADMIN_PORT", options.admin.port().to_string()),
+        ("LISTEN_ADDRESS", first.ip().to_string()),
+        ("LISTEN_PORT", first.port().to_string()),
+        ("LISTEN_ADDITIONAL", additional_addresses(additional)),
+        ("WASM_PATH", options.wasm.clone()),
+        (
+            "PLUGIN_CONFIG",
+            yaml_string(&serde_json::Value::Object(config).to_string()),
+        ),
+        ("CLUSTERS", clusters_yaml(&clusters)),
+    ]);
+    let yaml = fill(BOOTSTRAP_TEMPLATE, &values)?;
+    Ok(Rendered::Bootstrap(Box::new(Bootstrap {
+        role: table.role.clone(),
+        listen,
+        listener_port,
+        clusters,
+        yaml,
+        notes,
+    })))
+}
+
+type ListenPlan = (Vec<SocketAddr>, Option<u16>);
+
+fn gateway_listen(
+    store: &Store,
+    key: &ObjectKey,
+    table: &RouteTable,
+    options: &Options,
+    notes: &mut Vec<String>,
+) -> Result<Option<ListenPlan>, String> {
+    let spec = store.gateways.get(key).map(|g| &g.object.spec);
+    let protocol = |name: &str| {
+        spec.and_then(|s| s.listeners.iter().find(|l| l.name == name))
+            .map_or("HTTP", |l| l.protocol.as_str())
+    };
+    let mut ports = BTreeSet::new();
+    for l in &table.listeners {
+        if protocol(&l.name) == "HTTP" {
+            ports.insert(l.port);
+        } else {
+            notes.push(format!(
+                "listener {} (port {}, {}) not bound: TLS termination is not rendered",
+                l.name,
+                l.port,
+                protocol(&l.name)
+            ));
+        }
+    }
+    if ports.is_empty() {
+        notes.push("no HTTP listener to bind".into());
+        return Ok(None);
+    }
+    let ips: Vec<IpAddr> = match options.listen {
+        Some(l) => vec![l.ip],
+        None => {
+            let declared: Vec<IpAddr> = spec
+                .and_then(|s| s.addresses.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|a| a.r#type.as_deref().is_none_or(|t| t == "IPAddress"))
+                .filter_map(|a| a.value.as_deref()?.parse().ok())
+                .collect();
+            if declared.is_empty() {
+                vec![IpAddr::from([0, 0, 0, 0])]
+            } else {
+                declared
+            }
+        }
+    };
+    if let Some(port) = options.listen.and_then(|l| l.port) {
+        let only = match (ports.len(), ports.first()) {
+            (1, Some(p)) => *p,
+            _ => {
+                return Err(format!(
+                    "{}: --listen with a port needs one HTTP listener port, the Gateway has {:?}",
+                    table.role, ports
+                ))
+            }
+        };
+        let addrs = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        return Ok(Some((addrs, Some(only))));
+    }
+    let addrs = ips
+        .iter()
+        .flat_map(|ip| ports.iter().map(move |p| SocketAddr::new(*ip, *p)))
+        .collect();
+    // One port: say it explicitly; several: the filter reads the destination port per request.
+    let listener_port = match (ports.len(), ports.first()) {
+        (1, Some(p)) => Some(*p),
+        _ => None,
+    };
+    Ok(Some((addrs, listener_port)))
+}
+
+/// Every cluster name the table forwards or mirrors to.
+pub fn cluster_names(table: &RouteTable) -> BTreeSet<String> {
+    fn mirrors(filters: &[Filter], out: &mut BTreeSet<String>) {
+        for f in filters {
+            if let Filter::RequestMirror(m) = f {
+                out.insert(m.cluster.clone());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    let rules = table.routes.iter().flat_map(|r| &r.rules);
+    for rule in rules {
+        let Rule {
+            filters, backends, ..
+        } = rule;
+        mirrors(filters, &mut out);
+        for b in backends {
+            mirrors(&b.filters, &mut out);
+            if let BackendTarget::Cluster(c) = &b.target {
+                out.insert(c.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The clusters of a table (see the module docs for where endpoints come from).
+pub fn clusters(store: &Store, table: &RouteTable, options: &Options) -> Vec<Cluster> {
+    cluster_names(table)
+        .into_iter()
+        .map(|name| {
+            let endpoints = if let Some(addrs) = options.backends.get(&name) {
+                Endpoints::Static(addrs.clone())
+            } else if let Some((ns, svc, port)) = parse_cluster_name(&name) {
+                match slice_endpoints(store, ns, svc, port) {
+                    Some(addrs) if !addrs.is_empty() => Endpoints::Static(addrs),
+                    _ => Endpoints::Dns {
+                        host: format!("{svc}.{ns}.svc.{}", options.cluster_domain),
+                        port,
+                    },
+                }
+            } else {
+                // Not a name config-pusher writes; keep Envoy's configuration valid.
+                Endpoints::Static(vec![])
+            };
+            Cluster { name, endpoints }
+        })
+        .collect()
+}
+
+/// Ready endpoints of Service `ns/svc` port `port` from its EndpointSlices: `None` when it has
+/// none. The port number is the slice's port of the Service port's name (its `targetPort` once
+/// resolved), else the Service port.
+fn slice_endpoints(store: &Store, ns: &str, svc: &str, port: u16) -> Option<Vec<SocketAddr>> {
+    let service = store.services.get(&ObjectKey::new(ns, svc))?;
+    let port_name = service
+        .object
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|ps| ps.iter().find(|p| i32::from(port) == p.port))
+        .and_then(|p| p.name.clone())
+        .unwrap_or_default();
+    let mut found = None;
+    for (key, s) in &store.endpoint_slices {
+        let slice = &s.object;
+        let owner = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL));
+        if key.namespace != ns || owner.map(String::as_str) != Some(svc) {
+            continue;
+        }
+        let addrs: &mut Vec<SocketAddr> = found.get_or_insert_with(Vec::new);
+        let slice_port = match slice.ports.as_deref() {
+            None | Some([]) => Some(port),
+            Some(ps) => ps
+                .iter()
+                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok()),
+        };
+        let Some(slice_port) = slice_port else {
+            continue;
+        };
+        for e in &slice.endpoints {
+            if e.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            for a in &e.addresses {
+                if let Ok(ip) = a.parse::<IpAddr>() {
+                    addrs.push(SocketAddr::new(ip, slice_port));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The first ClusterIP of Service `ns/name` in the store (for `explain`'s mesh destination).
+pub fn service_ip(store: &Store, ns: &str, name: &str) -> Option<IpAddr> {
+    let svc = store.services.get(&ObjectKey::new(ns, name))?;
+    mesh::cluster_ips(&svc.object).first().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_reports_unfilled_slots() {
+        let values = BTreeMap::from([("A", "1".to_string())]);
+        assert_eq!(fill("x {{A}} y", &values).unwrap(), "x 1 y");
+        assert!(fill("{{A}} {{B}}", &values).unwrap_err().contains("{{B}}"));
+    }
+
+    #[test]
+    fn flags_parse() {
+        assert_eq!(
+            "127.0.0.1:8080".parse::<Listen>().unwrap(),
+            Listen {
+                ip: IpAddr::from([127, 0, 0, 1]),
+                port: Some(8080)
+            }
+        );
+        assert_eq!("::1".parse::<Listen>().unwrap().port, None);
+        assert!("nope".parse::<Listen>().is_err());
+        let (name, addrs) = parse_backend("shop/web:80=127.0.0.1:9000,127.0.0.2:9000").unwrap();
+        assert_eq!(name, "shop/web:80");
+        assert_eq!(addrs.len(), 2);
+        assert!(parse_backend("shop/web=127.0.0.1:9000").is_err());
+        assert!(parse_backend("shop/web:80=localhost").is_err());
+    }
+
+    #[test]
+    fn clusters_yaml_forms() {
+        let y = clusters_yaml(&[Cluster {
+            name: "a/b:80".into(),
+            endpoints: Endpoints::Dns {
+                host: "b.a.svc.cluster.local".into(),
+                port: 80,
+            },
+        }]);
+        assert!(y.contains("type: STRICT_DNS") && y.contains("\"b.a.svc.cluster.local\""));
+        assert_eq!(clusters_yaml(&[]), "  []\n");
+    }
+}

@@ -1,0 +1,135 @@
+//! `render`: everything a standalone deployment needs from one translation, as files — tables
+//! (JSON and protobuf), statuses, an Envoy bootstrap per proxy role ([`envoy`]) and an
+//! `index.json` that lists them, so scripts and CI can drive the output. Pure: the CLI writes
+//! the files.
+
+use std::net::SocketAddr;
+
+use gammaroute_filter::table;
+use serde::Serialize;
+
+use crate::store::Store;
+use crate::translate::{status, Output};
+
+pub mod envoy;
+
+/// One output file.
+#[derive(Debug, Clone)]
+pub struct File {
+    /// Relative to the output folder.
+    pub path: String,
+    pub kind: FileKind,
+    /// The proxy role (`gateway/<ns>/<name>`, `mesh/<namespace>`), for tables and bootstraps.
+    pub role: Option<String>,
+    /// Where a bootstrap's Envoy listens.
+    pub listen: Vec<SocketAddr>,
+    pub content: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FileKind {
+    TableJson,
+    TableProto,
+    Status,
+    Bootstrap,
+    Index,
+}
+
+/// An `index.json` entry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexEntry<'a> {
+    path: &'a str,
+    kind: FileKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    listen: Vec<String>,
+}
+
+/// Everything `render` writes, plus what it could not render and why.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub files: Vec<File>,
+    /// Roles without a bootstrap and their reason, and per-bootstrap remarks.
+    pub notes: Vec<String>,
+}
+
+impl Rendered {
+    /// The bootstraps written.
+    pub fn bootstraps(&self) -> impl Iterator<Item = &File> {
+        self.files.iter().filter(|f| f.kind == FileKind::Bootstrap)
+    }
+}
+
+/// Renders a translation. `Err` when a flag cannot apply (see [`envoy::bootstrap`]).
+pub fn render(
+    store: &Store,
+    output: &Output,
+    options: &envoy::Options,
+) -> Result<Rendered, String> {
+    let mut out = Rendered::default();
+    let file = |path: String, kind, role: Option<&str>, content: Vec<u8>| File {
+        path,
+        kind,
+        role: role.map(str::to_string),
+        listen: vec![],
+        content,
+    };
+    for (role, t) in &output.tables {
+        out.files.push(file(
+            format!("tables/{role}.json"),
+            FileKind::TableJson,
+            Some(role),
+            table::encode_json(t).into_bytes(),
+        ));
+        out.files.push(file(
+            format!("tables/{role}.pb"),
+            FileKind::TableProto,
+            Some(role),
+            table::encode_proto(t),
+        ));
+    }
+    out.files.push(file(
+        "status.yaml".into(),
+        FileKind::Status,
+        None,
+        status::to_yaml(&output.statuses).into_bytes(),
+    ));
+    for (role, t) in &output.tables {
+        match envoy::bootstrap(store, t, options)? {
+            envoy::Rendered::Bootstrap(b) => {
+                out.notes
+                    .extend(b.notes.iter().map(|n| format!("envoy/{role}.yaml: {n}")));
+                out.files.push(File {
+                    path: format!("envoy/{role}.yaml"),
+                    kind: FileKind::Bootstrap,
+                    role: Some(role.clone()),
+                    listen: b.listen.clone(),
+                    content: b.yaml.into_bytes(),
+                });
+            }
+            envoy::Rendered::Skipped(why) => out.notes.push(format!("{role}: no bootstrap: {why}")),
+        }
+    }
+    let index: Vec<IndexEntry> = out
+        .files
+        .iter()
+        .map(|f| IndexEntry {
+            path: &f.path,
+            kind: f.kind,
+            role: f.role.as_deref(),
+            listen: f.listen.iter().map(ToString::to_string).collect(),
+        })
+        .collect();
+    let json = serde_json::to_string_pretty(&serde_json::json!({ "files": index }))
+        .map_err(|e| format!("index.json: {e}"))?;
+    out.files.push(file(
+        "index.json".into(),
+        FileKind::Index,
+        None,
+        format!("{json}\n").into_bytes(),
+    ));
+    Ok(out)
+}
