@@ -542,16 +542,9 @@ fn check(
                 if matches!(sel.parent, ParentRef::ServicePort { .. }) {
                     bump(&cov.mesh_matched);
                 }
-                if let Some((parent, candidates)) = reference::candidates(table, &req) {
-                    // explain's view (every entry with its first failing condition) keeps
-                    // exactly the candidates.
-                    let kept: Vec<_> = reference
-                        .evaluate(parent, &req)
-                        .into_iter()
-                        .filter(|e| e.failed.is_none())
-                        .map(|e| e.candidate)
-                        .collect();
-                    prop_assert_eq!(&kept, &candidates, "evaluate differs for {:?}", spec);
+                // (`candidates` is `evaluate` without the failures, so explain's view and the
+                // selection compared above cannot drift apart.)
+                if let Some((_, candidates)) = reference::candidates(table, &req) {
                     let best = candidates.iter().min_by_key(|c| c.key()).unwrap();
                     let min_rank = candidates.iter().map(|c| c.rank).min().unwrap();
                     if best.rank > min_rank {

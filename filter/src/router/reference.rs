@@ -257,45 +257,14 @@ impl<'t> Reference<'t> {
         decision::build(self.table, self.select(req), req, draw)
     }
 
-    /// Every candidate of `parent` for `req`, in table order.
+    /// Every candidate of `parent` for `req`, in table order: the entries [`Reference::evaluate`]
+    /// finds no failing condition for.
     pub fn candidates(&self, parent: ParentRef, req: &Request<'_>) -> Vec<Candidate<'t>> {
-        let host = req.host();
-        let mut found = Vec::new();
-        for (a, attachment) in (0u32..).zip(attachments(self.table, parent)) {
-            let Some(route) = self.table.routes.get(attachment.route as usize) else {
-                continue;
-            };
-            // An attachment without hostnames is one pattern matching every Host.
-            for pattern in attachment.host_patterns() {
-                if !pattern_matches(pattern, &host) {
-                    continue;
-                }
-                for (r, rule) in (0u32..).zip(&route.rules) {
-                    for (m, matched) in (0u32..).zip(&rule.matches) {
-                        if !self.match_holds(matched, req) {
-                            continue;
-                        }
-                        found.push(Candidate {
-                            selected: Selected {
-                                parent,
-                                route: attachment.route,
-                                rule: r,
-                                matched: m,
-                            },
-                            hostname: pattern,
-                            specificity: HostSpecificity::of(pattern),
-                            rank: matched.rank,
-                            position: TablePosition {
-                                attachment: a,
-                                rule: r,
-                                matched: m,
-                            },
-                        });
-                    }
-                }
-            }
-        }
-        found
+        self.evaluate(parent, req)
+            .into_iter()
+            .filter(|e| e.failed.is_none())
+            .map(|e| e.candidate)
+            .collect()
     }
 
     /// Every (attachment, hostname pattern, rule, match) of `parent` in table order, each with
