@@ -39,7 +39,10 @@ fn bench(c: &mut Criterion) {
     let config = config();
     let mut vm = WasmHost::load(gammaroute_host_tests::wasm_path()).expect("load wasm");
     assert!(vm.configure(&config));
-    let router = Router::compile(PluginConfig::parse(config.as_bytes()).unwrap().table).unwrap();
+    let router = {
+        let c = PluginConfig::parse(config.as_bytes()).unwrap();
+        c.compile(c.table.clone().unwrap()).unwrap()
+    };
     let native_headers: Vec<Vec<(String, String)>> = REQUESTS
         .iter()
         .map(|(_, h)| {

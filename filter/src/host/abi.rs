@@ -16,17 +16,19 @@ impl Status {
     pub const SERIALIZATION_FAILURE: Status = Status(3);
 }
 
-/// Header maps the filter touches.
+/// Header maps the filter touches (`proxy_get_header_map_pairs` map types).
 #[derive(Debug, Clone, Copy)]
 #[repr(u32)]
 pub enum Map {
-    RequestHeaders = 0,
-    ResponseHeaders = 2,
+    Request = 0,
+    Response = 2,
+    HttpCallResponse = 6,
 }
 
 #[derive(Debug, Clone, Copy)]
 #[repr(u32)]
 pub enum Buffer {
+    HttpCallResponseBody = 4,
     PluginConfiguration = 7,
 }
 
@@ -100,6 +102,34 @@ extern "C" {
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_http_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        body: *const u8,
+        body_size: usize,
+        trailers: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
 }
 
 fn check(status: u32) -> Result<(), Status> {
@@ -236,4 +266,55 @@ pub fn increment_metric(id: u32, by: i64) -> Result<(), Status> {
 
 pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
     check(unsafe { proxy_record_metric(id, value) })
+}
+
+pub fn set_tick_period(ms: u32) -> Result<(), Status> {
+    check(unsafe { proxy_set_tick_period_milliseconds(ms) })
+}
+
+/// Sends an HTTP request through the Envoy cluster `upstream`; the answer arrives in
+/// `proxy_on_http_call_response` with the returned token.
+pub fn dispatch_http_call<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    upstream: &str,
+    headers: &[(K, V)],
+    timeout_ms: u32,
+) -> Result<u32, Status> {
+    let encoded = pairs::encode(headers);
+    let trailers = pairs::encode::<&str, &str>(&[]);
+    let mut token = 0u32;
+    check(unsafe {
+        proxy_http_call(
+            upstream.as_ptr(),
+            upstream.len(),
+            encoded.as_ptr(),
+            encoded.len(),
+            std::ptr::null(),
+            0,
+            trailers.as_ptr(),
+            trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    })?;
+    Ok(token)
+}
+
+/// A shared-data value and its CAS token; `Ok(None)` when the key does not exist.
+pub fn shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, Status> {
+    let (mut data, mut len, mut cas) = (std::ptr::null_mut(), 0usize, 0u32);
+    match check(unsafe {
+        proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut len, &mut cas)
+    }) {
+        Ok(()) => Ok(Some((unsafe { take(data, len) }, cas))),
+        Err(Status::NOT_FOUND) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a shared-data value; `cas` 0 writes unconditionally, else only over that version
+/// (status 8, CAS mismatch, otherwise).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
+    check(unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
 }

@@ -4,15 +4,22 @@
 //! ```json
 //! {
 //!   "table": { "role": "gateway/default/web", "listeners": [...], "routes": [...] },
+//!   "source": { "cluster": "config-pusher", "authority": "config-pusher:18000",
+//!               "role": "gateway/default/web" },
 //!   "clusterNaming": "standalone",
 //!   "listenerPort": 80,
 //!   "mirrorSlots": 2
 //! }
 //! ```
+//!
+//! At least one of `table` (inline) and `source` (fetched from config-pusher, DESIGN.md
+//! "Distribution") is required. With both, the inline table serves until the first fetched one
+//! arrives; with `source` alone the filter answers 503 until then (fail closed).
 
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::router::Router;
 use crate::table::{self, BackendTarget, Filter, RouteTable, TableError};
 
 /// Parsed plugin configuration.
@@ -20,7 +27,11 @@ use crate::table::{self, BackendTarget, Filter, RouteTable, TableError};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PluginConfig {
     /// The route table, inline. Validated whole on load.
-    pub table: RouteTable,
+    #[serde(default)]
+    pub table: Option<RouteTable>,
+    /// Where to fetch tables from (config-pusher through an Envoy cluster).
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
     /// How the table's backend names (`<namespace>/<service>:<port>`) become Envoy cluster names.
     #[serde(default)]
     pub cluster_naming: ClusterNaming,
@@ -41,6 +52,56 @@ pub struct PluginConfig {
 
 fn default_mirror_slots() -> u8 {
     2
+}
+
+/// `source`: fetch the table from config-pusher's `GET /v1/tables/{role}` (long-poll, ETag).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The Envoy cluster that reaches config-pusher.
+    pub cluster: String,
+    /// `:authority` of the fetch requests (config-pusher does not look at it; proxies in between may).
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    /// The proxy role whose table to fetch: `gateway/<ns>/<name>` or `mesh/<client-namespace>`.
+    pub role: String,
+    /// Bearer token config-pusher requires (`serve --token-file`), if any.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// How long config-pusher may hold a fetch open waiting for a new version; 0 = plain polling
+    /// every `pollIntervalMs`.
+    #[serde(default = "default_long_poll_seconds")]
+    pub long_poll_seconds: u32,
+    /// Plain polling interval (only with `longPollSeconds: 0`).
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u32,
+    /// How often every VM checks shared data for a table another VM fetched (and renews or
+    /// takes over the fetcher lease).
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u32,
+    /// A fetched table larger than this is rejected whole.
+    #[serde(default = "default_max_table_bytes")]
+    pub max_table_bytes: u32,
+    /// Sent as `x-gammaroute-proxy` so config-pusher's `/v1/proxies` can tell proxies apart;
+    /// defaults to Envoy's `node.id`.
+    #[serde(default)]
+    pub proxy_id: Option<String>,
+}
+
+fn default_authority() -> String {
+    "config-pusher".to_string()
+}
+fn default_long_poll_seconds() -> u32 {
+    30
+}
+fn default_poll_interval_ms() -> u32 {
+    1000
+}
+fn default_tick_ms() -> u32 {
+    250
+}
+fn default_max_table_bytes() -> u32 {
+    64 << 20
 }
 
 /// Cluster naming schemes (DESIGN.md "The Envoy contract").
@@ -71,19 +132,93 @@ pub enum ConfigError {
     },
     #[error("plugin configuration: listenerPort must be 1-65535")]
     ListenerPort,
+    #[error("plugin configuration: needs \"table\" (inline), \"source\" (fetched), or both")]
+    NoTable,
+    #[error("plugin configuration: source.{field}: {message}")]
+    Source {
+        field: &'static str,
+        message: &'static str,
+    },
+    #[error("route table role {table:?} is not the configured source.role {configured:?}")]
+    Role { table: String, configured: String },
 }
 
 impl PluginConfig {
-    /// Parses and validates a configuration, and renames the table's clusters for the host.
+    /// Parses a configuration and checks its fields. The inline table is compiled separately
+    /// ([`PluginConfig::compile`]), the same way a fetched table is.
     pub fn parse(bytes: &[u8]) -> Result<PluginConfig, ConfigError> {
-        let mut config: PluginConfig = serde_json::from_slice(bytes)?;
+        let config: PluginConfig = serde_json::from_slice(bytes)?;
         if config.listener_port == Some(0) {
             return Err(ConfigError::ListenerPort);
         }
-        config.table = table::accept(config.table)?;
-        let naming = config.cluster_naming.clone();
-        naming.rename(&mut config.table)?;
+        if let Some(source) = &config.source {
+            source.check()?;
+        } else if config.table.is_none() {
+            return Err(ConfigError::NoTable);
+        }
         Ok(config)
+    }
+
+    /// The role this configuration serves: the source's, else the inline table's.
+    pub fn role(&self) -> &str {
+        match (&self.source, &self.table) {
+            (Some(source), _) => &source.role,
+            (None, Some(table)) => &table.role,
+            (None, None) => "",
+        }
+    }
+
+    /// Turns a table — inline, fetched, or read from shared data — into a router for this host:
+    /// checks its version and role, renames its clusters ([`ClusterNaming`]) and compiles it
+    /// (which validates it: a table is accepted or refused whole).
+    pub fn compile(&self, mut table: RouteTable) -> Result<Router, ConfigError> {
+        table::stamp_version(&mut table)?;
+        if let Some(source) = &self.source {
+            if table.role != source.role {
+                return Err(ConfigError::Role {
+                    table: table.role,
+                    configured: source.role.clone(),
+                });
+            }
+        }
+        self.cluster_naming.rename(&mut table)?;
+        Ok(Router::compile(table)?)
+    }
+}
+
+impl SourceConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let fail = |field, message| Err(ConfigError::Source { field, message });
+        if self.cluster.is_empty() {
+            return fail("cluster", "must name the Envoy cluster of config-pusher");
+        }
+        if !(self.role.starts_with("gateway/") || self.role.starts_with("mesh/")) {
+            return fail("role", "must be gateway/<ns>/<name> or mesh/<namespace>");
+        }
+        if !self
+            .role
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+        {
+            return fail("role", "must be a plain path (no spaces, '?' or '#')");
+        }
+        if self.long_poll_seconds > 300 {
+            return fail("longPollSeconds", "must be at most 300");
+        }
+        if self.tick_ms == 0 || (self.long_poll_seconds == 0 && self.poll_interval_ms == 0) {
+            return fail("tickMs", "tickMs and pollIntervalMs must be positive");
+        }
+        let header_safe = |s: &str| s.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+        if !header_safe(&self.authority)
+            || !self.token.as_deref().is_none_or(header_safe)
+            || !self.proxy_id.as_deref().is_none_or(header_safe)
+        {
+            return fail(
+                "authority",
+                "authority, token and proxyId must be printable ASCII",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -166,10 +301,8 @@ mod tests {
         let config = PluginConfig::parse(ok).unwrap();
         assert_eq!(config.mirror_slots, 2);
         assert_eq!(config.cluster_naming, ClusterNaming::Standalone);
-        assert!(
-            !config.table.version.is_empty(),
-            "version filled in on load"
-        );
+        let router = config.compile(config.table.clone().unwrap()).unwrap();
+        assert!(!router.version().is_empty(), "version filled in on load");
 
         let unknown = br#"{"table": {"role": "gateway/default/web", "routes": []}, "tabel": 1}"#;
         let err = PluginConfig::parse(unknown).unwrap_err().to_string();
@@ -185,5 +318,66 @@ mod tests {
             PluginConfig::parse(b"not json"),
             Err(ConfigError::Json(_))
         ));
+        assert!(matches!(
+            PluginConfig::parse(b"{}"),
+            Err(ConfigError::NoTable)
+        ));
+    }
+
+    #[test]
+    fn source_defaults_checks_and_role() {
+        let json = br#"{"source": {"cluster": "cp", "role": "mesh/shop"}}"#;
+        let config = PluginConfig::parse(json).unwrap();
+        let source = config.source.clone().unwrap();
+        assert_eq!(source.long_poll_seconds, 30);
+        assert_eq!(source.tick_ms, 250);
+        assert_eq!(source.authority, "config-pusher");
+        assert_eq!(config.role(), "mesh/shop");
+
+        let wrong_role = RouteTable {
+            role: "mesh/other".into(),
+            ..RouteTable::default()
+        };
+        let err = config.compile(wrong_role).unwrap_err().to_string();
+        assert!(
+            err.contains("mesh/other") && err.contains("mesh/shop"),
+            "{err}"
+        );
+
+        for (bad, field) in [
+            (
+                r#"{"source": {"cluster": "", "role": "mesh/a"}}"#,
+                "cluster",
+            ),
+            (r#"{"source": {"cluster": "c", "role": "shop"}}"#, "role"),
+            (
+                r#"{"source": {"cluster": "c", "role": "mesh/a?x"}}"#,
+                "role",
+            ),
+            (
+                r#"{"source": {"cluster": "c", "role": "mesh/a", "tickMs": 0}}"#,
+                "tickMs",
+            ),
+            (
+                r#"{"source": {"cluster": "c", "role": "mesh/a", "token": "a\nb"}}"#,
+                "authority",
+            ),
+        ] {
+            let err = PluginConfig::parse(bad.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(&format!("source.{field}")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn compile_refuses_a_tampered_version() {
+        let config =
+            PluginConfig::parse(br#"{"source": {"cluster": "c", "role": "mesh/a"}}"#).unwrap();
+        let table = RouteTable {
+            role: "mesh/a".into(),
+            version: "0123".into(),
+            ..RouteTable::default()
+        };
+        let err = config.compile(table).unwrap_err().to_string();
+        assert!(err.contains("version"), "{err}");
     }
 }

@@ -1,9 +1,10 @@
 //! The proxy-wasm exports: context bookkeeping and the per-request flow.
 //!
 //! Root contexts (one per plugin configuration) own a compiled router; each HTTP stream keeps an
-//! `Rc` of the router its root had when the stream started, so a reconfiguration never changes
-//! routing under a request in flight. Every host answer is handled: a failure is logged and the
-//! request fails closed (500) rather than being forwarded unrouted.
+//! `Rc` of the router its root had when the stream started, so a reconfiguration or a table
+//! update never changes routing under a request in flight. Every host answer is handled: a
+//! failure is logged and the request fails closed (500) rather than being forwarded unrouted.
+//! Table fetching (ticks, calls to config-pusher, shared data) is in [`super::updates`].
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -14,14 +15,15 @@ use rustc_hash::FxHashMap;
 use super::abi::{self, Buffer, LogLevel, Map, MetricType, Status};
 use super::config::PluginConfig;
 use super::envoy::{self, Contract, Plan};
+use super::updates::{self, Dynamic};
 use crate::router::{Destination, HeaderOp, Outcome, Request, Router, Selection};
 
 const CONTINUE: u32 = 0;
 const PAUSE: u32 = 1;
 
-/// A configuration in force: the compiled router and the Envoy-side settings.
-struct Loaded {
-    router: Router,
+/// A table in force: the compiled router and the Envoy-side settings.
+pub(super) struct Loaded {
+    pub(super) router: Router,
     listener_port: Option<u16>,
     mirror_slots: u8,
     passthrough_cluster: Option<String>,
@@ -29,9 +31,42 @@ struct Loaded {
     metrics: RefCell<Metrics>,
 }
 
+impl Loaded {
+    pub(super) fn new(config: &PluginConfig, router: Router) -> Loaded {
+        Loaded {
+            mesh: router.table().role.starts_with("mesh/"),
+            router,
+            listener_port: config.listener_port,
+            mirror_slots: config.mirror_slots,
+            passthrough_cluster: config.passthrough_cluster.clone(),
+            metrics: RefCell::new(Metrics::default()),
+        }
+    }
+}
+
 #[derive(Default)]
-struct Root {
-    loaded: Option<Rc<Loaded>>,
+pub(super) struct Root {
+    /// `None` until a table is accepted: requests then get 503.
+    pub(super) loaded: Option<Rc<Loaded>>,
+    /// Present when the configuration has a `source`.
+    pub(super) dynamic: Option<Dynamic>,
+}
+
+impl Root {
+    /// Swaps in a new table; streams already started keep the old one.
+    pub(super) fn install(&mut self, loaded: Loaded) {
+        abi::log(
+            LogLevel::Info,
+            &format!(
+                "gammaroute: table {} version {} loaded ({} routes)",
+                loaded.router.table().role,
+                loaded.router.version(),
+                loaded.router.table().routes.len()
+            ),
+        );
+        record_version(loaded.router.version());
+        self.loaded = Some(Rc::new(loaded));
+    }
 }
 
 struct Stream {
@@ -48,20 +83,26 @@ enum Op {
 }
 
 #[derive(Default)]
-struct Vm {
-    roots: FxHashMap<u32, Root>,
+pub(super) struct Vm {
+    pub(super) roots: FxHashMap<u32, Root>,
     streams: FxHashMap<u32, Stream>,
-    /// xorshift64 state for weighted picks and mirror sampling, seeded from the clock.
-    rng: u64,
+    /// Fetch calls in flight: token → root context.
+    pub(super) calls: FxHashMap<u32, u32>,
+    /// This VM's number in the process (from shared data), for the fetcher lease.
+    pub(super) number: Option<u64>,
+    /// xorshift64 state for weighted picks, mirror sampling and back-off jitter, seeded from the
+    /// clock.
+    pub(super) rng: u64,
 }
 
 thread_local! {
     static VM: RefCell<Vm> = RefCell::new(Vm::default());
 }
 
-/// Runs `f` on the VM state. The host never re-enters the VM during a call we make, so the
-/// borrow cannot fail in practice; if it ever did we log and return `fallback` instead of trapping.
-fn with_vm<T>(fallback: T, f: impl FnOnce(&mut Vm) -> T) -> T {
+/// Runs `f` on the VM state. The host never re-enters the VM during a call we make (Envoy defers
+/// callbacks until the VM call returns), so the borrow cannot fail in practice; if it ever did we
+/// log and return `fallback` instead of trapping.
+pub(super) fn with_vm<T>(fallback: T, f: impl FnOnce(&mut Vm) -> T) -> T {
     VM.with(|vm| match vm.try_borrow_mut() {
         Ok(mut vm) => f(&mut vm),
         Err(_) => {
@@ -107,48 +148,70 @@ pub extern "C" fn proxy_on_context_create(context: u32, parent: u32) {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_configure(root: u32, size: usize) -> u32 {
-    let loaded = abi::buffer(Buffer::PluginConfiguration, size)
+    let config = abi::buffer(Buffer::PluginConfiguration, size)
         .map_err(|s| format!("cannot read the plugin configuration (host status {})", s.0))
-        .and_then(|bytes| load(&bytes).map_err(|e| e.to_string()));
-    match loaded {
-        Ok(loaded) => {
-            abi::log(
-                LogLevel::Info,
-                &format!(
-                    "gammaroute: table {} version {} loaded ({} routes)",
-                    loaded.router.table().role,
-                    loaded.router.version(),
-                    loaded.router.table().routes.len()
-                ),
-            );
-            record_version(loaded.router.version());
-            with_vm((), |vm| {
-                vm.roots.entry(root).or_default().loaded = Some(Rc::new(loaded))
-            });
+        .and_then(|bytes| PluginConfig::parse(&bytes).map_err(|e| e.to_string()));
+    let configured = config.and_then(|mut config| {
+        let inline = match config.table.take() {
+            Some(table) => Some(
+                config
+                    .compile(table)
+                    .map(|router| Loaded::new(&config, router))
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        Ok((config, inline))
+    });
+    match configured {
+        Ok((config, inline)) => with_vm(0, |vm| {
+            let mut state = Root::default();
+            if let Some(loaded) = inline {
+                state.install(loaded);
+            }
+            if config.source.is_some() {
+                match updates::start(vm, root, &mut state, config) {
+                    Ok(()) => {}
+                    Err(message) => {
+                        reject(&message);
+                        return 0;
+                    }
+                }
+            }
+            // The first fetch starts on the first tick: during on_configure Envoy may not have
+            // initialised its clusters yet.
+            vm.roots.insert(root, state);
             1
-        }
+        }),
         Err(message) => {
-            abi::log(
-                LogLevel::Error,
-                &format!("gammaroute: configuration rejected: {message}"),
-            );
-            count("gammaroute.config_rejected");
+            reject(&message);
             0
         }
     }
 }
 
-fn load(bytes: &[u8]) -> Result<Loaded, super::config::ConfigError> {
-    let config = PluginConfig::parse(bytes)?;
-    let mesh = config.table.role.starts_with("mesh/");
-    Ok(Loaded {
-        router: Router::compile(config.table)?,
-        listener_port: config.listener_port,
-        mirror_slots: config.mirror_slots,
-        passthrough_cluster: config.passthrough_cluster,
-        mesh,
-        metrics: RefCell::new(Metrics::default()),
-    })
+fn reject(message: &str) {
+    abi::log(
+        LogLevel::Error,
+        &format!("gammaroute: configuration rejected: {message}"),
+    );
+    count("gammaroute.config_rejected");
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_tick(root: u32) {
+    with_vm((), |vm| updates::tick(vm, root));
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_http_call_response(
+    _root: u32,
+    token: u32,
+    headers: usize,
+    body_size: usize,
+    _trailers: usize,
+) {
+    with_vm((), |vm| updates::response(vm, token, headers, body_size));
 }
 
 #[no_mangle]
@@ -193,7 +256,7 @@ pub extern "C" fn proxy_on_request_headers(
 }
 
 fn route(loaded: &Loaded, stream: &mut Stream, draw: u64) -> Result<u32, Status> {
-    let headers = abi::headers(Map::RequestHeaders)?;
+    let headers = abi::headers(Map::Request)?;
     let pseudo = |name: &str| {
         headers
             .iter()
@@ -225,9 +288,9 @@ fn route(loaded: &Loaded, stream: &mut Stream, draw: u64) -> Result<u32, Status>
         } => {
             for op in &request {
                 match op {
-                    HeaderOp::Set(n, v) => abi::set_header(Map::RequestHeaders, n, v)?,
-                    HeaderOp::Add(n, v) => abi::add_header(Map::RequestHeaders, n, v)?,
-                    HeaderOp::Remove(n) => abi::remove_header(Map::RequestHeaders, n)?,
+                    HeaderOp::Set(n, v) => abi::set_header(Map::Request, n, v)?,
+                    HeaderOp::Add(n, v) => abi::add_header(Map::Request, n, v)?,
+                    HeaderOp::Remove(n) => abi::remove_header(Map::Request, n)?,
                 }
             }
             // Envoy 1.40 also clears the cache on header mutation; newer versions may not.
@@ -324,9 +387,9 @@ pub extern "C" fn proxy_on_response_headers(
         };
         for (op, name, value) in std::mem::take(&mut stream.response) {
             let done = match op {
-                Op::Set => abi::set_header(Map::ResponseHeaders, &name, &value),
-                Op::Add => abi::add_header(Map::ResponseHeaders, &name, &value),
-                Op::Remove => abi::remove_header(Map::ResponseHeaders, &name),
+                Op::Set => abi::set_header(Map::Response, &name, &value),
+                Op::Add => abi::add_header(Map::Response, &name, &value),
+                Op::Remove => abi::remove_header(Map::Response, &name),
             };
             if let Err(s) = done {
                 abi::log(
@@ -356,7 +419,7 @@ pub extern "C" fn proxy_on_delete(context: u32) {
     });
 }
 
-fn next_draw(state: &mut u64) -> u64 {
+pub(super) fn next_draw(state: &mut u64) -> u64 {
     let mut x = *state;
     x ^= x << 13;
     x ^= x >> 7;
@@ -428,7 +491,7 @@ fn stat_safe(s: &str) -> String {
     s.replace('.', "_")
 }
 
-fn count(name: &str) {
+pub(super) fn count(name: &str) {
     if let Some(id) = define(MetricType::Counter, name) {
         increment(id);
     }

@@ -7,9 +7,12 @@
 
 pub mod config;
 pub mod envoy;
+pub mod fetch;
 pub mod pairs;
 
 #[cfg(target_arch = "wasm32")]
 mod abi;
 #[cfg(target_arch = "wasm32")]
 mod exports;
+#[cfg(target_arch = "wasm32")]
+mod updates;

@@ -407,8 +407,18 @@ impl RouteTable {
 }
 
 /// Accepts a decoded table: fills an empty `version` with the content hash, or checks a declared
-/// one against it, then validates. Every way a table enters the filter ends here.
+/// one against it, then validates. Every way a table enters the filter ends here (the filter's
+/// host glue calls [`stamp_version`] and lets `Router::compile` validate, so a table is validated
+/// once).
 pub fn accept(mut table: RouteTable) -> Result<RouteTable, TableError> {
+    stamp_version(&mut table)?;
+    validate(&table)?;
+    Ok(table)
+}
+
+/// Fills an empty `version` with the content hash, or checks a declared one against it (a table
+/// altered in transit, or by hand without updating its version, is refused).
+pub fn stamp_version(table: &mut RouteTable) -> Result<(), TableError> {
     let computed = table.content_version();
     if table.version.is_empty() {
         table.version = computed;
@@ -416,13 +426,12 @@ pub fn accept(mut table: RouteTable) -> Result<RouteTable, TableError> {
         return Err(TableError {
             at: "version".to_string(),
             kind: TableErrorKind::VersionMismatch {
-                declared: table.version,
+                declared: std::mem::take(&mut table.version),
                 computed,
             },
         });
     }
-    validate(&table)?;
-    Ok(table)
+    Ok(())
 }
 
 fn hex_digit(n: u8) -> char {

@@ -1,0 +1,344 @@
+//! Table updates in the VM: the host side of [`super::fetch`].
+//!
+//! On every tick a root context with a `source` (1) picks up a table another VM published in
+//! shared data, (2) takes or renews the fetcher lease, and (3) if it holds the lease, starts a
+//! fetch when one is due. A fetch response is validated and compiled here, then published for
+//! the other VMs. Every host failure is logged and retried on a later tick; none stops routing
+//! with the table in force.
+
+use std::rc::Rc;
+
+use super::abi::{self, Buffer, LogLevel, Map, Status};
+use super::config::PluginConfig;
+use super::exports::{count, next_draw, Loaded, Root, Vm};
+use super::fetch::{self, CallResponse, Fetch, Fetched, Keys, Lease};
+use crate::table::{self, RouteTable};
+
+/// The dynamic half of a root context.
+pub(super) struct Dynamic {
+    config: Rc<PluginConfig>,
+    keys: Keys,
+    fetch: Fetch,
+    /// Lease holder id: this VM's number and the root context id.
+    holder: u64,
+    proxy_id: String,
+    /// A version read from shared data that failed to compile here (not retried until it changes).
+    refused: String,
+}
+
+/// Sets up fetching for a root context being configured: the tick, the lease identity, and the
+/// newest table already in shared data (a VM that starts or restarts after the others does not
+/// serve an older table, or 503, until its first tick).
+pub(super) fn start(
+    vm: &mut Vm,
+    root: u32,
+    state: &mut Root,
+    config: PluginConfig,
+) -> Result<(), String> {
+    let Some(source) = &config.source else {
+        return Ok(());
+    };
+    abi::set_tick_period(source.tick_ms)
+        .map_err(|s| format!("the host refused a tick period (status {})", s.0))?;
+    let number = vm_number(vm);
+    let proxy_id = match &source.proxy_id {
+        Some(id) => id.clone(),
+        None => node_id(),
+    };
+    state.dynamic = Some(Dynamic {
+        keys: Keys::new(&source.role),
+        config: Rc::new(config),
+        fetch: Fetch::default(),
+        holder: (number << 32) | u64::from(root),
+        proxy_id,
+        refused: String::new(),
+    });
+    sync(state);
+    Ok(())
+}
+
+/// One tick of a root context.
+pub(super) fn tick(vm: &mut Vm, root: u32) {
+    let Some(now) = now_ms() else { return };
+    let draw = next_draw(&mut vm.rng);
+    let Some(state) = vm.roots.get_mut(&root) else {
+        return;
+    };
+    if state.dynamic.is_none() {
+        return;
+    }
+    sync(state);
+    let Some(dynamic) = state.dynamic.as_mut() else {
+        return;
+    };
+    let Some(source) = dynamic.config.source.as_ref() else {
+        return;
+    };
+    if !hold_lease(dynamic, now, source.tick_ms) || !dynamic.fetch.due(source, now) {
+        return;
+    }
+    let headers =
+        dynamic
+            .fetch
+            .request_headers(source, state_version(&state.loaded), &dynamic.proxy_id);
+    match abi::dispatch_http_call(&source.cluster, &headers, Fetch::timeout_ms(source)) {
+        Ok(token) => {
+            dynamic.fetch.started(token, now);
+            vm.calls.insert(token, root);
+        }
+        Err(status) => {
+            dynamic.fetch.dispatch_failed(now, draw);
+            abi::log(
+                LogLevel::Warn,
+                &format!(
+                    "gammaroute: cannot call config-pusher through cluster {:?} (host status {}{}); retrying in {} ms",
+                    source.cluster,
+                    status.0,
+                    if status == Status(2) { ": no such cluster" } else { "" },
+                    dynamic.fetch.wait_ms(now)
+                ),
+            );
+            count("gammaroute.fetch.failed");
+        }
+    }
+}
+
+fn state_version(loaded: &Option<Rc<Loaded>>) -> &str {
+    loaded.as_ref().map_or("", |l| l.router.version())
+}
+
+/// A fetch answered (or failed).
+pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize) {
+    let Some(root) = vm.calls.remove(&token) else {
+        return;
+    };
+    let Some(now) = now_ms() else { return };
+    let draw = next_draw(&mut vm.rng);
+    let Some(state) = vm.roots.get_mut(&root) else {
+        return;
+    };
+    let Some(dynamic) = state.dynamic.as_mut() else {
+        return;
+    };
+    if dynamic.fetch.in_flight != Some(token) {
+        return;
+    }
+    let config = Rc::clone(&dynamic.config);
+    let Some(source) = config.source.as_ref() else {
+        return;
+    };
+    let response_headers = if headers == 0 {
+        Vec::new()
+    } else {
+        abi::headers(Map::HttpCallResponse).unwrap_or_default()
+    };
+    let header = |name: &str| {
+        response_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let etag = header("etag").map(fetch::unquote_etag);
+    let call = CallResponse {
+        status: header(":status").and_then(|s| s.parse().ok()),
+        content_type: header("content-type"),
+        etag,
+        body_size,
+    };
+    match dynamic.fetch.on_response(source, call, now, draw) {
+        Fetched::NotModified => count("gammaroute.fetch.not_modified"),
+        Fetched::Failed(message) => {
+            abi::log(
+                LogLevel::Warn,
+                &format!(
+                    "gammaroute: fetching table {} failed: {message}; keeping version {:?}, retrying in {} ms",
+                    source.role,
+                    state_version(&state.loaded),
+                    dynamic.fetch.wait_ms(now)
+                ),
+            );
+            count("gammaroute.fetch.failed");
+        }
+        Fetched::Refused { version, message } => rejected(source, &version, &message),
+        Fetched::Table { proto } => {
+            let etag = etag.unwrap_or_default().to_string();
+            match accept(&config, body_size, proto) {
+                Ok((loaded, encoded)) => {
+                    let version = loaded.router.version().to_string();
+                    dynamic.fetch.applied(&version);
+                    count("gammaroute.fetch.ok");
+                    publish(dynamic, &version, &encoded);
+                    state.install(loaded);
+                }
+                Err((version, message)) => {
+                    let version = if version.is_empty() { etag } else { version };
+                    dynamic.fetch.rejected(&version, &message);
+                    rejected(source, &version, &message);
+                }
+            }
+        }
+    }
+    // Long-poll again at once rather than on the next tick.
+    tick(vm, root);
+}
+
+/// Decodes, validates and compiles a fetched table. Returns the table in force and its protobuf
+/// encoding (what other VMs read), or the version (if known) and why it was refused.
+fn accept(
+    config: &PluginConfig,
+    body_size: usize,
+    proto: bool,
+) -> Result<(Loaded, Vec<u8>), (String, String)> {
+    let body = abi::buffer(Buffer::HttpCallResponseBody, body_size).map_err(|s| {
+        (
+            String::new(),
+            format!("cannot read the response body (host status {})", s.0),
+        )
+    })?;
+    let decoded = if proto {
+        table::decode_proto(&body)
+    } else {
+        table::decode_json(&body)
+    };
+    let table = decoded.map_err(|e| (String::new(), e.to_string()))?;
+    let version = table.version.clone();
+    let encoded = if proto {
+        body
+    } else {
+        table::encode_proto(&table)
+    };
+    let router = config
+        .compile(table)
+        .map_err(|e| (version, e.to_string()))?;
+    Ok((Loaded::new(config, router), encoded))
+}
+
+fn rejected(source: &super::config::SourceConfig, version: &str, message: &str) {
+    abi::log(
+        LogLevel::Error,
+        &format!(
+            "gammaroute: table {} version {version:?} rejected, the table in force stays: {message}",
+            source.role
+        ),
+    );
+    count("gammaroute.table_rejected");
+}
+
+/// Writes a table for the other VMs: the table first, then its version (readers go by the
+/// version key).
+fn publish(dynamic: &Dynamic, version: &str, encoded: &[u8]) {
+    let written = abi::set_shared_data(&dynamic.keys.table, encoded, 0)
+        .and_then(|()| abi::set_shared_data(&dynamic.keys.version, version.as_bytes(), 0));
+    if let Err(s) = written {
+        abi::log(
+            LogLevel::Error,
+            &format!(
+                "gammaroute: cannot publish table version {version} in shared data (host status {}); other workers keep their table",
+                s.0
+            ),
+        );
+    }
+}
+
+/// Picks up the version published in shared data, if it is not the one in force.
+fn sync(state: &mut Root) {
+    let Some(dynamic) = state.dynamic.as_mut() else {
+        return;
+    };
+    let published = match abi::shared_data(&dynamic.keys.version) {
+        Ok(Some((bytes, _))) => String::from_utf8(bytes).unwrap_or_default(),
+        Ok(None) => return,
+        Err(s) => {
+            abi::log(
+                LogLevel::Warn,
+                &format!(
+                    "gammaroute: reading shared data failed (host status {})",
+                    s.0
+                ),
+            );
+            return;
+        }
+    };
+    let current = state.loaded.as_ref().map_or("", |l| l.router.version());
+    if published.is_empty() || published == current || published == dynamic.refused {
+        return;
+    }
+    let table = match abi::shared_data(&dynamic.keys.table) {
+        Ok(Some((bytes, _))) => table::decode_proto(&bytes).map_err(|e| e.to_string()),
+        Ok(None) => Err("the table key is missing".to_string()),
+        Err(s) => Err(format!("host status {}", s.0)),
+    };
+    match table.and_then(|t: RouteTable| dynamic.config.compile(t).map_err(|e| e.to_string())) {
+        Ok(router) => {
+            dynamic.fetch.applied(router.version());
+            let loaded = Loaded::new(&dynamic.config, router);
+            state.install(loaded);
+        }
+        Err(message) => {
+            abi::log(
+                LogLevel::Error,
+                &format!(
+                    "gammaroute: table version {published} from shared data refused, the table in force stays: {message}"
+                ),
+            );
+            count("gammaroute.table_rejected");
+            dynamic.refused = published;
+        }
+    }
+}
+
+/// Takes or renews the fetcher lease with CAS; true while this root holds it.
+fn hold_lease(dynamic: &Dynamic, now: u64, tick_ms: u32) -> bool {
+    let (current, cas) = match abi::shared_data(&dynamic.keys.lease) {
+        Ok(Some((bytes, cas))) => (Lease::parse(&bytes), cas),
+        Ok(None) => (None, 0),
+        Err(_) => return false,
+    };
+    let Some(next) = fetch::lease_step(current.as_ref(), dynamic.holder, now, tick_ms) else {
+        return false;
+    };
+    abi::set_shared_data(&dynamic.keys.lease, next.encode().as_bytes(), cas).is_ok()
+}
+
+/// This VM's number in the process: a shared counter incremented with CAS, once per VM.
+fn vm_number(vm: &mut Vm) -> u64 {
+    if let Some(n) = vm.number {
+        return n;
+    }
+    for _ in 0..16 {
+        let (current, cas) = match abi::shared_data(fetch::VM_SEQUENCE_KEY) {
+            Ok(Some((bytes, cas))) => (
+                std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0),
+                cas,
+            ),
+            Ok(None) => (0, 0),
+            Err(_) => break,
+        };
+        let next = current.wrapping_add(1);
+        if abi::set_shared_data(fetch::VM_SEQUENCE_KEY, next.to_string().as_bytes(), cas).is_ok() {
+            vm.number = Some(next);
+            return next;
+        }
+    }
+    // No shared counter: the clock is unique enough between VMs of one process.
+    let fallback = abi::now_nanos().unwrap_or(0) & 0x7fff_ffff;
+    vm.number = Some(fallback);
+    fallback
+}
+
+fn node_id() -> String {
+    match abi::property(&["node", "id"]) {
+        Ok(Some(id)) if !id.is_empty() => String::from_utf8_lossy(&id)
+            .chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+            .collect(),
+        _ => "unknown".to_string(),
+    }
+}
+
+fn now_ms() -> Option<u64> {
+    abi::now_nanos().ok().map(|n| n / 1_000_000)
+}
