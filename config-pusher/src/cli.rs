@@ -66,6 +66,14 @@ pub enum Command {
         /// Envoy's admin interface in the bootstraps (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR:PORT")]
         admin: SocketAddr,
+        /// The address of `config-pusher serve`: the bootstraps' filters then fetch newer tables
+        /// from it (the rendered table stays inline as the start-up table).
+        #[arg(long, value_name = "ADDR:PORT")]
+        pusher: Option<SocketAddr>,
+        /// The bearer token `serve --token-file` requires, read from this file and put in the
+        /// plugin configuration (with --pusher).
+        #[arg(long, value_name = "FILE", requires = "pusher")]
+        pusher_token_file: Option<PathBuf>,
     },
     /// Show the status of every GatewayClass, Gateway and HTTPRoute, and what failed to load.
     ///
@@ -146,6 +154,12 @@ pub enum CliError {
     },
     #[error("{0} does not exist")]
     MissingInput(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -161,6 +175,8 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             backend,
             cluster_domain,
             admin,
+            pusher,
+            pusher_token_file,
         } => {
             // Envoy resolves a relative path from its own working directory: make it absolute.
             let wasm = match std::fs::canonicalize(&wasm) {
@@ -173,12 +189,25 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                     wasm
                 }
             };
+            let token = match &pusher_token_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|source| CliError::Read {
+                            path: path.clone(),
+                            source,
+                        })?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            };
             let options = envoy::Options {
                 wasm: wasm.display().to_string(),
                 listen,
                 backends: backend.into_iter().collect(),
                 cluster_domain,
                 admin,
+                pusher: pusher.map(|addr| envoy::Pusher { addr, token }),
             };
             render(&input, &out, &options).map(|()| 0)
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use gammaroute_filter::host::config::PluginConfig;
-use gammaroute_filter::router::{Destination, Request, Router};
+use gammaroute_filter::router::{Destination, Request};
 use gammaroute_host_tests::wasm_host::WasmHost;
 use serde_json::json;
 

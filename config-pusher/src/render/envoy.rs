@@ -147,7 +147,19 @@ pub struct Options {
     pub cluster_domain: String,
     /// Envoy's admin interface (port 0: any free port).
     pub admin: SocketAddr,
+    /// `--pusher`: the filter fetches newer tables from `config-pusher serve` here.
+    pub pusher: Option<Pusher>,
 }
+
+/// Where a proxy fetches its table (`config-pusher serve`), and with which bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pusher {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+/// The Envoy cluster rendered for [`Pusher`].
+pub const PUSHER_CLUSTER: &str = "gammaroute-config-pusher";
 
 impl Default for Options {
     fn default() -> Self {
@@ -157,6 +169,7 @@ impl Default for Options {
             backends: BTreeMap::new(),
             cluster_domain: "cluster.local".into(),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pusher: None,
         }
     }
 }
@@ -264,12 +277,29 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
         }
         (addrs, None)
     };
-    let clusters = clusters(store, table, options);
+    let mut clusters = clusters(store, table, options);
     let mut config = serde_json::Map::new();
+    // With a pusher the inline table is the start-up table: Envoy routes at once, and keeps
+    // routing if config-pusher is down when it starts; the first fetch replaces it.
     config.insert(
         "table".into(),
         serde_json::to_value(table).map_err(|e| format!("{}: {e}", table.role))?,
     );
+    if let Some(pusher) = &options.pusher {
+        let mut source = serde_json::json!({
+            "cluster": PUSHER_CLUSTER,
+            "authority": pusher.addr.to_string(),
+            "role": table.role,
+        });
+        if let Some(token) = &pusher.token {
+            source["token"] = token.clone().into();
+        }
+        config.insert("source".into(), source);
+        clusters.push(Cluster {
+            name: PUSHER_CLUSTER.to_string(),
+            endpoints: Endpoints::Static(vec![pusher.addr]),
+        });
+    }
     if let Some(p) = listener_port {
         config.insert("listenerPort".into(), p.into());
     }

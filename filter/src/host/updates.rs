@@ -45,10 +45,15 @@ pub(super) fn start(
         Some(id) => id.clone(),
         None => node_id(),
     };
+    let mut fetch = Fetch::default();
+    if let Some(inline) = &state.loaded {
+        // config-pusher need not send the table this proxy started with again.
+        fetch.applied(inline.router.version());
+    }
     state.dynamic = Some(Dynamic {
         keys: Keys::new(&source.role),
         config: Rc::new(config),
-        fetch: Fetch::default(),
+        fetch,
         holder: (number << 32) | u64::from(root),
         proxy_id,
         refused: String::new(),
