@@ -73,8 +73,13 @@ pub fn validate(bootstrap: &str) -> Result<String, String> {
 
 impl Envoy {
     /// Starts Envoy on `bootstrap` (YAML; its admin must listen on port 0 of a loopback address)
-    /// and waits until it is ready.
+    /// with one worker, and waits until it is ready.
     pub fn start(bootstrap: &str) -> Envoy {
+        Envoy::start_with(bootstrap, &["--concurrency", "1"])
+    }
+
+    /// [`Envoy::start`] with more command-line arguments (e.g. `--concurrency 2`).
+    pub fn start_with(bootstrap: &str, args: &[&str]) -> Envoy {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "gammaroute-envoy-{}-{}",
@@ -90,7 +95,8 @@ impl Envoy {
         let child = Command::new(binary())
             .arg("-c")
             .arg(&config)
-            .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "info"])
+            .args(["--use-dynamic-base-id", "-l", "info"])
+            .args(args)
             .arg("--admin-address-path")
             .arg(&admin_file)
             .stdout(Stdio::null())

@@ -9,6 +9,7 @@ pub mod echo;
 pub mod envoy;
 pub mod fixture;
 pub mod http;
+pub mod live;
 pub mod wasm_host;
 
 use std::path::PathBuf;

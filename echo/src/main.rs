@@ -1,0 +1,3 @@
+fn main() {
+    gammaroute_echo::main();
+}

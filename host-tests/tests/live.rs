@@ -1,0 +1,317 @@
+//! Live updates through a real Envoy and a real `config-pusher serve` process watching a real
+//! folder (DESIGN.md "Distribution"): a change reaches traffic quickly, swaps are hitless under
+//! load, config-pusher going away changes nothing, bad input never replaces good routing, and
+//! with several workers only one VM fetches while all converge.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gammaroute_host_tests::live::{gateway_yaml, route_yaml, LiveGateway, LiveOptions, Scratch};
+
+const ECHO: &str = env!("CARGO_BIN_EXE_echo");
+const ROLE: &str = "gateway/demo/web";
+const HOST: &str = "shop.example";
+
+fn folder(services: &[&str]) -> Scratch {
+    let dir = Scratch::new("live");
+    dir.write("00-gateway.yaml", &gateway_yaml(services));
+    dir
+}
+
+fn clusters(services: &[&str]) -> Vec<String> {
+    services.iter().map(|s| format!("demo/{s}:8080")).collect()
+}
+
+fn start(services: &[&str], concurrency: u32, source_extra: &str) -> LiveGateway {
+    let dir = folder(services);
+    dir.write("10-shop.yaml", &route_yaml("shop", HOST, "/", services[0]));
+    let names = clusters(services);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let gw = LiveGateway::start(
+        ECHO,
+        dir,
+        ROLE,
+        LiveOptions {
+            backends: &names,
+            concurrency,
+            source_extra,
+        },
+    );
+    gw.wait_served_by(HOST, "/", &format!("demo/{}", services[0]), 4);
+    gw
+}
+
+#[test]
+fn a_route_change_in_the_folder_reaches_traffic() {
+    let gw = start(&["v1", "v2"], 1, "");
+    let before = gw.pusher.version(ROLE);
+    let changed = Instant::now();
+    gw.folder
+        .write("10-shop.yaml", &route_yaml("shop", HOST, "/", "v2"));
+    gw.wait_served_by(HOST, "/", "demo/v2", 4);
+    let took = changed.elapsed();
+    eprintln!("file change → traffic on the new backend: {took:?}");
+    // Debounce (~100 ms) + translation + long-poll answer + compile: well under a second on an
+    // idle machine; the bound is generous for a loaded CI machine.
+    assert!(took < Duration::from_secs(5), "propagation took {took:?}");
+    let after = gw.pusher.version(ROLE);
+    assert_ne!(before, after);
+    // The proxy reports what it runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let proxies = gw.pusher.proxies();
+        let ours = proxies
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["id"] == "live-gw" && p["role"] == ROLE);
+        if ours.is_some_and(|p| p["appliedVersion"].as_str() == after.as_deref()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/v1/proxies: {proxies}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A removed route: 404 from the filter.
+    gw.folder.remove("10-shop.yaml");
+    gw.wait_served_by(HOST, "/", "status 404", 4);
+}
+
+#[test]
+fn swaps_are_hitless_under_load() {
+    let gw = Arc::new(start(&["stable", "a", "b"], 2, ""));
+    gw.folder.write(
+        "20-stable.yaml",
+        &route_yaml("stable", "stable.example", "/", "stable"),
+    );
+    gw.wait_served_by("stable.example", "/", "demo/stable", 4);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for c in 0..3 {
+        let (gw, stop, done) = (gw.clone(), stop.clone(), done.clone());
+        clients.push(std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) || n < 7_000 {
+                // Traffic on a route that never changes, and on one flipping between backends.
+                let (host, path, allowed): (&str, &str, &[&str]) = if n % 2 == 0 {
+                    ("stable.example", "/", &["demo/stable"])
+                } else {
+                    (HOST, "/flip", &["demo/a", "demo/b"])
+                };
+                let got = gw.served_by(host, path);
+                if !allowed.contains(&got.as_str()) {
+                    failures.push(format!("client {c} request {n}: {host}{path} → {got}"));
+                }
+                n += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            failures
+        }));
+    }
+    // 100 table changes, each published before the next.
+    let mut version = gw.pusher.version(ROLE);
+    for i in 0..100 {
+        let backend = if i % 2 == 0 { "a" } else { "b" };
+        gw.folder
+            .write("10-shop.yaml", &route_yaml("shop", HOST, "/", backend));
+        version = Some(gw.pusher.wait_new_version(ROLE, version.as_deref()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for c in clients {
+        failures.extend(c.join().expect("client thread"));
+    }
+    let total = done.load(Ordering::Relaxed);
+    eprintln!(
+        "{total} requests during 100 table changes, {} failed",
+        failures.len()
+    );
+    assert!(total >= 20_000, "only {total} requests");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed or were misrouted, e.g.:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Every worker ended on the last version.
+    let last = if 99 % 2 == 0 { "demo/a" } else { "demo/b" };
+    gw.wait_served_by(HOST, "/flip", last, 8);
+}
+
+#[test]
+fn config_pusher_down_keeps_routing_and_resyncs_when_back() {
+    let mut gw = start(&["v1", "v2"], 1, "");
+    gw.pusher.kill();
+    for _ in 0..20 {
+        assert_eq!(gw.served_by(HOST, "/"), "demo/v1", "routing continues");
+    }
+    // Changed while config-pusher is down: nothing happens until it is back.
+    gw.folder
+        .write("10-shop.yaml", &route_yaml("shop", HOST, "/", "v2"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(gw.served_by(HOST, "/"), "demo/v1");
+    assert!(gw.envoy.stat("wasmcustom.gammaroute.fetch.failed") >= 1);
+    gw.pusher.restart();
+    // The filter retries with back-off (capped at 30 s; here it has failed a few times).
+    gw.wait_served_by(HOST, "/", "demo/v2", 4);
+}
+
+#[test]
+fn bad_input_never_replaces_good_routing() {
+    // A small size limit in the filter, to reject a table that grows too big.
+    let gw = start(&["v1", "v2"], 1, r#""maxTableBytes":3000"#);
+    let good = gw.pusher.version(ROLE);
+
+    // A half-saved YAML file: config-pusher keeps that file's last good objects and says so.
+    gw.folder.write_in_place(
+        "10-shop.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: shop, namespace: demo\nspec:\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = gw
+            .pusher
+            .get("/v1/status")
+            .map(|r| r.text())
+            .unwrap_or_default();
+        if status.contains("10-shop.yaml") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/v1/status does not report the bad file:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gw.pusher.version(ROLE), good, "the table did not change");
+    assert_eq!(gw.served_by(HOST, "/"), "demo/v1");
+
+    // An invalid regex: the rule is dropped (the route reports it), the rest keeps working.
+    gw.folder
+        .write("10-shop.yaml", &route_yaml("shop", HOST, "/", "v1"));
+    gw.folder.write(
+        "30-regex.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: regex, namespace: demo}
+spec:
+  parentRefs: [{name: web}]
+  hostnames: [regex.example]
+  rules:
+  - matches: [{path: {type: RegularExpression, value: '/(unclosed'}}]
+    backendRefs: [{name: v2, port: 8080}]
+",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = gw
+            .pusher
+            .get("/v1/status")
+            .map(|r| r.text())
+            .unwrap_or_default();
+        if status.contains("regex") && status.contains("(unclosed") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/v1/status does not report the regex:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gw.served_by(HOST, "/"), "demo/v1");
+    gw.folder.remove("30-regex.yaml");
+
+    // A table over the filter's maxTableBytes: rejected whole in the proxy, reported back.
+    let before = gw.pusher.version(ROLE);
+    let mut big = String::new();
+    for i in 0..40 {
+        big.push_str(&route_yaml(
+            &format!("big-{i}"),
+            &format!("big-{i}.example"),
+            "/",
+            "v2",
+        ));
+        big.push_str("---\n");
+    }
+    gw.folder.write("40-big.yaml", &big);
+    let too_big = gw.pusher.wait_new_version(ROLE, before.as_deref());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let proxies = gw.pusher.proxies();
+        let rejected = proxies.as_array().into_iter().flatten().any(|p| {
+            p["lastRejection"]
+                .as_str()
+                .is_some_and(|r| r.contains(&too_big) && r.contains("maxTableBytes"))
+        });
+        if rejected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rejection reported: {proxies}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gw.envoy.stat("wasmcustom.gammaroute.table_rejected") >= 1);
+    assert_eq!(
+        gw.served_by(HOST, "/"),
+        "demo/v1",
+        "the old routing continues"
+    );
+    assert_eq!(gw.served_by("big-1.example", "/"), "status 404");
+    // Back under the limit: the next table applies.
+    gw.folder.remove("40-big.yaml");
+    gw.folder
+        .write("10-shop.yaml", &route_yaml("shop", HOST, "/", "v2"));
+    gw.wait_served_by(HOST, "/", "demo/v2", 4);
+}
+
+#[test]
+fn workers_converge_and_one_vm_fetches() {
+    let gw = start(&["v1", "v2"], 2, "");
+    let requests = |gw: &LiveGateway| -> u64 {
+        gw.pusher
+            .proxies()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["id"] == "live-gw")
+            .map(|p| p["requests"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let first = requests(&gw);
+    let mut version = gw.pusher.version(ROLE);
+    for i in 0..10 {
+        let backend = if i % 2 == 0 { "v2" } else { "v1" };
+        gw.folder
+            .write("10-shop.yaml", &route_yaml("shop", HOST, "/", backend));
+        version = Some(gw.pusher.wait_new_version(ROLE, version.as_deref()));
+        // Every worker (new connections spread over both) serves the new version.
+        gw.wait_served_by(HOST, "/", &format!("demo/{backend}"), 10);
+    }
+    let fetched = requests(&gw) - first;
+    // One fetcher long-polling: one request per version (+ a few for timing). Four VMs
+    // (two workers, two on the main thread) fetching each would make 40 or more.
+    assert!(
+        (10..=16).contains(&fetched),
+        "{fetched} table requests for 10 versions: {}",
+        gw.pusher.proxies()
+    );
+    let open: usize = gw
+        .pusher
+        .proxies()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["id"] == "live-gw" && p["waiting"] == true)
+        .count();
+    assert!(open <= 1, "{open} long-polls open from one Envoy");
+}
