@@ -135,3 +135,27 @@ fn explain_through_the_binary() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no Gateway infra/nope"));
 }
+
+/// `examples/` is what README.md shows: everything accepted but the deliberately broken route,
+/// so `check` exits 1 and names its problems.
+#[test]
+fn check_on_the_examples_shows_only_the_broken_route() {
+    let run = cli(&["check", "--from", "../examples/"]);
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{text}");
+    let problems: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("HTTPRoute ") || l.contains("Gateway "))
+        .filter(|l| l.contains("=False") || l.contains("=True"))
+        .collect();
+    assert_eq!(problems.len(), 2, "{text}");
+    assert!(
+        problems.iter().all(|l| l.contains("HTTPRoute demo/broken")),
+        "{text}"
+    );
+    assert!(
+        text.contains("BackendNotFound: backendRef demo/web-v3: Service not found"),
+        "{text}"
+    );
+    assert!(text.contains("Dropped Rule(s) [1]"), "{text}");
+}

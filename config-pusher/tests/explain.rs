@@ -70,14 +70,22 @@ fn golden_explanations() {
         ("gamma-consumer", "gamma", "service/bookinfo/reviews:9080", Some("frontend"), "GET http://reviews/r", &["x-version: v3"]),
         ("gamma-503", "gamma", "service/bookinfo/reviews:9080", Some("batch"), "GET http://reviews/r", &["x-version: v3"]),
         ("gamma-passthrough", "gamma", "service/bookinfo/reviews:9090", Some("batch"), "GET http://reviews/r", &[]),
+        // examples/ (its golden scenario's input is a link to it); README.md shows these.
+        ("examples-header", "examples", "gateway/demo/gateway", None, "GET http://api.example/items", &["x-beta: true"]),
+        ("examples-rewrite", "examples", "gateway/demo/gateway", None, "GET http://www.example/docs/install", &[]),
+        ("examples-consumer", "examples", "service/demo/reviews:9080", Some("frontend"), "GET http://reviews.demo:9080/", &[]),
+        ("examples-broken", "examples", "gateway/demo/gateway", None, "GET http://broken.example/", &[]),
     ];
     let bless = std::env::var_os("GAMMAROUTE_BLESS").is_some_and(|v| v != "0");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/explain");
     let mut failures = Vec::new();
     for (name, scenario, parent, client, request, headers) in cases {
-        let mut cmd = format!(
-            "$ config-pusher explain --from tests/golden/{scenario}/input --parent {parent}"
-        );
+        let from = if *scenario == "examples" {
+            "examples/".to_string()
+        } else {
+            format!("tests/golden/{scenario}/input")
+        };
+        let mut cmd = format!("$ config-pusher explain --from {from} --parent {parent}");
         if let Some(c) = client {
             cmd.push_str(&format!(" --client-namespace {c}"));
         }

@@ -111,6 +111,47 @@ fn golden_outputs() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Every status reason the translator can emit is shown by some scenario's `status.yaml`, and
+/// every HTTPRoute filter type of Gateway API v1.5 is used by some scenario's input.
+#[test]
+fn golden_files_cover_every_reason_and_filter() {
+    let mut statuses = String::new();
+    let mut inputs = String::new();
+    for dir in scenarios() {
+        statuses.push_str(&std::fs::read_to_string(dir.join("expected/status.yaml")).unwrap());
+        let mut names = Vec::new();
+        let input = dir.join("input");
+        list(&input, &input, &mut names);
+        for n in names {
+            inputs.push_str(&std::fs::read_to_string(input.join(n)).unwrap());
+        }
+    }
+    let missing: Vec<&str> = status::reason::REASONS
+        .iter()
+        .copied()
+        .filter(|r| !statuses.contains(&format!("reason: {r}\n")))
+        .collect();
+    assert!(missing.is_empty(), "no golden status shows {missing:?}");
+    let filters = [
+        "RequestHeaderModifier",
+        "ResponseHeaderModifier",
+        "RequestMirror",
+        "RequestRedirect",
+        "URLRewrite",
+        "CORS",
+        "ExtensionRef",
+        "ExternalAuth",
+    ];
+    let missing: Vec<&str> = filters
+        .into_iter()
+        .filter(|f| !inputs.contains(&format!("type: {f}\n")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no golden input uses the filters {missing:?}"
+    );
+}
+
 #[test]
 fn translate_is_deterministic() {
     for dir in scenarios() {

@@ -42,6 +42,27 @@ pub mod reason {
     pub const NO_CONFLICTS: &str = "NoConflicts";
     pub const INVALID: &str = "Invalid";
     pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
+
+    /// Every reason above that is not also a condition type: the golden files must show each one
+    /// (`config-pusher/tests/golden.rs`).
+    pub const REASONS: &[&str] = &[
+        NOT_ALLOWED_BY_LISTENERS,
+        NO_MATCHING_LISTENER_HOSTNAME,
+        NO_MATCHING_PARENT,
+        UNSUPPORTED_VALUE,
+        INCOMPATIBLE_FILTERS,
+        REF_NOT_PERMITTED,
+        INVALID_KIND,
+        BACKEND_NOT_FOUND,
+        UNSUPPORTED_PROTOCOL,
+        LISTENERS_NOT_VALID,
+        INVALID_ROUTE_KINDS,
+        HOSTNAME_CONFLICT,
+        PROTOCOL_CONFLICT,
+        NO_CONFLICTS,
+        INVALID,
+        PORT_UNAVAILABLE,
+    ];
 }
 
 /// A `metav1.Condition` without `lastTransitionTime` (see the module docs).
