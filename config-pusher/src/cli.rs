@@ -66,10 +66,10 @@ pub enum Command {
         /// Envoy's admin interface in the bootstraps (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR:PORT")]
         admin: SocketAddr,
-        /// The address of `config-pusher serve`: the bootstraps' filters then fetch newer tables
-        /// from it (the rendered table stays inline as the start-up table).
-        #[arg(long, value_name = "ADDR:PORT")]
-        pusher: Option<SocketAddr>,
+        /// The address of `config-pusher serve` (IP or DNS name): the bootstraps' filters then
+        /// fetch newer tables from it (the rendered table stays inline as the start-up table).
+        #[arg(long, value_name = "HOST:PORT", value_parser = envoy::Pusher::parse)]
+        pusher: Option<envoy::Pusher>,
         /// The bearer token `serve --token-file` requires, read from this file and put in the
         /// plugin configuration (with --pusher).
         #[arg(long, value_name = "FILE", requires = "pusher")]
@@ -207,7 +207,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 backends: backend.into_iter().collect(),
                 cluster_domain,
                 admin,
-                pusher: pusher.map(|addr| envoy::Pusher { addr, token }),
+                pusher: pusher.map(|p| envoy::Pusher { token, ..p }),
             };
             render(&input, &out, &options).map(|()| 0)
         }

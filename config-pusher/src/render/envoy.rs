@@ -154,8 +154,60 @@ pub struct Options {
 /// Where a proxy fetches its table (`config-pusher serve`), and with which bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pusher {
-    pub addr: SocketAddr,
+    /// An IP address, or a DNS name Envoy resolves (`config-pusher:18000` in docker-compose).
+    pub host: String,
+    pub port: u16,
     pub token: Option<String>,
+}
+
+impl Pusher {
+    /// Parses `HOST:PORT` (`[v6]:PORT` for IPv6).
+    pub fn parse(s: &str) -> Result<Pusher, String> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Pusher {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                token: None,
+            });
+        }
+        match s.rsplit_once(':') {
+            Some((host, port))
+                if !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') =>
+            {
+                let port = port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("`{s}`: the port must be 1-65535"))?;
+                Ok(Pusher {
+                    host: host.to_string(),
+                    port,
+                    token: None,
+                })
+            }
+            _ => Err(format!("`{s}` is not HOST:PORT")),
+        }
+    }
+
+    fn endpoints(&self) -> Endpoints {
+        match self.host.parse::<IpAddr>() {
+            Ok(ip) => Endpoints::Static(vec![SocketAddr::new(ip, self.port)]),
+            Err(_) => Endpoints::Dns {
+                host: self.host.clone(),
+                port: self.port,
+            },
+        }
+    }
+
+    fn authority(&self) -> String {
+        match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]:{}", self.port),
+            _ => format!("{}:{}", self.host, self.port),
+        }
+    }
 }
 
 /// The Envoy cluster rendered for [`Pusher`].
@@ -288,7 +340,7 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
     if let Some(pusher) = &options.pusher {
         let mut source = serde_json::json!({
             "cluster": PUSHER_CLUSTER,
-            "authority": pusher.addr.to_string(),
+            "authority": pusher.authority(),
             "role": table.role,
         });
         if let Some(token) = &pusher.token {
@@ -297,7 +349,7 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
         config.insert("source".into(), source);
         clusters.push(Cluster {
             name: PUSHER_CLUSTER.to_string(),
-            endpoints: Endpoints::Static(vec![pusher.addr]),
+            endpoints: pusher.endpoints(),
         });
     }
     if let Some(p) = listener_port {
@@ -512,6 +564,28 @@ pub fn service_ip(store: &Store, ns: &str, name: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pusher_addresses() {
+        let ip = Pusher::parse("127.0.0.1:18000").unwrap();
+        assert_eq!(
+            ip.endpoints(),
+            Endpoints::Static(vec!["127.0.0.1:18000".parse().unwrap()])
+        );
+        assert_eq!(ip.authority(), "127.0.0.1:18000");
+        let dns = Pusher::parse("config-pusher:18000").unwrap();
+        assert_eq!(
+            dns.endpoints(),
+            Endpoints::Dns {
+                host: "config-pusher".into(),
+                port: 18000
+            }
+        );
+        assert_eq!(Pusher::parse("[::1]:80").unwrap().authority(), "[::1]:80");
+        for bad in ["config-pusher", "cp:0", "cp:x", ":80", "a b:80"] {
+            assert!(Pusher::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn fill_reports_unfilled_slots() {
