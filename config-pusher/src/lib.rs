@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod explain;
 pub mod render;
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod translate;

@@ -223,9 +223,20 @@ impl LiveGateway {
     /// backends, config-pusher serve and Envoy, and waits until Envoy routes with the table
     /// config-pusher serves.
     pub fn start(echo_bin: &str, folder: Scratch, role: &str, opts: LiveOptions<'_>) -> Self {
-        let pusher = Pusher::start(&folder.0, &[]);
         let backends = start_backends(echo_bin, opts.backends);
         let rendered = Scratch::new("rendered");
+        // Envoy's clusters come from the CDS file config-pusher keeps up to date, so a route to
+        // a Service that had none at start-up works without restarting Envoy.
+        let xds = rendered.0.join("xds");
+        let mut backend_args = Vec::new();
+        for (cluster, echo) in &backends {
+            backend_args.push("--backend".to_string());
+            backend_args.push(format!("{cluster}={}", echo.addr));
+        }
+        let mut serve_args = vec!["--xds-dir".to_string(), xds.display().to_string()];
+        serve_args.extend(backend_args.iter().cloned());
+        let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
+        let pusher = Pusher::start(&folder.0, &serve_args);
         let mut args: Vec<String> = vec![
             "render".into(),
             "--from".into(),
@@ -238,11 +249,10 @@ impl LiveGateway {
             "127.0.0.1:0".into(),
             "--pusher".into(),
             pusher.addr.to_string(),
+            "--xds-dir".into(),
+            xds.display().to_string(),
         ];
-        for (cluster, echo) in &backends {
-            args.push("--backend".into());
-            args.push(format!("{cluster}={}", echo.addr));
-        }
+        args.extend(backend_args);
         let out = Command::new(config_pusher_bin())
             .args(&args)
             .output()

@@ -334,14 +334,20 @@ fn vm_number(vm: &mut Vm) -> u64 {
     fallback
 }
 
+/// Envoy's `node.id` (`--service-node`): the `xds.node` attribute in current Envoy, `node` in
+/// older ones.
 fn node_id() -> String {
-    match abi::property(&["node", "id"]) {
-        Ok(Some(id)) if !id.is_empty() => String::from_utf8_lossy(&id)
-            .chars()
-            .map(|c| if c.is_ascii_graphic() { c } else { '_' })
-            .collect(),
-        _ => "unknown".to_string(),
+    for path in [&["xds", "node", "id"][..], &["node", "id"][..]] {
+        if let Ok(Some(id)) = abi::property(path) {
+            if !id.is_empty() {
+                return String::from_utf8_lossy(&id)
+                    .chars()
+                    .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+                    .collect();
+            }
+        }
     }
+    "unknown".to_string()
 }
 
 fn now_ms() -> Option<u64> {
