@@ -147,14 +147,15 @@ fn cluster_entry(c: &Cluster, indent: &str, type_url: Option<&str>) -> String {
 }
 
 /// `DYNAMIC_RESOURCES`: Envoy reads its clusters from `<dir>/cds.yaml` and reloads it when a new
-/// file is moved into `dir` (what `serve --xds-dir` does); empty without `dir`.
+/// file is moved into `dir` (what `serve --xds-dir` does); empty without `dir`. Envoy requires a
+/// node id and cluster for any xDS subscription, so the block sets `node` too.
 pub fn dynamic_resources(cds_dir: Option<&str>) -> String {
     let Some(dir) = cds_dir else {
         return String::new();
     };
     let dir = dir.trim_end_matches('/');
     format!(
-        "dynamic_resources:\n  cds_config:\n    resource_api_version: V3\n    path_config_source:\n      path: {}\n      watched_directory: {{path: {}}}\n",
+        "node: {{id: gammaroute, cluster: gammaroute}}\ndynamic_resources:\n  cds_config:\n    resource_api_version: V3\n    path_config_source:\n      path: {}\n      watched_directory: {{path: {}}}\n",
         yaml_string(&format!("{dir}/cds.yaml")),
         yaml_string(dir)
     )

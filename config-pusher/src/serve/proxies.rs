@@ -27,7 +27,7 @@ pub struct Rejection {
 pub struct ProxyView {
     pub id: String,
     pub role: String,
-    /// The version it runs; `None` before its first table.
+    /// The version it runs (`x-gammaroute-applied`); `None` before its first table.
     pub applied_version: Option<String>,
     pub last_rejection: Option<Rejection>,
     /// RFC 3339.
@@ -97,7 +97,10 @@ impl Proxies {
             });
             p.seen_at = now;
             p.view.role = r.role.to_string();
-            p.view.applied_version = r.applied.filter(|a| !a.is_empty()).map(str::to_string);
+            // Absent: unchanged; empty: no table yet.
+            if let Some(applied) = r.applied {
+                p.view.applied_version = Some(applied.to_string()).filter(|a| !a.is_empty());
+            }
             p.view.last_seen = Timestamp::now().to_string();
             p.view.remote_addr = r.remote.to_string();
             p.view.requests += 1;

@@ -1,0 +1,529 @@
+//! `config-pusher serve` as a process: the real binary on a temporary folder, checked with raw
+//! HTTP/1.1 requests (the API contract in README.md "config-pusher serve").
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gammaroute_filter::table;
+
+const GATEWAY: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gammaroute}
+spec: {controllerName: gammaroute.dev/config-pusher}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: shop}
+spec:
+  gatewayClassName: gammaroute
+  listeners: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}
+"#;
+
+fn route(prefix: &str) -> String {
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: api, namespace: shop}}
+spec:
+  parentRefs: [{{name: web}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: "{prefix}"}}}}]
+    backendRefs: [{{name: api, port: 80}}]
+"#
+    )
+}
+
+const ROLE: &str = "gateway/shop/web";
+
+/// A mesh Service `name` at `ip` with a producer route to itself.
+fn mesh_service(name: &str, ip: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: app}}
+spec: {{clusterIP: {ip}, ports: [{{port: 80}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: app}}
+spec:
+  parentRefs: [{{kind: Service, group: "", name: {name}}}]
+  rules: [{{backendRefs: [{{name: {name}, port: 80}}]}}]
+"#
+    )
+}
+
+fn folder(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gammaroute-serve-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("gateway.yaml"), GATEWAY).unwrap();
+    std::fs::write(dir.join("route.yaml"), route("/v1")).unwrap();
+    dir
+}
+
+/// The running binary; killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(dir: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--from"])
+            .arg(dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("config-pusher starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("serving on http://") {
+                    let rest = &line[at + "serving on http://".len()..];
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("serve did not start: {:?}", log.lock().unwrap()));
+        let server = Server { child, addr, log };
+        // Ready once the first translation is published.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.get("/readyz", &[]).status != 200 {
+            assert!(Instant::now() < deadline, "never ready: {}", server.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        get(self.addr, path, headers)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Polls `path` until `check` holds (5 s at most).
+    fn eventually(&self, path: &str, what: &str, check: impl Fn(&Response) -> bool) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = self.get(path, &[]);
+            if check(&r) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: last {path}: {} {}\n{}",
+                r.status,
+                r.text(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The value of metric sample `sample` (name with labels), 0 when absent.
+    fn metric(&self, sample: &str) -> f64 {
+        let text = self.get("/metrics", &[]).text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+
+    fn etag(&self) -> String {
+        self.header("etag").expect("an ETag").to_string()
+    }
+}
+
+/// One `GET` on a fresh connection (`Connection: close`, read to the end).
+fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: config-pusher\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end: {}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+#[test]
+fn tables_etags_encodings_and_probes() {
+    let dir = folder("tables");
+    let server = Server::start(&dir, &[]);
+    assert_eq!(server.get("/healthz", &[]).status, 200);
+
+    let r = server.get(&format!("/v1/tables/{ROLE}"), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let t = table::decode_json(&r.body).expect("a valid JSON table");
+    assert_eq!(t.role, ROLE);
+    assert_eq!(r.etag(), format!("\"{}\"", t.version));
+
+    let accept = [("accept", "application/x-protobuf")];
+    let p = server.get(&format!("/v1/tables/{ROLE}"), &accept);
+    assert_eq!(p.header("content-type"), Some("application/x-protobuf"));
+    assert_eq!(
+        table::decode_proto(&p.body).expect("a valid protobuf table"),
+        t
+    );
+    assert_eq!(p.etag(), r.etag());
+
+    // Quoted or bare If-None-Match: 304 without a body.
+    for tag in [r.etag(), t.version.clone()] {
+        let nm = server.get(&format!("/v1/tables/{ROLE}"), &[("if-none-match", &tag)]);
+        assert_eq!(nm.status, 304);
+        assert!(nm.body.is_empty());
+        assert_eq!(nm.etag(), r.etag());
+    }
+    let other = server.get(
+        &format!("/v1/tables/{ROLE}"),
+        &[("if-none-match", "\"old\"")],
+    );
+    assert_eq!(other.status, 200);
+
+    // Long-poll with nothing changing: 304 once the wait is over.
+    let started = Instant::now();
+    let nm = server.get(
+        &format!("/v1/tables/{ROLE}?wait=400ms"),
+        &[("if-none-match", &r.etag())],
+    );
+    let waited = started.elapsed();
+    assert_eq!(nm.status, 304);
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+
+    // Unknown role: 404 with a JSON error, after the wait when one is given.
+    let missing = server.get("/v1/tables/gateway/shop/nope", &[]);
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("gateway/shop/nope"));
+    let started = Instant::now();
+    let missing = server.get("/v1/tables/mesh/nope?wait=1", &[]);
+    assert_eq!(missing.status, 404);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let bad = server.get(&format!("/v1/tables/{ROLE}?wait=soon"), &[]);
+    assert_eq!(bad.status, 400);
+
+    // Metrics: names present, requests counted by status.
+    let text = server.get("/metrics", &[]).text();
+    for name in [
+        "config_pusher_translations_total 1",
+        "config_pusher_translation_errors_total 0",
+        "config_pusher_source_load_errors 0",
+        "config_pusher_connected_proxies",
+        "config_pusher_open_long_polls 0",
+        &format!(
+            "config_pusher_table_info{{role=\"{ROLE}\",version=\"{}\"}} 1",
+            t.version
+        ),
+        &format!("config_pusher_table_versions_published_total{{role=\"{ROLE}\"}} 1"),
+        "config_pusher_change_to_publish_seconds_count 1",
+        "config_pusher_table_requests_total{code=\"200\"} 3",
+        "config_pusher_table_requests_total{code=\"304\"} 3",
+        "config_pusher_table_requests_total{code=\"404\"} 2",
+        "config_pusher_table_requests_total{code=\"400\"} 1",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+    let status = server.get("/v1/status?format=json", &[]).json();
+    assert_eq!(status["loadErrors"], serde_json::json!([]));
+    assert!(server
+        .get("/v1/status", &[])
+        .text()
+        .contains("kind: HTTPRoute"));
+}
+
+#[test]
+fn long_poll_answers_when_the_folder_changes() {
+    let dir = folder("long-poll");
+    let server = Server::start(&dir, &[]);
+    let first = server.get(&format!("/v1/tables/{ROLE}"), &[]);
+    let etag = first.etag();
+    let addr = server.addr;
+    let tag = etag.clone();
+    let poll = std::thread::spawn(move || {
+        let r = get(
+            addr,
+            &format!("/v1/tables/{ROLE}?wait=30s"),
+            &[("if-none-match", &tag)],
+        );
+        (r, Instant::now())
+    });
+    // The poll is open (and counted) before the change.
+    server.eventually("/metrics", "open long-poll", |r| {
+        r.text().contains("config_pusher_open_long_polls 1")
+    });
+    let changed = Instant::now();
+    std::fs::write(dir.join("route.yaml"), route("/v2")).unwrap();
+    let (r, answered) = poll.join().unwrap();
+    let latency = answered.duration_since(changed);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_ne!(r.etag(), etag);
+    assert!(
+        latency < Duration::from_secs(1),
+        "answered {latency:?} after the change"
+    );
+    let t = table::decode_json(&r.body).unwrap();
+    assert!(r.text().contains("/v2"), "{}", r.text());
+    assert_eq!(r.etag(), format!("\"{}\"", t.version));
+    assert_eq!(
+        server.metric("config_pusher_change_to_publish_seconds_count"),
+        2.0
+    );
+    assert_eq!(server.metric("config_pusher_open_long_polls"), 0.0);
+}
+
+#[test]
+fn a_malformed_file_keeps_the_routing_and_shows_in_status() {
+    let dir = folder("malformed");
+    let server = Server::start(&dir, &[]);
+    let before = server.get(&format!("/v1/tables/{ROLE}"), &[]);
+    // Half-saved: the route file cut in the middle of a flow mapping.
+    let text = route("/v2");
+    std::fs::write(dir.join("route.yaml"), &text[..text.len() - 20]).unwrap();
+    let status = server.eventually("/v1/status?format=json", "load error reported", |r| {
+        r.status == 200
+            && r.json()["loadErrors"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+    });
+    let errors = status.json()["loadErrors"].clone();
+    assert_eq!(errors[0]["file"], "route.yaml", "{errors}");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid YAML"),
+        "{errors}"
+    );
+    let after = server.get(&format!("/v1/tables/{ROLE}"), &[]);
+    assert_eq!(after.etag(), before.etag(), "the table must not change");
+    assert_eq!(after.body, before.body);
+    assert!(after.text().contains("/v1"));
+    assert!(server.metric("config_pusher_source_load_errors") >= 1.0);
+    assert!(server.get("/v1/status", &[]).text().contains("route.yaml"));
+    // Fixed: the new content is served.
+    std::fs::write(dir.join("route.yaml"), &text).unwrap();
+    server.eventually(&format!("/v1/tables/{ROLE}"), "fixed file served", |r| {
+        r.text().contains("/v2")
+    });
+}
+
+#[test]
+fn an_invalid_table_is_not_published() {
+    let dir = folder("invalid");
+    std::fs::write(dir.join("mesh-a.yaml"), mesh_service("a", "10.96.0.50")).unwrap();
+    let server = Server::start(&dir, &[]);
+    let before = server.get("/v1/tables/mesh/app", &[]);
+    assert_eq!(before.status, 200, "{}", before.text());
+    // A second routed Service with the same ClusterIP:port: the mesh table fails validation.
+    std::fs::write(dir.join("mesh-b.yaml"), mesh_service("b", "10.96.0.50")).unwrap();
+    // (Both mesh roles carry app's producer routes: both are rejected.)
+    server.eventually("/metrics", "rejection counted", |r| {
+        !r.text()
+            .contains("config_pusher_translation_errors_total 0\n")
+    });
+    let after = server.get("/v1/tables/mesh/app", &[]);
+    assert_eq!(after.etag(), before.etag());
+    assert_eq!(after.body, before.body);
+    let status = server.get("/v1/status?format=json", &[]).json();
+    let problems = status["problems"].to_string();
+    assert!(
+        problems.contains("duplicate Service frontend"),
+        "{problems}"
+    );
+    assert!(
+        server.log().contains("table not published"),
+        "{}",
+        server.log()
+    );
+    // Other roles still follow changes in the same translation.
+    std::fs::write(dir.join("route.yaml"), route("/v3")).unwrap();
+    server.eventually(&format!("/v1/tables/{ROLE}"), "gateway updated", |r| {
+        r.text().contains("/v3")
+    });
+    assert_eq!(server.get("/v1/tables/mesh/app", &[]).etag(), before.etag());
+}
+
+#[test]
+fn bearer_token_guards_the_v1_api() {
+    let dir = folder("token");
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let server = Server::start(&dir, &["--token-file", token.to_str().unwrap()]);
+    let path = format!("/v1/tables/{ROLE}");
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Bearer s3cre"),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
+        for p in [path.as_str(), "/v1/proxies", "/v1/status"] {
+            let r = server.get(p, &headers);
+            assert_eq!(r.status, 401, "{p} with {auth:?}");
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+            assert!(r.json()["error"].is_string());
+        }
+    }
+    let ok = [("authorization", "Bearer s3cret")];
+    assert_eq!(server.get(&path, &ok).status, 200);
+    assert_eq!(server.get("/v1/proxies", &ok).status, 200);
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(server.get(open, &[]).status, 200, "{open}");
+    }
+}
+
+#[test]
+fn proxies_report_what_they_run() {
+    let dir = folder("proxies");
+    let server = Server::start(&dir, &[]);
+    let path = format!("/v1/tables/{ROLE}");
+    let version = table::decode_json(&server.get(&path, &[]).body)
+        .unwrap()
+        .version;
+    let report = [
+        ("x-gammaroute-proxy", "envoy-1"),
+        ("x-gammaroute-applied", version.as_str()),
+        ("x-gammaroute-rejected", "0123abcd routes[0]: invalid regex"),
+    ];
+    assert_eq!(server.get(&path, &report).status, 200);
+    assert_eq!(server.get(&path, &report).status, 200);
+    server.get(
+        &path,
+        &[
+            ("x-gammaroute-proxy", "envoy-2"),
+            ("x-gammaroute-applied", ""),
+        ],
+    );
+
+    // envoy-1 long-polls: shown as waiting.
+    let addr = server.addr;
+    let etag = format!("\"{version}\"");
+    let poll = std::thread::spawn(move || {
+        get(
+            addr,
+            &format!("/v1/tables/{ROLE}?wait=2s"),
+            &[("x-gammaroute-proxy", "envoy-1"), ("if-none-match", &etag)],
+        )
+    });
+    let list = server.eventually("/v1/proxies", "envoy-1 waiting", |r| {
+        r.json()[0]["waiting"] == true
+    });
+    let list = list.json();
+    let p1 = &list[0];
+    assert_eq!(p1["id"], "envoy-1");
+    assert_eq!(p1["role"], ROLE);
+    assert_eq!(p1["appliedVersion"], version.as_str());
+    assert_eq!(p1["lastRejection"]["version"], "0123abcd");
+    assert_eq!(p1["lastRejection"]["message"], "routes[0]: invalid regex");
+    assert_eq!(p1["requests"], 3);
+    assert_eq!(p1["openPolls"], 1);
+    assert!(p1["remoteAddr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let seen = k8s_openapi::jiff::Timestamp::now().to_string();
+    assert_eq!(
+        p1["lastSeen"].as_str().unwrap()[..10],
+        seen[..10],
+        "RFC 3339"
+    );
+    assert_eq!(list[1]["id"], "envoy-2");
+    assert_eq!(list[1]["appliedVersion"], serde_json::Value::Null);
+    assert_eq!(list[1]["waiting"], false);
+    assert_eq!(poll.join().unwrap().status, 304);
+    let list = server.get("/v1/proxies", &[]).json();
+    assert_eq!(
+        (list[0]["waiting"].clone(), list[0]["maxOpenPolls"].clone()),
+        (false.into(), 1.into())
+    );
+    assert_eq!(server.metric("config_pusher_connected_proxies"), 2.0);
+    assert_eq!(server.metric("config_pusher_proxy_rejections_total"), 1.0);
+    // The rejection is logged at WARN once per (proxy, version).
+    let log = server.log();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("proxy rejected a table"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+}
