@@ -66,6 +66,8 @@ pub enum Command {
         /// Envoy's admin interface in the bootstraps (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR:PORT")]
         admin: SocketAddr,
+        #[command(flatten)]
+        istio: IstioArgs,
     },
     /// Show the status of every GatewayClass, Gateway and HTTPRoute, and what failed to load.
     ///
@@ -127,6 +129,39 @@ pub struct Input {
     pub controller_name: String,
 }
 
+/// `render --istio`: Istio manifests per mesh client namespace.
+#[derive(Debug, clap::Args)]
+pub struct IstioArgs {
+    /// Also write istio/<namespace>.yaml per mesh client namespace: a WasmPlugin loading the
+    /// filter into the namespace's sidecars (CLIENT mode, FAIL_RELOAD) and the EnvoyFilter
+    /// giving them the x-gamma-cluster route, with Istio cluster names (--cluster-domain).
+    #[arg(long)]
+    pub istio: bool,
+    /// WasmPlugin url of the filter image (built by config-pusher/deploy/Dockerfile.wasm).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "oci://ghcr.io/gammaroute/gammaroute-wasm:0.1.0"
+    )]
+    pub wasm_url: String,
+    /// WasmPlugin sha256 of the module (64 hex digits).
+    #[arg(long, value_name = "HEX")]
+    pub wasm_sha256: Option<String>,
+    /// config-pusher's Service, which the filter polls for its table.
+    #[arg(
+        long,
+        value_name = "NS/NAME:PORT",
+        default_value = "gammaroute-system/config-pusher:18000"
+    )]
+    pub config_pusher: String,
+    /// Bearer token the filter sends to config-pusher.
+    #[arg(long, value_name = "TOKEN")]
+    pub config_pusher_token: Option<String>,
+    /// Put the table itself into pluginConfig instead of polling config-pusher.
+    #[arg(long)]
+    pub istio_inline: bool,
+}
+
 /// `check -o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -161,6 +196,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             backend,
             cluster_domain,
             admin,
+            istio,
         } => {
             // Envoy resolves a relative path from its own working directory: make it absolute.
             let wasm = match std::fs::canonicalize(&wasm) {
@@ -173,6 +209,15 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                     wasm
                 }
             };
+            let istio = istio.istio.then(|| render::istio::Options {
+                url: istio.wasm_url,
+                sha256: istio.wasm_sha256,
+                domain: cluster_domain.clone(),
+                config_pusher: istio.config_pusher,
+                token: istio.config_pusher_token,
+                inline: istio.istio_inline,
+                ..render::istio::Options::default()
+            });
             let options = envoy::Options {
                 wasm: wasm.display().to_string(),
                 listen,
@@ -180,7 +225,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 cluster_domain,
                 admin,
             };
-            render(&input, &out, &options).map(|()| 0)
+            render(&input, &out, &options, istio.as_ref()).map(|()| 0)
         }
         Command::Check { input, output } => check(&input, output),
         Command::Explain {
@@ -226,9 +271,15 @@ fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output)
 }
 
 /// `config-pusher render`.
-pub fn render(input: &Input, out: &Path, options: &envoy::Options) -> Result<(), CliError> {
+pub fn render(
+    input: &Input,
+    out: &Path,
+    options: &envoy::Options,
+    istio: Option<&render::istio::Options>,
+) -> Result<(), CliError> {
     let (store, report, output) = load(input, false)?;
-    let rendered = render::render(&store, &output, options).map_err(CliError::Invalid)?;
+    let rendered =
+        render::render_with(&store, &output, options, istio).map_err(CliError::Invalid)?;
     for n in &rendered.notes {
         eprintln!("note: {n}");
     }

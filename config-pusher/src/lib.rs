@@ -9,5 +9,6 @@ pub mod cli;
 pub mod explain;
 pub mod render;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod translate;

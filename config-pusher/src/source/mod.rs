@@ -1,4 +1,93 @@
-//! Sources fill a [`crate::store::Store`]. Only the folder source exists so far; a kube source
-//! (watchers) will fill the same store.
+//! Sources fill a [`crate::store::Store`]: [`files`] (a folder of YAML) and [`kube`] (watchers on
+//! the API server). Nothing downstream knows which one ran (DESIGN.md "Data flow").
+//!
+//! Both decode objects with [`decode`], so a bad object is reported the same way by both: kind,
+//! name and the path of the offending field.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserializer;
+
+use crate::store::{Kind, Object, Store};
 
 pub mod files;
+pub mod kube;
+
+/// What a source publishes: a complete store, what could not be loaded, and when the first change
+/// folded into it happened (for propagation-delay metrics). Sent as `Arc<Snapshot>` through a
+/// `tokio::sync::watch` channel: a slow consumer skips intermediate states.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub store: Store,
+    pub problems: Vec<Problem>,
+    pub changed_at: Instant,
+}
+
+/// Something a source could not load: an object that does not decode, or a kind that cannot be
+/// watched (e.g. its CRD is not installed). Everything else is still loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What the problem is about, e.g. `HTTPRoute shop/web` or `watch ReferenceGrant`.
+    pub subject: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.subject, self.message)
+    }
+}
+
+/// The sending half sources publish into.
+pub type SnapshotSender = tokio::sync::watch::Sender<Arc<Snapshot>>;
+
+/// Why an object did not decode into its kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {message}")]
+pub struct DecodeError {
+    /// Path of the offending field, e.g. `spec.rules[0].matches[1].path.type`.
+    pub field: String,
+    pub message: String,
+}
+
+/// Deserializes one object of `kind` from any serde format (YAML from files, JSON from the API
+/// server), naming the failing field. The caller strips `status` (config-pusher computes it) and
+/// normalises the Gateway API `apiVersion`.
+pub fn decode<'de, D: Deserializer<'de>>(kind: Kind, de: D) -> Result<Object, DecodeError> {
+    fn de_as<'de, T: serde::Deserialize<'de>, D: Deserializer<'de>>(
+        de: D,
+    ) -> Result<Box<T>, DecodeError> {
+        serde_path_to_error::deserialize::<_, T>(de)
+            .map(Box::new)
+            .map_err(|e| DecodeError {
+                field: e.path().to_string(),
+                message: e.inner().to_string(),
+            })
+    }
+    Ok(match kind {
+        Kind::GatewayClass => Object::GatewayClass(de_as(de)?),
+        Kind::Gateway => Object::Gateway(de_as(de)?),
+        Kind::HttpRoute => Object::HttpRoute(de_as(de)?),
+        Kind::ReferenceGrant => Object::ReferenceGrant(de_as(de)?),
+        Kind::Service => Object::Service(de_as(de)?),
+        Kind::EndpointSlice => Object::EndpointSlice(de_as(de)?),
+        Kind::Namespace => Object::Namespace(de_as(de)?),
+    })
+}
+
+/// The kind a source reads an `apiVersion` + `kind` as, if it is one the store keeps. Gateway API
+/// kinds are accepted at `v1` and `v1beta1` (same schema for these kinds).
+pub fn kind_of(api_version: &str, kind: &str) -> Option<Kind> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let found = Kind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+    let ok = match found {
+        k if k.gateway_api() => group == GATEWAY_API_GROUP && matches!(version, "v1" | "v1beta1"),
+        Kind::EndpointSlice => group == "discovery.k8s.io" && version == "v1",
+        _ => group.is_empty() && version == "v1",
+    };
+    ok.then_some(found)
+}
+
+/// `gateway.networking.k8s.io`.
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
