@@ -48,7 +48,7 @@ pub enum WriteError {
         kind: &'static str,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("{kind} {name}: status changed under us {MAX_ATTEMPTS} times in a row (409 Conflict)")]
     Conflict { kind: &'static str, name: String },
@@ -112,7 +112,7 @@ impl Writer {
         let err = |source| WriteError::Api {
             kind: doc.kind,
             name: object_name(&doc.metadata),
-            source,
+            source: Box::new(source),
         };
         for _ in 0..MAX_ATTEMPTS {
             let Some(live) = api.get_opt(name).await.map_err(err)? else {
