@@ -26,7 +26,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 
-use super::{Problem, Snapshot, SnapshotSender, GATEWAY_API_GROUP};
+use super::{DecodeError, Problem, Snapshot, SnapshotSender, GATEWAY_API_GROUP};
 use crate::store::{Kind, Object, ObjectKey, Store};
 
 /// Quiet time before a change is published, and the longest a steady stream of changes can delay
@@ -70,7 +70,7 @@ pub type CacheKey = (Kind, ObjectKey);
 #[derive(Debug, Clone)]
 pub enum Decoded {
     Ok(Object),
-    Invalid { key: ObjectKey, message: String },
+    Invalid { key: ObjectKey, error: DecodeError },
 }
 
 /// Decodes a watched object into its kind. `status` is dropped (config-pusher computes it) and
@@ -85,7 +85,10 @@ pub fn decode(kind: Kind, object: &DynamicObject) -> Decoded {
         Err(e) => {
             return Decoded::Invalid {
                 key,
-                message: e.to_string(),
+                error: DecodeError {
+                    field: String::new(),
+                    message: e.to_string(),
+                },
             }
         }
     };
@@ -100,10 +103,7 @@ pub fn decode(kind: Kind, object: &DynamicObject) -> Decoded {
     }
     match super::decode(kind, value) {
         Ok(o) => Decoded::Ok(o),
-        Err(e) => Decoded::Invalid {
-            key,
-            message: e.to_string(),
-        },
+        Err(error) => Decoded::Invalid { key, error },
     }
 }
 
@@ -122,7 +122,7 @@ pub enum Change {
 #[derive(Debug, Default)]
 pub struct Cache {
     objects: BTreeMap<CacheKey, Object>,
-    invalid: BTreeMap<CacheKey, String>,
+    invalid: BTreeMap<CacheKey, DecodeError>,
     /// Kinds listed at least once.
     listed: BTreeSet<Kind>,
     /// Kinds whose watch is failing, with the last error.
@@ -171,11 +171,11 @@ impl Cache {
                 self.invalid.remove(&key);
                 self.objects.insert(key, object);
             }
-            Decoded::Invalid { key, message } => {
+            Decoded::Invalid { key, error } => {
                 // The last good version is gone too: the object as it is now is not usable.
                 let key = (kind, key);
                 self.objects.remove(&key);
-                self.invalid.insert(key, message);
+                self.invalid.insert(key, error);
             }
         }
     }
@@ -194,21 +194,27 @@ impl Cache {
         for ((kind, key), object) in &self.objects {
             if let Err(e) = store.apply(object.clone(), "kube") {
                 problems.push(Problem {
-                    subject: format!("{kind} {key}"),
+                    origin: format!("{kind} {}", display_key(*kind, key)),
+                    document: None,
+                    field: None,
                     message: e.to_string(),
                 });
             }
         }
         for (kind, message) in &self.failing {
             problems.push(Problem {
-                subject: format!("watch {kind}"),
+                origin: format!("watch {kind}"),
+                document: None,
+                field: None,
                 message: message.clone(),
             });
         }
-        for ((kind, key), message) in &self.invalid {
+        for ((kind, key), error) in &self.invalid {
             problems.push(Problem {
-                subject: format!("{kind} {}", display_key(*kind, key)),
-                message: message.clone(),
+                origin: format!("{kind} {}", display_key(*kind, key)),
+                document: None,
+                field: (!error.field.is_empty()).then(|| error.field.clone()),
+                message: error.to_string(),
             });
         }
         Snapshot {
@@ -311,11 +317,8 @@ async fn watch_kind(kind: Kind, api: Api<DynamicObject>, tx: mpsc::Sender<Change
 }
 
 fn logged(kind: Kind, d: Decoded) -> Decoded {
-    if let Decoded::Invalid { key, message } = &d {
-        tracing::warn!(
-            "kube: skipping {kind} {}: {message}",
-            display_key(kind, key)
-        );
+    if let Decoded::Invalid { key, error } = &d {
+        tracing::warn!("kube: skipping {kind} {}: {error}", display_key(kind, key));
     }
     d
 }

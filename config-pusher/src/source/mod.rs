@@ -26,16 +26,28 @@ pub struct Snapshot {
 
 /// Something a source could not load: an object that does not decode, or a kind that cannot be
 /// watched (e.g. its CRD is not installed). Everything else is still loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Problem {
-    /// What the problem is about, e.g. `HTTPRoute shop/web` or `watch ReferenceGrant`.
-    pub subject: String,
+    /// Where: a file (relative to the folder), or `Kind ns/name` / `watch Kind` for the kube
+    /// source.
+    pub origin: String,
+    /// The document in a multi-document file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<usize>,
+    /// Path of the offending field, e.g. `spec.rules[0].matches[1].path.type`, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What is wrong (without `origin`; the field path is part of it when known).
     pub message: String,
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.subject, self.message)
+        match self.document {
+            Some(d) => write!(f, "{} document {d}: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
     }
 }
 
