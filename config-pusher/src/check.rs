@@ -12,6 +12,7 @@
 use serde::Serialize;
 
 use crate::source::files::LoadReport;
+use crate::source::Problem;
 use crate::store::{ObjectKey, Store};
 use crate::translate::status::{reason, Condition, RouteParentStatus, Status, StatusDoc};
 use crate::translate::Output;
@@ -44,25 +45,34 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a folder load (`check`).
     pub fn new(store: &Store, load: &LoadReport, output: &Output) -> Report {
+        let problems: Vec<Problem> = load.errors.iter().map(Problem::from).collect();
+        let skipped = load.skipped.iter().map(ToString::to_string).collect();
+        Report::from_problems(store, &problems, skipped, output)
+    }
+
+    /// The report of any source: its load `problems` and `skipped` documents (`serve`).
+    pub fn from_problems(
+        store: &Store,
+        load_problems: &[Problem],
+        skipped: Vec<String>,
+        output: &Output,
+    ) -> Report {
         let mut problems = Vec::new();
-        let load_errors: Vec<LoadIssue> = load
-            .errors
+        let load_errors: Vec<LoadIssue> = load_problems
             .iter()
-            .map(|e| {
-                let (file, document) = e.location();
-                LoadIssue {
-                    file,
-                    document,
-                    message: e.to_string(),
-                }
+            .map(|p| LoadIssue {
+                file: p.origin.clone(),
+                document: p.document,
+                message: p.to_string(),
             })
             .collect();
         for e in &load_errors {
             problems.push(format!("load error: {}", e.message));
         }
         for e in &output.errors {
-            problems.push(format!("table replaced by an empty one: {e}"));
+            problems.push(format!("rejected by validation: {e}"));
         }
         for doc in &output.statuses {
             let name = display_name(doc);
@@ -92,7 +102,7 @@ impl Report {
             ok: problems.is_empty(),
             problems,
             load_errors,
-            skipped: load.skipped.iter().map(ToString::to_string).collect(),
+            skipped,
             notes: output.notes.clone(),
             objects: output.statuses.clone(),
             store: store.clone(),

@@ -2,13 +2,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::Report;
+use crate::cluster;
 use crate::explain::{self, HttpRequest, ParentSpec};
 use crate::render::{self, envoy};
+use crate::serve;
 use crate::source::files;
+use crate::source::watch::{self, Debounce};
 use crate::store::Store;
 use crate::translate::{self, Output, Settings, DEFAULT_CONTROLLER_NAME};
 
@@ -56,18 +60,48 @@ pub enum Command {
         /// port (the filter is told the Gateway port it stands for: needs one HTTP listener port).
         #[arg(long, value_name = "IP[:PORT]")]
         listen: Option<envoy::Listen>,
-        /// Endpoints of a backend cluster, instead of EndpointSlices or DNS. Repeatable;
-        /// several addresses comma-separated. E.g. --backend shop/web-v1:80=127.0.0.1:9001
-        #[arg(long, value_name = "NS/SVC:PORT=ADDR:PORT", value_parser = envoy::parse_backend)]
-        backend: Vec<(String, Vec<SocketAddr>)>,
-        /// Cluster domain for STRICT_DNS Service names.
-        #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
-        cluster_domain: String,
+        #[command(flatten)]
+        clusters: Clusters,
         /// Envoy's admin interface in the bootstraps (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR:PORT")]
         admin: SocketAddr,
         #[command(flatten)]
         istio: IstioArgs,
+        /// The bootstraps read their clusters from DIR/cds.yaml (Envoy filesystem CDS, kept up
+        /// to date by `serve --xds-dir DIR`) instead of listing them statically.
+        #[arg(long, value_name = "DIR")]
+        xds_dir: Option<PathBuf>,
+    },
+    /// Watch a folder of YAML (or the cluster: --kube) and serve each proxy role's route table
+    /// over HTTP.
+    ///
+    /// Re-translates after every change (debounced) and serves the tables with ETag and
+    /// If-None-Match long-polling; see README.md "config-pusher serve" for the API:
+    ///   GET /v1/tables/<role>[?wait=30s]   the table (JSON, or protobuf with
+    ///                                      Accept: application/x-protobuf)
+    ///   GET /v1/proxies, /v1/status        what proxies run; statuses and load errors
+    ///   GET /healthz, /readyz, /metrics    probes and Prometheus metrics
+    /// A file that fails to load keeps its last good objects; a table that fails validation is
+    /// not published (the role keeps its previous table).
+    #[command(verbatim_doc_comment)]
+    Serve {
+        #[command(flatten)]
+        input: ServeInput,
+        #[command(flatten)]
+        clusters: Clusters,
+        /// Address of the HTTP API (port 0: any free port; the bound address is logged).
+        #[arg(long, default_value = "127.0.0.1:18000", value_name = "ADDR:PORT")]
+        listen: SocketAddr,
+        /// /v1/* requires `Authorization: Bearer <the file's content>` (re-read when it changes).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Write Envoy filesystem xDS files (cds.yaml) into DIR; see `render --xds-dir`.
+        #[arg(long, value_name = "DIR")]
+        xds_dir: Option<PathBuf>,
+        /// Quiet time after a change before re-reading the folder (at most 100 × this under
+        /// continuous churn).
+        #[arg(long, default_value_t = 100, value_name = "MS")]
+        debounce_ms: u64,
     },
     /// Show the status of every GatewayClass, Gateway and HTTPRoute, and what failed to load.
     ///
@@ -162,6 +196,42 @@ pub struct IstioArgs {
     pub istio_inline: bool,
 }
 
+/// Where `serve` reads objects: a folder, or the cluster.
+#[derive(Debug, clap::Args)]
+pub struct ServeInput {
+    /// Folder (or single file) of Kubernetes YAML to watch.
+    #[arg(long, value_name = "DIR", required_unless_present = "kube")]
+    pub from: Option<PathBuf>,
+    /// Watch the Kubernetes cluster instead (KUBECONFIG, else in-cluster config) and write route,
+    /// Gateway and GatewayClass status back; with POD_NAMESPACE/POD_NAME set, only the holder of
+    /// the Lease `config-pusher-status` in POD_NAMESPACE writes status.
+    #[arg(long, conflicts_with = "from")]
+    pub kube: bool,
+    /// GatewayClasses whose spec.controllerName equals this are served.
+    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME, value_name = "NAME")]
+    pub controller_name: String,
+}
+
+/// Where backend clusters' endpoints come from (`render` bootstraps, `serve --xds-dir`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Clusters {
+    /// Endpoints of a backend cluster, instead of EndpointSlices or DNS. Repeatable;
+    /// several addresses comma-separated. E.g. --backend shop/web-v1:80=127.0.0.1:9001
+    #[arg(long, value_name = "NS/SVC:PORT=ADDR:PORT", value_parser = envoy::parse_backend)]
+    pub backend: Vec<(String, Vec<SocketAddr>)>,
+    /// Cluster domain for STRICT_DNS Service names.
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    pub cluster_domain: String,
+}
+
+impl Input {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            controller_name: self.controller_name.clone(),
+        }
+    }
+}
+
 /// `check -o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -193,10 +263,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             out,
             wasm,
             listen,
-            backend,
-            cluster_domain,
+            clusters,
             admin,
             istio,
+            xds_dir,
         } => {
             // Envoy resolves a relative path from its own working directory: make it absolute.
             let wasm = match std::fs::canonicalize(&wasm) {
@@ -212,7 +282,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             let istio = istio.istio.then(|| render::istio::Options {
                 url: istio.wasm_url,
                 sha256: istio.wasm_sha256,
-                domain: cluster_domain.clone(),
+                domain: clusters.cluster_domain.clone(),
                 config_pusher: istio.config_pusher,
                 token: istio.config_pusher_token,
                 inline: istio.istio_inline,
@@ -221,12 +291,21 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             let options = envoy::Options {
                 wasm: wasm.display().to_string(),
                 listen,
-                backends: backend.into_iter().collect(),
-                cluster_domain,
+                backends: clusters.backend.into_iter().collect(),
+                cluster_domain: clusters.cluster_domain,
                 admin,
+                cds_dir: xds_dir.map(|d| absolute(&d).display().to_string()),
             };
             render(&input, &out, &options, istio.as_ref()).map(|()| 0)
         }
+        Command::Serve {
+            input,
+            clusters,
+            listen,
+            token_file,
+            xds_dir,
+            debounce_ms,
+        } => serve(input, clusters, listen, token_file, xds_dir, debounce_ms),
         Command::Check { input, output } => check(&input, output),
         Command::Explain {
             input,
@@ -255,10 +334,7 @@ fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output)
             eprintln!("warning: {e}");
         }
     }
-    let settings = Settings {
-        controller_name: input.controller_name.clone(),
-    };
-    let output = translate::translate(&store, &settings);
+    let output = translate::translate(&store, &input.settings());
     for n in &output.notes {
         tracing::info!("{n}");
     }
@@ -338,6 +414,63 @@ pub fn explain(
         .map_err(|e| CliError::Invalid(format!("{}: {e}", target.role)))?;
     print!("{}", e.text);
     Ok(if e.agree { 0 } else { 3 })
+}
+
+/// `config-pusher serve` (runs until SIGINT/SIGTERM).
+fn serve(
+    input: ServeInput,
+    clusters: Clusters,
+    listen: SocketAddr,
+    token_file: Option<PathBuf>,
+    xds_dir: Option<PathBuf>,
+    debounce_ms: u64,
+) -> Result<u8, CliError> {
+    let config = serve::Config {
+        listen,
+        token_file,
+        xds_dir,
+        settings: Settings {
+            controller_name: input.controller_name.clone(),
+        },
+        clusters: envoy::Options {
+            backends: clusters.backend.into_iter().collect(),
+            cluster_domain: clusters.cluster_domain,
+            ..envoy::Options::default()
+        },
+    };
+    let quiet = Duration::from_millis(debounce_ms);
+    let debounce = Debounce::new(quiet, (quiet * 100).min(Duration::from_secs(10)).max(quiet));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Invalid(format!("tokio runtime: {e}")))?;
+    runtime.block_on(async {
+        let served = match &input.from {
+            Some(from) if !input.kube => {
+                let source =
+                    watch::spawn(from, debounce).map_err(|e| CliError::Invalid(e.to_string()))?;
+                serve::run(config, source, serve::NoStatus).await
+            }
+            _ => {
+                let client = cluster::connect()
+                    .await
+                    .map_err(|e| CliError::Invalid(e.to_string()))?;
+                let running = cluster::start(
+                    client,
+                    cluster::Options::from_env(input.controller_name.clone()),
+                );
+                serve::run(config, running.snapshots, running.statuses).await
+            }
+        };
+        served.map_err(|e| CliError::Invalid(e.to_string()))
+    })?;
+    Ok(0)
+}
+
+/// `path` made absolute against the working directory (Envoy resolves relative paths from its
+/// own).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {

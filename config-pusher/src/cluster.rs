@@ -16,7 +16,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use crate::source::kube::Debounce;
+use crate::source::watch::Debounce;
 use crate::source::Snapshot;
 use crate::status::kube::{StatusPublisher, Writer};
 use crate::status::lease::LeaseConfig;
@@ -46,7 +46,7 @@ impl Options {
             controller_name: controller_name.into(),
             lease,
             resync: Duration::from_secs(60),
-            debounce: Debounce::default(),
+            debounce: crate::source::kube::default_debounce(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod explain;
 pub mod render;
+pub mod serve;
 pub mod source;
 pub mod status;
 pub mod store;

@@ -1,14 +1,20 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    let cli = config_pusher::cli::Cli::parse();
+    // A server logs what it does; the one-shot commands only what went wrong.
+    let default_level = match cli.command {
+        config_pusher::cli::Command::Serve { .. } => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    let cli = config_pusher::cli::Cli::parse();
     match config_pusher::cli::run(cli) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {

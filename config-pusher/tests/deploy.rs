@@ -267,6 +267,20 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
     assert_eq!(probe_path(c.readiness_probe.clone()), "/readyz");
     assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 18000);
     assert!(c.resources.as_ref().unwrap().requests.is_some());
+    // The container's command line is one config-pusher accepts: serve --kube on port 18000.
+    use clap::Parser;
+    let args = c.args.clone().unwrap();
+    let cli = config_pusher::cli::Cli::try_parse_from(
+        std::iter::once("config-pusher".to_string()).chain(args.iter().cloned()),
+    )
+    .unwrap_or_else(|e| panic!("deployment args {args:?}: {e}"));
+    match cli.command {
+        config_pusher::cli::Command::Serve { input, listen, .. } => {
+            assert!(input.kube, "{args:?}");
+            assert_eq!(listen.port(), 18000);
+        }
+        other => panic!("deployment runs {other:?}, not serve"),
+    }
     let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
     assert!(
         env.contains(&"POD_NAME") && env.contains(&"POD_NAMESPACE"),

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use config_pusher::source::kube::{self as kube_source, Debounce};
+use config_pusher::source::kube as kube_source;
+use config_pusher::source::watch::Debounce;
 use config_pusher::source::Snapshot;
 use config_pusher::status::kube::{self as status_kube, Outcome, StatusPublisher, Writer};
 use config_pusher::status::lease::{self, LeaseConfig};
@@ -166,10 +167,7 @@ async fn next_snapshot(rx: &mut watch::Receiver<Arc<Snapshot>>) -> Arc<Snapshot>
 }
 
 fn fast() -> Debounce {
-    Debounce {
-        quiet: Duration::from_millis(50),
-        max: Duration::from_secs(1),
-    }
+    Debounce::new(Duration::from_millis(50), Duration::from_secs(1))
 }
 
 #[tokio::test]
@@ -655,7 +653,11 @@ async fn real_cluster_route_status() {
         problems: vec![],
         changed_at: std::time::Instant::now(),
     }));
-    let source = tokio::spawn(kube_source::run(client.clone(), tx, Debounce::default()));
+    let source = tokio::spawn(kube_source::run(
+        client.clone(),
+        tx,
+        kube_source::default_debounce(),
+    ));
     let writer = Writer::new(client.clone(), US);
     let mut accepted = false;
     for _ in 0..30 {

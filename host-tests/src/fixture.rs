@@ -115,6 +115,7 @@ impl Proxy {
                 render::yaml_string(&plugin_config.to_string()),
             ),
             ("CLUSTERS", render::static_clusters(&endpoint_list)),
+            ("DYNAMIC_RESOURCES", String::new()),
         ]);
         let bootstrap = render::fill(&template, &values).unwrap_or_else(|e| panic!("{e}"));
         let envoy = Envoy::start(&bootstrap);

@@ -50,6 +50,7 @@ fn filled(
             render::yaml_string(&plugin_config.to_string()),
         ),
         ("CLUSTERS", render::static_clusters(&endpoints)),
+        ("DYNAMIC_RESOURCES", String::new()),
     ]);
     render::fill(&template(path), &values).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

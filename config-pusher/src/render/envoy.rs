@@ -90,36 +90,74 @@ pub fn clusters_yaml(clusters: &[Cluster]) -> String {
     if clusters.is_empty() {
         return "  []\n".to_string();
     }
-    let mut out = String::new();
+    clusters
+        .iter()
+        .map(|c| cluster_entry(c, "  ", None))
+        .collect()
+}
+
+/// The `@type` of a cluster in an xDS resource list.
+pub const CLUSTER_TYPE_URL: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+/// An Envoy filesystem CDS file (`path_config_source`): a `DiscoveryResponse` with the clusters
+/// as resources, rendered like the bootstrap's static clusters.
+pub fn cds_yaml(clusters: &[Cluster]) -> String {
+    if clusters.is_empty() {
+        return "resources: []\n".to_string();
+    }
+    let mut out = "resources:\n".to_string();
     for c in clusters {
-        let (kind, eps) = match &c.endpoints {
-            Endpoints::Static(addrs) => (
-                "STATIC",
-                addrs
-                    .iter()
-                    .map(|a| {
-                        format!(
-                            "{{endpoint: {{address: {}}}}}",
-                            socket_address(a.ip(), a.port())
-                        )
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            Endpoints::Dns { host, port } => (
-                "STRICT_DNS",
-                vec![format!(
-                    "{{endpoint: {{address: {}}}}}",
-                    socket_address(host, *port)
-                )],
-            ),
-        };
-        let name = yaml_string(&c.name);
-        out.push_str(&format!(
-            "  - name: {name}\n    type: {kind}\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{lb_endpoints: [{}]}}]\n",
-            eps.join(", ")
-        ));
+        out.push_str(&cluster_entry(c, "", Some(CLUSTER_TYPE_URL)));
     }
     out
+}
+
+/// One cluster as a YAML list item at `indent`, with an `@type` first when given.
+fn cluster_entry(c: &Cluster, indent: &str, type_url: Option<&str>) -> String {
+    let (kind, eps) = match &c.endpoints {
+        Endpoints::Static(addrs) => (
+            "STATIC",
+            addrs
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{{endpoint: {{address: {}}}}}",
+                        socket_address(a.ip(), a.port())
+                    )
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Endpoints::Dns { host, port } => (
+            "STRICT_DNS",
+            vec![format!(
+                "{{endpoint: {{address: {}}}}}",
+                socket_address(host, *port)
+            )],
+        ),
+    };
+    let name = yaml_string(&c.name);
+    let head = match type_url {
+        Some(t) => format!("\"@type\": {t}\n{indent}  name: {name}"),
+        None => format!("name: {name}"),
+    };
+    format!(
+        "{indent}- {head}\n{indent}  type: {kind}\n{indent}  connect_timeout: 1s\n{indent}  load_assignment:\n{indent}    cluster_name: {name}\n{indent}    endpoints: [{{lb_endpoints: [{}]}}]\n",
+        eps.join(", ")
+    )
+}
+
+/// `DYNAMIC_RESOURCES`: Envoy reads its clusters from `<dir>/cds.yaml` and reloads it when a new
+/// file is moved into `dir` (what `serve --xds-dir` does); empty without `dir`.
+pub fn dynamic_resources(cds_dir: Option<&str>) -> String {
+    let Some(dir) = cds_dir else {
+        return String::new();
+    };
+    let dir = dir.trim_end_matches('/');
+    format!(
+        "dynamic_resources:\n  cds_config:\n    resource_api_version: V3\n    path_config_source:\n      path: {}\n      watched_directory: {{path: {}}}\n",
+        yaml_string(&format!("{dir}/cds.yaml")),
+        yaml_string(dir)
+    )
 }
 
 /// STATIC clusters, one per (name, endpoints), in the YAML list form the templates expect.
@@ -147,6 +185,8 @@ pub struct Options {
     pub cluster_domain: String,
     /// Envoy's admin interface (port 0: any free port).
     pub admin: SocketAddr,
+    /// Clusters from `<dir>/cds.yaml` (written by `serve --xds-dir`) instead of static ones.
+    pub cds_dir: Option<String>,
 }
 
 impl Default for Options {
@@ -157,6 +197,7 @@ impl Default for Options {
             backends: BTreeMap::new(),
             cluster_domain: "cluster.local".into(),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cds_dir: None,
         }
     }
 }
@@ -287,7 +328,17 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
             "PLUGIN_CONFIG",
             yaml_string(&serde_json::Value::Object(config).to_string()),
         ),
-        ("CLUSTERS", clusters_yaml(&clusters)),
+        (
+            "CLUSTERS",
+            match options.cds_dir {
+                Some(_) => clusters_yaml(&[]),
+                None => clusters_yaml(&clusters),
+            },
+        ),
+        (
+            "DYNAMIC_RESOURCES",
+            dynamic_resources(options.cds_dir.as_deref()),
+        ),
     ]);
     let yaml = fill(BOOTSTRAP_TEMPLATE, &values)?;
     Ok(Rendered::Bootstrap(Box::new(Bootstrap {
@@ -519,5 +570,16 @@ mod tests {
         }]);
         assert!(y.contains("type: STRICT_DNS") && y.contains("\"b.a.svc.cluster.local\""));
         assert_eq!(clusters_yaml(&[]), "  []\n");
+        let cds = cds_yaml(&[Cluster {
+            name: "a/b:80".into(),
+            endpoints: Endpoints::Static(vec![SocketAddr::from(([127, 0, 0, 1], 9))]),
+        }]);
+        assert!(
+            cds.starts_with("resources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: \"a/b:80\"\n  type: STATIC\n"),
+            "{cds}"
+        );
+        assert_eq!(cds_yaml(&[]), "resources: []\n");
+        assert_eq!(dynamic_resources(None), "");
+        assert!(dynamic_resources(Some("/x/")).contains("path: \"/x/cds.yaml\""));
     }
 }

@@ -107,24 +107,10 @@ pub struct LoadReport {
 pub fn load(dir: &Path) -> (Store, LoadReport) {
     let mut store = Store::new();
     let mut report = LoadReport::default();
-    let mut files = Vec::new();
-    if dir.is_file() {
-        files.push(dir.to_path_buf());
-    } else if let Err(source) = collect(dir, &mut files) {
-        report.errors.push(LoadError::Io {
-            path: dir.to_path_buf(),
-            source,
-        });
-    }
-    files.sort();
+    let (files, listing_error) = list(dir);
+    report.errors.extend(listing_error);
     for path in files {
-        let shown = path
-            .strip_prefix(dir)
-            .ok()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(&path)
-            .display()
-            .to_string();
+        let shown = shown_name(dir, &path);
         match std::fs::read_to_string(&path) {
             Ok(text) => load_str(&mut store, &mut report, &shown, &text),
             Err(source) => report.errors.push(LoadError::Io {
@@ -144,6 +130,32 @@ pub fn load(dir: &Path) -> (Store, LoadReport) {
     (store, report)
 }
 
+/// The files [`load`] reads, in path order, and the error that cut the listing short, if any.
+pub fn list(dir: &Path) -> (Vec<PathBuf>, Option<LoadError>) {
+    let mut files = Vec::new();
+    let mut error = None;
+    if dir.is_file() {
+        files.push(dir.to_path_buf());
+    } else if let Err(source) = collect(dir, &mut files) {
+        error = Some(LoadError::Io {
+            path: dir.to_path_buf(),
+            source,
+        });
+    }
+    files.sort();
+    (files, error)
+}
+
+/// How messages name `path`: relative to the folder `dir`.
+pub fn shown_name(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir)
+        .ok()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -160,32 +172,64 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Loads one file's text (`file` names it in messages). Documents are numbered from 0.
-pub fn load_str(store: &mut Store, report: &mut LoadReport, file: &str, text: &str) {
+/// One file's documents, parsed but not stored yet (the watcher keeps the last good one).
+#[derive(Debug, Default)]
+pub struct ParsedFile {
+    /// Objects with their document index, in file order.
+    pub objects: Vec<(Object, usize)>,
+    pub skipped: Vec<Skipped>,
+    pub errors: Vec<LoadError>,
+}
+
+/// Parses one file's text (`file` names it in messages). Documents are numbered from 0.
+pub fn parse_str(file: &str, text: &str) -> ParsedFile {
+    let mut out = ParsedFile::default();
     for (document, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value = match <Value as serde::Deserialize>::deserialize(de) {
             Ok(v) => v,
             Err(e) => {
-                report.errors.push(LoadError::Syntax {
+                out.errors.push(LoadError::Syntax {
                     file: file.to_string(),
                     document,
                     message: e.to_string(),
                 });
                 // The parser cannot resynchronise after a syntax error.
-                return;
+                break;
             }
         };
-        load_value(store, report, file, document, value);
+        parse_value(&mut out, file, document, value);
     }
+    out
 }
 
-fn load_value(
+/// Stores parsed objects (origin `file#document`), counting them in `report`.
+pub fn store_objects(
     store: &mut Store,
     report: &mut LoadReport,
     file: &str,
-    document: usize,
-    value: Value,
+    objects: impl IntoIterator<Item = (Object, usize)>,
 ) {
+    for (object, document) in objects {
+        match store.apply(object, format!("{file}#{document}")) {
+            Ok(()) => report.loaded += 1,
+            Err(source) => report.errors.push(LoadError::Store {
+                file: file.to_string(),
+                document,
+                source,
+            }),
+        }
+    }
+}
+
+/// Loads one file's text (`file` names it in messages): [`parse_str`], then [`store_objects`].
+pub fn load_str(store: &mut Store, report: &mut LoadReport, file: &str, text: &str) {
+    let parsed = parse_str(file, text);
+    report.skipped.extend(parsed.skipped);
+    report.errors.extend(parsed.errors);
+    store_objects(store, report, file, parsed.objects);
+}
+
+fn parse_value(out: &mut ParsedFile, file: &str, document: usize, value: Value) {
     if value.is_null() {
         return; // empty document (`---` at the end of a file)
     }
@@ -198,7 +242,7 @@ fn load_value(
         .and_then(Value::as_str)
         .map(str::to_string);
     let (Some(api_version), Some(kind)) = (api_version, kind) else {
-        report.errors.push(LoadError::NotAnObject {
+        out.errors.push(LoadError::NotAnObject {
             file: file.to_string(),
             document,
         });
@@ -207,7 +251,7 @@ fn load_value(
     if kind == "List" || kind.ends_with("List") && api_version == "v1" {
         if let Some(Value::Sequence(items)) = value.get("items") {
             for item in items.clone() {
-                load_value(store, report, file, document, item);
+                parse_value(out, file, document, item);
             }
         }
         return;
@@ -219,7 +263,7 @@ fn load_value(
         .unwrap_or("(unnamed)")
         .to_string();
     let Some(kind_) = super::kind_of(&api_version, &kind) else {
-        report.skipped.push(Skipped {
+        out.skipped.push(Skipped {
             file: file.to_string(),
             document,
             api_version,
@@ -236,15 +280,8 @@ fn load_value(
     };
     let object = ctx.parse(value, kind_);
     match object {
-        Ok(object) => match store.apply(object, format!("{file}#{document}")) {
-            Ok(()) => report.loaded += 1,
-            Err(source) => report.errors.push(LoadError::Store {
-                file: file.to_string(),
-                document,
-                source,
-            }),
-        },
-        Err(e) => report.errors.push(*e),
+        Ok(object) => out.objects.push((object, document)),
+        Err(e) => out.errors.push(*e),
     }
 }
 

@@ -26,24 +26,14 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 
+use super::watch::Debounce;
 use super::{DecodeError, Problem, Snapshot, SnapshotSender, GATEWAY_API_GROUP};
 use crate::store::{Kind, Object, ObjectKey, Store};
 
-/// Quiet time before a change is published, and the longest a steady stream of changes can delay
-/// a publication (Istio's `PILOT_DEBOUNCE_AFTER` / `PILOT_DEBOUNCE_MAX`, notes §4).
-#[derive(Debug, Clone, Copy)]
-pub struct Debounce {
-    pub quiet: Duration,
-    pub max: Duration,
-}
-
-impl Default for Debounce {
-    fn default() -> Self {
-        Debounce {
-            quiet: Duration::from_millis(100),
-            max: Duration::from_secs(10),
-        }
-    }
+/// The kube source's debounce: publish 100 ms after the last change, at most 10 s after the
+/// first (Istio's `PILOT_DEBOUNCE_AFTER` / `PILOT_DEBOUNCE_MAX`, notes/control-plane.md §4).
+pub fn default_debounce() -> Debounce {
+    Debounce::new(Duration::from_millis(100), Duration::from_secs(10))
 }
 
 /// The API resource config-pusher watches for a kind.
@@ -243,37 +233,37 @@ pub async fn run(client: Client, tx: SnapshotSender, debounce: Debounce) {
     }
     drop(changes_tx);
     let mut cache = Cache::default();
-    let mut first_change: Option<Instant> = None;
+    let mut debounce = debounce;
     loop {
-        // Wait for a change, or for quiet time once something is pending.
-        let next = match (first_change, cache.settled()) {
-            (Some(first), true) => {
-                let deadline = (first + debounce.max).min(Instant::now() + debounce.quiet);
+        // Wait for a change, or until the pending burst is due (once every kind is settled).
+        let next = match debounce.deadline().filter(|_| cache.settled()) {
+            Some(deadline) => {
                 match tokio::time::timeout_at(deadline.into(), changes.recv()).await {
                     Ok(next) => next,
                     Err(_elapsed) => {
-                        let snapshot = cache.snapshot(first);
-                        tracing::debug!(
-                            objects = snapshot.store.len(),
-                            problems = snapshot.problems.len(),
-                            "kube: publishing snapshot"
-                        );
-                        if tx.send(Arc::new(snapshot)).is_err() {
-                            tracing::info!("kube: no snapshot receivers left; stopping watches");
-                            return;
+                        if let Some(first) = debounce.take_due(Instant::now()) {
+                            let snapshot = cache.snapshot(first);
+                            tracing::debug!(
+                                objects = snapshot.store.len(),
+                                problems = snapshot.problems.len(),
+                                "kube: publishing snapshot"
+                            );
+                            if tx.send(Arc::new(snapshot)).is_err() {
+                                tracing::info!("kube: no snapshot receivers left; stopping");
+                                return;
+                            }
                         }
-                        first_change = None;
                         continue;
                     }
                 }
             }
-            _ => changes.recv().await,
+            None => changes.recv().await,
         };
         let Some(change) = next else {
             return; // every watcher ended: only when the runtime shuts down
         };
         cache.apply(change);
-        first_change.get_or_insert_with(Instant::now);
+        debounce.event(Instant::now());
     }
 }
 

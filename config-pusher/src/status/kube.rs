@@ -225,6 +225,12 @@ impl StatusPublisher {
     }
 }
 
+impl crate::serve::StatusSink for StatusPublisher {
+    fn publish(&mut self, output: &Output) {
+        StatusPublisher::publish(self, output);
+    }
+}
+
 /// Writes the latest translation whenever it changes, when `leader` becomes true, and every
 /// `resync`, as long as `leader` is true. Returns when either sender is dropped.
 pub async fn run(

@@ -73,7 +73,18 @@ pub struct Output {
     /// does not exist).
     pub notes: Vec<String>,
     /// Tables that failed the filter's validation and were replaced by empty ones.
-    pub errors: Vec<table::TableError>,
+    pub errors: Vec<TableRejected>,
+}
+
+/// A translated table the filter's validation refused (a translate bug, or input the API server
+/// would have refused): `render` writes an empty table for its role, `serve` keeps the role's
+/// previous table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("table {role}: {error}")]
+pub struct TableRejected {
+    pub role: String,
+    #[source]
+    pub error: table::TableError,
 }
 
 /// Translates the store. Pure: same store and settings, same output, byte for byte.
@@ -428,7 +439,10 @@ fn finish(out: &mut Output, t: RouteTable) {
                 ..RouteTable::default()
             }
             .with_version();
-            out.errors.push(e);
+            out.errors.push(TableRejected {
+                role: role.clone(),
+                error: e,
+            });
             out.tables.insert(role, empty);
         }
     }

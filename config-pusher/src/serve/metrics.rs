@@ -1,0 +1,210 @@
+//! `/metrics` in the Prometheus text exposition format (0.0.4), written by hand: a few counters,
+//! gauges and one histogram do not need a metrics framework.
+//!
+//! The change-to-published histogram follows Istio's `pilot_proxy_convergence_time` idea, on the
+//! control-plane side only: from the moment the source noticed a change to the moment the new
+//! tables were served.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::state::{Outcome, Tables};
+use crate::source::Snapshot;
+use crate::translate::Output;
+
+/// Upper bounds (seconds) of the propagation histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Debug, Default)]
+struct Tallies {
+    histogram: Histogram,
+    /// Role → (served version, versions published so far).
+    versions: BTreeMap<String, (String, u64)>,
+    /// Table responses by HTTP status code.
+    responses: BTreeMap<u16, u64>,
+}
+
+/// Every metric `serve` exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    translations: AtomicU64,
+    table_rejections: AtomicU64,
+    load_errors: AtomicU64,
+    open_polls: AtomicI64,
+    proxy_rejections: AtomicU64,
+    tallies: Mutex<Tallies>,
+}
+
+impl Metrics {
+    fn with<R>(&self, f: impl FnOnce(&mut Tallies) -> R) -> R {
+        match self.tallies.lock() {
+            Ok(mut t) => f(&mut t),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// A translation was published.
+    pub fn translated(&self, snapshot: &Snapshot, output: &Output, next: &Tables, o: &Outcome) {
+        self.translations.fetch_add(1, Ordering::Relaxed);
+        self.table_rejections
+            .fetch_add(output.errors.len() as u64, Ordering::Relaxed);
+        self.load_errors
+            .store(snapshot.problems.len() as u64, Ordering::Relaxed);
+        let seconds = snapshot.changed_at.elapsed().as_secs_f64();
+        self.with(|t| {
+            if !o.changed.is_empty() {
+                let h = &mut t.histogram;
+                for (i, le) in BUCKETS.iter().enumerate() {
+                    if seconds <= *le {
+                        h.counts[i] += 1;
+                    }
+                }
+                h.count += 1;
+                h.sum += seconds;
+            }
+            t.versions.retain(|role, _| next.contains_key(role));
+            for (role, p) in next {
+                let entry = t.versions.entry(role.clone()).or_default();
+                if entry.0 != p.version() {
+                    *entry = (p.version().to_string(), entry.1 + 1);
+                }
+            }
+        });
+    }
+
+    /// A table request was answered with `status`.
+    pub fn response(&self, status: u16) {
+        self.with(|t| *t.responses.entry(status).or_default() += 1);
+    }
+
+    pub fn polls(&self, delta: i64) {
+        self.open_polls.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub fn proxy_rejection(&self) {
+        self.proxy_rejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text; `connected` proxies are counted by the caller.
+    pub fn render(&self, connected: usize) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let one = |v: String| vec![(String::new(), v)];
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        metric(
+            "config_pusher_translations_total",
+            "counter",
+            "Translations of a source snapshot.",
+            &one(load(&self.translations)),
+        );
+        metric(
+            "config_pusher_translation_errors_total",
+            "counter",
+            "Translated tables rejected by the filter's validation (not published).",
+            &one(load(&self.table_rejections)),
+        );
+        metric(
+            "config_pusher_source_load_errors",
+            "gauge",
+            "Documents (or files) of the source that failed to load, in the latest snapshot.",
+            &one(load(&self.load_errors)),
+        );
+        metric(
+            "config_pusher_connected_proxies",
+            "gauge",
+            "Proxies that requested a table in the last 60 s or are long-polling.",
+            &one(connected.to_string()),
+        );
+        metric(
+            "config_pusher_open_long_polls",
+            "gauge",
+            "Table requests waiting for a new version now.",
+            &one(self.open_polls.load(Ordering::Relaxed).to_string()),
+        );
+        metric(
+            "config_pusher_proxy_rejections_total",
+            "counter",
+            "Table rejections reported by proxies (each proxy and version once).",
+            &one(load(&self.proxy_rejections)),
+        );
+        self.with(|t| {
+            let versions: Vec<(String, String)> = t
+                .versions
+                .iter()
+                .map(|(role, (v, _))| {
+                    (
+                        format!("{{role=\"{}\",version=\"{}\"}}", escape(role), escape(v)),
+                        "1".into(),
+                    )
+                })
+                .collect();
+            metric(
+                "config_pusher_table_info",
+                "gauge",
+                "The table version served per role.",
+                &versions,
+            );
+            let published: Vec<(String, String)> = t
+                .versions
+                .iter()
+                .map(|(role, (_, n))| (format!("{{role=\"{}\"}}", escape(role)), n.to_string()))
+                .collect();
+            metric(
+                "config_pusher_table_versions_published_total",
+                "counter",
+                "Table versions published per role.",
+                &published,
+            );
+            let responses: Vec<(String, String)> = t
+                .responses
+                .iter()
+                .map(|(code, n)| (format!("{{code=\"{code}\"}}"), n.to_string()))
+                .collect();
+            metric(
+                "config_pusher_table_requests_total",
+                "counter",
+                "Table requests answered, by HTTP status code.",
+                &responses,
+            );
+            let h = &t.histogram;
+            let mut samples: Vec<(String, String)> = BUCKETS
+                .iter()
+                .zip(h.counts)
+                .map(|(le, n)| (format!("_bucket{{le=\"{le}\"}}"), n.to_string()))
+                .collect();
+            samples.push(("_bucket{le=\"+Inf\"}".into(), h.count.to_string()));
+            samples.push(("_sum".into(), h.sum.to_string()));
+            samples.push(("_count".into(), h.count.to_string()));
+            metric(
+                "config_pusher_change_to_publish_seconds",
+                "histogram",
+                "Seconds from a source change detected to the new tables served.",
+                &samples,
+            );
+        });
+        out
+    }
+}
+
+/// A label value escaped for the text format.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

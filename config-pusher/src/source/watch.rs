@@ -1,0 +1,337 @@
+//! The watched folder source of `serve`: loads the folder like `render` does ([`files`]), then
+//! re-loads it after every change (inotify & co. through `notify`, recursive) and sends a new
+//! [`Snapshot`] through a `tokio::sync::watch` channel.
+//!
+//! - **Debounce** ([`Debounce`]): an editor's save, a `git checkout` or a `cp -r` is a burst of
+//!   events; the folder is re-read once the burst has been quiet for `quiet` (100 ms), and at least
+//!   every `max` (10 s) under continuous churn — Istio's `PILOT_DEBOUNCE_AFTER`/`_MAX`.
+//! - **Last good per file** ([`Folder`]): a file that fails to load (a half-saved file, a typo)
+//!   keeps contributing the objects of its last version that loaded without error, so routes never
+//!   disappear because of it; the errors are reported as [`Problem`]s. A file seen for the first
+//!   time contributes what did load.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::files::{self, LoadReport};
+use super::{Problem, Snapshot};
+use crate::store::{Object, Store};
+
+/// When to re-read after a burst of change events. Pure: the caller supplies the clock.
+#[derive(Debug, Clone)]
+pub struct Debounce {
+    quiet: Duration,
+    max: Duration,
+    /// First and latest event of the pending burst.
+    pending: Option<(Instant, Instant)>,
+}
+
+impl Debounce {
+    pub fn new(quiet: Duration, max: Duration) -> Debounce {
+        Debounce {
+            quiet,
+            max,
+            pending: None,
+        }
+    }
+
+    /// A change was seen at `now`.
+    pub fn event(&mut self, now: Instant) {
+        self.pending = Some(match self.pending {
+            Some((first, _)) => (first, now),
+            None => (now, now),
+        });
+    }
+
+    /// When the pending burst is due: `quiet` after its latest event, but no later than `max`
+    /// after its first. `None` when nothing is pending.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.pending
+            .map(|(first, last)| (last + self.quiet).min(first + self.max))
+    }
+
+    /// If the burst is due at `now`, ends it and returns when it began.
+    pub fn take_due(&mut self, now: Instant) -> Option<Instant> {
+        let due = self.deadline().is_some_and(|d| d <= now);
+        if due {
+            self.pending.take().map(|(first, _)| first)
+        } else {
+            None
+        }
+    }
+}
+
+/// A folder loaded file by file, remembering each file's last good objects.
+#[derive(Debug)]
+pub struct Folder {
+    root: PathBuf,
+    last_good: BTreeMap<PathBuf, Vec<(Object, usize)>>,
+}
+
+impl Folder {
+    pub fn new(root: impl Into<PathBuf>) -> Folder {
+        Folder {
+            root: root.into(),
+            last_good: BTreeMap::new(),
+        }
+    }
+
+    /// Reads the folder into a new store: files in path order, each file's current objects if it
+    /// loaded without error, else its last good ones (see the module docs).
+    pub fn load(&mut self) -> (Store, Vec<Problem>) {
+        let mut store = Store::new();
+        let mut report = LoadReport::default();
+        let mut problems = Vec::new();
+        let (paths, listing_error) = files::list(&self.root);
+        problems.extend(listing_error.iter().map(Problem::from));
+        let mut good = BTreeMap::new();
+        for path in paths {
+            let shown = files::shown_name(&self.root, &path);
+            let parsed = match std::fs::read_to_string(&path) {
+                Ok(text) => files::parse_str(&shown, &text),
+                Err(source) => files::ParsedFile {
+                    errors: vec![files::LoadError::Io {
+                        path: path.clone(),
+                        source,
+                    }],
+                    ..files::ParsedFile::default()
+                },
+            };
+            for s in &parsed.skipped {
+                tracing::debug!("{s}");
+            }
+            problems.extend(parsed.errors.iter().map(Problem::from));
+            let objects = if parsed.errors.is_empty() {
+                good.insert(path, parsed.objects.clone());
+                parsed.objects
+            } else if let Some(previous) = self.last_good.remove(&path) {
+                tracing::warn!(
+                    file = %shown,
+                    objects = previous.len(),
+                    "file failed to load: keeping its last good version"
+                );
+                problems.push(Problem {
+                    origin: shown.clone(),
+                    document: None,
+                    field: None,
+                    message: format!(
+                        "failed to load: serving the {} objects of its last good version",
+                        previous.len()
+                    ),
+                });
+                good.insert(path, previous.clone());
+                previous
+            } else {
+                parsed.objects
+            };
+            files::store_objects(&mut store, &mut report, &shown, objects);
+        }
+        problems.extend(report.errors.iter().map(Problem::from));
+        // Deleted files are forgotten: re-creating one starts without a last good version.
+        self.last_good = good;
+        (store, problems)
+    }
+}
+
+/// Why the folder cannot be watched.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("{path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("cannot watch {path}: {source}")]
+    Notify {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// Loads `root`, then watches it: the receiver holds the latest snapshot. Must be called inside a
+/// tokio runtime; the watch ends when every receiver is dropped.
+pub fn spawn(
+    root: &Path,
+    debounce: Debounce,
+) -> Result<watch::Receiver<Arc<Snapshot>>, WatchError> {
+    if !root.exists() {
+        return Err(WatchError::Missing {
+            path: root.to_path_buf(),
+        });
+    }
+    let (events_tx, events_rx) = mpsc::unbounded_channel::<Instant>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        match res {
+            // Reads (atime, open, close-without-write) change nothing.
+            Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => {}
+            Ok(_) => {
+                let _ = events_tx.send(Instant::now());
+            }
+            Err(e) => tracing::warn!("folder watch: {e}"),
+        }
+    })
+    .map_err(|source| WatchError::Notify {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    notify::Watcher::watch(&mut watcher, root, notify::RecursiveMode::Recursive).map_err(
+        |source| WatchError::Notify {
+            path: root.to_path_buf(),
+            source,
+        },
+    )?;
+    let mut folder = Folder::new(root);
+    let started = Instant::now();
+    let (store, problems) = folder.load();
+    log_load(root, &store, &problems, started);
+    let (tx, rx) = watch::channel(Snapshot::new(store, problems, started));
+    tokio::spawn(run(watcher, folder, debounce, events_rx, tx));
+    Ok(rx)
+}
+
+/// The watch loop: collects events, re-loads when the burst is due, stops when nobody listens.
+async fn run(
+    watcher: notify::RecommendedWatcher,
+    mut folder: Folder,
+    mut debounce: Debounce,
+    mut events: mpsc::UnboundedReceiver<Instant>,
+    tx: watch::Sender<Arc<Snapshot>>,
+) {
+    let _keep_watching = watcher;
+    loop {
+        let event = match debounce.deadline() {
+            Some(deadline) => {
+                tokio::select! {
+                    e = events.recv() => e.map(Some),
+                    () = tokio::time::sleep_until(deadline.into()) => Some(None),
+                    () = tx.closed() => None,
+                }
+            }
+            None => tokio::select! {
+                e = events.recv() => e.map(Some),
+                () = tx.closed() => None,
+            },
+        };
+        match event {
+            None => return,
+            Some(Some(at)) => debounce.event(at),
+            Some(None) => {}
+        }
+        if let Some(changed_at) = debounce.take_due(Instant::now()) {
+            let loaded = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let (store, problems) = folder.load();
+                (folder, store, problems, started)
+            })
+            .await;
+            let Ok((f, store, problems, started)) = loaded else {
+                tracing::error!("folder load task failed");
+                return;
+            };
+            folder = f;
+            log_load(&folder.root, &store, &problems, started);
+            if tx.send(Snapshot::new(store, problems, changed_at)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn log_load(root: &Path, store: &Store, problems: &[Problem], started: Instant) {
+    for p in problems {
+        tracing::warn!(folder = %root.display(), "load error: {p}");
+    }
+    tracing::info!(
+        folder = %root.display(),
+        objects = store.len(),
+        errors = problems.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "folder loaded"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn debounce_waits_for_quiet_and_caps_at_max() {
+        let t0 = Instant::now();
+        let mut d = Debounce::new(100 * MS, 1000 * MS);
+        assert_eq!(d.deadline(), None);
+        d.event(t0);
+        assert_eq!(d.deadline(), Some(t0 + 100 * MS));
+        d.event(t0 + 50 * MS);
+        assert_eq!(d.deadline(), Some(t0 + 150 * MS));
+        assert_eq!(d.take_due(t0 + 149 * MS), None);
+        assert_eq!(d.take_due(t0 + 150 * MS), Some(t0));
+        assert_eq!(d.deadline(), None);
+        // Continuous churn: an event every 50 ms never leaves 100 ms of quiet; due at max.
+        let mut d = Debounce::new(100 * MS, 1000 * MS);
+        let mut now = t0;
+        let mut fired = None;
+        for _ in 0..100 {
+            d.event(now);
+            now += 50 * MS;
+            if let Some(first) = d.take_due(now) {
+                fired = Some((first, now));
+                break;
+            }
+        }
+        assert_eq!(fired, Some((t0, t0 + 1000 * MS)));
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    const SVC_A: &str =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n";
+    const SVC_B: &str =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {ports: [{port: 80}]}\n";
+
+    #[test]
+    fn a_broken_file_keeps_its_last_good_objects() {
+        let dir = std::env::temp_dir().join(format!("gammaroute-folder-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        write(&dir, "a.yaml", SVC_A);
+        let mut folder = Folder::new(&dir);
+        let (store, problems) = folder.load();
+        assert_eq!((store.services.len(), problems.len()), (1, 0));
+
+        // Half-saved: a syntax error, and a new second document that is fine.
+        write(
+            &dir,
+            "a.yaml",
+            &format!("{SVC_B}---\nmetadata: {{name: [\n"),
+        );
+        // A new file with an error contributes what loaded.
+        write(&dir, "b.yaml", &format!("{SVC_B}---\nkind: X\n"));
+        let (store, problems) = folder.load();
+        let names: Vec<String> = store.services.keys().map(ToString::to_string).collect();
+        assert_eq!(names, ["default/a", "default/b"], "{problems:?}");
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(
+            text[0].starts_with("a.yaml document 1: invalid YAML"),
+            "{text:?}"
+        );
+        assert_eq!(
+            text[1],
+            "a.yaml: failed to load: serving the 1 objects of its last good version"
+        );
+        assert!(text[2].starts_with("b.yaml document 1: not a Kubernetes object"));
+
+        // Fixed: the new content counts.
+        write(&dir, "a.yaml", SVC_B);
+        let (store, problems) = folder.load();
+        assert_eq!(store.services.len(), 1);
+        assert_eq!(problems.len(), 1, "{problems:?}"); // b.yaml still has its error
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
