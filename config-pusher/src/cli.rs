@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::Report;
+use crate::cluster;
 use crate::explain::{self, HttpRequest, ParentSpec};
 use crate::render::{self, envoy};
 use crate::serve;
@@ -72,12 +73,15 @@ pub enum Command {
         /// plugin configuration (with --pusher).
         #[arg(long, value_name = "FILE", requires = "pusher")]
         pusher_token_file: Option<PathBuf>,
+        #[command(flatten)]
+        istio: IstioArgs,
         /// The bootstraps read their clusters from DIR/cds.yaml (Envoy filesystem CDS, kept up
         /// to date by `serve --xds-dir DIR`) instead of listing them statically.
         #[arg(long, value_name = "DIR")]
         xds_dir: Option<PathBuf>,
     },
-    /// Watch a folder of YAML and serve each proxy role's route table over HTTP.
+    /// Watch a folder of YAML (or the cluster: --kube) and serve each proxy role's route table
+    /// over HTTP.
     ///
     /// Re-translates after every change (debounced) and serves the tables with ETag and
     /// If-None-Match long-polling; see README.md "config-pusher serve" for the API:
@@ -90,7 +94,7 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Serve {
         #[command(flatten)]
-        input: Input,
+        input: ServeInput,
         #[command(flatten)]
         clusters: Clusters,
         /// Address of the HTTP API (port 0: any free port; the bound address is logged).
@@ -167,6 +171,55 @@ pub struct Input {
     pub controller_name: String,
 }
 
+/// `render --istio`: Istio manifests per mesh client namespace.
+#[derive(Debug, clap::Args)]
+pub struct IstioArgs {
+    /// Also write istio/<namespace>.yaml per mesh client namespace: a WasmPlugin loading the
+    /// filter into the namespace's sidecars (CLIENT mode, FAIL_RELOAD) and the EnvoyFilter
+    /// giving them the x-gamma-cluster route, with Istio cluster names (--cluster-domain).
+    #[arg(long)]
+    pub istio: bool,
+    /// WasmPlugin url of the filter image (built by config-pusher/deploy/Dockerfile.wasm).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "oci://ghcr.io/gammaroute/gammaroute-wasm:0.1.0"
+    )]
+    pub wasm_url: String,
+    /// WasmPlugin sha256 of the module (64 hex digits).
+    #[arg(long, value_name = "HEX")]
+    pub wasm_sha256: Option<String>,
+    /// config-pusher's Service, which the filter polls for its table.
+    #[arg(
+        long,
+        value_name = "NS/NAME:PORT",
+        default_value = "gammaroute-system/config-pusher:18000"
+    )]
+    pub config_pusher: String,
+    /// Bearer token the filter sends to config-pusher.
+    #[arg(long, value_name = "TOKEN")]
+    pub config_pusher_token: Option<String>,
+    /// Put the table itself into pluginConfig instead of polling config-pusher.
+    #[arg(long)]
+    pub istio_inline: bool,
+}
+
+/// Where `serve` reads objects: a folder, or the cluster.
+#[derive(Debug, clap::Args)]
+pub struct ServeInput {
+    /// Folder (or single file) of Kubernetes YAML to watch.
+    #[arg(long, value_name = "DIR", required_unless_present = "kube")]
+    pub from: Option<PathBuf>,
+    /// Watch the Kubernetes cluster instead (KUBECONFIG, else in-cluster config) and write route,
+    /// Gateway and GatewayClass status back; with POD_NAMESPACE/POD_NAME set, only the holder of
+    /// the Lease `config-pusher-status` in POD_NAMESPACE writes status.
+    #[arg(long, conflicts_with = "from")]
+    pub kube: bool,
+    /// GatewayClasses whose spec.controllerName equals this are served.
+    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME, value_name = "NAME")]
+    pub controller_name: String,
+}
+
 /// Where backend clusters' endpoints come from (`render` bootstraps, `serve --xds-dir`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Clusters {
@@ -228,6 +281,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             admin,
             pusher,
             pusher_token_file,
+            istio,
             xds_dir,
         } => {
             // Envoy resolves a relative path from its own working directory: make it absolute.
@@ -253,6 +307,15 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 ),
                 None => None,
             };
+            let istio = istio.istio.then(|| render::istio::Options {
+                url: istio.wasm_url,
+                sha256: istio.wasm_sha256,
+                domain: clusters.cluster_domain.clone(),
+                config_pusher: istio.config_pusher,
+                token: istio.config_pusher_token,
+                inline: istio.istio_inline,
+                ..render::istio::Options::default()
+            });
             let options = envoy::Options {
                 wasm: wasm.display().to_string(),
                 listen,
@@ -262,7 +325,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 pusher: pusher.map(|p| envoy::Pusher { token, ..p }),
                 cds_dir: xds_dir.map(|d| absolute(&d).display().to_string()),
             };
-            render(&input, &out, &options).map(|()| 0)
+            render(&input, &out, &options, istio.as_ref()).map(|()| 0)
         }
         Command::Serve {
             input,
@@ -313,9 +376,15 @@ fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output)
 }
 
 /// `config-pusher render`.
-pub fn render(input: &Input, out: &Path, options: &envoy::Options) -> Result<(), CliError> {
+pub fn render(
+    input: &Input,
+    out: &Path,
+    options: &envoy::Options,
+    istio: Option<&render::istio::Options>,
+) -> Result<(), CliError> {
     let (store, report, output) = load(input, false)?;
-    let rendered = render::render(&store, &output, options).map_err(CliError::Invalid)?;
+    let rendered =
+        render::render_with(&store, &output, options, istio).map_err(CliError::Invalid)?;
     for n in &rendered.notes {
         eprintln!("note: {n}");
     }
@@ -378,7 +447,7 @@ pub fn explain(
 
 /// `config-pusher serve` (runs until SIGINT/SIGTERM).
 fn serve(
-    input: Input,
+    input: ServeInput,
     clusters: Clusters,
     listen: SocketAddr,
     token_file: Option<PathBuf>,
@@ -389,7 +458,9 @@ fn serve(
         listen,
         token_file,
         xds_dir,
-        settings: input.settings(),
+        settings: Settings {
+            controller_name: input.controller_name.clone(),
+        },
         clusters: envoy::Options {
             backends: clusters.backend.into_iter().collect(),
             cluster_domain: clusters.cluster_domain,
@@ -403,11 +474,24 @@ fn serve(
         .build()
         .map_err(|e| CliError::Invalid(format!("tokio runtime: {e}")))?;
     runtime.block_on(async {
-        let source =
-            watch::spawn(&input.from, debounce).map_err(|e| CliError::Invalid(e.to_string()))?;
-        serve::run(config, source, serve::NoStatus)
-            .await
-            .map_err(|e| CliError::Invalid(e.to_string()))
+        let served = match &input.from {
+            Some(from) if !input.kube => {
+                let source =
+                    watch::spawn(from, debounce).map_err(|e| CliError::Invalid(e.to_string()))?;
+                serve::run(config, source, serve::NoStatus).await
+            }
+            _ => {
+                let client = cluster::connect()
+                    .await
+                    .map_err(|e| CliError::Invalid(e.to_string()))?;
+                let running = cluster::start(
+                    client,
+                    cluster::Options::from_env(input.controller_name.clone()),
+                );
+                serve::run(config, running.snapshots, running.statuses).await
+            }
+        };
+        served.map_err(|e| CliError::Invalid(e.to_string()))
     })?;
     Ok(0)
 }

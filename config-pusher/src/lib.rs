@@ -6,9 +6,11 @@
 
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod explain;
 pub mod render;
 pub mod serve;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod translate;

@@ -12,6 +12,7 @@ use crate::store::Store;
 use crate::translate::{status, Output};
 
 pub mod envoy;
+pub mod istio;
 
 /// One output file.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub enum FileKind {
     TableProto,
     Status,
     Bootstrap,
+    /// Istio WasmPlugin + EnvoyFilter for a mesh client namespace (`render --istio`).
+    Istio,
     Index,
 }
 
@@ -68,6 +71,16 @@ pub fn render(
     store: &Store,
     output: &Output,
     options: &envoy::Options,
+) -> Result<Rendered, String> {
+    render_with(store, output, options, None)
+}
+
+/// [`render`], plus `istio/<namespace>.yaml` per mesh table when `istio` is given.
+pub fn render_with(
+    store: &Store,
+    output: &Output,
+    options: &envoy::Options,
+    istio: Option<&istio::Options>,
 ) -> Result<Rendered, String> {
     let mut out = Rendered::default();
     let file = |path: String, kind, role: Option<&str>, content: Vec<u8>| File {
@@ -111,6 +124,18 @@ pub fn render(
                 });
             }
             envoy::Rendered::Skipped(why) => out.notes.push(format!("{role}: no bootstrap: {why}")),
+        }
+    }
+    if let Some(istio) = istio {
+        for (role, t) in &output.tables {
+            if let Some(ns) = role.strip_prefix("mesh/") {
+                out.files.push(file(
+                    format!("istio/{ns}.yaml"),
+                    FileKind::Istio,
+                    Some(role),
+                    istio::manifests(ns, t, istio)?.into_bytes(),
+                ));
+            }
         }
     }
     let index: Vec<IndexEntry> = out

@@ -12,10 +12,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use crate::store::{Object, Store, StoreError};
+use super::GATEWAY_API_GROUP;
+use crate::store::{Kind, Object, Store, StoreError};
 
 /// A document that could not be loaded. The other documents are loaded regardless.
 #[derive(Debug, thiserror::Error)]
@@ -262,50 +262,26 @@ fn parse_value(out: &mut ParsedFile, file: &str, document: usize, value: Value) 
         .and_then(Value::as_str)
         .unwrap_or("(unnamed)")
         .to_string();
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    let version = api_version.rsplit('/').next().unwrap_or_default();
-    let gw = group == "gateway.networking.k8s.io" && matches!(version, "v1" | "v1beta1");
+    let Some(kind_) = super::kind_of(&api_version, &kind) else {
+        out.skipped.push(Skipped {
+            file: file.to_string(),
+            document,
+            api_version,
+            kind,
+            name,
+        });
+        return;
+    };
     let ctx = Ctx {
         file,
         document,
         kind: &kind,
         name: &name,
     };
-    let object = match (gw, group, version, kind.as_str()) {
-        (true, ..) => match kind.as_str() {
-            "GatewayClass" => Ok(ctx
-                .parse(value, true)
-                .map(|o| Object::GatewayClass(Box::new(o)))),
-            "Gateway" => Ok(ctx.parse(value, true).map(|o| Object::Gateway(Box::new(o)))),
-            "HTTPRoute" => Ok(ctx
-                .parse(value, true)
-                .map(|o| Object::HttpRoute(Box::new(o)))),
-            "ReferenceGrant" => Ok(ctx
-                .parse(value, true)
-                .map(|o| Object::ReferenceGrant(Box::new(o)))),
-            _ => Err(()),
-        },
-        (false, "", "v1", "Service") => Ok(ctx
-            .parse(value, false)
-            .map(|o| Object::Service(Box::new(o)))),
-        (false, "", "v1", "Namespace") => Ok(ctx
-            .parse(value, false)
-            .map(|o| Object::Namespace(Box::new(o)))),
-        (false, "discovery.k8s.io", "v1", "EndpointSlice") => Ok(ctx
-            .parse(value, false)
-            .map(|o| Object::EndpointSlice(Box::new(o)))),
-        _ => Err(()),
-    };
+    let object = ctx.parse(value, kind_);
     match object {
-        Ok(Ok(object)) => out.objects.push((object, document)),
-        Ok(Err(e)) => out.errors.push(*e),
-        Err(()) => out.skipped.push(Skipped {
-            file: file.to_string(),
-            document,
-            api_version,
-            kind,
-            name,
-        }),
+        Ok(object) => out.objects.push((object, document)),
+        Err(e) => out.errors.push(*e),
     }
 }
 
@@ -317,31 +293,27 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Deserializes `value` as `T`, naming the failing field. Gateway API objects are read at the
+    /// Decodes `value` as `kind`, naming the failing field. Gateway API objects are read at the
     /// `v1` version (v1beta1 has the same schema for these kinds); `status` is ignored, since
     /// config-pusher computes it.
-    fn parse<T: DeserializeOwned>(
-        &self,
-        mut value: Value,
-        gateway_api: bool,
-    ) -> Result<T, Box<LoadError>> {
+    fn parse(&self, mut value: Value, kind: Kind) -> Result<Object, Box<LoadError>> {
         if let Value::Mapping(m) = &mut value {
             m.remove("status");
-            if gateway_api {
+            if kind.gateway_api() {
                 m.insert(
                     Value::from("apiVersion"),
-                    Value::from("gateway.networking.k8s.io/v1"),
+                    Value::from(format!("{GATEWAY_API_GROUP}/v1")),
                 );
             }
         }
-        serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        super::decode(kind, value).map_err(|e| {
             Box::new(LoadError::Invalid {
                 file: self.file.to_string(),
                 document: self.document,
                 kind: self.kind.to_string(),
                 name: self.name.to_string(),
-                field: e.path().to_string(),
-                message: e.inner().to_string(),
+                field: e.field,
+                message: e.message,
             })
         })
     }

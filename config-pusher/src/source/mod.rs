@@ -2,13 +2,19 @@
 //! the kube source fill the same store, and `serve` consumes either through one interface — a
 //! `tokio::sync::watch` channel of [`Snapshot`]s — without knowing which one ran (DESIGN.md, data
 //! flow 1).
+//!
+//! Both decode objects with [`decode`], so a bad object is reported the same way by both: kind,
+//! name and the path of the offending field.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::store::Store;
+use serde::Deserializer;
+
+use crate::store::{Kind, Object, Store};
 
 pub mod files;
+pub mod kube;
 pub mod watch;
 
 /// Everything a source knows at one moment: what `translate` reads, and what it could not load.
@@ -87,6 +93,59 @@ impl From<&files::LoadError> for Problem {
         }
     }
 }
+
+/// The sending half sources publish into.
+pub type SnapshotSender = tokio::sync::watch::Sender<Arc<Snapshot>>;
+
+/// Why an object did not decode into its kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {message}")]
+pub struct DecodeError {
+    /// Path of the offending field, e.g. `spec.rules[0].matches[1].path.type`.
+    pub field: String,
+    pub message: String,
+}
+
+/// Deserializes one object of `kind` from any serde format (YAML from files, JSON from the API
+/// server), naming the failing field. The caller strips `status` (config-pusher computes it) and
+/// normalises the Gateway API `apiVersion`.
+pub fn decode<'de, D: Deserializer<'de>>(kind: Kind, de: D) -> Result<Object, DecodeError> {
+    fn de_as<'de, T: serde::Deserialize<'de>, D: Deserializer<'de>>(
+        de: D,
+    ) -> Result<Box<T>, DecodeError> {
+        serde_path_to_error::deserialize::<_, T>(de)
+            .map(Box::new)
+            .map_err(|e| DecodeError {
+                field: e.path().to_string(),
+                message: e.inner().to_string(),
+            })
+    }
+    Ok(match kind {
+        Kind::GatewayClass => Object::GatewayClass(de_as(de)?),
+        Kind::Gateway => Object::Gateway(de_as(de)?),
+        Kind::HttpRoute => Object::HttpRoute(de_as(de)?),
+        Kind::ReferenceGrant => Object::ReferenceGrant(de_as(de)?),
+        Kind::Service => Object::Service(de_as(de)?),
+        Kind::EndpointSlice => Object::EndpointSlice(de_as(de)?),
+        Kind::Namespace => Object::Namespace(de_as(de)?),
+    })
+}
+
+/// The kind a source reads an `apiVersion` + `kind` as, if it is one the store keeps. Gateway API
+/// kinds are accepted at `v1` and `v1beta1` (same schema for these kinds).
+pub fn kind_of(api_version: &str, kind: &str) -> Option<Kind> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let found = Kind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+    let ok = match found {
+        k if k.gateway_api() => group == GATEWAY_API_GROUP && matches!(version, "v1" | "v1beta1"),
+        Kind::EndpointSlice => group == "discovery.k8s.io" && version == "v1",
+        _ => group.is_empty() && version == "v1",
+    };
+    ok.then_some(found)
+}
+
+/// `gateway.networking.k8s.io`.
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
 
 #[cfg(test)]
 mod tests {

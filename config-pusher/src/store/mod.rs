@@ -82,6 +82,62 @@ impl<T> Stored<T> {
     }
 }
 
+/// The kinds the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    GatewayClass,
+    Gateway,
+    HttpRoute,
+    ReferenceGrant,
+    Service,
+    EndpointSlice,
+    Namespace,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::GatewayClass,
+        Kind::Gateway,
+        Kind::HttpRoute,
+        Kind::ReferenceGrant,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Namespace,
+    ];
+
+    /// The Kubernetes kind, as written in `kind:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::GatewayClass => "GatewayClass",
+            Kind::Gateway => "Gateway",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::ReferenceGrant => "ReferenceGrant",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Namespace => "Namespace",
+        }
+    }
+
+    /// GatewayClass and Namespace have no namespace.
+    pub fn cluster_scoped(self) -> bool {
+        matches!(self, Kind::GatewayClass | Kind::Namespace)
+    }
+
+    /// Whether the kind is a Gateway API kind (`gateway.networking.k8s.io`).
+    pub fn gateway_api(self) -> bool {
+        matches!(
+            self,
+            Kind::GatewayClass | Kind::Gateway | Kind::HttpRoute | Kind::ReferenceGrant
+        )
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One object of a kind the store keeps.
 #[derive(Debug, Clone)]
 pub enum Object {
@@ -97,14 +153,30 @@ pub enum Object {
 impl Object {
     /// The Kubernetes kind, for messages.
     pub fn kind(&self) -> &'static str {
+        self.kind_of().as_str()
+    }
+
+    pub fn kind_of(&self) -> Kind {
         match self {
-            Object::GatewayClass(_) => "GatewayClass",
-            Object::Gateway(_) => "Gateway",
-            Object::HttpRoute(_) => "HTTPRoute",
-            Object::ReferenceGrant(_) => "ReferenceGrant",
-            Object::Service(_) => "Service",
-            Object::EndpointSlice(_) => "EndpointSlice",
-            Object::Namespace(_) => "Namespace",
+            Object::GatewayClass(_) => Kind::GatewayClass,
+            Object::Gateway(_) => Kind::Gateway,
+            Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::ReferenceGrant(_) => Kind::ReferenceGrant,
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Namespace(_) => Kind::Namespace,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::GatewayClass(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
+            Object::HttpRoute(o) => &o.metadata,
+            Object::ReferenceGrant(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
         }
     }
 
@@ -121,7 +193,7 @@ impl Object {
     }
 
     fn cluster_scoped(&self) -> bool {
-        matches!(self, Object::GatewayClass(_) | Object::Namespace(_))
+        self.kind_of().cluster_scoped()
     }
 }
 

@@ -1,0 +1,112 @@
+//! Running against a Kubernetes cluster: the kube source ([`crate::source::kube`]), the Lease
+//! ([`crate::status::lease`]) and the status writer ([`crate::status::kube`]) wired together, for
+//! `serve --kube`. `serve` reads [`Running::snapshots`] like any source and hands every
+//! translation to [`Running::statuses`].
+//!
+//! Connection: `kube::Client::try_default()` — `KUBECONFIG` (or `~/.kube/config`) when present,
+//! else the in-cluster service account. Leader election needs to know where it runs
+//! (`POD_NAMESPACE`, `POD_NAME`, set by `deploy/deployment.yaml` through the downward API);
+//! without `POD_NAMESPACE` (a developer's KUBECONFIG) there is no election and this process
+//! writes status: run a single replica that way.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::source::watch::Debounce;
+use crate::source::Snapshot;
+use crate::status::kube::{StatusPublisher, Writer};
+use crate::status::lease::LeaseConfig;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Our `controllerName` (status entries with it are ours).
+    pub controller_name: String,
+    /// `None`: no election, always write status.
+    pub lease: Option<LeaseConfig>,
+    /// Full status reconcile period.
+    pub resync: Duration,
+    pub debounce: Debounce,
+}
+
+impl Options {
+    /// Options from the environment (`POD_NAMESPACE`, `POD_NAME`; see the module docs).
+    pub fn from_env(controller_name: impl Into<String>) -> Options {
+        let lease = std::env::var("POD_NAMESPACE").ok().map(|ns| {
+            let identity = std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| format!("config-pusher-{}", std::process::id()));
+            LeaseConfig::new(ns, identity)
+        });
+        Options {
+            controller_name: controller_name.into(),
+            lease,
+            resync: Duration::from_secs(60),
+            debounce: crate::source::kube::default_debounce(),
+        }
+    }
+}
+
+/// Why the cluster could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {0}")]
+    Config(#[source] Box<kube::Error>),
+}
+
+/// A client from `KUBECONFIG` or the in-cluster configuration.
+pub async fn connect() -> Result<Client, ClusterError> {
+    Client::try_default()
+        .await
+        .map_err(|e| ClusterError::Config(Box::new(e)))
+}
+
+/// What `serve` consumes.
+pub struct Running {
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub statuses: StatusPublisher,
+}
+
+/// Starts the watchers, the election and the status writer as tasks on the current runtime.
+pub fn start(client: Client, options: Options) -> Running {
+    let (tx, snapshots) = watch::channel(Arc::new(Snapshot {
+        store: Default::default(),
+        problems: vec![],
+        changed_at: Instant::now(),
+    }));
+    tokio::spawn(crate::source::kube::run(
+        client.clone(),
+        tx,
+        options.debounce,
+    ));
+    let (leader_tx, leader_rx) = watch::channel(options.lease.is_none());
+    match options.lease {
+        Some(cfg) => {
+            tracing::info!(namespace = %cfg.namespace, lease = %cfg.name, identity = %cfg.identity, "leader election: only the Lease holder writes status");
+            let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+            tokio::spawn(crate::status::lease::run(api, cfg, leader_tx));
+        }
+        None => {
+            tracing::warn!("POD_NAMESPACE not set: no leader election, this process writes status (run one replica)");
+            // Keep the sender alive: the writer stops when it is dropped.
+            tokio::spawn(async move {
+                leader_tx.closed().await;
+            });
+        }
+    }
+    let (statuses, outputs) = StatusPublisher::new();
+    tokio::spawn(crate::status::kube::run(
+        Writer::new(client, options.controller_name),
+        outputs,
+        leader_rx,
+        options.resync,
+    ));
+    Running {
+        snapshots,
+        statuses,
+    }
+}

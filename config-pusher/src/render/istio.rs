@@ -1,0 +1,218 @@
+//! Istio: per mesh client namespace, a `WasmPlugin` that loads gammaroute into the namespace's
+//! sidecars and the `EnvoyFilter` that gives them the route the filter needs.
+//!
+//! **WasmPlugin** (istio/api `extensions/v1alpha1/wasm.proto`, notes/proxy-wasm-envoy.md §6):
+//! `match: [{mode: CLIENT}]` (GAMMA routing is the client's outbound side), `phase:
+//! UNSPECIFIED_PHASE` (just before the router), `failStrategy: FAIL_RELOAD` (a crashed VM is
+//! reloaded; FAIL_OPEN would silently fall back to Istio's own routing). `pluginConfig` is the
+//! filter's configuration: `clusterNaming: {istio: {domain}}` and either a `source` (the filter
+//! long-polls config-pusher for table `mesh/<ns>` through Istio's outbound cluster of the
+//! config-pusher Service) or, with `--istio-inline`, the table itself (static; re-render on
+//! change).
+//!
+//! **EnvoyFilter** (Istio does not let us own the route table, DESIGN.md "The Envoy contract"):
+//! - `HTTP_FILTER` `INSERT_FIRST`: a `header_mutation` filter stripping client-sent `x-gamma-*`
+//!   headers, first in the chain, so before the wasm filter whatever Istio's filter order is;
+//! - `HTTP_ROUTE` `INSERT_FIRST` in every outbound virtual host: a route that applies only when the
+//!   filter wrote `x-gamma-cluster` (so Services without HTTPRoutes keep Istio's routing), with
+//!   `cluster_header`, `timeout: 0s` and the mirror slots — the catch-all of
+//!   `envoy-configs/bootstrap.yaml` with Istio cluster names (`outbound|<port>||<fqdn>`).
+//!
+//! Gateway roles are not rendered: an Istio ingress gateway's workload selector is not part of the
+//! Gateway API objects; use the standalone bootstraps for gateways.
+
+use serde_json::{json, Value};
+
+use gammaroute_filter::table::RouteTable;
+
+/// `render --istio` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `WasmPlugin.spec.url`: `oci://…` (the image `Dockerfile.wasm` builds), `https://…` or
+    /// `file://…`.
+    pub url: String,
+    /// `WasmPlugin.spec.sha256` (64 hex digits), checked by istio-agent after the pull.
+    pub sha256: Option<String>,
+    /// Cluster DNS domain for Istio cluster names.
+    pub domain: String,
+    /// config-pusher's Service as `<namespace>/<name>:<port>`.
+    pub config_pusher: String,
+    /// Bearer token the filter sends to config-pusher.
+    pub token: Option<String>,
+    pub long_poll_seconds: u32,
+    /// Put the table in `pluginConfig` instead of a `source`.
+    pub inline: bool,
+    /// Mirror slots the route has (the filter's `mirrorSlots`).
+    pub mirror_slots: u8,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            url: "oci://ghcr.io/gammaroute/gammaroute-wasm:0.1.0".into(),
+            sha256: None,
+            domain: "cluster.local".into(),
+            config_pusher: "gammaroute-system/config-pusher:18000".into(),
+            token: None,
+            long_poll_seconds: 30,
+            inline: false,
+            mirror_slots: 2,
+        }
+    }
+}
+
+/// The header the filter writes the chosen cluster into, and the mirror slot headers.
+const CLUSTER_HEADER: &str = "x-gamma-cluster";
+
+fn mirror_header(n: u8) -> String {
+    format!("x-gamma-mirror-{n}")
+}
+
+/// The filter's `source` for `role`: Istio's outbound cluster of config-pusher and its authority.
+pub fn source(role: &str, options: &Options) -> Result<Value, String> {
+    let (ns, rest) = options.config_pusher.split_once('/').ok_or_else(|| {
+        format!(
+            "--config-pusher {:?}: not <namespace>/<name>:<port>",
+            options.config_pusher
+        )
+    })?;
+    let (name, port) = rest
+        .rsplit_once(':')
+        .and_then(|(n, p)| Some((n, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| {
+            format!(
+                "--config-pusher {:?}: not <namespace>/<name>:<port>",
+                options.config_pusher
+            )
+        })?;
+    let host = format!("{name}.{ns}.svc.{}", options.domain);
+    let mut source = json!({
+        "cluster": format!("outbound|{port}||{host}"),
+        "authority": format!("{host}:{port}"),
+        "role": role,
+        "longPollSeconds": options.long_poll_seconds,
+    });
+    if let (Some(token), Some(m)) = (&options.token, source.as_object_mut()) {
+        m.insert("token".into(), token.clone().into());
+    }
+    Ok(source)
+}
+
+/// The `pluginConfig` for one mesh table.
+pub fn plugin_config(table: &RouteTable, options: &Options) -> Result<Value, String> {
+    let mut config = json!({
+        "clusterNaming": {"istio": {"domain": options.domain}},
+        "mirrorSlots": options.mirror_slots,
+    });
+    let (key, value) = if options.inline {
+        (
+            "table",
+            serde_json::to_value(table).map_err(|e| format!("{}: {e}", table.role))?,
+        )
+    } else {
+        ("source", source(&table.role, options)?)
+    };
+    if let Some(m) = config.as_object_mut() {
+        m.insert(key.into(), value);
+    }
+    Ok(config)
+}
+
+/// The WasmPlugin and EnvoyFilter for mesh client namespace `namespace`, as one YAML stream.
+pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Result<String, String> {
+    let labels = json!({"app.kubernetes.io/part-of": "gammaroute"});
+    let mut spec = json!({
+        "url": options.url,
+        "pluginName": "gammaroute",
+        "phase": "UNSPECIFIED_PHASE",
+        "failStrategy": "FAIL_RELOAD",
+        "match": [{"mode": "CLIENT"}],
+        "pluginConfig": plugin_config(table, options)?,
+    });
+    if let (Some(sha), Some(m)) = (&options.sha256, spec.as_object_mut()) {
+        m.insert("sha256".into(), sha.clone().into());
+    }
+    let wasm_plugin = json!({
+        "apiVersion": "extensions.istio.io/v1alpha1",
+        "kind": "WasmPlugin",
+        "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels},
+        "spec": spec,
+    });
+    let slots: Vec<String> = (0..options.mirror_slots).map(mirror_header).collect();
+    let strip: Vec<Value> = std::iter::once(CLUSTER_HEADER.to_string())
+        .chain(slots.iter().cloned())
+        .map(|h| json!({"remove": h}))
+        .collect();
+    let mirrors: Vec<Value> = slots
+        .iter()
+        .map(|h| {
+            json!({
+                "cluster_header": h,
+                "request_headers_mutations": slots.iter().map(|s| json!({"remove": s})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let hcm = "envoy.filters.network.http_connection_manager";
+    let envoy_filter = json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels},
+        "spec": {"configPatches": [
+            {
+                "applyTo": "HTTP_FILTER",
+                "match": {"context": "SIDECAR_OUTBOUND",
+                          "listener": {"filterChain": {"filter": {"name": hcm}}}},
+                "patch": {"operation": "INSERT_FIRST", "value": {
+                    "name": "gammaroute.strip-control-headers",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                        "mutations": {"request_mutations": strip},
+                    },
+                }},
+            },
+            {
+                "applyTo": "HTTP_ROUTE",
+                "match": {"context": "SIDECAR_OUTBOUND", "routeConfiguration": {"vhost": {}}},
+                "patch": {"operation": "INSERT_FIRST", "value": {
+                    "name": "gammaroute",
+                    "match": {"prefix": "/", "headers": [{"name": CLUSTER_HEADER, "present_match": true}]},
+                    "request_headers_to_remove": [CLUSTER_HEADER],
+                    "route": {
+                        "cluster_header": CLUSTER_HEADER,
+                        "timeout": "0s",
+                        "request_mirror_policies": mirrors,
+                    },
+                }},
+            },
+        ]},
+    });
+    let mut out = String::new();
+    for doc in [wasm_plugin, envoy_filter] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&doc).map_err(|e| format!("{namespace}: {e}"))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names_istio_cluster() {
+        let s = source("mesh/shop", &Options::default()).unwrap();
+        assert_eq!(
+            s,
+            json!({"cluster": "outbound|18000||config-pusher.gammaroute-system.svc.cluster.local",
+                   "authority": "config-pusher.gammaroute-system.svc.cluster.local:18000",
+                   "role": "mesh/shop", "longPollSeconds": 30})
+        );
+        let bad = Options {
+            config_pusher: "config-pusher".into(),
+            ..Options::default()
+        };
+        assert!(source("mesh/shop", &bad)
+            .unwrap_err()
+            .contains("--config-pusher"));
+    }
+}

@@ -1,0 +1,333 @@
+//! The Kubernetes source: one kube-rs watcher per kind the store keeps, folded into a [`Cache`]
+//! and published as a [`Snapshot`] (debounced) whenever something changed.
+//!
+//! - Every kind is watched as [`DynamicObject`] and decoded per object with
+//!   [`super::decode`], so an object that does not fit our types is logged, reported as a
+//!   [`Problem`] and skipped; it never wedges the watch (Linkerd's `DeserializeGuard` lesson,
+//!   notes/control-plane.md §2).
+//! - A kind that cannot be watched (CRD not installed, RBAC) is reported as a Problem and retried
+//!   with kube-rs' default exponential backoff (0.8 s → 30 s); the other kinds keep working.
+//! - ReferenceGrant is watched at `v1beta1`: served by every Gateway API release since v0.6 and
+//!   still the storage version in v1.6, while `v1` only exists from v1.5 (notes §1 "Compatibility
+//!   traps"). The schema is the same, so it decodes into the `v1` type.
+//! - The first snapshot is published once every kind has been listed or has failed, so the
+//!   status writer never judges routes against a half-listed cluster.
+//!
+//! [`Cache`] is the sans-IO part (apply / delete / reset per kind → store); [`run`] is the IO shell.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+
+use super::watch::Debounce;
+use super::{DecodeError, Problem, Snapshot, SnapshotSender, GATEWAY_API_GROUP};
+use crate::store::{Kind, Object, ObjectKey, Store};
+
+/// The kube source's debounce: publish 100 ms after the last change, at most 10 s after the
+/// first (Istio's `PILOT_DEBOUNCE_AFTER` / `PILOT_DEBOUNCE_MAX`, notes/control-plane.md §4).
+pub fn default_debounce() -> Debounce {
+    Debounce::new(Duration::from_millis(100), Duration::from_secs(10))
+}
+
+/// The API resource config-pusher watches for a kind.
+pub fn api_resource(kind: Kind) -> ApiResource {
+    let (group, version, plural) = match kind {
+        Kind::GatewayClass => (GATEWAY_API_GROUP, "v1", "gatewayclasses"),
+        Kind::Gateway => (GATEWAY_API_GROUP, "v1", "gateways"),
+        Kind::HttpRoute => (GATEWAY_API_GROUP, "v1", "httproutes"),
+        Kind::ReferenceGrant => (GATEWAY_API_GROUP, "v1beta1", "referencegrants"),
+        Kind::Service => ("", "v1", "services"),
+        Kind::EndpointSlice => ("discovery.k8s.io", "v1", "endpointslices"),
+        Kind::Namespace => ("", "v1", "namespaces"),
+    };
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind.as_str()),
+        plural,
+    )
+}
+
+/// Key of an object in the cache: kind, then namespace (empty for cluster-scoped) and name.
+pub type CacheKey = (Kind, ObjectKey);
+
+/// An object as it came from the API server: decoded, or why not.
+#[derive(Debug, Clone)]
+pub enum Decoded {
+    Ok(Object),
+    Invalid { key: ObjectKey, error: DecodeError },
+}
+
+/// Decodes a watched object into its kind. `status` is dropped (config-pusher computes it) and
+/// Gateway API objects are read as `v1`.
+pub fn decode(kind: Kind, object: &DynamicObject) -> Decoded {
+    let key = ObjectKey::new(
+        object.metadata.namespace.clone().unwrap_or_default(),
+        object.metadata.name.clone().unwrap_or_default(),
+    );
+    let mut value = match serde_json::to_value(object) {
+        Ok(v) => v,
+        Err(e) => {
+            return Decoded::Invalid {
+                key,
+                error: DecodeError {
+                    field: String::new(),
+                    message: e.to_string(),
+                },
+            }
+        }
+    };
+    if let Some(m) = value.as_object_mut() {
+        m.remove("status");
+        if kind.gateway_api() {
+            m.insert(
+                "apiVersion".into(),
+                format!("{GATEWAY_API_GROUP}/v1").into(),
+            );
+        }
+    }
+    match super::decode(kind, value) {
+        Ok(o) => Decoded::Ok(o),
+        Err(error) => Decoded::Invalid { key, error },
+    }
+}
+
+/// One change from a watcher, already decoded.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The full list of a kind (initial list or relist): replaces everything of that kind.
+    Reset(Kind, Vec<Decoded>),
+    Apply(Kind, Decoded),
+    Delete(Kind, ObjectKey),
+    /// The watch failed (will be retried); the kind keeps its last known objects.
+    Failed(Kind, String),
+}
+
+/// The objects of every kind as last seen, plus what could not be loaded. Sans-IO.
+#[derive(Debug, Default)]
+pub struct Cache {
+    objects: BTreeMap<CacheKey, Object>,
+    invalid: BTreeMap<CacheKey, DecodeError>,
+    /// Kinds listed at least once.
+    listed: BTreeSet<Kind>,
+    /// Kinds whose watch is failing, with the last error.
+    failing: BTreeMap<Kind, String>,
+}
+
+impl Cache {
+    /// Applies one change.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Reset(kind, objects) => {
+                self.objects.retain(|(k, _), _| *k != kind);
+                self.invalid.retain(|(k, _), _| *k != kind);
+                for o in objects {
+                    self.put(kind, o);
+                }
+                self.listed.insert(kind);
+                self.failing.remove(&kind);
+            }
+            Change::Apply(kind, o) => {
+                self.put(kind, o);
+                self.failing.remove(&kind);
+            }
+            Change::Delete(kind, key) => {
+                let key = (kind, key);
+                self.objects.remove(&key);
+                self.invalid.remove(&key);
+            }
+            Change::Failed(kind, message) => {
+                self.failing.insert(kind, message);
+            }
+        }
+    }
+
+    fn put(&mut self, kind: Kind, o: Decoded) {
+        match o {
+            Decoded::Ok(object) => {
+                let meta = object.meta();
+                let key = (
+                    kind,
+                    ObjectKey::new(
+                        meta.namespace.clone().unwrap_or_default(),
+                        meta.name.clone().unwrap_or_default(),
+                    ),
+                );
+                self.invalid.remove(&key);
+                self.objects.insert(key, object);
+            }
+            Decoded::Invalid { key, error } => {
+                // The last good version is gone too: the object as it is now is not usable.
+                let key = (kind, key);
+                self.objects.remove(&key);
+                self.invalid.insert(key, error);
+            }
+        }
+    }
+
+    /// Every kind has been listed or is failing: a snapshot now is as complete as it can be.
+    pub fn settled(&self) -> bool {
+        Kind::ALL
+            .iter()
+            .all(|k| self.listed.contains(k) || self.failing.contains_key(k))
+    }
+
+    /// A store of every decoded object, and the problems.
+    pub fn snapshot(&self, changed_at: Instant) -> Snapshot {
+        let mut store = Store::new();
+        let mut problems = Vec::new();
+        for ((kind, key), object) in &self.objects {
+            if let Err(e) = store.apply(object.clone(), "kube") {
+                problems.push(Problem {
+                    origin: format!("{kind} {}", display_key(*kind, key)),
+                    document: None,
+                    field: None,
+                    message: e.to_string(),
+                });
+            }
+        }
+        for (kind, message) in &self.failing {
+            problems.push(Problem {
+                origin: format!("watch {kind}"),
+                document: None,
+                field: None,
+                message: message.clone(),
+            });
+        }
+        for ((kind, key), error) in &self.invalid {
+            problems.push(Problem {
+                origin: format!("{kind} {}", display_key(*kind, key)),
+                document: None,
+                field: (!error.field.is_empty()).then(|| error.field.clone()),
+                message: error.to_string(),
+            });
+        }
+        Snapshot {
+            store,
+            problems,
+            changed_at,
+        }
+    }
+}
+
+fn display_key(kind: Kind, key: &ObjectKey) -> String {
+    if kind.cluster_scoped() {
+        key.name.clone()
+    } else {
+        key.to_string()
+    }
+}
+
+/// Watches every kind and publishes snapshots into `tx` until `tx` has no receivers.
+pub async fn run(client: Client, tx: SnapshotSender, debounce: Debounce) {
+    let (changes_tx, mut changes) = mpsc::channel::<Change>(1024);
+    let mut tasks = tokio::task::JoinSet::new();
+    for kind in Kind::ALL {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(kind));
+        tasks.spawn(watch_kind(kind, api, changes_tx.clone()));
+    }
+    drop(changes_tx);
+    let mut cache = Cache::default();
+    let mut debounce = debounce;
+    loop {
+        // Wait for a change, or until the pending burst is due (once every kind is settled).
+        let next = match debounce.deadline().filter(|_| cache.settled()) {
+            Some(deadline) => {
+                match tokio::time::timeout_at(deadline.into(), changes.recv()).await {
+                    Ok(next) => next,
+                    Err(_elapsed) => {
+                        if let Some(first) = debounce.take_due(Instant::now()) {
+                            let snapshot = cache.snapshot(first);
+                            tracing::debug!(
+                                objects = snapshot.store.len(),
+                                problems = snapshot.problems.len(),
+                                "kube: publishing snapshot"
+                            );
+                            if tx.send(Arc::new(snapshot)).is_err() {
+                                tracing::info!("kube: no snapshot receivers left; stopping");
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            None => changes.recv().await,
+        };
+        let Some(change) = next else {
+            return; // every watcher ended: only when the runtime shuts down
+        };
+        cache.apply(change);
+        debounce.event(Instant::now());
+    }
+}
+
+/// One kind's watcher: buffers the initial list into one [`Change::Reset`] and forwards the rest.
+async fn watch_kind(kind: Kind, api: Api<DynamicObject>, tx: mpsc::Sender<Change>) {
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    let mut listing: Vec<Decoded> = Vec::new();
+    while let Some(event) = stream.next().await {
+        let change = match event {
+            Ok(Event::Init) => {
+                listing.clear();
+                continue;
+            }
+            Ok(Event::InitApply(o)) => {
+                listing.push(logged(kind, decode(kind, &o)));
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                tracing::debug!(%kind, objects = listing.len(), "kube: listed");
+                Change::Reset(kind, std::mem::take(&mut listing))
+            }
+            Ok(Event::Apply(o)) => Change::Apply(kind, logged(kind, decode(kind, &o))),
+            Ok(Event::Delete(o)) => Change::Delete(
+                kind,
+                ObjectKey::new(
+                    o.metadata.namespace.clone().unwrap_or_default(),
+                    o.metadata.name.clone().unwrap_or_default(),
+                ),
+            ),
+            Err(e) => {
+                let message = describe(kind, &e);
+                tracing::warn!(%kind, "kube: watch failed (retrying with backoff): {message}");
+                Change::Failed(kind, message)
+            }
+        };
+        if tx.send(change).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn logged(kind: Kind, d: Decoded) -> Decoded {
+    if let Decoded::Invalid { key, error } = &d {
+        tracing::warn!("kube: skipping {kind} {}: {error}", display_key(kind, key));
+    }
+    d
+}
+
+/// A watch error, with the likely cause when the API server says the resource does not exist.
+fn describe(kind: Kind, e: &watcher::Error) -> String {
+    let not_found = matches!(
+        e,
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+            if s.code == 404
+    );
+    let r = api_resource(kind);
+    if not_found {
+        format!(
+            "{}/{} {} is not served: is the Gateway API CRD installed? ({e})",
+            r.group, r.version, r.plural
+        )
+    } else {
+        e.to_string()
+    }
+}

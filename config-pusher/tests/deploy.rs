@@ -1,0 +1,470 @@
+//! The manifests in `config-pusher/deploy/` and the Istio manifests `render --istio` writes are
+//! accepted by `kubectl apply --dry-run=client`, and say what the README promises (least
+//! privilege, probes, non-root).
+//!
+//! **Offline dry-run.** `kubectl apply --dry-run=client` still needs an API server: discovery maps
+//! each `kind` to its resource, and it GETs each object to decide between create and patch. No
+//! kube-apiserver runs on the build machines, so [`FakeApiServer`] answers exactly those calls on
+//! 127.0.0.1 (discovery for the kinds we ship, 404 for every object). Schema validation needs the
+//! server's OpenAPI documents, which we do not have offline: hence `--validate=false`, with the
+//! typed checks below in its place (k8s-openapi / gateway-api types, field by field).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use serde_json::{json, Value};
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+/// A resource as discovery lists it: `(plural, kind, namespaced)`.
+type Resource = (&'static str, &'static str, bool);
+
+/// `(group/version, resources)` served by the fake API server.
+fn discovery() -> Vec<(&'static str, Vec<Resource>)> {
+    vec![
+        (
+            "v1",
+            vec![
+                ("namespaces", "Namespace", false),
+                ("serviceaccounts", "ServiceAccount", true),
+                ("services", "Service", true),
+            ],
+        ),
+        ("apps/v1", vec![("deployments", "Deployment", true)]),
+        (
+            "rbac.authorization.k8s.io/v1",
+            vec![
+                ("clusterroles", "ClusterRole", false),
+                ("clusterrolebindings", "ClusterRoleBinding", false),
+                ("roles", "Role", true),
+                ("rolebindings", "RoleBinding", true),
+            ],
+        ),
+        (
+            "gateway.networking.k8s.io/v1",
+            vec![
+                ("gatewayclasses", "GatewayClass", false),
+                ("gateways", "Gateway", true),
+                ("httproutes", "HTTPRoute", true),
+            ],
+        ),
+        (
+            "extensions.istio.io/v1alpha1",
+            vec![("wasmplugins", "WasmPlugin", true)],
+        ),
+        (
+            "networking.istio.io/v1alpha3",
+            vec![("envoyfilters", "EnvoyFilter", true)],
+        ),
+    ]
+}
+
+fn answer(path: &str) -> (u16, Value) {
+    let groups = discovery();
+    let resource_list = |gv: &str, resources: &[(&str, &str, bool)]| {
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+               "resources": resources.iter().map(|(plural, kind, namespaced)| json!({
+                   "name": plural, "singularName": "", "namespaced": namespaced, "kind": kind,
+                   "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})).collect::<Vec<_>>()})
+    };
+    match path {
+        "/api" => (
+            200,
+            json!({"kind": "APIVersions", "versions": ["v1"],
+                   "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+        ),
+        "/apis" => (
+            200,
+            json!({"kind": "APIGroupList", "apiVersion": "v1",
+                   "groups": groups.iter().filter(|(gv, _)| gv.contains('/')).map(|(gv, _)| {
+                       let (g, v) = gv.split_once('/').unwrap_or_default();
+                       json!({"name": g, "versions": [{"groupVersion": gv, "version": v}],
+                              "preferredVersion": {"groupVersion": gv, "version": v}})
+                   }).collect::<Vec<_>>()}),
+        ),
+        _ => {
+            let gv = path
+                .strip_prefix("/api/")
+                .or_else(|| path.strip_prefix("/apis/"))
+                .unwrap_or_default();
+            match groups.iter().find(|(g, _)| *g == gv) {
+                Some((gv, resources)) => (200, resource_list(gv, resources)),
+                None => (
+                    404,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "reason": "NotFound", "code": 404, "message": format!("{path} not found")}),
+                ),
+            }
+        }
+    }
+}
+
+/// Answers discovery and 404s on 127.0.0.1 (see the module docs); one request per connection.
+struct FakeApiServer {
+    addr: SocketAddr,
+}
+
+impl FakeApiServer {
+    fn start() -> FakeApiServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let target = request_line.split(' ').nth(1).unwrap_or("/");
+                let path = target.split('?').next().unwrap_or("/");
+                let (code, body) = answer(path);
+                let body = body.to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        FakeApiServer { addr }
+    }
+
+    /// `kubectl apply --dry-run=client --validate=false` with `args` against this server.
+    fn apply(&self, args: &[&str]) -> (bool, String) {
+        let cache = tempdir();
+        let out = Command::new("kubectl")
+            .args([
+                "apply",
+                "--dry-run=client",
+                "--validate=false",
+                "--server",
+                &format!("http://{}", self.addr),
+                "--cache-dir",
+            ])
+            .arg(&cache)
+            .args(args)
+            .env("KUBECONFIG", "/dev/null")
+            .output()
+            .expect("kubectl is needed for this test (apt-get install kubectl)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_dir_all(&cache);
+        (out.status.success(), text)
+    }
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gammaroute-deploy-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every document of the kustomization, as `kubectl kustomize` builds it (offline).
+fn kustomized() -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(deploy_dir())
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml::Deserializer::from_slice(&out.stdout)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name} missing from deploy/"))
+}
+
+#[test]
+fn deploy_manifests_pass_kubectl_dry_run() {
+    let server = FakeApiServer::start();
+    let dir = deploy_dir();
+    let (ok, text) = server.apply(&["-k", dir.to_str().unwrap()]);
+    assert!(ok, "kubectl apply -k deploy/:\n{text}");
+    for expected in [
+        "namespace/gammaroute-system created (dry run)",
+        "serviceaccount/config-pusher created (dry run)",
+        "clusterrole.rbac.authorization.k8s.io/gammaroute-config-pusher created (dry run)",
+        "clusterrolebinding.rbac.authorization.k8s.io/gammaroute-config-pusher created (dry run)",
+        "role.rbac.authorization.k8s.io/config-pusher-leader-election created (dry run)",
+        "rolebinding.rbac.authorization.k8s.io/config-pusher-leader-election created (dry run)",
+        "service/config-pusher created (dry run)",
+        "deployment.apps/config-pusher created (dry run)",
+        "gatewayclass.gateway.networking.k8s.io/gammaroute created (dry run)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    // `-f` on the folder works too (the kustomization file itself is not a manifest kubectl
+    // applies, so apply the listed files).
+    let files: Vec<String> = [
+        "namespace",
+        "serviceaccount",
+        "rbac",
+        "service",
+        "deployment",
+        "gatewayclass",
+    ]
+    .iter()
+    .map(|f| dir.join(format!("{f}.yaml")).display().to_string())
+    .collect();
+    let mut args = vec![];
+    for f in &files {
+        args.extend(["-f", f.as_str()]);
+    }
+    let (ok, text) = server.apply(&args);
+    assert!(ok, "kubectl apply -f:\n{text}");
+}
+
+#[test]
+fn deploy_manifests_are_least_privilege_and_locked_down() {
+    let docs = kustomized();
+    assert_eq!(
+        docs.len(),
+        9,
+        "every file of deploy/ is in kustomization.yaml"
+    );
+
+    // Typed: every field has the type Kubernetes expects.
+    let deployment: Deployment =
+        serde_json::from_value(find(&docs, "Deployment", "config-pusher").clone()).unwrap();
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("config-pusher"));
+    assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+    let c = &pod.containers[0];
+    let sc = c.security_context.clone().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+    let probe_path = |p: Option<k8s_openapi::api::core::v1::Probe>| {
+        p.and_then(|p| p.http_get).and_then(|h| h.path).unwrap()
+    };
+    assert_eq!(probe_path(c.liveness_probe.clone()), "/healthz");
+    assert_eq!(probe_path(c.readiness_probe.clone()), "/readyz");
+    assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 18000);
+    assert!(c.resources.as_ref().unwrap().requests.is_some());
+    // The container's command line is one config-pusher accepts: serve --kube on port 18000.
+    use clap::Parser;
+    let args = c.args.clone().unwrap();
+    let cli = config_pusher::cli::Cli::try_parse_from(
+        std::iter::once("config-pusher".to_string()).chain(args.iter().cloned()),
+    )
+    .unwrap_or_else(|e| panic!("deployment args {args:?}: {e}"));
+    match cli.command {
+        config_pusher::cli::Command::Serve { input, listen, .. } => {
+            assert!(input.kube, "{args:?}");
+            assert_eq!(listen.port(), 18000);
+        }
+        other => panic!("deployment runs {other:?}, not serve"),
+    }
+    let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    assert!(
+        env.contains(&"POD_NAME") && env.contains(&"POD_NAMESPACE"),
+        "lease identity"
+    );
+
+    // Cluster-wide: read the watched kinds, write nothing but status subresources.
+    let role: ClusterRole =
+        serde_json::from_value(find(&docs, "ClusterRole", "gammaroute-config-pusher").clone())
+            .unwrap();
+    let mut readable = Vec::new();
+    for rule in role.rules.unwrap() {
+        let write = rule
+            .verbs
+            .iter()
+            .any(|v| !matches!(v.as_str(), "get" | "list" | "watch"));
+        for r in rule.resources.unwrap() {
+            if write {
+                assert!(r.ends_with("/status"), "write access to {r}");
+                assert!(rule.verbs.iter().all(|v| v == "patch" || v == "update"));
+            } else {
+                readable.push(r);
+            }
+        }
+    }
+    readable.sort();
+    assert_eq!(
+        readable,
+        [
+            "endpointslices",
+            "gatewayclasses",
+            "gateways",
+            "httproutes",
+            "namespaces",
+            "referencegrants",
+            "services"
+        ]
+    );
+    // Leases only in its own namespace, only its own Lease beyond create.
+    let lease: Role =
+        serde_json::from_value(find(&docs, "Role", "config-pusher-leader-election").clone())
+            .unwrap();
+    assert_eq!(
+        lease.metadata.namespace.as_deref(),
+        Some("gammaroute-system")
+    );
+    for rule in lease.rules.unwrap() {
+        assert_eq!(rule.resources.unwrap(), ["leases"]);
+        if rule.verbs != ["create"] {
+            assert_eq!(rule.resource_names.unwrap(), ["config-pusher-status"]);
+        }
+    }
+
+    // The GatewayClass names our controller (translate's default).
+    let class: gateway_api::gatewayclasses::GatewayClass =
+        serde_json::from_value(find(&docs, "GatewayClass", "gammaroute").clone()).unwrap();
+    assert_eq!(
+        class.spec.controller_name,
+        config_pusher::translate::DEFAULT_CONTROLLER_NAME
+    );
+    assert_eq!(
+        find(&docs, "Service", "config-pusher")["spec"]["ports"][0]["port"],
+        18000
+    );
+}
+
+#[test]
+fn istio_manifests_pass_kubectl_dry_run() {
+    let out = tempdir().join("render");
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gamma/input");
+    let status = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args(["render", "--istio", "--from"])
+        .arg(&golden)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let istio = out.join("istio");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&istio)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let server = FakeApiServer::start();
+    let (ok, text) = server.apply(&["-f", istio.to_str().unwrap()]);
+    assert!(ok, "kubectl apply -f istio/:\n{text}");
+    for kind in [
+        "wasmplugin.extensions.istio.io/gammaroute created (dry run)",
+        "envoyfilter.networking.istio.io/gammaroute created (dry run)",
+    ] {
+        assert_eq!(text.matches(kind).count(), files.len(), "{kind}: {text}");
+    }
+    let _ = std::fs::remove_dir_all(out.parent().unwrap());
+}
+
+fn render_istio(extra: &[&str]) -> Vec<(String, Vec<Value>)> {
+    let out = tempdir().join(format!("render-{}", extra.len()));
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gamma/input");
+    let status = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args(["render", "--istio", "--from"])
+        .arg(&golden)
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out.join("istio"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let docs = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let docs = serde_yaml::Deserializer::from_str(&text)
+                .map(|d| serde::Deserialize::deserialize(d).unwrap())
+                .collect();
+            (f.file_stem().unwrap().to_str().unwrap().to_string(), docs)
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&out);
+    docs
+}
+
+#[test]
+fn istio_wasm_plugin_polls_config_pusher_and_routes_by_header() {
+    let rendered = render_istio(&[]);
+    let namespaces: Vec<&str> = rendered.iter().map(|(ns, _)| ns.as_str()).collect();
+    assert_eq!(
+        namespaces,
+        ["batch", "bookinfo", "frontend"],
+        "one per mesh table"
+    );
+    for (ns, docs) in &rendered {
+        let plugin = &docs[0];
+        assert_eq!(plugin["kind"], "WasmPlugin");
+        assert_eq!(plugin["metadata"]["namespace"], ns.as_str());
+        let spec = &plugin["spec"];
+        assert_eq!(spec["match"], json!([{"mode": "CLIENT"}]));
+        assert_eq!(spec["failStrategy"], "FAIL_RELOAD");
+        assert_eq!(spec["phase"], "UNSPECIFIED_PHASE");
+        assert!(spec["url"].as_str().unwrap().starts_with("oci://"));
+        let config = &spec["pluginConfig"];
+        assert_eq!(
+            config["clusterNaming"],
+            json!({"istio": {"domain": "cluster.local"}})
+        );
+        assert_eq!(
+            config["source"],
+            json!({"cluster": "outbound|18000||config-pusher.gammaroute-system.svc.cluster.local",
+                   "authority": "config-pusher.gammaroute-system.svc.cluster.local:18000",
+                   "role": format!("mesh/{ns}"), "longPollSeconds": 30})
+        );
+        let filter = &docs[1];
+        assert_eq!(filter["kind"], "EnvoyFilter");
+        let patches = filter["spec"]["configPatches"].as_array().unwrap();
+        assert_eq!(patches[0]["patch"]["operation"], "INSERT_FIRST");
+        let route = &patches[1]["patch"]["value"];
+        assert_eq!(route["route"]["cluster_header"], "x-gamma-cluster");
+        assert_eq!(route["route"]["timeout"], "0s");
+        assert_eq!(route["match"]["headers"][0]["name"], "x-gamma-cluster");
+    }
+}
+
+#[test]
+fn istio_inline_plugin_config_is_accepted_by_the_filter() {
+    use gammaroute_filter::host::config::PluginConfig;
+    for (ns, docs) in render_istio(&["--istio-inline"]) {
+        let config = serde_json::to_vec(&docs[0]["spec"]["pluginConfig"]).unwrap();
+        let parsed = PluginConfig::parse(&config).unwrap_or_else(|e| panic!("{ns}: {e}"));
+        assert_eq!(parsed.table.role, format!("mesh/{ns}"));
+        for rule in parsed.table.routes.iter().flat_map(|r| &r.rules) {
+            for b in &rule.backends {
+                if let gammaroute_filter::table::BackendTarget::Cluster(c) = &b.target {
+                    assert!(
+                        c.starts_with("outbound|") && c.ends_with(".svc.cluster.local"),
+                        "{c}"
+                    );
+                }
+            }
+        }
+    }
+}
