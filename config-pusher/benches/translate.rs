@@ -109,7 +109,7 @@ fn check(store: &Store) {
                 types,
                 [("Accepted", "True"), ("ResolvedRefs", "True")],
                 "{}",
-                d.name
+                d.metadata.name
             );
         }
         n += 1;
