@@ -329,3 +329,27 @@ fn a_missing_import_is_named() {
         "{err:#}"
     );
 }
+
+#[test]
+fn a_reconfiguration_on_a_new_root_context_replaces_the_table() {
+    let mut vm = shop();
+    let first_root = vm.root_context();
+    // A table where /api goes elsewhere.
+    let mut other = table();
+    other["table"]["routes"][0]["rules"][1]["backends"][0]["cluster"] = json!("default/api-v2:80");
+    assert!(
+        vm.reconfigure_on_new_root(&other.to_string()),
+        "{:?}",
+        vm.logs()
+    );
+    assert_ne!(vm.root_context(), first_root);
+    let r = vm.request("GET", "http://shop.example/api", &[]);
+    assert_eq!(r.upstream_cluster(), Some("default/api-v2:80"));
+
+    // A rejected configuration on a new root leaves the current root and table in force.
+    let root = vm.root_context();
+    assert!(!vm.reconfigure_on_new_root("{not json"));
+    assert_eq!(vm.root_context(), root);
+    let r = vm.request("GET", "http://shop.example/api", &[]);
+    assert_eq!(r.upstream_cluster(), Some("default/api-v2:80"));
+}

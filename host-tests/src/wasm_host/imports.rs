@@ -304,13 +304,16 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_register_shared_queue",
         |mut c: C<'_>, name: i32, name_len: i32, ret_id: i32| -> Result<i32> {
             let name = read_str(&mut c, "proxy_register_shared_queue", name, name_len)?;
-            let vm_id = c.data().vm_id.clone();
+            let (vm_id, owner) = (
+                c.data().vm_id.clone(),
+                (c.data().instance, c.data().effective_context),
+            );
             let id = c
                 .data()
                 .shared
                 .lock()
                 .map_err(poisoned)?
-                .register_queue(&vm_id, &name);
+                .register_queue(&vm_id, &name, owner);
             write(
                 &mut c,
                 "proxy_register_shared_queue",
@@ -358,12 +361,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         |mut c: C<'_>, id: i32, data: i32, len: i32| -> Result<i32> {
             let value = read(&mut c, "proxy_enqueue_shared_queue", data, len)?;
             let mut shared = c.data().shared.lock().map_err(poisoned)?;
-            Ok(match shared.queues.get_mut(id as u32 as usize) {
-                Some(q) => {
-                    q.items.push_back(value);
-                    OK
-                }
-                None => NOT_FOUND,
+            Ok(match shared.enqueue(id as u32, value) {
+                true => OK,
+                false => NOT_FOUND,
             })
         },
     )?;

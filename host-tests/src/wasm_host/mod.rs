@@ -13,6 +13,7 @@ mod wasi;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::{Config, Engine, Instance, Linker, Module, Store, Val};
@@ -111,6 +112,10 @@ struct Queue {
     vm_id: String,
     name: String,
     items: VecDeque<Vec<u8>>,
+    /// The VM instance and root context that registered it last: Envoy calls
+    /// `proxy_on_queue_ready` there (proxy-wasm-cpp-host re-points a queue at each
+    /// registration).
+    owner: (u64, u32),
 }
 
 /// State shared by every VM ("worker") loaded from one [`WasmHost`]: what Envoy keeps per
@@ -120,6 +125,8 @@ pub struct Shared {
     data: HashMap<String, (Vec<u8>, u32)>,
     queues: Vec<Queue>,
     next_cas: u32,
+    /// Enqueues not yet announced: (owner VM instance, root context, queue id).
+    ready: Vec<(u64, u32, u32)>,
 }
 
 impl Shared {
@@ -140,18 +147,42 @@ impl Shared {
         self.data.get(key).cloned()
     }
 
-    fn register_queue(&mut self, vm_id: &str, name: &str) -> u32 {
+    fn register_queue(&mut self, vm_id: &str, name: &str, owner: (u64, u32)) -> u32 {
         match self.resolve_queue(vm_id, name) {
-            Some(id) => id,
+            Some(id) => {
+                if let Some(q) = self.queues.get_mut(id as usize) {
+                    q.owner = owner;
+                }
+                id
+            }
             None => {
                 self.queues.push(Queue {
                     vm_id: vm_id.to_string(),
                     name: name.to_string(),
                     items: VecDeque::new(),
+                    owner,
                 });
                 (self.queues.len() - 1) as u32
             }
         }
+    }
+
+    /// Appends to queue `id` and notes that its owner is to be told; false if there is none.
+    fn enqueue(&mut self, id: u32, value: Vec<u8>) -> bool {
+        let Some(q) = self.queues.get_mut(id as usize) else {
+            return false;
+        };
+        q.items.push_back(value);
+        let (vm, root) = q.owner;
+        self.ready.push((vm, root, id));
+        true
+    }
+
+    /// Enqueues to the queue `name` of VM id `vm_id` from the test (as another filter or
+    /// process component would); false when no VM registered it.
+    pub fn enqueue_to(&mut self, vm_id: &str, name: &str, value: &[u8]) -> bool {
+        self.resolve_queue(vm_id, name)
+            .is_some_and(|id| self.enqueue(id, value.to_vec()))
     }
 
     fn resolve_queue(&self, vm_id: &str, name: &str) -> Option<u32> {
@@ -165,6 +196,8 @@ impl Shared {
 /// Everything behind the imports of one VM.
 pub struct HostState {
     vm_id: String,
+    /// Distinguishes VMs (workers) of one process, for queue notifications.
+    instance: u64,
     shared: Arc<Mutex<Shared>>,
     now_nanos: u64,
     log_level: LogLevel,
@@ -266,6 +299,55 @@ struct Loaded {
     shared: Arc<Mutex<Shared>>,
 }
 
+/// A compiled module and the linker with the host's imports, ready to instantiate.
+type Compiled = (Engine, Module, Arc<Linker<HostState>>);
+
+/// Compiles `path` once per test process (keyed by path, size and modification time):
+/// Cranelift takes seconds on a 500 KB module in the debug profile and every test loads it.
+/// Only the immutable compiled code is shared; each [`WasmHost::load`] gets fresh instances
+/// and fresh process-wide state.
+fn compiled(path: &Path) -> Result<Compiled> {
+    type Key = (std::path::PathBuf, u64, Option<std::time::SystemTime>);
+    static CACHE: Mutex<BTreeMap<Key, Compiled>> = Mutex::new(BTreeMap::new());
+    let meta = std::fs::metadata(path)
+        .map_err(|e| wasmtime::Error::msg(format!("{}: {e}", path.display())))?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = cache.get(&key) {
+        return Ok(c.clone());
+    }
+    let c = compile(path)?;
+    cache.insert(key, c.clone());
+    Ok(c)
+}
+
+/// Compiles the module and links the host's imports; fails naming every import the module
+/// needs that this host does not implement.
+fn compile(path: &Path) -> Result<Compiled> {
+    let mut config = Config::new();
+    config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64));
+    let engine = Engine::new(&config)?;
+    let module = Module::from_file(&engine, path)
+        .map_err(|e| e.context(format!("compiling {}", path.display())))?;
+    let mut linker = Linker::new(&engine);
+    imports::add_to_linker(&mut linker)?;
+    wasi::add_to_linker(&mut linker)?;
+    let mut probe = Store::new(&engine, HostState::new("probe", Arc::default()));
+    let missing: Vec<String> = module
+        .imports()
+        .filter(|i| linker.get_by_import(&mut probe, i).is_none())
+        .map(|i| format!("{}::{}", i.module(), i.name()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(wasmtime::Error::msg(format!(
+            "{} imports functions this proxy-wasm host does not implement: {}",
+            path.display(),
+            missing.join(", ")
+        )));
+    }
+    Ok((engine, module, Arc::new(linker)))
+}
+
 /// One proxy-wasm VM (an Envoy worker's copy of the plugin) with one root context.
 pub struct WasmHost {
     loaded: Loaded,
@@ -355,32 +437,11 @@ impl WasmHost {
     /// `proxy_on_vm_start` (with an empty VM configuration). Fails naming any import the module
     /// needs that this host does not implement, or an export it lacks.
     pub fn load(path: impl AsRef<Path>) -> Result<WasmHost> {
-        let path = path.as_ref();
-        let mut config = Config::new();
-        config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64));
-        let engine = Engine::new(&config)?;
-        let module = Module::from_file(&engine, path)
-            .map_err(|e| e.context(format!("compiling {}", path.display())))?;
-        let mut linker = Linker::new(&engine);
-        imports::add_to_linker(&mut linker)?;
-        wasi::add_to_linker(&mut linker)?;
-        let mut probe = Store::new(&engine, HostState::new("probe", Arc::default()));
-        let missing: Vec<String> = module
-            .imports()
-            .filter(|i| linker.get_by_import(&mut probe, i).is_none())
-            .map(|i| format!("{}::{}", i.module(), i.name()))
-            .collect();
-        if !missing.is_empty() {
-            return Err(wasmtime::Error::msg(format!(
-                "{} imports functions this proxy-wasm host does not implement: {}",
-                path.display(),
-                missing.join(", ")
-            )));
-        }
+        let (engine, module, linker) = compiled(path.as_ref())?;
         let loaded = Loaded {
             engine,
             module,
-            linker: Arc::new(linker),
+            linker,
             shared: Arc::default(),
         };
         WasmHost::start(loaded, "")
@@ -737,16 +798,78 @@ impl WasmHost {
         self.store.data_mut().call_status = (code, message.to_string());
     }
 
-    /// The root context id (1).
+    /// The current root context id (1, until [`WasmHost::reconfigure_on_new_root`]).
     pub fn root_context(&self) -> u32 {
         self.root
+    }
+
+    /// Delivers `proxy_on_queue_ready` for every enqueue (by any VM of the process, or by the
+    /// test through [`Shared::enqueue_to`]) to a queue this VM registered last, on the root
+    /// context that registered it; returns how many were delivered. Envoy posts these to the
+    /// registering worker's event loop; here the test decides when that loop runs.
+    pub fn deliver_queue_ready(&mut self) -> usize {
+        let me = self.store.data().instance;
+        let mine: Vec<(u32, u32)> = {
+            let mut shared = self.shared();
+            let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut shared.ready)
+                .into_iter()
+                .partition(|(vm, _, _)| *vm == me);
+            shared.ready = others;
+            mine.into_iter().map(|(_, root, id)| (root, id)).collect()
+        };
+        if !mine.is_empty() && !self.has_export("proxy_on_queue_ready") {
+            panic!(
+                "a queue of this VM is ready but the module does not export proxy_on_queue_ready"
+            );
+        }
+        for (root, id) in &mine {
+            self.store.data_mut().effective_context = *root;
+            self.must(
+                "proxy_on_queue_ready",
+                &[Val::I32(*root as i32), Val::I32(*id as i32)],
+            );
+        }
+        self.store.data_mut().effective_context = self.root;
+        mine.len()
+    }
+
+    /// Applies a new plugin configuration the way Envoy applies an ECDS (or listener) update
+    /// to a running VM: a new root context (`on_context_create`, `on_vm_start`,
+    /// `on_configure`) serves the requests from then on, and the old root gets `on_done` and
+    /// `on_delete`. When the new root rejects the configuration it is deleted instead and the
+    /// old one stays in force (Envoy rejects the update). Returns `on_configure`'s answer.
+    pub fn reconfigure_on_new_root(&mut self, plugin_configuration: &str) -> bool {
+        let (old, new) = (self.root, self.next_context);
+        self.next_context += 1;
+        let s = self.store.data_mut();
+        s.live_contexts.push(new);
+        s.effective_context = new;
+        self.must(
+            "proxy_on_context_create",
+            &[Val::I32(new as i32), Val::I32(0)],
+        );
+        let size = self.store.data().vm_configuration.len() as i32;
+        let started = self.must("proxy_on_vm_start", &[Val::I32(new as i32), Val::I32(size)]);
+        self.root = new;
+        let accepted = started != Some(0) && self.configure(plugin_configuration);
+        let retired = if accepted { old } else { new };
+        self.root = if accepted { new } else { old };
+        self.store.data_mut().effective_context = retired;
+        self.must("proxy_on_done", &[Val::I32(retired as i32)]);
+        self.must("proxy_on_delete", &[Val::I32(retired as i32)]);
+        let s = self.store.data_mut();
+        s.live_contexts.retain(|c| *c != retired);
+        s.effective_context = self.root;
+        accepted
     }
 }
 
 impl HostState {
     fn new(vm_id: &str, shared: Arc<Mutex<Shared>>) -> HostState {
+        static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
         HostState {
             vm_id: vm_id.to_string(),
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
             shared,
             now_nanos: 1_700_000_000_000_000_000,
             log_level: LogLevel::Trace,

@@ -1,0 +1,143 @@
+//! Scale of `translate`: 10,000 HTTPRoutes across 1,000 Services (issue #5: "well under a
+//! second"). The objects are generated as the YAML a user would apply and loaded once; what is
+//! timed is `translate(&store)`, the pure function every change re-runs.
+//!
+//! `cargo bench -p config-pusher --bench translate`
+//!
+//! Shape: 50 namespaces × 20 Services (each with a ClusterIP and one port); one Gateway listener
+//! admitting all namespaces. 80% of the routes attach to the Gateway (200 distinct hostnames, a
+//! 90/10 canary across two Services, a header-matched rule with a filter, timeouts and retry);
+//! 20% are GAMMA routes (producer routes on a Service of their namespace, and consumer routes
+//! on a Service of the next namespace). Before timing, the output is checked: one Gateway table,
+//! 50 mesh tables, and every route Accepted with resolved refs.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::time::Instant;
+
+use config_pusher::source::files::{load_str, LoadReport};
+use config_pusher::store::Store;
+use config_pusher::translate::{translate, Settings};
+use criterion::Criterion;
+
+const NAMESPACES: usize = 50;
+const SERVICES_PER_NAMESPACE: usize = 20;
+const ROUTES: usize = 10_000;
+
+fn yaml() -> String {
+    let mut y = String::from(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: c}\n\
+         spec: {controllerName: gammaroute.dev/config-pusher}\n---\n\
+         apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra}\n\
+         spec: {gatewayClassName: c, listeners: [{name: http, port: 80, protocol: HTTP, \
+         allowedRoutes: {namespaces: {from: All}}}]}\n",
+    );
+    for n in 0..NAMESPACES {
+        for s in 0..SERVICES_PER_NAMESPACE {
+            let _ = write!(
+                y,
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{s}, namespace: ns-{n}}}\n\
+                 spec: {{clusterIP: 10.1.{n}.{s}, ports: [{{name: http, port: 8080}}]}}\n"
+            );
+        }
+    }
+    for r in 0..ROUTES {
+        let n = r % NAMESPACES;
+        let s = (r / NAMESPACES) % SERVICES_PER_NAMESPACE;
+        let t = (s + 1) % SERVICES_PER_NAMESPACE;
+        let backends = format!(
+            "[{{name: svc-{s}, port: 8080, weight: 90}}, {{name: svc-{t}, port: 8080, weight: 10}}]"
+        );
+        let (parent, hostnames) = match r % 10 {
+            // GAMMA producer route: a Service of its own namespace.
+            8 => (
+                format!("{{group: \"\", kind: Service, name: svc-{s}, port: 8080}}"),
+                String::new(),
+            ),
+            // GAMMA consumer route: a Service of the next namespace.
+            9 => (
+                format!(
+                    "{{group: \"\", kind: Service, name: svc-{s}, namespace: ns-{}}}",
+                    (n + 1) % NAMESPACES
+                ),
+                String::new(),
+            ),
+            _ => (
+                "{name: gw, namespace: infra}".to_string(),
+                format!("  hostnames: [h{}.example.com]\n", r % 200),
+            ),
+        };
+        let _ = write!(
+            y,
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+             metadata: {{name: r-{r}, namespace: ns-{n}}}\nspec:\n  parentRefs: [{parent}]\n{hostnames}\
+             \x20 rules:\n\
+             \x20 - matches: [{{path: {{type: PathPrefix, value: /r{r}/beta}}, headers: [{{name: x-beta, value: \"1\"}}]}}]\n\
+             \x20   filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: x-r, value: \"{r}\"}}]}}}}]\n\
+             \x20   backendRefs: [{{name: svc-{t}, port: 8080}}]\n\
+             \x20 - matches: [{{path: {{type: PathPrefix, value: /r{r}}}}}]\n\
+             \x20   timeouts: {{request: 5s, backendRequest: 1s}}\n\
+             \x20   retry: {{attempts: 2, codes: [503]}}\n\
+             \x20   backendRefs: {backends}\n"
+        );
+    }
+    y
+}
+
+fn store() -> Store {
+    let mut store = Store::new();
+    let mut report = LoadReport::default();
+    load_str(&mut store, &mut report, "generated.yaml", &yaml());
+    assert!(report.errors.is_empty(), "{:?}", report.errors.first());
+    store
+}
+
+fn check(store: &Store) {
+    let out = translate(store, &Settings::default());
+    assert!(out.errors.is_empty(), "{:?}", out.errors.first());
+    assert_eq!(out.tables.len(), 1 + NAMESPACES);
+    let routes = out.statuses.iter().filter(|d| d.kind == "HTTPRoute");
+    let mut n = 0;
+    for d in routes {
+        for p in d.route_parents() {
+            let types: Vec<(&str, &str)> = p
+                .conditions
+                .iter()
+                .map(|c| (c.type_.as_str(), c.status.as_str()))
+                .collect();
+            assert_eq!(
+                types,
+                [("Accepted", "True"), ("ResolvedRefs", "True")],
+                "{}",
+                d.metadata.name
+            );
+        }
+        n += 1;
+    }
+    assert_eq!(n, ROUTES);
+}
+
+fn main() {
+    let started = Instant::now();
+    let store = store();
+    let loaded = started.elapsed();
+    check(&store);
+
+    let mut c = Criterion::default().sample_size(10).configure_from_args();
+    c.bench_function("translate/10000-routes-1000-services", |b| {
+        b.iter(|| translate(black_box(&store), &Settings::default()))
+    });
+    c.final_summary();
+
+    // A plain wall-clock figure too, for BENCHMARKS.md and for `cargo test --benches`.
+    let started = Instant::now();
+    let out = translate(&store, &Settings::default());
+    let took = started.elapsed();
+    println!(
+        "translate: {ROUTES} HTTPRoutes across {} Services -> {} tables in {:.1} ms (loading the YAML: {:.1} ms)",
+        NAMESPACES * SERVICES_PER_NAMESPACE,
+        out.tables.len(),
+        took.as_secs_f64() * 1e3,
+        loaded.as_secs_f64() * 1e3
+    );
+}
