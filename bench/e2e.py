@@ -635,7 +635,7 @@ def main():
     ap.add_argument("--sizes", default="10,100,1000,10000")
     ap.add_argument("--shapes", default=",".join(routes.SHAPES))
     ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--slice", type=int, default=3, help="seconds of load per slice")
+    ap.add_argument("--slice", type=int, default=2, help="seconds of load per slice")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--max-foreign", type=float, default=0.10,
                     help="drop rounds where other processes used more than this share of core 0")
