@@ -58,10 +58,20 @@ def run(cmd, **kw):
     return p.stdout
 
 
+def free_ports(n):
+    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 # ---------------------------------------------------------------- build the pieces
@@ -436,7 +446,7 @@ def with_wasm(bootstrap, path):
 def bench_set(rs, tools, args, backend, backend_ports, work):
     work.mkdir(parents=True, exist_ok=True)
     configs = CONFIGS + ((BEFORE,) if args.baseline_wasm else ())
-    ports = {c: free_port() for c in configs}
+    ports = dict(zip(configs, free_ports(len(configs))))
     gamma_boot, table_json, render_s, _ = render_gammaroute(rs, work, tools, ports["gammaroute"],
                                                            backend_ports)
     boots = {
@@ -665,7 +675,7 @@ def main():
     meta = machine(tools)
     meta.update(slice=args.slice, rounds=args.rounds, connections=args.connections,
                 requests_per_set=64)
-    backend_ports = {svc: free_port() for svc in routes.BACKENDS}
+    backend_ports = dict(zip(routes.BACKENDS, free_ports(len(routes.BACKENDS))))
     backend = Envoy("backend", backend_bootstrap(backend_ports), out, LOAD_CORE)
     results = []
     try:
