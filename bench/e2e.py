@@ -40,6 +40,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 CONFIGS = ("gammaroute", "native", "floor-noop", "floor-headers")
 # With --baseline-wasm: gammaroute's bootstrap loading another build of the filter (before/after).
 BEFORE = "gammaroute-before"
+# With --no-strip-variant: gammaroute's bootstrap without the native header_mutation filter (the
+# spoofing defence in front of the filter), to see what that filter costs.
+NO_STRIP = "gammaroute-no-strip"
 ENVOY_CORE, LOAD_CORE = "0", "1"
 
 
@@ -443,9 +446,19 @@ def with_wasm(bootstrap, path):
     return out
 
 
+def without_strip(bootstrap):
+    """`bootstrap` (gammaroute's) without the header_mutation filter in front of the filter."""
+    out = json.loads(json.dumps(bootstrap))
+    hcm = hcm_of(out)
+    hcm["http_filters"] = [f for f in hcm["http_filters"]
+                           if f["name"] != "envoy.filters.http.header_mutation"]
+    return out
+
+
 def bench_set(rs, tools, args, backend, backend_ports, work):
     work.mkdir(parents=True, exist_ok=True)
-    configs = CONFIGS + ((BEFORE,) if args.baseline_wasm else ())
+    configs = (CONFIGS + ((BEFORE,) if args.baseline_wasm else ())
+               + ((NO_STRIP,) if args.no_strip_variant else ()))
     ports = dict(zip(configs, free_ports(len(configs))))
     gamma_boot, table_json, render_s, _ = render_gammaroute(rs, work, tools, ports["gammaroute"],
                                                            backend_ports)
@@ -461,6 +474,9 @@ def bench_set(rs, tools, args, backend, backend_ports, work):
         boots[BEFORE] = with_wasm(render_gammaroute(rs, work / "before", tools, ports[BEFORE],
                                                      backend_ports)[0],
                                   Path(args.baseline_wasm).resolve())
+    if args.no_strip_variant:
+        boots[NO_STRIP] = without_strip(render_gammaroute(rs, work / "no-strip", tools,
+                                                          ports[NO_STRIP], backend_ports)[0])
     envoys = {}
     result = {"shape": rs.shape, "n": rs.n, "rules": len(rs.rules()), "regexes": rs.regexes(),
               "hostnames": len(routes.virtual_hosts(rs)), "render_s": render_s,
@@ -518,6 +534,9 @@ def bench_set(rs, tools, args, backend, backend_ports, work):
         diffs["minus_before_us"] = [x["gammaroute"]["cpu_us"] - x[BEFORE]["cpu_us"] for x in kept]
         diffs["before_minus_headers_us"] = [x[BEFORE]["cpu_us"] - x["floor-headers"]["cpu_us"]
                                             for x in kept]
+    if args.no_strip_variant:
+        diffs["minus_no_strip_us"] = [x["gammaroute"]["cpu_us"] - x[NO_STRIP]["cpu_us"]
+                                      for x in kept]
     result["summary"] = summary
     result["diffs"] = {k: median_range(v) for k, v in diffs.items()}
     result["foreign_max"] = max(s["foreign"] for x in rounds for s in x.values())
@@ -598,6 +617,14 @@ def report(results, meta):
             lines.append(f"| {r['shape']} | {r['n']:,} | {fmt(d['minus_before_us'], 1)} | "
                          f"{fmt(d['before_minus_headers_us'], 1)} | "
                          f"{fmt(d['minus_headers_us'], 1)} |")
+    strip = [r for r in results if "minus_no_strip_us" in r.get("diffs", {})]
+    if strip:
+        lines += ["", "Cost of the native header_mutation filter in front of gammaroute "
+                  "(gammaroute − gammaroute-no-strip, Envoy CPU µs per request):", "",
+                  "| shape | N | µs |", "|---|---:|---:|"]
+        for r in strip:
+            lines.append(f"| {r['shape']} | {r['n']:,} | "
+                         f"{fmt(r['diffs']['minus_no_strip_us'], 1)} |")
     mem = [r for r in results if "worker_memory" in r]
     if mem:
         lines += ["", "Memory per extra Envoy worker (RSS at --concurrency 2 minus 1, idle):", "",
@@ -656,6 +683,9 @@ def main():
     ap.add_argument("--config-pusher", help="this config-pusher binary instead of the release build")
     ap.add_argument("--baseline-wasm", help="also run gammaroute with this .wasm, side by side "
                     "(config `gammaroute-before`), to measure a change in the same run")
+    ap.add_argument("--no-strip-variant", action="store_true",
+                    help="also run gammaroute without the header_mutation filter in front "
+                    "(config `gammaroute-no-strip`)")
     ap.add_argument("--wasm", help="this gammaroute .wasm instead of the release build "
                     "(before/after comparisons)")
     args = ap.parse_args()
