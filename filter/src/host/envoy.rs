@@ -8,12 +8,25 @@
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
+
 use crate::router::{Decision, Forward, HeaderOp, LocalReason, Outcome};
 
 /// The request header that names the upstream cluster (the route's `cluster_header`).
 pub const CLUSTER_HEADER: &str = "x-gamma-cluster";
 /// Mirror slot `N` is the header `x-gamma-mirror-N`.
 pub const MIRROR_HEADER_PREFIX: &str = "x-gamma-mirror-";
+/// The first slots' names, so the request path does not format them.
+const MIRROR_HEADERS: [&str; 8] = [
+    "x-gamma-mirror-0",
+    "x-gamma-mirror-1",
+    "x-gamma-mirror-2",
+    "x-gamma-mirror-3",
+    "x-gamma-mirror-4",
+    "x-gamma-mirror-5",
+    "x-gamma-mirror-6",
+    "x-gamma-mirror-7",
+];
 
 const RQ_TIMEOUT: &str = "x-envoy-upstream-rq-timeout-ms";
 const PER_TRY_TIMEOUT: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
@@ -25,13 +38,20 @@ const RETRIABLE_CODES: &str = "x-envoy-retriable-status-codes";
 /// failure)". A per-try timeout is a `reset` for Envoy's purposes.
 const CONNECTION_ERRORS: &str = "connect-failure,refused-stream,reset";
 
+/// Request header mutations of one plan: inline up to 8 (a forward without modifiers has 8:
+/// the cluster, five timeout/retry headers, two mirror slots), so planning does not allocate.
+pub type Ops<'d> = SmallVec<[HeaderOp<'d>; 8]>;
+
 /// What the filter does with one request.
+// Built once per request on the stack and never stored: boxing the inline operations would be
+// the very allocation `Ops` avoids.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan<'d> {
     /// Apply these request header mutations in order, clear the route cache, continue; apply
     /// `response` to the upstream response headers later.
     Continue {
-        request: Vec<HeaderOp<'d>>,
+        request: Ops<'d>,
         response: Vec<HeaderOp<'d>>,
         /// Mirrors that fired but found no free slot (they are not sent).
         dropped_mirrors: usize,
@@ -64,7 +84,7 @@ pub fn plan<'d>(decision: &Decision<'d>, contract: Contract<'d>) -> Plan<'d> {
         // client-sent control header goes, so a bootstrap without the native strip filter is
         // not open to steering (without a passthrough cluster Envoy then answers 503).
         Outcome::Passthrough => {
-            let mut request = Vec::new();
+            let mut request = Ops::new();
             match contract.passthrough_cluster {
                 Some(cluster) => request.push(HeaderOp::Set(CLUSTER_HEADER.into(), cluster.into())),
                 None => request.push(HeaderOp::Remove(CLUSTER_HEADER.into())),
@@ -81,7 +101,7 @@ pub fn plan<'d>(decision: &Decision<'d>, contract: Contract<'d>) -> Plan<'d> {
 
 fn forward<'d>(fwd: &Forward<'d>, contract: Contract<'d>) -> Plan<'d> {
     // The route's own edits first; the control headers last, so no modifier can override them.
-    let mut request = fwd.request_headers.clone();
+    let mut request: Ops<'d> = fwd.request_headers.iter().cloned().collect();
     if let Some(authority) = &fwd.authority {
         request.push(HeaderOp::Set(":authority".into(), authority.clone()));
     }
@@ -130,8 +150,7 @@ fn forward<'d>(fwd: &Forward<'d>, contract: Contract<'d>) -> Plan<'d> {
 
     let slots = usize::from(contract.mirror_slots);
     for (slot, cluster) in fwd.mirrors.iter().take(slots).enumerate() {
-        let name = Cow::Owned(format!("{MIRROR_HEADER_PREFIX}{slot}"));
-        request.push(HeaderOp::Set(name, Cow::Borrowed(*cluster)));
+        request.push(HeaderOp::Set(mirror_header(slot), Cow::Borrowed(*cluster)));
     }
     remove_mirror_slots(
         &mut request,
@@ -146,15 +165,46 @@ fn forward<'d>(fwd: &Forward<'d>, contract: Contract<'d>) -> Plan<'d> {
 }
 
 /// Removes the mirror slot headers `from..slots`: a mirror fires only when the filter says so.
-fn remove_mirror_slots(ops: &mut Vec<HeaderOp<'_>>, from: usize, slots: u8) {
+fn remove_mirror_slots(ops: &mut Ops<'_>, from: usize, slots: u8) {
     for slot in from..usize::from(slots) {
-        ops.push(HeaderOp::Remove(Cow::Owned(format!(
-            "{MIRROR_HEADER_PREFIX}{slot}"
-        ))));
+        ops.push(HeaderOp::Remove(mirror_header(slot)));
     }
 }
 
-fn set_or_remove(ops: &mut Vec<HeaderOp<'_>>, name: &'static str, value: Option<String>) {
+fn mirror_header(slot: usize) -> Cow<'static, str> {
+    match MIRROR_HEADERS.get(slot) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(format!("{MIRROR_HEADER_PREFIX}{slot}")),
+    }
+}
+
+/// Drops the removals that would change nothing: a header the request does not carry
+/// (`present` answers for the request as received) and that no earlier operation of the plan
+/// creates. Most of a plan's operations are such removals (every control header is set or
+/// removed, so a client can never choose them); each is a host call that Envoy also answers
+/// with a route-cache clear, so a plain forward shrinks from eight header writes to one.
+pub fn prune<'d>(ops: &mut Ops<'d>, present: impl Fn(&str) -> bool) {
+    let mut i = 0;
+    while let Some(op) = ops.get(i) {
+        let useless = match op {
+            HeaderOp::Remove(name) => {
+                !present(name)
+                    && !ops.iter().take(i).any(|earlier| match earlier {
+                        HeaderOp::Set(n, _) | HeaderOp::Add(n, _) => n.eq_ignore_ascii_case(name),
+                        HeaderOp::Remove(_) => false,
+                    })
+            }
+            _ => false,
+        };
+        if useless {
+            ops.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn set_or_remove(ops: &mut Ops<'_>, name: &'static str, value: Option<String>) {
     ops.push(match value {
         Some(v) => HeaderOp::Set(name.into(), v.into()),
         None => HeaderOp::Remove(name.into()),
@@ -280,6 +330,62 @@ mod tests {
                 "remove x-gamma-mirror-1",
             ]
         );
+    }
+
+    #[test]
+    fn prune_drops_only_removals_of_absent_headers() {
+        let mut ops: Ops = [
+            HeaderOp::Remove("x-absent".into()),
+            HeaderOp::Set("x-gamma-cluster".into(), "c".into()),
+            HeaderOp::Remove("X-Envoy-Max-Retries".into()),
+            HeaderOp::Add("x-made".into(), "1".into()),
+            HeaderOp::Remove("x-made".into()),
+            HeaderOp::Remove("x-gamma-mirror-0".into()),
+        ]
+        .into_iter()
+        .collect();
+        // The request carries x-envoy-max-retries (any case) and nothing else of these.
+        prune(&mut ops, |n| n.eq_ignore_ascii_case("x-envoy-max-retries"));
+        assert_eq!(
+            names(&ops),
+            vec![
+                "set x-gamma-cluster=c",
+                "remove X-Envoy-Max-Retries",
+                "add x-made=1",
+                // Created earlier in the plan: the removal matters.
+                "remove x-made",
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_forward_prunes_to_one_write() {
+        let d = decision(Outcome::Forward(Forward {
+            backend: 0,
+            cluster: "c",
+            request_headers: vec![],
+            authority: None,
+            path: None,
+            response_headers: vec![],
+            mirrors: vec![],
+            timeouts: Timeouts::default(),
+            retry: None,
+        }));
+        let Plan::Continue { mut request, .. } = plan(&d, contract()) else {
+            panic!("not a forward plan");
+        };
+        assert!(
+            !request.spilled(),
+            "a plain forward plans without allocating"
+        );
+        prune(&mut request, |_| false);
+        assert_eq!(names(&request), vec!["set x-gamma-cluster=c"]);
+    }
+
+    #[test]
+    fn mirror_slots_beyond_the_named_ones() {
+        assert_eq!(mirror_header(7), "x-gamma-mirror-7");
+        assert_eq!(mirror_header(12), "x-gamma-mirror-12");
     }
 
     #[test]

@@ -118,7 +118,9 @@ pub extern "C" fn proxy_abi_version_0_2_1() {}
 /// Memory the host fills for us (header maps, buffers, properties); freed by `abi::take`.
 #[no_mangle]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    Box::into_raw(vec![0u8; size].into_boxed_slice()).cast::<u8>()
+    // Uninitialised: the host writes all `size` bytes before we read them (zeroing the request
+    // header buffer first was measurable per request).
+    Box::into_raw(Box::<[u8]>::new_uninit_slice(size)).cast::<u8>()
 }
 
 #[no_mangle]
@@ -255,8 +257,35 @@ pub extern "C" fn proxy_on_request_headers(
     })
 }
 
+thread_local! {
+    /// The request headers of the request being routed, decoded into reused strings (see
+    /// [`super::pairs::decode_into`]): routing a request allocates nothing for its headers.
+    static REQUEST_HEADERS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
 fn route(loaded: &Loaded, stream: &mut Stream, draw: u64) -> Result<u32, Status> {
-    let headers = abi::headers(Map::Request)?;
+    REQUEST_HEADERS.with(|pool| match pool.try_borrow_mut() {
+        Ok(mut pool) => {
+            let n = abi::headers_into(Map::Request, &mut pool)?;
+            route_with(loaded, stream, draw, pool.get(..n).unwrap_or_default())
+        }
+        // Not reachable (the host never re-enters the VM); decode afresh rather than trap.
+        Err(_) => {
+            let headers = abi::headers(Map::Request)?;
+            route_with(loaded, stream, draw, &headers)
+        }
+    })
+}
+
+/// One request, its headers read: one header-map read before, and after the decision only the
+/// header writes that change something (see [`envoy::prune`]), the route-cache clear and one
+/// metric increment.
+fn route_with(
+    loaded: &Loaded,
+    stream: &mut Stream,
+    draw: u64,
+    headers: &[(String, String)],
+) -> Result<u32, Status> {
     let pseudo = |name: &str| {
         headers
             .iter()
@@ -269,7 +298,7 @@ fn route(loaded: &Loaded, stream: &mut Stream, draw: u64) -> Result<u32, Status>
         scheme: pseudo(":scheme"),
         authority: pseudo(":authority"),
         path: pseudo(":path"),
-        headers: &headers,
+        headers,
         destination,
     };
     let decision = loaded.router.decide(&req, draw);
@@ -282,10 +311,13 @@ fn route(loaded: &Loaded, stream: &mut Stream, draw: u64) -> Result<u32, Status>
     };
     match envoy::plan(&decision, contract) {
         Plan::Continue {
-            request,
+            mut request,
             response,
             dropped_mirrors,
         } => {
+            envoy::prune(&mut request, |name| {
+                headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+            });
             for op in &request {
                 match op {
                     HeaderOp::Set(n, v) => abi::set_header(Map::Request, n, v)?,
@@ -302,7 +334,9 @@ fn route(loaded: &Loaded, stream: &mut Stream, draw: u64) -> Result<u32, Status>
             if dropped_mirrors > 0 {
                 count("gammaroute.mirror_dropped");
             }
-            stream.response = response.iter().map(own).collect();
+            if !response.is_empty() {
+                stream.response = response.iter().map(own).collect();
+            }
             Ok(CONTINUE)
         }
         Plan::Respond {

@@ -31,28 +31,44 @@ fn len32(n: usize) -> u32 {
 /// Decodes the proxy-wasm map format; `None` if the bytes are malformed (sizes past the end).
 /// Values that are not UTF-8 are decoded lossily: header values are ASCII in practice.
 pub fn decode(bytes: &[u8]) -> Option<Vec<(String, String)>> {
-    let mut sizes = bytes.chunks_exact(4).map(|c| {
-        let mut word = [0u8; 4];
-        word.copy_from_slice(c);
-        u32::from_le_bytes(word) as usize
-    });
-    let count = sizes.next()?;
+    let mut out = Vec::new();
+    let n = decode_into(bytes, &mut out)?;
+    out.truncate(n);
+    Some(out)
+}
+
+/// [`decode`] into reused storage: the pairs land in `pool[..n]` (`n` returned), overwriting
+/// earlier contents and keeping each `String`'s capacity, so a host adapter that decodes every
+/// request's headers into the same pool stops allocating once it has seen its largest request.
+/// Entries past `n` are stale. `None` if the bytes are malformed (then `pool` is unspecified).
+pub fn decode_into(bytes: &[u8], pool: &mut Vec<(String, String)>) -> Option<usize> {
+    let word = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(u32::from_le_bytes(b) as usize)
+    };
+    let count = word(0)?;
     let header_len = count.checked_mul(8)?.checked_add(4)?;
     if header_len > bytes.len() {
         return None;
     }
-    let lens: Vec<(usize, usize)> = (0..count)
-        .map(|_| Some((sizes.next()?, sizes.next()?)))
-        .collect::<Option<_>>()?;
     let mut at = header_len;
-    let mut take = |n: usize| -> Option<String> {
+    let mut take = |n: usize, into: &mut String| -> Option<()> {
         let field = bytes.get(at..at.checked_add(n)?)?;
         at = at.checked_add(n)?.checked_add(1)?; // skip the NUL
-        Some(String::from_utf8_lossy(field).into_owned())
+        into.clear();
+        into.push_str(&String::from_utf8_lossy(field));
+        Some(())
     };
-    lens.into_iter()
-        .map(|(k, v)| Some((take(k)?, take(v)?)))
-        .collect()
+    for i in 0..count {
+        let (k, v) = (word(4 + i * 8)?, word(8 + i * 8)?);
+        if pool.len() <= i {
+            pool.push((String::new(), String::new()));
+        }
+        let (key, value) = pool.get_mut(i)?;
+        take(k, key)?;
+        take(v, value)?;
+    }
+    Some(count)
 }
 
 #[cfg(test)]
@@ -84,5 +100,23 @@ mod tests {
         let mut huge = encode(&[("k", "v")]);
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode(&huge).is_none());
+    }
+
+    #[test]
+    fn decode_into_reuses_the_pool() {
+        let mut pool = Vec::new();
+        let big = encode(&[(":path", "/a/long/path"), ("k", "v"), ("x", "y")]);
+        assert_eq!(decode_into(&big, &mut pool), Some(3));
+        let small = encode(&[(":path", "/b")]);
+        let capacity = pool[0].1.capacity();
+        assert_eq!(decode_into(&small, &mut pool), Some(1));
+        assert_eq!(pool[0], (":path".to_string(), "/b".to_string()));
+        assert_eq!(
+            pool[0].1.capacity(),
+            capacity,
+            "the value's buffer is reused"
+        );
+        assert_eq!(pool.len(), 3, "stale entries stay for the next request");
+        assert_eq!(decode_into(&[], &mut pool), None);
     }
 }

@@ -23,6 +23,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         ENV,
         "proxy_log",
         |mut c: C<'_>, level: i32, ptr: i32, len: i32| -> Result<i32> {
+            c.data_mut().count_call("proxy_log");
             let msg = read_str(&mut c, "proxy_log", ptr, len)?;
             match LogLevel::from_abi(level) {
                 Some(level) => {
@@ -103,6 +104,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         ENV,
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, map: i32, ret_data: i32, ret_size: i32| -> Result<i32> {
+            c.data_mut().count_call("proxy_get_header_map_pairs");
             let Some(headers) = c.data().map(map) else {
                 return Ok(NOT_FOUND);
             };
@@ -121,6 +123,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         ENV,
         "proxy_set_header_map_pairs",
         |mut c: C<'_>, map: i32, data: i32, len: i32| -> Result<i32> {
+            c.data_mut().count_call("proxy_set_header_map_pairs");
             let bytes = read(&mut c, "proxy_set_header_map_pairs", data, len)?;
             let Some(decoded) = pairs::decode(&bytes) else {
                 return Ok(SERIALIZATION_FAILURE);
@@ -144,6 +147,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
          ret_data: i32,
          ret_size: i32|
          -> Result<i32> {
+            c.data_mut().count_call("proxy_get_header_map_value");
             let key = read_str(&mut c, "proxy_get_header_map_value", key, key_len)?;
             let Some(headers) = c.data().map(map) else {
                 return Ok(NOT_FOUND);
@@ -171,6 +175,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
          value: i32,
          value_len: i32|
          -> Result<i32> {
+            c.data_mut().count_call("proxy_replace_header_map_value");
             let key = read_str(&mut c, "proxy_replace_header_map_value", key, key_len)?
                 .to_ascii_lowercase();
             let value = read_str(&mut c, "proxy_replace_header_map_value", value, value_len)?;
@@ -202,6 +207,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
          value: i32,
          value_len: i32|
          -> Result<i32> {
+            c.data_mut().count_call("proxy_add_header_map_value");
             let key =
                 read_str(&mut c, "proxy_add_header_map_value", key, key_len)?.to_ascii_lowercase();
             let value = read_str(&mut c, "proxy_add_header_map_value", value, value_len)?;
@@ -218,6 +224,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         ENV,
         "proxy_remove_header_map_value",
         |mut c: C<'_>, map: i32, key: i32, key_len: i32| -> Result<i32> {
+            c.data_mut().count_call("proxy_remove_header_map_value");
             let key = read_str(&mut c, "proxy_remove_header_map_value", key, key_len)?
                 .to_ascii_lowercase();
             match c.data_mut().map_mut(map) {
@@ -233,6 +240,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         ENV,
         "proxy_get_property",
         |mut c: C<'_>, path: i32, path_len: i32, ret_data: i32, ret_size: i32| -> Result<i32> {
+            c.data_mut().count_call("proxy_get_property");
             let path = read(&mut c, "proxy_get_property", path, path_len)?;
             let key = property_key(&path);
             let Some(value) = c.data().properties.get(&key).cloned() else {
@@ -424,6 +432,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
          headers_len: i32,
          grpc_status: i32|
          -> Result<i32> {
+            c.data_mut().count_call("proxy_send_local_response");
             let details = read_str(&mut c, "proxy_send_local_response", details, details_len)?;
             let body = read(&mut c, "proxy_send_local_response", body, body_len)?;
             let raw = read(&mut c, "proxy_send_local_response", headers, headers_len)?;
@@ -527,6 +536,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
          ret_data: i32,
          ret_size: i32|
          -> Result<i32> {
+            c.data_mut().count_call("proxy_call_foreign_function");
             let name = read_str(&mut c, "proxy_call_foreign_function", name, name_len)?;
             let args = read(&mut c, "proxy_call_foreign_function", args, args_len)?;
             let state = c.data_mut();
@@ -549,6 +559,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         ENV,
         "proxy_define_metric",
         |mut c: C<'_>, kind: i32, name: i32, name_len: i32, ret_id: i32| -> Result<i32> {
+            c.data_mut().count_call("proxy_define_metric");
             let name = read_str(&mut c, "proxy_define_metric", name, name_len)?;
             let Some(kind) = MetricKind::from_abi(kind) else {
                 return Ok(BAD_ARGUMENT);
@@ -562,6 +573,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         ENV,
         "proxy_increment_metric",
         |mut c: C<'_>, id: i32, offset: i64| -> i32 {
+            c.data_mut().count_call("proxy_increment_metric");
             match c.data_mut().metrics.get_mut(id as u32 as usize) {
                 Some(m) if m.kind != MetricKind::Histogram => {
                     m.value = m.value.wrapping_add(offset);
@@ -576,6 +588,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         ENV,
         "proxy_record_metric",
         |mut c: C<'_>, id: i32, value: i64| -> i32 {
+            c.data_mut().count_call("proxy_record_metric");
             match c.data_mut().metrics.get_mut(id as u32 as usize) {
                 Some(m) => {
                     m.value = value;

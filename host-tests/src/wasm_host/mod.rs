@@ -224,9 +224,16 @@ pub struct HostState {
     done_called: u32,
     call_status: (u32, String),
     random: u64,
+    /// Calls of the request-path imports (header maps, properties, foreign functions, metrics,
+    /// logs, local replies) since the current request started.
+    host_calls: BTreeMap<&'static str, u32>,
 }
 
 impl HostState {
+    fn count_call(&mut self, import: &'static str) {
+        *self.host_calls.entry(import).or_default() += 1;
+    }
+
     fn log(&mut self, level: LogLevel, message: String) {
         if self.echo_logs {
             eprintln!("[wasm {}] {level:?}: {message}", self.vm_id);
@@ -367,9 +374,15 @@ pub struct Exchange {
     response_headers: Option<Vec<(String, String)>>,
     local_response: Option<LocalResponse>,
     foreign_calls: Vec<(String, Vec<u8>)>,
+    host_calls: BTreeMap<&'static str, u32>,
 }
 
 impl Exchange {
+    /// How many times the module called each request-path import while handling this request
+    /// (request and response headers), by import name.
+    pub fn host_calls(&self) -> &BTreeMap<&'static str, u32> {
+        &self.host_calls
+    }
     /// The request headers as the router filter would see them after the module ran.
     pub fn request_headers(&self) -> &[(String, String)] {
         &self.request_headers
@@ -566,6 +579,7 @@ impl WasmHost {
             s.maps[RESPONSE_HEADERS].clear();
             s.local_response = None;
             s.foreign_calls.clear();
+            s.host_calls.clear();
             s.live_contexts.push(ctx);
             s.effective_context = ctx;
         }
@@ -604,6 +618,7 @@ impl WasmHost {
             response_headers,
             local_response: local,
             foreign_calls: std::mem::take(&mut s.foreign_calls),
+            host_calls: std::mem::take(&mut s.host_calls),
         }
     }
 
@@ -895,6 +910,7 @@ impl HostState {
             stream_actions: Vec::new(),
             done_called: 0,
             call_status: (0, String::new()),
+            host_calls: BTreeMap::new(),
             random: 0x2545_f491_4f6c_dd1d,
         }
     }
