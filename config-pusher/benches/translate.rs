@@ -95,7 +95,8 @@ fn store() -> Store {
 fn check(store: &Store) {
     let out = translate(store, &Settings::default());
     assert!(out.errors.is_empty(), "{:?}", out.errors.first());
-    assert_eq!(out.tables.len(), 1 + NAMESPACES);
+    // The Gateway's table, and a mesh table per namespace (the 50 and the Gateway's `infra`).
+    assert_eq!(out.tables.len(), 1 + NAMESPACES + 1);
     let routes = out.statuses.iter().filter(|d| d.kind == "HTTPRoute");
     let mut n = 0;
     for d in routes {
