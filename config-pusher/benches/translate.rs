@@ -9,7 +9,7 @@
 //! 90/10 canary across two Services, a header-matched rule with a filter, timeouts and retry);
 //! 20% are GAMMA routes (producer routes on a Service of their namespace, and consumer routes
 //! on a Service of the next namespace). Before timing, the output is checked: one Gateway table,
-//! 50 mesh tables, and every route Accepted with resolved refs.
+//! 51 mesh tables (the 50 namespaces and the Gateway's `infra`), and every route Accepted with resolved refs.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
