@@ -455,8 +455,13 @@ fn istio_inline_plugin_config_is_accepted_by_the_filter() {
     for (ns, docs) in render_istio(&["--istio-inline"]) {
         let config = serde_json::to_vec(&docs[0]["spec"]["pluginConfig"]).unwrap();
         let parsed = PluginConfig::parse(&config).unwrap_or_else(|e| panic!("{ns}: {e}"));
-        assert_eq!(parsed.table.role, format!("mesh/{ns}"));
-        for rule in parsed.table.routes.iter().flat_map(|r| &r.rules) {
+        let table = parsed.table.clone().expect("an inline table");
+        // What the filter does on load: version check, Istio cluster names, validation.
+        let router = parsed
+            .compile(table)
+            .unwrap_or_else(|e| panic!("{ns}: {e}"));
+        assert_eq!(router.table().role, format!("mesh/{ns}"));
+        for rule in router.table().routes.iter().flat_map(|r| &r.rules) {
             for b in &rule.backends {
                 if let gammaroute_filter::table::BackendTarget::Cluster(c) = &b.target {
                     assert!(
