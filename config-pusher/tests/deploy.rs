@@ -473,3 +473,22 @@ fn istio_inline_plugin_config_is_accepted_by_the_filter() {
         }
     }
 }
+
+#[test]
+fn istio_source_plugin_config_is_accepted_by_the_filter() {
+    use gammaroute_filter::host::config::PluginConfig;
+    for (ns, docs) in render_istio(&[]) {
+        let config = serde_json::to_vec(&docs[0]["spec"]["pluginConfig"]).unwrap();
+        let parsed = PluginConfig::parse(&config).unwrap_or_else(|e| panic!("{ns}: {e}"));
+        let source = parsed
+            .source
+            .as_ref()
+            .expect("the WasmPlugin fetches its table");
+        assert_eq!(source.role, format!("mesh/{ns}"));
+        assert_eq!(
+            source.cluster,
+            "outbound|18000||config-pusher.gammaroute-system.svc.cluster.local"
+        );
+        assert_eq!(parsed.role(), format!("mesh/{ns}"));
+    }
+}

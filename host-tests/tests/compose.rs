@@ -47,7 +47,7 @@ fn the_compose_file_is_valid() {
 /// The `config-pusher render …` arguments of the compose file's `render` service.
 fn render_args(compose: &str) -> Vec<String> {
     let start = compose
-        .find("config-pusher render")
+        .find("config-pusher render --from")
         .expect("a config-pusher render command in the compose file");
     let rest = &compose[start..];
     // The folded block ends at the first line that is not part of the command.
