@@ -67,28 +67,7 @@ impl Proxy {
         clusters: &[&str],
         frontends: &[SocketAddr],
     ) -> Proxy {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let mut backends = BTreeMap::new();
-        for cluster in clusters {
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // Spread over 127.10.x.y: distinct per process too, so parallel test binaries and
-            // tests never collide.
-            let pid = std::process::id() % 200;
-            let addr: SocketAddr = format!(
-                "127.{}.{}.{}:8080",
-                10 + pid / 100,
-                (pid % 100) + 1,
-                n % 250 + 1
-            )
-            .parse()
-            .unwrap_or_else(|e| panic!("address: {e}"));
-            let (ns, rest) = cluster.split_once('/').unwrap_or(("default", cluster));
-            let service = rest.split(':').next().unwrap_or(rest);
-            backends.insert(
-                cluster.to_string(),
-                Echo::start(echo_bin, addr, ns, service),
-            );
-        }
+        let backends = start_backends(echo_bin, clusters, 10);
         let endpoint_list: Vec<(&str, Vec<SocketAddr>)> = backends
             .iter()
             .map(|(name, e)| (name.as_str(), vec![e.addr]))
@@ -164,4 +143,32 @@ impl Proxy {
         http::send(self.addr, method, path, &all)
             .unwrap_or_else(|e| panic!("{method} http://{host}{path}: {e}\n{}", self.envoy.log()))
     }
+}
+
+/// One echo backend per cluster name (`<ns>/<service>:<port>`), each on its own loopback address
+/// `127.{octet}+.x.y:8080`, distinct per test process too so that parallel test binaries never
+/// collide (callers pick different `octet`s).
+pub fn start_backends(echo_bin: &str, clusters: &[&str], octet: u32) -> BTreeMap<String, Echo> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let pid = std::process::id() % 200;
+    clusters
+        .iter()
+        .map(|cluster| {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let addr: SocketAddr = format!(
+                "127.{}.{}.{}:8080",
+                octet + pid / 100,
+                (pid % 100) + 1,
+                n % 250 + 1
+            )
+            .parse()
+            .unwrap_or_else(|e| panic!("address: {e}"));
+            let (ns, rest) = cluster.split_once('/').unwrap_or(("default", cluster));
+            let service = rest.split(':').next().unwrap_or(rest);
+            (
+                cluster.to_string(),
+                Echo::start(echo_bin, addr, ns, service),
+            )
+        })
+        .collect()
 }

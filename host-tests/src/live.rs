@@ -223,7 +223,8 @@ impl LiveGateway {
     /// backends, config-pusher serve and Envoy, and waits until Envoy routes with the table
     /// config-pusher serves.
     pub fn start(echo_bin: &str, folder: Scratch, role: &str, opts: LiveOptions<'_>) -> Self {
-        let backends = start_backends(echo_bin, opts.backends);
+        // 127.30+: apart from the plain fixtures' 127.10+ addresses.
+        let backends = crate::fixture::start_backends(echo_bin, opts.backends, 30);
         let rendered = Scratch::new("rendered");
         // Envoy's clusters come from the CDS file config-pusher keeps up to date, so a route to
         // a Service that had none at start-up works without restarting Envoy.
@@ -336,32 +337,6 @@ impl LiveGateway {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-}
-
-fn start_backends(echo_bin: &str, clusters: &[&str]) -> BTreeMap<String, Echo> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let pid = std::process::id() % 200;
-    clusters
-        .iter()
-        .map(|cluster| {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            // 127.30+.x.y: apart from the fixture's 127.10+ addresses.
-            let addr: SocketAddr = format!(
-                "127.{}.{}.{}:8080",
-                30 + pid / 100,
-                (pid % 100) + 1,
-                n % 250 + 1
-            )
-            .parse()
-            .unwrap_or_else(|e| panic!("address: {e}"));
-            let (ns, rest) = cluster.split_once('/').unwrap_or(("default", cluster));
-            let service = rest.split(':').next().unwrap_or(rest);
-            (
-                cluster.to_string(),
-                Echo::start(echo_bin, addr, ns, service),
-            )
-        })
-        .collect()
 }
 
 /// The last `n` lines of a log.
