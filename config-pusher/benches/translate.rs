@@ -20,6 +20,10 @@ use config_pusher::store::Store;
 use config_pusher::translate::{translate, Settings};
 use criterion::Criterion;
 
+/// The allocator of the config-pusher binary (`src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NAMESPACES: usize = 50;
 const SERVICES_PER_NAMESPACE: usize = 20;
 const ROUTES: usize = 10_000;

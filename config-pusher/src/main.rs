@@ -1,5 +1,9 @@
 use clap::Parser;
 
+/// See the `mimalloc` note in Cargo.toml; `benches/translate.rs` measures with the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = config_pusher::cli::Cli::parse();
     // A server logs what it does; the one-shot commands only what went wrong.

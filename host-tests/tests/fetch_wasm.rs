@@ -328,6 +328,38 @@ fn another_vm_takes_over_when_the_fetcher_stops() {
 }
 
 #[test]
+fn a_fetcher_that_lost_the_lease_does_not_publish_its_late_answer() {
+    let mut vms = process(2, None);
+    tick_all(&mut vms);
+    let (stalled, old_call) = the_call(&vms);
+    let other = 1 - stalled;
+    // The fetcher stalls past its lease; the other VM takes over and publishes v2.
+    let mut ticks = 0;
+    while vms[other].http_calls().is_empty() {
+        vms[other].tick();
+        ticks += 1;
+        assert!(ticks <= 25, "no take-over after {ticks} ticks");
+    }
+    vms[stalled].advance_millis(ticks * 100);
+    let call = vms[other].http_calls()[0].clone();
+    let v2 = table_to("default/v2:80");
+    answer_table(&mut vms[other], &call, &v2);
+
+    // Now the stalled VM's long-poll returns an older table: dropped, not published.
+    answer_table(&mut vms[stalled], &old_call, &table_to("default/v1:80"));
+    assert_eq!(vms[stalled].metric("gammaroute.fetch.superseded"), Some(1));
+    assert!(
+        vms[stalled].http_calls().is_empty(),
+        "the VM without the lease does not poll again"
+    );
+    tick_all(&mut vms);
+    for (i, vm) in vms.iter_mut().enumerate() {
+        assert_eq!(cluster_of(vm).as_deref(), Some("default/v2:80"), "vm {i}");
+    }
+    assert_eq!(calls(&vms).len(), 1, "one fetcher");
+}
+
+#[test]
 fn an_unknown_cluster_is_logged_and_retried() {
     let first = WasmHost::load(wasm_path()).unwrap();
     let mut vm = first;

@@ -19,13 +19,14 @@ use gammaroute_filter::table::{
     self, Attachment, Listener, MeshService, MeshServicePort, RouteOrigin, RouteTable,
 };
 
-use crate::store::{Age, ObjectKey, Store};
+use crate::store::{ObjectKey, Store};
 
 pub mod backend;
 pub mod filter;
 pub mod gateway;
 pub mod hostname;
 pub mod mesh;
+mod parallel;
 pub mod precedence;
 pub mod route;
 pub mod status;
@@ -100,16 +101,13 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
             .map(|g| (g.key.clone(), g))
             .collect();
 
-    let mut converted: BTreeMap<(Context, ObjectKey), Converted> = BTreeMap::new();
-    let mut ages: BTreeMap<ObjectKey, Age> = BTreeMap::new();
+    let converted = convert_all(store, &idx, &gateways);
     // gateway → listener index → route → effective hostnames
-    let mut gw_attach: BTreeMap<ObjectKey, BTreeMap<usize, BTreeMap<ObjectKey, Vec<String>>>> =
-        BTreeMap::new();
+    let mut gw_attach: BTreeMap<ObjectKey, GatewayAttachments> = BTreeMap::new();
     let mut mesh_attach = mesh::MeshAttachments::default();
 
     for (key, stored) in &store.http_routes {
         let route = &stored.object;
-        ages.insert(key.clone(), stored.age_key(&route.metadata));
         let generation = route.metadata.generation;
         let hostnames = route.spec.hostnames.clone().unwrap_or_default();
         let mut parents = Vec::new();
@@ -139,17 +137,9 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
                             }
                             continue; // not ours: another controller's status
                         };
-                        let conv = converted
-                            .entry((Context::Gateway, key.clone()))
-                            .or_insert_with(|| {
-                                route::convert(
-                                    &idx,
-                                    &key.namespace,
-                                    &key.name,
-                                    route,
-                                    Context::Gateway,
-                                )
-                            });
+                        let Some(conv) = converted.gateway.get(key) else {
+                            continue;
+                        };
                         match gateway::attach(gw, p, &key.namespace, &hostnames, &namespaces) {
                             Ok(listeners) if !conv.all_dropped() => {
                                 let per = gw_attach.entry(gkey.clone()).or_default();
@@ -173,18 +163,10 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
                             Err(e) => (Context::Gateway, Err(e)),
                         }
                     }
-                    (_, "Service") if group.is_empty() || group == GATEWAY_GROUP => {
-                        let conv = converted
-                            .entry((Context::Mesh, key.clone()))
-                            .or_insert_with(|| {
-                                route::convert(
-                                    &idx,
-                                    &key.namespace,
-                                    &key.name,
-                                    route,
-                                    Context::Mesh,
-                                )
-                            });
+                    _ if is_service(&group, &kind) => {
+                        let Some(conv) = converted.mesh.get(key) else {
+                            continue;
+                        };
                         match mesh::resolve(&idx, p, &key.namespace) {
                             Ok(parent) => {
                                 if !conv.all_dropped() {
@@ -197,7 +179,9 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
                     }
                     _ => continue, // a parent kind we do not implement: not ours
                 };
-            let conv = &converted[&(ctx, key.clone())];
+            let Some(conv) = converted.of(ctx).get(key) else {
+                continue;
+            };
             parents.push(status::RouteParentStatus {
                 parent_ref,
                 controller_name: settings.controller_name.clone(),
@@ -258,177 +242,268 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
     }
     out.statuses.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
 
-    // Gateway tables.
-    for gw in gateways.values() {
-        let role = format!("gateway/{}/{}", gw.key.namespace, gw.key.name);
-        let attach = gw_attach.get(&gw.key);
-        let used: BTreeSet<&ObjectKey> = attach
-            .iter()
-            .flat_map(|a| a.values())
-            .flat_map(|r| r.keys())
-            .collect();
-        let (routes, index) = routes_for(&used, Context::Gateway, &converted, &ages);
-        let listeners = gw
-            .listeners
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.usable)
-            .map(|(i, l)| Listener {
-                name: l.name.clone(),
-                port: l.port,
-                hostname: l.hostname.clone(),
-                attachments: attach
-                    .and_then(|a| a.get(&i))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(k, hosts)| {
-                        Some(Attachment {
-                            route: *index.get(k)?,
-                            hostnames: hosts.clone(),
-                        })
-                    })
-                    .collect(),
-            })
-            .collect();
-        let t = RouteTable {
-            version: String::new(),
-            role: role.clone(),
-            listeners,
-            services: vec![],
-            routes,
-        };
-        finish(&mut out, t);
-    }
-
-    // Mesh tables, one per namespace.
+    // The tables: independent of each other, built (and validated, hashed) on every core.
+    let jobs: Vec<TableJob<'_>> = gateways
+        .values()
+        .map(TableJob::Gateway)
+        .chain(namespaces.keys().map(|ns| TableJob::Mesh(ns.as_str())))
+        .collect();
+    // Services with mesh routes, whatever the client.
     let routed: BTreeSet<&ObjectKey> = mesh_attach
         .producer
         .keys()
         .chain(mesh_attach.consumer.keys())
         .collect();
-    for client in namespaces.keys() {
-        let mut services = Vec::new();
-        let mut per_service: Vec<(MeshService, Vec<Vec<ObjectKey>>)> = Vec::new();
-        for svc_key in &routed {
-            let Some(svc) = idx.service(&svc_key.namespace, &svc_key.name) else {
-                continue;
-            };
-            let consumer = mesh_attach
-                .consumer
-                .get(*svc_key)
-                .and_then(|c| c.get(client));
-            let (origin, by_port) = match consumer {
-                Some(c) => (RouteOrigin::Consumer, Some(c)),
-                None => (RouteOrigin::Producer, mesh_attach.producer.get(*svc_key)),
-            };
-            let Some(by_port) = by_port else { continue };
-            let mut ports = Vec::new();
-            let mut port_routes = Vec::new();
-            for sp in svc
-                .spec
-                .as_ref()
-                .and_then(|s| s.ports.as_ref())
-                .into_iter()
-                .flatten()
-            {
-                let Ok(port) = u16::try_from(sp.port) else {
-                    continue;
-                };
-                let Some(rs) = by_port.get(&port).filter(|rs| !rs.is_empty()) else {
-                    continue;
-                };
-                if ports.iter().any(|p: &MeshServicePort| p.port == port) {
-                    continue;
-                }
-                ports.push(MeshServicePort {
-                    port,
-                    name: sp.name.clone(),
-                    origin,
-                    attachments: vec![],
-                });
-                port_routes.push(rs.iter().cloned().collect());
-            }
-            if ports.is_empty() {
-                continue;
-            }
-            per_service.push((
-                MeshService {
-                    namespace: svc_key.namespace.clone(),
-                    name: svc_key.name.clone(),
-                    cluster_ips: mesh::cluster_ips(svc),
-                    ports,
-                },
-                port_routes,
-            ));
-        }
-        let used: BTreeSet<&ObjectKey> = per_service
-            .iter()
-            .flat_map(|(_, p)| p.iter().flatten())
-            .collect();
-        let (routes, index) = routes_for(&used, Context::Mesh, &converted, &ages);
-        for (mut svc, port_routes) in per_service {
-            for (port, rs) in svc.ports.iter_mut().zip(port_routes) {
-                port.attachments = rs
-                    .iter()
-                    .filter_map(|k| {
-                        Some(Attachment {
-                            route: *index.get(k)?,
-                            hostnames: vec![],
-                        })
-                    })
-                    .collect();
-            }
-            services.push(svc);
-        }
-        let t = RouteTable {
-            version: String::new(),
-            role: format!("mesh/{client}"),
-            listeners: vec![],
-            services,
-            routes,
+    let built = parallel::map(&jobs, |job| {
+        let t = match job {
+            TableJob::Gateway(gw) => gateway_table(gw, gw_attach.get(&gw.key), &converted),
+            TableJob::Mesh(client) => mesh_table(client, &routed, &idx, &mesh_attach, &converted),
         };
-        finish(&mut out, t);
+        let role = t.role.clone();
+        (role, table::accept(t))
+    });
+    for (role, accepted) in built {
+        finish(&mut out, role, accepted);
     }
     out
 }
 
-/// The table routes for a set of route keys (namespace/name order) with ranks assigned, and each
-/// key's index.
-fn routes_for(
-    used: &BTreeSet<&ObjectKey>,
-    ctx: Context,
-    converted: &BTreeMap<(Context, ObjectKey), Converted>,
-    ages: &BTreeMap<ObjectKey, Age>,
-) -> (Vec<table::Route>, BTreeMap<ObjectKey, u32>) {
-    let mut routes = Vec::new();
-    let mut route_ages = Vec::new();
-    let mut index = BTreeMap::new();
-    for k in used {
-        let Some(c) = converted.get(&(ctx, (*k).clone())) else {
+/// Every HTTPRoute translated for each kind of parent it names among ours (on every core: this is
+/// most of the per-route work), with match ranks assigned over all routes of a kind (tables
+/// renumber them, see [`precedence::densify`]).
+fn convert_all(
+    store: &Store,
+    idx: &Index<'_>,
+    gateways: &BTreeMap<ObjectKey, gateway::GatewayInfo>,
+) -> ConvertedRoutes {
+    let routes: Vec<_> = store.http_routes.iter().collect();
+    let both = parallel::map(&routes, |(key, stored)| {
+        let route = &stored.object;
+        let (mut gateway, mut mesh) = (false, false);
+        for p in route.spec.parent_refs.iter().flatten() {
+            let group = p.group.as_deref().unwrap_or(GATEWAY_GROUP);
+            let kind = p.kind.as_deref().unwrap_or("Gateway");
+            if group == GATEWAY_GROUP && kind == "Gateway" {
+                let ns = p.namespace.as_deref().unwrap_or(&key.namespace);
+                gateway |= gateways.contains_key(&ObjectKey::new(ns.to_string(), p.name.clone()));
+            } else if is_service(group, kind) {
+                mesh = true;
+            }
+        }
+        let convert = |ctx| route::convert(idx, &key.namespace, &key.name, route, ctx);
+        (
+            gateway.then(|| convert(Context::Gateway)),
+            mesh.then(|| convert(Context::Mesh)),
+        )
+    });
+    let mut out = ConvertedRoutes::default();
+    let (mut gateway_ages, mut mesh_ages) = (Vec::new(), Vec::new());
+    for ((key, stored), (gateway, mesh)) in routes.into_iter().zip(both) {
+        let age = stored.age_key(&stored.object.metadata);
+        if let Some(c) = gateway {
+            gateway_ages.push(age.clone());
+            out.gateway.insert(key.clone(), c);
+        }
+        if let Some(c) = mesh {
+            mesh_ages.push(age);
+            out.mesh.insert(key.clone(), c);
+        }
+    }
+    // The store iterates in key order, so each map's values line up with its ages.
+    for (routes, ages) in [(&mut out.gateway, gateway_ages), (&mut out.mesh, mesh_ages)] {
+        let mut all: Vec<&mut table::Route> = routes.values_mut().map(|c| &mut c.route).collect();
+        precedence::assign(&mut all, &ages);
+    }
+    out
+}
+
+/// A parentRef to a Service (GAMMA): core group, or the Gateway API group as some tools write it.
+fn is_service(group: &str, kind: &str) -> bool {
+    kind == "Service" && (group.is_empty() || group == GATEWAY_GROUP)
+}
+
+/// Every route translated, per kind of parent, by route key.
+#[derive(Default)]
+struct ConvertedRoutes {
+    gateway: BTreeMap<ObjectKey, Converted>,
+    mesh: BTreeMap<ObjectKey, Converted>,
+}
+
+impl ConvertedRoutes {
+    fn of(&self, ctx: Context) -> &BTreeMap<ObjectKey, Converted> {
+        match ctx {
+            Context::Gateway => &self.gateway,
+            Context::Mesh => &self.mesh,
+        }
+    }
+}
+
+/// One table to build: a Gateway's, or a mesh client namespace's.
+enum TableJob<'a> {
+    Gateway(&'a gateway::GatewayInfo),
+    Mesh(&'a str),
+}
+
+/// Listener index → attached route → its effective hostnames.
+type GatewayAttachments = BTreeMap<usize, BTreeMap<ObjectKey, Vec<String>>>;
+
+/// The table of one Gateway: its usable listeners and the routes attached to them.
+fn gateway_table(
+    gw: &gateway::GatewayInfo,
+    attach: Option<&GatewayAttachments>,
+    converted: &ConvertedRoutes,
+) -> RouteTable {
+    let used: BTreeSet<&ObjectKey> = attach
+        .iter()
+        .flat_map(|a| a.values())
+        .flat_map(|r| r.keys())
+        .collect();
+    let (routes, index) = routes_for(&used, converted.of(Context::Gateway));
+    let listeners = gw
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.usable)
+        .map(|(i, l)| Listener {
+            name: l.name.clone(),
+            port: l.port,
+            hostname: l.hostname.clone(),
+            attachments: attach
+                .and_then(|a| a.get(&i))
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, hosts)| {
+                    Some(Attachment {
+                        route: *index.get(k)?,
+                        hostnames: hosts.clone(),
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    RouteTable {
+        version: String::new(),
+        role: format!("gateway/{}/{}", gw.key.namespace, gw.key.name),
+        listeners,
+        services: vec![],
+        routes,
+    }
+}
+
+/// The table of the sidecars in namespace `client`: every Service with routes, each port with
+/// the consumer routes of `client` if it has any there, else the producer routes.
+fn mesh_table(
+    client: &str,
+    routed: &BTreeSet<&ObjectKey>,
+    idx: &Index<'_>,
+    mesh_attach: &mesh::MeshAttachments,
+    converted: &ConvertedRoutes,
+) -> RouteTable {
+    let mut services = Vec::new();
+    let mut per_service: Vec<(MeshService, Vec<Vec<&ObjectKey>>)> = Vec::new();
+    for &svc_key in routed {
+        let Some(svc) = idx.service(&svc_key.namespace, &svc_key.name) else {
             continue;
         };
-        index.insert(
-            (*k).clone(),
-            u32::try_from(routes.len()).unwrap_or(u32::MAX),
-        );
-        routes.push(c.route.clone());
-        route_ages.push(ages.get(*k).cloned().unwrap_or_else(|| {
-            crate::store::Stored {
-                object: (),
-                order: u64::MAX,
-                origin: String::new(),
+        let consumer = mesh_attach
+            .consumer
+            .get(svc_key)
+            .and_then(|c| c.get(client));
+        let (origin, by_port) = match consumer {
+            Some(c) => (RouteOrigin::Consumer, Some(c)),
+            None => (RouteOrigin::Producer, mesh_attach.producer.get(svc_key)),
+        };
+        let Some(by_port) = by_port else { continue };
+        let mut ports = Vec::new();
+        let mut port_routes = Vec::new();
+        for sp in svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let Ok(port) = u16::try_from(sp.port) else {
+                continue;
+            };
+            let Some(rs) = by_port.get(&port).filter(|rs| !rs.is_empty()) else {
+                continue;
+            };
+            if ports.iter().any(|p: &MeshServicePort| p.port == port) {
+                continue;
             }
-            .age_key(&Default::default())
-        }));
+            ports.push(MeshServicePort {
+                port,
+                name: sp.name.clone(),
+                origin,
+                attachments: vec![],
+            });
+            port_routes.push(rs.iter().collect());
+        }
+        if ports.is_empty() {
+            continue;
+        }
+        per_service.push((
+            MeshService {
+                namespace: svc_key.namespace.clone(),
+                name: svc_key.name.clone(),
+                cluster_ips: mesh::cluster_ips(svc),
+                ports,
+            },
+            port_routes,
+        ));
     }
-    precedence::assign(&mut routes, &route_ages);
+    let used: BTreeSet<&ObjectKey> = per_service
+        .iter()
+        .flat_map(|(_, p)| p.iter().flatten().copied())
+        .collect();
+    let (routes, index) = routes_for(&used, converted.of(Context::Mesh));
+    for (mut svc, port_routes) in per_service {
+        for (port, rs) in svc.ports.iter_mut().zip(port_routes) {
+            port.attachments = rs
+                .iter()
+                .filter_map(|k| {
+                    Some(Attachment {
+                        route: *index.get(*k)?,
+                        hostnames: vec![],
+                    })
+                })
+                .collect();
+        }
+        services.push(svc);
+    }
+    RouteTable {
+        version: String::new(),
+        role: format!("mesh/{client}"),
+        listeners: vec![],
+        services,
+        routes,
+    }
+}
+
+/// The table routes for a set of route keys (namespace/name order) with dense ranks, and each
+/// key's index.
+fn routes_for<'k>(
+    used: &BTreeSet<&'k ObjectKey>,
+    converted: &BTreeMap<ObjectKey, Converted>,
+) -> (Vec<table::Route>, BTreeMap<&'k ObjectKey, u32>) {
+    let mut routes = Vec::with_capacity(used.len());
+    let mut index = BTreeMap::new();
+    for k in used {
+        let Some(c) = converted.get(*k) else {
+            continue;
+        };
+        index.insert(*k, u32::try_from(routes.len()).unwrap_or(u32::MAX));
+        routes.push(c.route.clone());
+    }
+    precedence::densify(&mut routes);
     (routes, index)
 }
 
-/// Validates a table the way the filter will; a failing one is replaced by an empty table.
-fn finish(out: &mut Output, t: RouteTable) {
-    let role = t.role.clone();
-    match table::accept(t) {
+/// Records a table validated the way the filter will ([`table::accept`]); a failing one is
+/// replaced by an empty table.
+fn finish(out: &mut Output, role: String, accepted: Result<RouteTable, table::TableError>) {
+    match accepted {
         Ok(t) => {
             out.tables.insert(role, t);
         }

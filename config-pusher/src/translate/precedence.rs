@@ -19,6 +19,7 @@
 //! Ranks are computed once per table over every route in it, which orders the matches of each
 //! parent correctly whatever subset of the routes is attached there.
 
+use std::borrow::BorrowMut;
 use std::cmp::Reverse;
 
 use gammaroute_filter::table::{Match, PathMatch, Route};
@@ -54,16 +55,22 @@ pub fn specificity(m: &Match) -> Specificity {
 
 /// Assigns `rank` to every match of `routes` (0 = highest precedence, dense and unique).
 /// `ages[i]` is the age of `routes[i]`.
-pub fn assign(routes: &mut [Route], ages: &[Age]) {
+///
+/// translate runs this once over every route of a context and then [`densify`] per table: the
+/// order restricted to a table's routes is the order of those routes alone, and renumbering
+/// integers is far cheaper than sorting the full keys again for each of hundreds of tables.
+pub fn assign<R: BorrowMut<Route>>(routes: &mut [R], ages: &[Age]) {
+    // Sort borrowed keys, then write the ranks: no string is cloned.
     let mut keys = Vec::new();
     for (r, route) in routes.iter().enumerate() {
+        let route: &Route = route.borrow();
         for (ri, rule) in route.rules.iter().enumerate() {
             for (mi, m) in rule.matches.iter().enumerate() {
                 keys.push((
                     specificity(m),
-                    ages.get(r).cloned(),
-                    route.namespace.clone(),
-                    route.name.clone(),
+                    ages.get(r),
+                    route.namespace.as_str(),
+                    route.name.as_str(),
                     rule.index,
                     mi,
                     (r, ri),
@@ -71,8 +78,35 @@ pub fn assign(routes: &mut [Route], ages: &[Age]) {
             }
         }
     }
-    keys.sort();
-    for (rank, (.., mi, (r, ri))) in keys.into_iter().enumerate() {
+    keys.sort_unstable();
+    let order: Vec<(usize, usize, usize)> = keys
+        .into_iter()
+        .map(|(.., mi, (r, ri))| (r, ri, mi))
+        .collect();
+    for (rank, (r, ri, mi)) in order.into_iter().enumerate() {
+        if let Some(m) = routes
+            .get_mut(r)
+            .and_then(|route| route.borrow_mut().rules.get_mut(ri))
+            .and_then(|rule| rule.matches.get_mut(mi))
+        {
+            m.rank = u32::try_from(rank).unwrap_or(u32::MAX);
+        }
+    }
+}
+
+/// Renumbers the ranks of `routes` (all assigned by one [`assign`] over a superset) to 0, 1, 2…
+/// in the same order, so that a table's ranks do not depend on routes outside it.
+pub fn densify(routes: &mut [Route]) {
+    let mut order: Vec<(u32, usize, usize, usize)> = Vec::new();
+    for (r, route) in routes.iter().enumerate() {
+        for (ri, rule) in route.rules.iter().enumerate() {
+            for (mi, m) in rule.matches.iter().enumerate() {
+                order.push((m.rank, r, ri, mi));
+            }
+        }
+    }
+    order.sort_unstable();
+    for (rank, (_, r, ri, mi)) in order.into_iter().enumerate() {
         if let Some(m) = routes
             .get_mut(r)
             .and_then(|route| route.rules.get_mut(ri))
@@ -199,6 +233,31 @@ mod tests {
         assert_eq!(ranks(&routes[1]), vec![vec![0]]);
         assert_eq!(ranks(&routes[2]), vec![vec![1, 2], vec![3]]);
         assert_eq!(ranks(&routes[0]), vec![vec![4]]);
+    }
+
+    #[test]
+    fn a_subset_ranked_globally_then_densified_equals_the_subset_ranked_alone() {
+        let p = |s: &str| m(PathMatch::Prefix(s.into()));
+        let all = vec![
+            route("a", "one", vec![vec![p("/x"), p("/xy")], vec![p("/")]]),
+            route("b", "two", vec![vec![p("/xyz")]]),
+            route(
+                "c",
+                "three",
+                vec![vec![m(PathMatch::Exact("/x".into()))], vec![p("/x")]],
+            ),
+        ];
+        let ages = [age(2), age(0), age(1)];
+        let mut global = all.clone();
+        assign(&mut global, &ages);
+        for subset in [vec![0, 2], vec![1], vec![0, 1, 2], vec![2, 1]] {
+            let mut alone: Vec<Route> = subset.iter().map(|&i| all[i].clone()).collect();
+            let alone_ages: Vec<Age> = subset.iter().map(|&i| ages[i].clone()).collect();
+            assign(&mut alone, &alone_ages);
+            let mut densified: Vec<Route> = subset.iter().map(|&i| global[i].clone()).collect();
+            densify(&mut densified);
+            assert_eq!(densified, alone, "subset {subset:?}");
+        }
     }
 
     #[test]

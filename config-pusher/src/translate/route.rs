@@ -52,7 +52,7 @@ impl Converted {
 
 /// Translates `route` (in namespace `ns`, named `name`).
 pub fn convert(idx: &Index, ns: &str, name: &str, route: &HttpRoute, ctx: Context) -> Converted {
-    let rules = route.spec.rules.clone().unwrap_or_default();
+    let rules = route.spec.rules.as_deref().unwrap_or_default();
     let mut out = Converted {
         route: Route {
             namespace: ns.to_string(),

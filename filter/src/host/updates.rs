@@ -165,6 +165,18 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
             count("gammaroute.fetch.failed");
         }
         Fetched::Refused { version, message } => rejected(source, &version, &message),
+        // The lease may have passed to another VM during the long-poll (this one stalled past
+        // its expiry); that VM publishes now, and a table from here could be older than its.
+        Fetched::Table { .. } if !hold_lease(dynamic, now, source.tick_ms) => {
+            abi::log(
+                LogLevel::Info,
+                &format!(
+                    "gammaroute: another worker fetches table {} now; dropping the answer to this worker's earlier fetch",
+                    source.role
+                ),
+            );
+            count("gammaroute.fetch.superseded");
+        }
         Fetched::Table { proto } => {
             let etag = etag.unwrap_or_default().to_string();
             match accept(&config, body_size, proto) {

@@ -1214,6 +1214,10 @@ fn path_syntax(p: &str) -> Result<(), &'static str> {
     if p.len() > MAX_PATH_LEN {
         return Err("longer than 1024 bytes");
     }
+    // Most paths contain none of the sequences looked for next: one pass instead of six.
+    let b = p.as_bytes();
+    let suspect = b.iter().any(|&c| c == b'%' || c == b'#')
+        || b.windows(2).any(|w| matches!(w, [b'/', b'/' | b'.']));
     for (needle, reason) in [
         ("//", "must not contain '//'"),
         ("/./", "must not contain '/./'"),
@@ -1222,7 +1226,7 @@ fn path_syntax(p: &str) -> Result<(), &'static str> {
         ("%2F", "must not contain '%2F'"),
         ("#", "must not contain '#'"),
     ] {
-        if p.contains(needle) {
+        if suspect && p.contains(needle) {
             return Err(reason);
         }
     }
