@@ -4,7 +4,8 @@
 //!
 //! - **Debounce** ([`Debounce`]): an editor's save, a `git checkout` or a `cp -r` is a burst of
 //!   events; the folder is re-read once the burst has been quiet for `quiet` (100 ms), and at least
-//!   every `max` (10 s) under continuous churn — Istio's `PILOT_DEBOUNCE_AFTER`/`_MAX`.
+//!   every `max` (10 s) under continuous churn — Istio's `PILOT_DEBOUNCE_AFTER`/`_MAX`. Files
+//!   whose text is what last loaded are not parsed again.
 //! - **Last good per file** ([`Folder`]): a file that fails to load (a half-saved file, a typo)
 //!   keeps contributing the objects of its last version that loaded without error, so routes never
 //!   disappear because of it; the errors are reported as [`Problem`]s. A file seen for the first
@@ -69,7 +70,14 @@ impl Debounce {
 #[derive(Debug)]
 pub struct Folder {
     root: PathBuf,
-    last_good: BTreeMap<PathBuf, Vec<(Object, usize)>>,
+    last_good: BTreeMap<PathBuf, Good>,
+}
+
+/// A file's last version that loaded without error.
+#[derive(Debug)]
+struct Good {
+    text: String,
+    objects: Vec<(Object, usize)>,
 }
 
 impl Folder {
@@ -91,27 +99,48 @@ impl Folder {
         let mut good = BTreeMap::new();
         for path in paths {
             let shown = files::shown_name(&self.root, &path);
-            let parsed = match std::fs::read_to_string(&path) {
-                Ok(text) => files::parse_str(&shown, &text),
-                Err(source) => files::ParsedFile {
-                    errors: vec![files::LoadError::Io {
-                        path: path.clone(),
-                        source,
-                    }],
-                    ..files::ParsedFile::default()
-                },
+            let text = std::fs::read_to_string(&path);
+            let previous = match self.last_good.remove(&path) {
+                // Unchanged since it last loaded: its objects without parsing it again (any
+                // change re-reads the folder, but only changed files are parsed).
+                Some(g) if text.as_ref().is_ok_and(|t| *t == g.text) => {
+                    files::store_objects(&mut store, &mut report, &shown, g.objects.clone());
+                    good.insert(path, g);
+                    continue;
+                }
+                previous => previous,
+            };
+            let (parsed, text) = match text {
+                Ok(text) => (files::parse_str(&shown, &text), text),
+                Err(source) => (
+                    files::ParsedFile {
+                        errors: vec![files::LoadError::Io {
+                            path: path.clone(),
+                            source,
+                        }],
+                        ..files::ParsedFile::default()
+                    },
+                    String::new(),
+                ),
             };
             for s in &parsed.skipped {
                 tracing::debug!("{s}");
             }
             problems.extend(parsed.errors.iter().map(Problem::from));
             let objects = if parsed.errors.is_empty() {
-                good.insert(path, parsed.objects.clone());
-                parsed.objects
-            } else if let Some(previous) = self.last_good.remove(&path) {
+                let objects = parsed.objects;
+                good.insert(
+                    path,
+                    Good {
+                        text,
+                        objects: objects.clone(),
+                    },
+                );
+                objects
+            } else if let Some(previous) = previous {
                 tracing::warn!(
                     file = %shown,
-                    objects = previous.len(),
+                    objects = previous.objects.len(),
                     "file failed to load: keeping its last good version"
                 );
                 problems.push(Problem {
@@ -120,11 +149,12 @@ impl Folder {
                     field: None,
                     message: format!(
                         "failed to load: serving the {} objects of its last good version",
-                        previous.len()
+                        previous.objects.len()
                     ),
                 });
-                good.insert(path, previous.clone());
-                previous
+                let objects = previous.objects.clone();
+                good.insert(path, previous);
+                objects
             } else {
                 parsed.objects
             };
@@ -332,6 +362,17 @@ mod tests {
         let (store, problems) = folder.load();
         assert_eq!(store.services.len(), 1);
         assert_eq!(problems.len(), 1, "{problems:?}"); // b.yaml still has its error
+
+        // Unchanged files are served from the last load; a changed one is read again, even
+        // when its length and modification second are the same.
+        write(&dir, "b.yaml", SVC_A);
+        let (first, _) = folder.load();
+        write(&dir, "b.yaml", &SVC_A.replace("name: a", "name: c"));
+        let (second, problems) = folder.load();
+        let names = |s: &Store| s.services.keys().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(names(&first), ["default/a", "default/b"]);
+        assert_eq!(names(&second), ["default/b", "default/c"], "{problems:?}");
+        assert_eq!(folder.load().0.services.len(), 2, "nothing changed");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
