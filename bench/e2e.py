@@ -43,6 +43,9 @@ BEFORE = "gammaroute-before"
 # With --no-strip-variant: gammaroute's bootstrap without the native header_mutation filter (the
 # spoofing defence in front of the filter), to see what that filter costs.
 NO_STRIP = "gammaroute-no-strip"
+# With --no-mirror-variant: gammaroute's catch-all route without its request mirror policies and
+# header removal, to see what those cost when no mirror fires.
+NO_MIRROR = "gammaroute-no-mirror"
 ENVOY_CORE, LOAD_CORE = "0", "1"
 
 
@@ -455,10 +458,21 @@ def without_strip(bootstrap):
     return out
 
 
+def without_mirror(bootstrap):
+    """`bootstrap` (gammaroute's) with a bare catch-all route: no mirror policies, no removal."""
+    out = json.loads(json.dumps(bootstrap))
+    for vh in hcm_of(out)["route_config"]["virtual_hosts"]:
+        for r in vh["routes"]:
+            r.pop("request_headers_to_remove", None)
+            r.get("route", {}).pop("request_mirror_policies", None)
+    return out
+
+
 def bench_set(rs, tools, args, backend, backend_ports, work):
     work.mkdir(parents=True, exist_ok=True)
     configs = (CONFIGS + ((BEFORE,) if args.baseline_wasm else ())
-               + ((NO_STRIP,) if args.no_strip_variant else ()))
+               + ((NO_STRIP,) if args.no_strip_variant else ())
+               + ((NO_MIRROR,) if args.no_mirror_variant else ()))
     ports = dict(zip(configs, free_ports(len(configs))))
     gamma_boot, table_json, render_s, _ = render_gammaroute(rs, work, tools, ports["gammaroute"],
                                                            backend_ports)
@@ -477,6 +491,9 @@ def bench_set(rs, tools, args, backend, backend_ports, work):
     if args.no_strip_variant:
         boots[NO_STRIP] = without_strip(render_gammaroute(rs, work / "no-strip", tools,
                                                           ports[NO_STRIP], backend_ports)[0])
+    if args.no_mirror_variant:
+        boots[NO_MIRROR] = without_mirror(render_gammaroute(rs, work / "no-mirror", tools,
+                                                            ports[NO_MIRROR], backend_ports)[0])
     envoys = {}
     result = {"shape": rs.shape, "n": rs.n, "rules": len(rs.rules()), "regexes": rs.regexes(),
               "hostnames": len(routes.virtual_hosts(rs)), "render_s": render_s,
@@ -537,6 +554,9 @@ def bench_set(rs, tools, args, backend, backend_ports, work):
     if args.no_strip_variant:
         diffs["minus_no_strip_us"] = [x["gammaroute"]["cpu_us"] - x[NO_STRIP]["cpu_us"]
                                       for x in kept]
+    if args.no_mirror_variant:
+        diffs["minus_no_mirror_us"] = [x["gammaroute"]["cpu_us"] - x[NO_MIRROR]["cpu_us"]
+                                       for x in kept]
     result["summary"] = summary
     result["diffs"] = {k: median_range(v) for k, v in diffs.items()}
     result["foreign_max"] = max(s["foreign"] for x in rounds for s in x.values())
@@ -625,6 +645,14 @@ def report(results, meta):
         for r in strip:
             lines.append(f"| {r['shape']} | {r['n']:,} | "
                          f"{fmt(r['diffs']['minus_no_strip_us'], 1)} |")
+    mirror = [r for r in results if "minus_no_mirror_us" in r.get("diffs", {})]
+    if mirror:
+        lines += ["", "Cost of the mirror policies on gammaroute's catch-all route when no mirror "
+                  "fires (gammaroute − gammaroute-no-mirror, Envoy CPU µs per request):", "",
+                  "| shape | N | µs |", "|---|---:|---:|"]
+        for r in mirror:
+            lines.append(f"| {r['shape']} | {r['n']:,} | "
+                         f"{fmt(r['diffs']['minus_no_mirror_us'], 1)} |")
     mem = [r for r in results if "worker_memory" in r]
     if mem:
         lines += ["", "Memory per extra Envoy worker (RSS at --concurrency 2 minus 1, idle):", "",
@@ -686,6 +714,9 @@ def main():
     ap.add_argument("--no-strip-variant", action="store_true",
                     help="also run gammaroute without the header_mutation filter in front "
                     "(config `gammaroute-no-strip`)")
+    ap.add_argument("--no-mirror-variant", action="store_true",
+                    help="also run gammaroute with a bare catch-all route, no mirror policies "
+                    "(config `gammaroute-no-mirror`)")
     ap.add_argument("--wasm", help="this gammaroute .wasm instead of the release build "
                     "(before/after comparisons)")
     args = ap.parse_args()

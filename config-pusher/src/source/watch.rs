@@ -369,7 +369,12 @@ mod tests {
         let (first, _) = folder.load();
         write(&dir, "b.yaml", &SVC_A.replace("name: a", "name: c"));
         let (second, problems) = folder.load();
-        let names = |s: &Store| s.services.keys().map(ToString::to_string).collect::<Vec<_>>();
+        let names = |s: &Store| {
+            s.services
+                .keys()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(&first), ["default/a", "default/b"]);
         assert_eq!(names(&second), ["default/b", "default/c"], "{problems:?}");
         assert_eq!(folder.load().0.services.len(), 2, "nothing changed");
