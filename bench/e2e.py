@@ -46,6 +46,9 @@ NO_STRIP = "gammaroute-no-strip"
 # With --no-mirror-variant: gammaroute's catch-all route without its request mirror policies and
 # header removal, to see what those cost when no mirror fires.
 NO_MIRROR = "gammaroute-no-mirror"
+# With --no-rule-stats-variant: gammaroute with `ruleStats: false` (no per-rule counter, one host
+# call less per request).
+NO_STATS = "gammaroute-no-rule-stats"
 ENVOY_CORE, LOAD_CORE = "0", "1"
 
 
@@ -468,11 +471,24 @@ def without_mirror(bootstrap):
     return out
 
 
+def without_rule_stats(bootstrap):
+    """`bootstrap` (gammaroute's) with `ruleStats: false` in the plugin configuration."""
+    out = json.loads(json.dumps(bootstrap))
+    for f in hcm_of(out)["http_filters"]:
+        if f["name"] == "envoy.filters.http.wasm":
+            conf = f["typed_config"]["config"]["configuration"]
+            plugin = json.loads(conf["value"])
+            plugin["ruleStats"] = False
+            conf["value"] = json.dumps(plugin)
+    return out
+
+
 def bench_set(rs, tools, args, backend, backend_ports, work):
     work.mkdir(parents=True, exist_ok=True)
     configs = (CONFIGS + ((BEFORE,) if args.baseline_wasm else ())
                + ((NO_STRIP,) if args.no_strip_variant else ())
-               + ((NO_MIRROR,) if args.no_mirror_variant else ()))
+               + ((NO_MIRROR,) if args.no_mirror_variant else ())
+               + ((NO_STATS,) if args.no_rule_stats_variant else ()))
     ports = dict(zip(configs, free_ports(len(configs))))
     gamma_boot, table_json, render_s, _ = render_gammaroute(rs, work, tools, ports["gammaroute"],
                                                            backend_ports)
@@ -494,6 +510,9 @@ def bench_set(rs, tools, args, backend, backend_ports, work):
     if args.no_mirror_variant:
         boots[NO_MIRROR] = without_mirror(render_gammaroute(rs, work / "no-mirror", tools,
                                                             ports[NO_MIRROR], backend_ports)[0])
+    if args.no_rule_stats_variant:
+        boots[NO_STATS] = without_rule_stats(render_gammaroute(rs, work / "no-rule-stats", tools,
+                                                               ports[NO_STATS], backend_ports)[0])
     envoys = {}
     result = {"shape": rs.shape, "n": rs.n, "rules": len(rs.rules()), "regexes": rs.regexes(),
               "hostnames": len(routes.virtual_hosts(rs)), "render_s": render_s,
@@ -557,6 +576,9 @@ def bench_set(rs, tools, args, backend, backend_ports, work):
     if args.no_mirror_variant:
         diffs["minus_no_mirror_us"] = [x["gammaroute"]["cpu_us"] - x[NO_MIRROR]["cpu_us"]
                                        for x in kept]
+    if args.no_rule_stats_variant:
+        diffs["minus_no_stats_us"] = [x["gammaroute"]["cpu_us"] - x[NO_STATS]["cpu_us"]
+                                      for x in kept]
     result["summary"] = summary
     result["diffs"] = {k: median_range(v) for k, v in diffs.items()}
     result["foreign_max"] = max(s["foreign"] for x in rounds for s in x.values())
@@ -653,6 +675,13 @@ def report(results, meta):
         for r in mirror:
             lines.append(f"| {r['shape']} | {r['n']:,} | "
                          f"{fmt(r['diffs']['minus_no_mirror_us'], 1)} |")
+    stats = [r for r in results if "minus_no_stats_us" in r.get("diffs", {})]
+    if stats:
+        lines += ["", "Cost of the per-rule request counter (gammaroute − gammaroute-no-rule-stats, "
+                  "Envoy CPU µs per request):", "", "| shape | N | µs |", "|---|---:|---:|"]
+        for r in stats:
+            lines.append(f"| {r['shape']} | {r['n']:,} | "
+                         f"{fmt(r['diffs']['minus_no_stats_us'], 1)} |")
     mem = [r for r in results if "worker_memory" in r]
     if mem:
         lines += ["", "Memory per extra Envoy worker (RSS at --concurrency 2 minus 1, idle):", "",
@@ -717,6 +746,9 @@ def main():
     ap.add_argument("--no-mirror-variant", action="store_true",
                     help="also run gammaroute with a bare catch-all route, no mirror policies "
                     "(config `gammaroute-no-mirror`)")
+    ap.add_argument("--no-rule-stats-variant", action="store_true",
+                    help="also run gammaroute with ruleStats: false "
+                    "(config `gammaroute-no-rule-stats`)")
     ap.add_argument("--wasm", help="this gammaroute .wasm instead of the release build "
                     "(before/after comparisons)")
     args = ap.parse_args()

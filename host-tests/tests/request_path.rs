@@ -11,6 +11,11 @@ use serde_json::json;
 
 /// A fresh VM per test; the module is compiled once (compiling it dominates this file's time).
 fn vm() -> WasmHost {
+    vm_with(&[])
+}
+
+/// [`vm`] with extra plugin configuration fields.
+fn vm_with(extra: &[(&str, serde_json::Value)]) -> WasmHost {
     static MODULE: OnceLock<Mutex<WasmHost>> = OnceLock::new();
     let module = MODULE.get_or_init(|| {
         Mutex::new(WasmHost::load(gammaroute_host_tests::wasm_path()).expect("load the .wasm"))
@@ -35,6 +40,10 @@ fn vm() -> WasmHost {
             ]}]
         }
     });
+    let mut config = config;
+    for (k, v) in extra {
+        config[*k] = v.clone();
+    }
     assert!(vm.configure(&config.to_string()), "{:?}", vm.logs());
     vm
 }
@@ -75,6 +84,29 @@ fn plain_forward_is_one_read_one_write() {
             ("proxy_increment_metric", 1),
         ])
     );
+}
+
+#[test]
+fn without_rule_stats_a_forward_makes_no_metric_call() {
+    let mut vm = vm_with(&[("ruleStats", json!(false))]);
+    let x = steady(&mut vm, "http://shop.example/api/items", &[]);
+    assert!(x.upstream_cluster().is_some());
+    assert_eq!(
+        x.host_calls(),
+        &calls(&[
+            ("proxy_get_header_map_pairs", 1),
+            ("proxy_replace_header_map_value", 1),
+            ("proxy_call_foreign_function", 1),
+        ])
+    );
+    assert!(
+        !vm.metrics().keys().any(|k| k.starts_with("gammaroute.rq.")),
+        "{:?}",
+        vm.metrics()
+    );
+    // Local replies are still counted.
+    vm.request("GET", "http://shop.example/nothing-here", &[]);
+    assert_eq!(vm.metric("gammaroute.local.no_route"), Some(1));
 }
 
 #[test]

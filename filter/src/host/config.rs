@@ -48,10 +48,19 @@ pub struct PluginConfig {
     /// `ORIGINAL_DST` cluster). Without it such requests are left to Envoy's route unchanged.
     #[serde(default)]
     pub passthrough_cluster: Option<String>,
+    /// Count requests per route, rule and backend (`gammaroute.rq.…`). One Envoy stat per
+    /// forwarded-to (rule, backend) per worker, and one host call per request: large tables can
+    /// turn it off and keep the totals Envoy counts anyway.
+    #[serde(default = "default_true")]
+    pub rule_stats: bool,
 }
 
 fn default_mirror_slots() -> u8 {
     2
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `source`: fetch the table from config-pusher's `GET /v1/tables/{role}` (long-poll, ETag).

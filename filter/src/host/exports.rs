@@ -28,6 +28,7 @@ pub(super) struct Loaded {
     mirror_slots: u8,
     passthrough_cluster: Option<String>,
     mesh: bool,
+    rule_stats: bool,
     metrics: RefCell<Metrics>,
 }
 
@@ -39,6 +40,7 @@ impl Loaded {
             listener_port: config.listener_port,
             mirror_slots: config.mirror_slots,
             passthrough_cluster: config.passthrough_cluster.clone(),
+            rule_stats: config.rule_stats,
             metrics: RefCell::new(Metrics::default()),
         }
     }
@@ -475,7 +477,7 @@ struct Metrics {
 impl Metrics {
     fn count(&mut self, loaded: &Loaded, selection: &Selection, outcome: &Outcome<'_>) {
         let id = match (selection, outcome) {
-            (Selection::Matched(sel), Outcome::Forward(fwd)) => {
+            (Selection::Matched(sel), Outcome::Forward(fwd)) if loaded.rule_stats => {
                 let key = (sel.route, sel.rule, fwd.backend);
                 match self.ids.get(&key) {
                     Some(id) => Some(*id),
