@@ -40,15 +40,6 @@ TICK = os.sysconf("SC_CLK_TCK")
 CONFIGS = ("gammaroute", "native", "floor-noop", "floor-headers")
 # With --baseline-wasm: gammaroute's bootstrap loading another build of the filter (before/after).
 BEFORE = "gammaroute-before"
-# With --no-strip-variant: gammaroute's bootstrap without the native header_mutation filter (the
-# spoofing defence in front of the filter), to see what that filter costs.
-NO_STRIP = "gammaroute-no-strip"
-# With --no-mirror-variant: gammaroute's catch-all route without its request mirror policies and
-# header removal, to see what those cost when no mirror fires.
-NO_MIRROR = "gammaroute-no-mirror"
-# With --no-rule-stats-variant: gammaroute with `ruleStats: false` (no per-rule counter, one host
-# call less per request).
-NO_STATS = "gammaroute-no-rule-stats"
 ENVOY_CORE, LOAD_CORE = "0", "1"
 
 
@@ -483,12 +474,27 @@ def without_rule_stats(bootstrap):
     return out
 
 
+# gammaroute with one feature taken away, run side by side to measure what that feature costs:
+# config name → (command-line flag, bootstrap transform, what the report calls the cost).
+VARIANTS = {
+    "gammaroute-no-strip": ("--no-strip-variant", without_strip,
+                            "the native header_mutation filter in front of gammaroute"),
+    "gammaroute-no-mirror": ("--no-mirror-variant", without_mirror,
+                             "the mirror policies on gammaroute's catch-all route when no "
+                             "mirror fires"),
+    "gammaroute-no-rule-stats": ("--no-rule-stats-variant", without_rule_stats,
+                                 "the per-rule request counter (`ruleStats`)"),
+}
+
+
+def variant_enabled(args, name):
+    return getattr(args, VARIANTS[name][0].lstrip("-").replace("-", "_"))
+
+
 def bench_set(rs, tools, args, backend, backend_ports, work):
     work.mkdir(parents=True, exist_ok=True)
     configs = (CONFIGS + ((BEFORE,) if args.baseline_wasm else ())
-               + ((NO_STRIP,) if args.no_strip_variant else ())
-               + ((NO_MIRROR,) if args.no_mirror_variant else ())
-               + ((NO_STATS,) if args.no_rule_stats_variant else ()))
+               + tuple(v for v in VARIANTS if variant_enabled(args, v)))
     ports = dict(zip(configs, free_ports(len(configs))))
     gamma_boot, table_json, render_s, _ = render_gammaroute(rs, work, tools, ports["gammaroute"],
                                                            backend_ports)
@@ -504,15 +510,11 @@ def bench_set(rs, tools, args, backend, backend_ports, work):
         boots[BEFORE] = with_wasm(render_gammaroute(rs, work / "before", tools, ports[BEFORE],
                                                      backend_ports)[0],
                                   Path(args.baseline_wasm).resolve())
-    if args.no_strip_variant:
-        boots[NO_STRIP] = without_strip(render_gammaroute(rs, work / "no-strip", tools,
-                                                          ports[NO_STRIP], backend_ports)[0])
-    if args.no_mirror_variant:
-        boots[NO_MIRROR] = without_mirror(render_gammaroute(rs, work / "no-mirror", tools,
-                                                            ports[NO_MIRROR], backend_ports)[0])
-    if args.no_rule_stats_variant:
-        boots[NO_STATS] = without_rule_stats(render_gammaroute(rs, work / "no-rule-stats", tools,
-                                                               ports[NO_STATS], backend_ports)[0])
+    for v in VARIANTS:
+        if variant_enabled(args, v):
+            transform = VARIANTS[v][1]
+            boots[v] = transform(render_gammaroute(rs, work / v, tools, ports[v],
+                                                   backend_ports)[0])
     envoys = {}
     result = {"shape": rs.shape, "n": rs.n, "rules": len(rs.rules()), "regexes": rs.regexes(),
               "hostnames": len(routes.virtual_hosts(rs)), "render_s": render_s,
@@ -570,15 +572,9 @@ def bench_set(rs, tools, args, backend, backend_ports, work):
         diffs["minus_before_us"] = [x["gammaroute"]["cpu_us"] - x[BEFORE]["cpu_us"] for x in kept]
         diffs["before_minus_headers_us"] = [x[BEFORE]["cpu_us"] - x["floor-headers"]["cpu_us"]
                                             for x in kept]
-    if args.no_strip_variant:
-        diffs["minus_no_strip_us"] = [x["gammaroute"]["cpu_us"] - x[NO_STRIP]["cpu_us"]
-                                      for x in kept]
-    if args.no_mirror_variant:
-        diffs["minus_no_mirror_us"] = [x["gammaroute"]["cpu_us"] - x[NO_MIRROR]["cpu_us"]
-                                       for x in kept]
-    if args.no_rule_stats_variant:
-        diffs["minus_no_stats_us"] = [x["gammaroute"]["cpu_us"] - x[NO_STATS]["cpu_us"]
-                                      for x in kept]
+    for v in VARIANTS:
+        if variant_enabled(args, v):
+            diffs[f"minus_{v}_us"] = [x["gammaroute"]["cpu_us"] - x[v]["cpu_us"] for x in kept]
     result["summary"] = summary
     result["diffs"] = {k: median_range(v) for k, v in diffs.items()}
     result["foreign_max"] = max(s["foreign"] for x in rounds for s in x.values())
@@ -659,29 +655,14 @@ def report(results, meta):
             lines.append(f"| {r['shape']} | {r['n']:,} | {fmt(d['minus_before_us'], 1)} | "
                          f"{fmt(d['before_minus_headers_us'], 1)} | "
                          f"{fmt(d['minus_headers_us'], 1)} |")
-    strip = [r for r in results if "minus_no_strip_us" in r.get("diffs", {})]
-    if strip:
-        lines += ["", "Cost of the native header_mutation filter in front of gammaroute "
-                  "(gammaroute − gammaroute-no-strip, Envoy CPU µs per request):", "",
-                  "| shape | N | µs |", "|---|---:|---:|"]
-        for r in strip:
-            lines.append(f"| {r['shape']} | {r['n']:,} | "
-                         f"{fmt(r['diffs']['minus_no_strip_us'], 1)} |")
-    mirror = [r for r in results if "minus_no_mirror_us" in r.get("diffs", {})]
-    if mirror:
-        lines += ["", "Cost of the mirror policies on gammaroute's catch-all route when no mirror "
-                  "fires (gammaroute − gammaroute-no-mirror, Envoy CPU µs per request):", "",
-                  "| shape | N | µs |", "|---|---:|---:|"]
-        for r in mirror:
-            lines.append(f"| {r['shape']} | {r['n']:,} | "
-                         f"{fmt(r['diffs']['minus_no_mirror_us'], 1)} |")
-    stats = [r for r in results if "minus_no_stats_us" in r.get("diffs", {})]
-    if stats:
-        lines += ["", "Cost of the per-rule request counter (gammaroute − gammaroute-no-rule-stats, "
-                  "Envoy CPU µs per request):", "", "| shape | N | µs |", "|---|---:|---:|"]
-        for r in stats:
-            lines.append(f"| {r['shape']} | {r['n']:,} | "
-                         f"{fmt(r['diffs']['minus_no_stats_us'], 1)} |")
+    for v, (_, _, what) in VARIANTS.items():
+        key = f"minus_{v}_us"
+        with_v = [r for r in results if key in r.get("diffs", {})]
+        if with_v:
+            lines += ["", f"Cost of {what} (gammaroute − {v}, Envoy CPU µs per request):", "",
+                      "| shape | N | µs |", "|---|---:|---:|"]
+            lines += [f"| {r['shape']} | {r['n']:,} | {fmt(r['diffs'][key], 1)} |"
+                      for r in with_v]
     mem = [r for r in results if "worker_memory" in r]
     if mem:
         lines += ["", "Memory per extra Envoy worker (RSS at --concurrency 2 minus 1, idle):", "",
@@ -740,15 +721,9 @@ def main():
     ap.add_argument("--config-pusher", help="this config-pusher binary instead of the release build")
     ap.add_argument("--baseline-wasm", help="also run gammaroute with this .wasm, side by side "
                     "(config `gammaroute-before`), to measure a change in the same run")
-    ap.add_argument("--no-strip-variant", action="store_true",
-                    help="also run gammaroute without the header_mutation filter in front "
-                    "(config `gammaroute-no-strip`)")
-    ap.add_argument("--no-mirror-variant", action="store_true",
-                    help="also run gammaroute with a bare catch-all route, no mirror policies "
-                    "(config `gammaroute-no-mirror`)")
-    ap.add_argument("--no-rule-stats-variant", action="store_true",
-                    help="also run gammaroute with ruleStats: false "
-                    "(config `gammaroute-no-rule-stats`)")
+    for v, (flag, _, what) in VARIANTS.items():
+        ap.add_argument(flag, action="store_true",
+                        help=f"also run gammaroute without {what} (config `{v}`)")
     ap.add_argument("--wasm", help="this gammaroute .wasm instead of the release build "
                     "(before/after comparisons)")
     args = ap.parse_args()
