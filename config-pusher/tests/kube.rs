@@ -379,19 +379,26 @@ async fn expect(handle: &mut Handle, method: &str, path: &str) -> (Request<Body>
     (req, send)
 }
 
-#[tokio::test]
-async fn status_patch_goes_to_the_status_url_and_keeps_other_controllers() {
+/// A status write of `our_doc(1)` under way, its first read answered with the live route
+/// (resourceVersion 5) carrying another controller's `entry`.
+async fn write_started(
+    entry: Value,
+) -> (
+    Handle,
+    tokio::task::JoinHandle<Result<Outcome, status_kube::WriteError>>,
+) {
     let (client, mut handle) = mock();
     let writer = Writer::new(client, US);
     let write =
         tokio::spawn(async move { writer.write(&our_doc(1), "2026-01-01T00:00:00Z").await });
-
     let (_, send) = expect(&mut handle, "GET", ROUTE_PATH).await;
-    respond(
-        send,
-        StatusCode::OK,
-        &live_route("5", 1, vec![istio_entry("web")]),
-    );
+    respond(send, StatusCode::OK, &live_route("5", 1, vec![entry]));
+    (handle, write)
+}
+
+#[tokio::test]
+async fn status_patch_goes_to_the_status_url_and_keeps_other_controllers() {
+    let (mut handle, write) = write_started(istio_entry("web")).await;
     let (req, send) = expect(&mut handle, "PATCH", &format!("{ROUTE_PATH}/status")).await;
     assert_eq!(
         req.headers()["content-type"],
@@ -419,17 +426,7 @@ async fn status_patch_goes_to_the_status_url_and_keeps_other_controllers() {
 
 #[tokio::test]
 async fn conflict_is_retried_with_a_fresh_read() {
-    let (client, mut handle) = mock();
-    let writer = Writer::new(client, US);
-    let write =
-        tokio::spawn(async move { writer.write(&our_doc(1), "2026-01-01T00:00:00Z").await });
-
-    let (_, send) = expect(&mut handle, "GET", ROUTE_PATH).await;
-    respond(
-        send,
-        StatusCode::OK,
-        &live_route("5", 1, vec![istio_entry("a")]),
-    );
+    let (mut handle, write) = write_started(istio_entry("a")).await;
     let (req, send) = expect(&mut handle, "PATCH", &format!("{ROUTE_PATH}/status")).await;
     assert_eq!(body_json(req).await["metadata"]["resourceVersion"], "5");
     respond(send, StatusCode::CONFLICT, &kube_status(409, "Conflict"));

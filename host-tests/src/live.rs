@@ -364,16 +364,21 @@ spec:
 ",
     );
     for s in services {
-        out.push_str(&format!(
-            "---
-apiVersion: v1
-kind: Service
-metadata: {{name: {s}, namespace: demo}}
-spec: {{ports: [{{port: 8080, name: http}}]}}
-"
-        ));
+        out.push_str("---\n");
+        out.push_str(&service_yaml(s));
     }
     out
+}
+
+/// A Service `demo/NAME` with port 8080 (`http`).
+pub fn service_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: demo}}
+spec: {{ports: [{{port: 8080, name: http}}]}}
+"
+    )
 }
 
 /// An HTTPRoute `demo/NAME` on `demo/web` for `host`: `PathPrefix path` → `backend:8080`.

@@ -10,40 +10,14 @@ use config_pusher::render::{self, envoy as bootstrap};
 use config_pusher::serve;
 use config_pusher::source::watch::{self, Debounce};
 use config_pusher::translate::{self, Settings};
-use gammaroute_host_tests::{envoy::Envoy, http, wasm_path};
+use gammaroute_host_tests::{envoy::Envoy, http, live, wasm_path};
 
-const GATEWAY: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gammaroute}
-spec: {controllerName: gammaroute.dev/config-pusher}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: web, namespace: shop}
-spec:
-  gatewayClassName: gammaroute
-  listeners: [{name: http, port: 8080, protocol: HTTP}]
-"#;
-
-/// Service `name` and an HTTPRoute sending `/<name>` to it.
+/// Service `demo/NAME` and an HTTPRoute sending `/<name>` to it.
 fn service(name: &str) -> String {
     format!(
-        r#"
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: shop}}
-spec: {{ports: [{{port: 80}}]}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: {name}, namespace: shop}}
-spec:
-  parentRefs: [{{name: web}}]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]
-    backendRefs: [{{name: {name}, port: 80}}]
-"#
+        "{}---\n{}",
+        live::service_yaml(name),
+        live::route_yaml(name, "shop.example", &format!("/{name}"), name)
     )
 }
 
@@ -64,7 +38,7 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
     let _ = std::fs::remove_dir_all(&root);
     let (dir, xds_dir) = (root.join("config"), root.join("xds"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("gateway.yaml"), GATEWAY).unwrap();
+    std::fs::write(dir.join("gateway.yaml"), live::gateway_yaml(&[])).unwrap();
     std::fs::write(dir.join("api.yaml"), service("api")).unwrap();
 
     let endpoint = |port| vec![SocketAddr::from(([127, 0, 0, 1], port))];
@@ -72,8 +46,8 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
         wasm: wasm_path().display().to_string(),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         backends: [
-            ("shop/api:80".to_string(), endpoint(9)),
-            ("shop/new:80".to_string(), endpoint(10)),
+            ("demo/api:8080".to_string(), endpoint(9)),
+            ("demo/new:8080".to_string(), endpoint(10)),
         ]
         .into(),
         cds_dir: Some(xds_dir.display().to_string()),
@@ -111,7 +85,7 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
     let rendered = render::render(&store, &output, &options).unwrap();
     let gw = rendered
         .bootstraps()
-        .find(|f| f.role.as_deref() == Some("gateway/shop/web"))
+        .find(|f| f.role.as_deref() == Some("gateway/demo/web"))
         .expect("a gateway bootstrap");
     let yaml = String::from_utf8(gw.content.clone()).unwrap();
     assert!(yaml.contains("path_config_source"), "{yaml}");
@@ -121,20 +95,20 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
     );
     let envoy = Envoy::start(&yaml);
     assert!(
-        clusters(&envoy).contains(&"shop/api:80".to_string()),
+        clusters(&envoy).contains(&"demo/api:8080".to_string()),
         "{:?}",
         clusters(&envoy)
     );
-    assert!(!clusters(&envoy).contains(&"shop/new:80".to_string()));
+    assert!(!clusters(&envoy).contains(&"demo/new:8080".to_string()));
 
     // A new Service with a route: serve rewrites cds.yaml, Envoy loads it.
     let added = Instant::now();
     std::fs::write(dir.join("new.yaml"), service("new")).unwrap();
     let deadline = added + Duration::from_secs(10);
-    while !clusters(&envoy).contains(&"shop/new:80".to_string()) {
+    while !clusters(&envoy).contains(&"demo/new:8080".to_string()) {
         assert!(
             Instant::now() < deadline,
-            "shop/new:80 never reached Envoy: {:?}\ncds.yaml:\n{}\nEnvoy log:\n{}",
+            "demo/new:8080 never reached Envoy: {:?}\ncds.yaml:\n{}\nEnvoy log:\n{}",
             clusters(&envoy),
             std::fs::read_to_string(&cds).unwrap_or_default(),
             envoy.log()
@@ -145,7 +119,7 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
         "new cluster in Envoy {:?} after the file was written",
         added.elapsed()
     );
-    assert!(clusters(&envoy).contains(&"shop/api:80".to_string()));
+    assert!(clusters(&envoy).contains(&"demo/api:8080".to_string()));
     assert_eq!(envoy.stat("cluster_manager.cds.update_rejected"), 0);
     drop(envoy);
     runtime.shutdown_background();
