@@ -16,8 +16,9 @@
 //!
 //! Hostname specificity ranks above all of this but depends on the request's Host, so the router
 //! applies it from the attachments' effective hostnames; ranks only order what comes after it.
-//! Ranks are computed once per table over every route in it, which orders the matches of each
-//! parent correctly whatever subset of the routes is attached there.
+//! Each table's ranks order every match in it, which orders the matches of each parent correctly
+//! whatever subset of the routes is attached there. translate sorts once per kind of parent
+//! ([`assign`]) and renumbers per table ([`densify`]).
 
 use std::borrow::BorrowMut;
 use std::cmp::Reverse;
