@@ -1,6 +1,6 @@
 //! config-pusher: renders Gateway API resources into gammaroute route tables and statuses.
 //!
-//! Data flow (DESIGN.md): a source ([`source::files`]) fills a [`store::Store`];
+//! Data flow (docs/architecture.md): a source ([`source::files`]) fills a [`store::Store`];
 //! [`translate::translate`] turns it into one [`gammaroute_filter::table::RouteTable`] per proxy
 //! role plus statuses; the CLI writes them out.
 

@@ -1,5 +1,5 @@
 //! The Kubernetes IO shell against a mock API server (`tower_test::mock::pair` behind
-//! `kube::Client::new`, notes/control-plane.md §5): watchers → store, status patches, conflicts,
+//! `kube::Client::new`, docs/architecture.md "Testing"): watchers → store, status patches, conflicts,
 //! leader gating. A missing request shows up as a timeout, an extra one as an unexpected request.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

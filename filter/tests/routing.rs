@@ -3,7 +3,7 @@
 //! [`Router::compile`], and asked for a [`Decision`] with [`Router::decide`].
 //!
 //! Each test cites the spec rule it checks (field documentation of the v1.6.1 CRDs, GEPs, or
-//! `notes/gateway-api-semantics.md` §n). Runs natively and under wasm32-wasip1: no threads, no files.
+//! `docs/semantics.md` §n). Runs natively and under wasm32-wasip1: no threads, no files.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -280,7 +280,7 @@ fn rule_with_match(m: Value) -> Gw {
 const WEB0: Option<(&str, u32)> = Some(("default/web", 0));
 
 // ---------------------------------------------------------------------------------------------
-// Path matching (notes §2)
+// Path matching (docs/semantics.md §2)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -295,7 +295,7 @@ fn exact_path_matches_only_that_path() {
 
 #[test]
 fn exact_path_ignores_query_string() {
-    // HTTPPathMatch: the path is matched with the query string excluded (notes §2).
+    // HTTPPathMatch: the path is matched with the query string excluded (docs/semantics.md §2).
     let g = rule_with_match(json!({ "path": { "exact": "/abc" } }));
     assert_eq!(g.get("/abc?x=1&y=2"), WEB0);
     assert_eq!(g.get("/abc?"), WEB0);
@@ -332,7 +332,7 @@ fn path_prefix_root_matches_everything() {
 
 #[test]
 fn path_prefix_trailing_slash_is_ignored() {
-    // PathPrefix: "a trailing `/` is ignored": `/match/` matches `/match/any` and `/match` (notes §2).
+    // PathPrefix: "a trailing `/` is ignored": `/match/` matches `/match/any` and `/match` (docs/semantics.md §2).
     let g = rule_with_match(json!({ "path": { "prefix": "/match/" } }));
     for hit in ["/match", "/match/", "/match/any", "/match/any/more"] {
         assert_eq!(g.get(hit), WEB0, "{hit}");
@@ -365,7 +365,7 @@ fn regex_path_matches_the_whole_path() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Header, query, method matching (notes §1)
+// Header, query, method matching (docs/semantics.md §1)
 // ---------------------------------------------------------------------------------------------
 
 fn header_rule(name: &str, value: Value) -> Gw {
@@ -512,7 +512,7 @@ fn query_param_first_value_wins() {
 
 #[test]
 fn query_param_value_is_exact() {
-    // HTTPQueryParamMatch Exact: `whaledolphin` does not match `whale` (notes §1).
+    // HTTPQueryParamMatch Exact: `whaledolphin` does not match `whale` (docs/semantics.md §1).
     let g = query_rule("animal", json!({ "exact": "whale" }));
     assert_eq!(g.get("/?animal=whaledolphin"), None);
     assert_eq!(g.get("/?animal=Whale"), None);
@@ -534,7 +534,7 @@ fn query_param_regex() {
 
 #[test]
 fn method_match_is_exact() {
-    // HTTPRouteMatch.method: exact; a GET match does not match HEAD (notes §1).
+    // HTTPRouteMatch.method: exact; a GET match does not match HEAD (docs/semantics.md §1).
     let g = rule_with_match(json!({ "path": { "prefix": "/" }, "method": "GET" }));
     assert_eq!(g.route_for("GET", "http://h/", &[]), WEB0);
     for other in ["HEAD", "POST", "OPTIONS", "get"] {
@@ -546,7 +546,7 @@ fn method_match_is_exact() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Precedence (notes §1): config-pusher encodes it as `rank`, the router must honour it
+// Precedence (docs/semantics.md §1): config-pusher encodes it as `rank`, the router must honour it
 // ---------------------------------------------------------------------------------------------
 
 fn ranked(rank: u32, m: Value) -> Value {
@@ -660,7 +660,7 @@ fn falls_back_to_lower_ranked_candidate_when_conditions_fail() {
 
 #[test]
 fn more_header_matches_beat_an_earlier_rule() {
-    // Precedence is per match across all rules: "2 header matches beat an earlier rule's 1" (notes §1).
+    // Precedence is per match across all rules: "2 header matches beat an earlier rule's 1" (docs/semantics.md §1).
     let g = http(json!([{ "name": "web", "rules": [
         { "matches": [ranked(1, json!({ "path": { "prefix": "/" },
             "headers": [{ "name": "x-a", "value": { "exact": "1" } }] }))], "backends": ["one"] },
@@ -727,7 +727,7 @@ fn unmatched_request_is_404() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hostnames (notes §3)
+// Hostnames (docs/semantics.md §3)
 // ---------------------------------------------------------------------------------------------
 
 /// One listener (:80, no hostname); route i attached with `hostnames[i]`, each route one rule.
@@ -886,7 +886,7 @@ fn wildcard_hostname_needs_an_extra_label() {
 
 #[test]
 fn route_hostnames_restrict_the_hosts_served() {
-    // Listener without hostname: "exactly the route hostnames (other Hosts ⇒ 404)" (notes §3).
+    // Listener without hostname: "exactly the route hostnames (other Hosts ⇒ 404)" (docs/semantics.md §3).
     let g = hosts(&[(
         "shop",
         &["shop.example.com", "www.example.com"],
@@ -905,7 +905,7 @@ fn route_hostnames_restrict_the_hosts_served() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Listeners (notes §3)
+// Listeners (docs/semantics.md §3)
 // ---------------------------------------------------------------------------------------------
 
 /// Listeners `(name, port, hostname)`, listener i with route i (one PathPrefix rule), attached
@@ -952,7 +952,7 @@ fn listener_is_selected_by_destination_port() {
 
 #[test]
 fn listener_with_most_specific_hostname_wins() {
-    // Listener precedence: exact before wildcard before empty; more labels after `*` first (notes §3).
+    // Listener precedence: exact before wildcard before empty; more labels after `*` first (docs/semantics.md §3).
     let g = listeners(&[
         ("any", 80, None, "/"),
         ("wild", 80, Some("*.example.com"), "/"),
@@ -973,7 +973,7 @@ fn listener_with_most_specific_hostname_wins() {
 
 #[test]
 fn listener_isolation_never_falls_back_to_a_less_specific_listener() {
-    // GatewayHTTPListenerIsolation: "requests SHOULD match at most one Listener" — no fallback, 404 (notes §3).
+    // GatewayHTTPListenerIsolation: "requests SHOULD match at most one Listener" — no fallback, 404 (docs/semantics.md §3).
     let g = listeners(&[
         ("wild", 80, Some("*.example.com"), "/"),
         ("exact", 80, Some("shop.example.com"), "/cart"),
@@ -994,7 +994,7 @@ fn listener_isolation_never_falls_back_to_a_less_specific_listener() {
 
 #[test]
 fn no_listener_for_the_request_is_404() {
-    // "No match ⇒ 404 ... Same when the Host matches no listener" (notes §1); gateway tables never pass through.
+    // "No match ⇒ 404 ... Same when the Host matches no listener" (docs/semantics.md §1); gateway tables never pass through.
     let g = listeners(&[("exact", 80, Some("shop.example.com"), "/")]);
     for r in [
         req("GET", "http://other.example.com/"),
@@ -1010,7 +1010,7 @@ fn no_listener_for_the_request_is_404() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Mesh parents (notes §4, §5)
+// Mesh parents (docs/semantics.md §4, §5)
 // ---------------------------------------------------------------------------------------------
 
 fn mesh() -> Gw {
@@ -1073,7 +1073,7 @@ fn mesh_parent_is_the_destination_cluster_ip_and_port_not_the_host() {
 
 #[test]
 fn mesh_unknown_destination_passes_through() {
-    // notes §5: "No route on a Service ⇒ default Kubernetes routing" — the table does not touch it.
+    // docs/semantics.md §5: "No route on a Service ⇒ default Kubernetes routing" — the table does not touch it.
     let g = mesh();
     for dest in [
         "10.96.0.99:80",
@@ -1090,7 +1090,7 @@ fn mesh_unknown_destination_passes_through() {
 
 #[test]
 fn mesh_known_service_without_a_matching_rule_is_404() {
-    // notes §5: "with routes, unmatched ⇒ 404".
+    // docs/semantics.md §5: "with routes, unmatched ⇒ 404".
     let g = mesh();
     let r = req("GET", "http://cart.shop/other").to("10.96.0.10:80");
     assert_eq!(
@@ -1104,7 +1104,7 @@ fn mesh_known_service_without_a_matching_rule_is_404() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Weighted backends (notes §6)
+// Weighted backends (docs/semantics.md §6)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -1161,7 +1161,7 @@ fn single_backend_with_positive_weight_gets_everything() {
 
 #[test]
 fn no_backends_or_all_weights_zero_is_500() {
-    // notes §6: empty backendRefs, or a weight sum of 0 ⇒ 500, no fall-through to another rule.
+    // docs/semantics.md §6: empty backendRefs, or a weight sum of 0 ⇒ 500, no fall-through to another rule.
     for backends in [
         json!([]),
         json!([{ "weight": 0, "cluster": "a" }, { "weight": 0, "cluster": "b" }]),
@@ -1190,7 +1190,7 @@ fn no_backends_or_all_weights_zero_is_500() {
 
 #[test]
 fn unavailable_backend_keeps_its_weight_and_answers_its_status() {
-    // notes §6: invalid backend ⇒ "the proportion ... routed to an invalid backend MUST receive a 500"; no endpoints ⇒ 503.
+    // docs/semantics.md §6: invalid backend ⇒ "the proportion ... routed to an invalid backend MUST receive a 500"; no endpoints ⇒ 503.
     let g = one_rule(json!({ "backends": [
         { "weight": 1, "cluster": "ok" },
         { "weight": 1, "unavailable": { "status": 503, "reason": "no ready endpoints" } },
@@ -1241,7 +1241,7 @@ fn local_errors_keep_the_rules_response_headers() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Header modifiers (notes §9)
+// Header modifiers (docs/semantics.md §9)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -1367,7 +1367,7 @@ fn backend_filters_apply_only_to_the_picked_backend_after_rule_filters() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// URLRewrite (notes §8)
+// URLRewrite (docs/semantics.md §8)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -1388,7 +1388,7 @@ fn url_rewrite_hostname_replaces_the_authority_only() {
 
 #[test]
 fn url_rewrite_full_path_keeps_the_query() {
-    // HTTPPathModifier ReplaceFullPath replaces the path; the query string is kept (notes §8).
+    // HTTPPathModifier ReplaceFullPath replaces the path; the query string is kept (docs/semantics.md §8).
     let g = one_rule(json!({
         "matches": [{ "path": { "prefix": "/old" } }],
         "filters": [{ "urlRewrite": { "path": { "replaceFullPath": "/new" } } }],
@@ -1404,7 +1404,7 @@ fn url_rewrite_full_path_keeps_the_query() {
 
 #[test]
 fn url_rewrite_replace_prefix_match_table() {
-    // HTTPPathModifier.replacePrefixMatch: every row of the spec's table (notes §8).
+    // HTTPPathModifier.replacePrefixMatch: every row of the spec's table (docs/semantics.md §8).
     let rows = [
         ("/foo/bar", "/foo", "/xyz", "/xyz/bar"),
         ("/foo/bar", "/foo", "/xyz/", "/xyz/bar"),
@@ -1462,7 +1462,7 @@ fn replace_prefix_match_uses_the_match_that_selected_the_rule() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// RequestRedirect (notes §7)
+// RequestRedirect (docs/semantics.md §7)
 // ---------------------------------------------------------------------------------------------
 
 /// A Gateway with a listener on `port` whose only rule redirects with `redirect` (JSON of the
@@ -1583,7 +1583,7 @@ fn redirect_explicit_port_is_kept() {
 
 #[test]
 fn redirect_path_modifiers_keep_the_query() {
-    // HTTPRequestRedirectFilter.path: ReplaceFullPath / ReplacePrefixMatch as in URLRewrite; query kept (notes §7).
+    // HTTPRequestRedirectFilter.path: ReplaceFullPath / ReplacePrefixMatch as in URLRewrite; query kept (docs/semantics.md §7).
     let g = redirecting(80, json!({ "path": { "replacePrefixMatch": "/new" } }));
     assert_eq!(g.redirect("http://h/old/a/b?x=1").1, "http://h/new/a/b?x=1");
     assert_eq!(g.redirect("http://h/old").1, "http://h/new");
@@ -1622,7 +1622,7 @@ fn redirect_wins_over_rule_backends_and_gets_no_upstream() {
 
 #[test]
 fn response_header_modifier_applies_to_the_redirect() {
-    // ResponseHeaderModifier edits the response, and a redirect's response is the proxy's own (notes §9).
+    // ResponseHeaderModifier edits the response, and a redirect's response is the proxy's own (docs/semantics.md §9).
     for filters in [
         json!([
             { "responseHeaderModifier": { "set": [{ "name": "x-by", "value": "gw" }],
@@ -1662,7 +1662,7 @@ fn response_header_modifier_applies_to_the_redirect() {
 
 #[test]
 fn mesh_redirect_without_scheme_keeps_the_service_port() {
-    // notes §7: "For a Service parent use the Service port (our reading)" of "the redirect port MUST be the Gateway Listener port".
+    // docs/semantics.md §7: "For a Service parent use the Service port (our reading)" of "the redirect port MUST be the Gateway Listener port".
     let g = gw(json!({
         "role": "mesh/client",
         "services": [{ "namespace": "shop", "name": "cart", "clusterIps": ["10.96.0.10"],
@@ -1681,7 +1681,7 @@ fn mesh_redirect_without_scheme_keeps_the_service_port() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// RequestMirror (notes §12)
+// RequestMirror (docs/semantics.md §12)
 // ---------------------------------------------------------------------------------------------
 
 fn mirrored(mirrors: Value) -> Gw {
@@ -1775,7 +1775,7 @@ fn mirrors_do_not_change_the_weighted_pick() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// CORS (notes §13)
+// CORS (docs/semantics.md §13)
 // ---------------------------------------------------------------------------------------------
 
 fn cors(cfg: Value) -> Gw {
@@ -2011,7 +2011,7 @@ fn cors_vary_origin_does_not_replace_the_upstream_vary() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Timeouts and retry (notes §10, §11)
+// Timeouts and retry (docs/semantics.md §10, §11)
 // ---------------------------------------------------------------------------------------------
 
 #[test]

@@ -1,5 +1,5 @@
 //! Live updates through a real Envoy and a real `config-pusher serve` process watching a real
-//! folder (DESIGN.md "Distribution"): a change reaches traffic quickly, swaps are hitless under
+//! folder (docs/architecture.md "Distribution"): a change reaches traffic quickly, swaps are hitless under
 //! load, config-pusher going away changes nothing, bad input never replaces good routing, and
 //! with several workers only one VM fetches while all converge.
 

@@ -1,7 +1,7 @@
 //! The cost shape of one request in the real `.wasm` (embedded host): how many host calls the
-//! filter makes. DESIGN.md, "Performance targets": read the request headers once, write only
+//! filter makes. docs/architecture.md, "Performance": read the request headers once, write only
 //! what changes; every call crosses the VM boundary and, for request-header writes, makes
-//! Envoy clear its route cache (notes/proxy-wasm-envoy.md §2.2, §8).
+//! Envoy clear its route cache (docs/envoy.md "Route cache" and "Cost of a host call").
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};

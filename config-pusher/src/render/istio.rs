@@ -1,7 +1,7 @@
 //! Istio: per mesh client namespace, a `WasmPlugin` that loads gammaroute into the namespace's
 //! sidecars and the `EnvoyFilter` that gives them the route the filter needs.
 //!
-//! **WasmPlugin** (istio/api `extensions/v1alpha1/wasm.proto`, notes/proxy-wasm-envoy.md §6):
+//! **WasmPlugin** (istio/api `extensions/v1alpha1/wasm.proto`, docs/envoy.md "Istio"):
 //! `match: [{mode: CLIENT}]` (GAMMA routing is the client's outbound side), `phase:
 //! UNSPECIFIED_PHASE` (just before the router), `failStrategy: FAIL_RELOAD` (a crashed VM is
 //! reloaded; FAIL_OPEN would silently fall back to Istio's own routing). `pluginConfig` is the
@@ -10,7 +10,7 @@
 //! config-pusher Service) or, with `--istio-inline`, the table itself (static; re-render on
 //! change).
 //!
-//! **EnvoyFilter** (Istio does not let us own the route table, DESIGN.md "The Envoy contract"):
+//! **EnvoyFilter** (Istio does not let us own the route table, docs/architecture.md "The Envoy contract"):
 //! - `HTTP_FILTER` `INSERT_FIRST`: a `header_mutation` filter stripping client-sent `x-gamma-*`
 //!   headers, first in the chain, so before the wasm filter whatever Istio's filter order is;
 //! - `HTTP_ROUTE` `INSERT_FIRST` in every outbound virtual host: a route that applies only when the

@@ -1,5 +1,5 @@
 //! `config-pusher serve`: keeps translating a source's [`Snapshot`]s and serves each proxy role's
-//! route table over HTTP with `ETag` / `If-None-Match` long-polling (DESIGN.md, Distribution).
+//! route table over HTTP with `ETag` / `If-None-Match` long-polling (docs/architecture.md "Distribution").
 //!
 //! - [`api`]: the HTTP routes (axum); [`headers`]: the pure request parsing they use;
 //! - [`state`]: the published tables and the change notification long-polls wait on;

@@ -4,11 +4,11 @@
 //! - Every kind is watched as [`DynamicObject`] and decoded per object with
 //!   [`super::decode`], so an object that does not fit our types is logged, reported as a
 //!   [`Problem`] and skipped; it never wedges the watch (Linkerd's `DeserializeGuard` lesson,
-//!   notes/control-plane.md §2).
+//!   docs/architecture.md "Control plane").
 //! - A kind that cannot be watched (CRD not installed, RBAC) is reported as a Problem and retried
 //!   with kube-rs' default exponential backoff (0.8 s → 30 s); the other kinds keep working.
 //! - ReferenceGrant is watched at `v1beta1`: served by every Gateway API release since v0.6 and
-//!   still the storage version in v1.6, while `v1` only exists from v1.5 (notes §1 "Compatibility
+//!   still the storage version in v1.6, while `v1` only exists from v1.5 (docs/architecture.md "Control plane": "Compatibility
 //!   traps"). The schema is the same, so it decodes into the `v1` type.
 //! - The first snapshot is published once every kind has been listed or has failed, so the
 //!   status writer never judges routes against a half-listed cluster.
@@ -31,7 +31,7 @@ use super::{DecodeError, Problem, Snapshot, SnapshotSender, GATEWAY_API_GROUP};
 use crate::store::{Kind, Object, ObjectKey, Store};
 
 /// The kube source's debounce: publish 100 ms after the last change, at most 10 s after the
-/// first (Istio's `PILOT_DEBOUNCE_AFTER` / `PILOT_DEBOUNCE_MAX`, notes/control-plane.md §4).
+/// first (Istio's `PILOT_DEBOUNCE_AFTER` / `PILOT_DEBOUNCE_MAX`, docs/architecture.md "Control plane").
 pub fn default_debounce() -> Debounce {
     Debounce::new(Duration::from_millis(100), Duration::from_secs(10))
 }

@@ -1,7 +1,7 @@
 //! Sources fill a [`crate::store::Store`]: the folder source ([`files`], watched by [`watch`]) and
 //! the kube source fill the same store, and `serve` consumes either through one interface — a
-//! `tokio::sync::watch` channel of [`Snapshot`]s — without knowing which one ran (DESIGN.md, data
-//! flow 1).
+//! `tokio::sync::watch` channel of [`Snapshot`]s — without knowing which one ran (docs/architecture.md,
+//! "Data flow").
 //!
 //! Both decode objects with [`decode`], so a bad object is reported the same way by both: kind,
 //! name and the path of the offending field.

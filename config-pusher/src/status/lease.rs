@@ -1,5 +1,5 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: every replica serves tables, only the
-//! holder writes status (notes/control-plane.md §2, Linkerd's "leader writes status").
+//! holder writes status (docs/architecture.md "Status", Linkerd's "leader writes status").
 //!
 //! kube-rs 4.2 has no lease helper, so this is client-go's `leaderelection` in small: the holder
 //! renews `spec.renewTime` every `retry`; anyone may take the lease over once

@@ -1,5 +1,5 @@
 //! Status write-back: merging the statuses [`crate::translate::translate`] computed into the live
-//! objects' `status`, the rules of Gateway API `shared_types.go` (notes/control-plane.md §6):
+//! objects' `status`, the rules of Gateway API `shared_types.go` (docs/architecture.md "Status"):
 //!
 //! - HTTPRoute `status.parents` is an atomic list shared by every controller: entries whose
 //!   `controllerName` is ours are replaced by ours, everyone else's are kept as they are and where

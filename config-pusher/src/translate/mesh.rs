@@ -10,7 +10,7 @@
 //! - Every namespace that exists (declared or referenced, see [`crate::store::Store::namespaces`])
 //!   gets a table. In it, a Service for which that namespace has consumer routes uses only those,
 //!   on every port (GEP-1686 "consumer routes have priority over producer routes", decided per
-//!   Service as DESIGN.md says: a port that only has producer routes then keeps default routing
+//!   Service, docs/semantics.md §5: a port that only has producer routes then keeps default routing
 //!   for that namespace); every other routed Service uses its producer routes.
 //! - Route `hostnames` are ignored for Service parents (GAMMA "SHOULD NOT infer any functionality
 //!   from the hostnames field").

@@ -12,7 +12,7 @@
 //! }
 //! ```
 //!
-//! At least one of `table` (inline) and `source` (fetched from config-pusher, DESIGN.md
+//! At least one of `table` (inline) and `source` (fetched from config-pusher, docs/architecture.md
 //! "Distribution") is required. With both, the inline table serves until the first fetched one
 //! arrives; with `source` alone the filter answers 503 until then (fail closed).
 
@@ -113,7 +113,7 @@ fn default_max_table_bytes() -> u32 {
     64 << 20
 }
 
-/// Cluster naming schemes (DESIGN.md "The Envoy contract").
+/// Cluster naming schemes (docs/architecture.md "The Envoy contract").
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ClusterNaming {

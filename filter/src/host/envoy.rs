@@ -1,4 +1,4 @@
-//! The Envoy contract (DESIGN.md, notes/proxy-wasm-envoy.md §2): what a [`Decision`] becomes in
+//! The Envoy contract (docs/architecture.md "The Envoy contract"): what a [`Decision`] becomes in
 //! Envoy's terms. Envoy's route table is one catch-all route whose cluster comes from
 //! `x-gamma-cluster`; timeouts and retries ride on `x-envoy-*` request headers that the router
 //! filter executes; mirrors fire through `x-gamma-mirror-N` slots of the route's mirror policies.

@@ -1,6 +1,6 @@
-//! Fetching route tables from config-pusher (DESIGN.md "Distribution"): the pure part.
+//! Fetching route tables from config-pusher (docs/architecture.md "Distribution"): the pure part.
 //!
-//! Envoy runs one VM per worker thread plus two on the main thread (notes/proxy-wasm-envoy.md §4),
+//! Envoy runs one VM per worker thread plus two on the main thread (docs/envoy.md "VMs"),
 //! all sharing one process-wide key/value store ("shared data", with compare-and-swap). Per role:
 //!
 //! - **One fetcher.** On every tick each VM tries to take or renew the fetcher [`Lease`] in shared
@@ -11,7 +11,7 @@
 //!   on its tick and re-reads the table only when it changed. Requests in flight keep the router
 //!   they started with.
 //! - **Last good stays.** A table that fails to decode, validate or compile is rejected whole
-//!   (xDS NACK semantics, notes/control-plane.md §4): nothing is published, the rejection is
+//!   (xDS NACK semantics, docs/architecture.md "Distribution"): nothing is published, the rejection is
 //!   reported to config-pusher on the next fetch (`x-gammaroute-rejected`), and its version is
 //!   sent as `If-None-Match` so the same bad table is not fetched again and again.
 //! - **config-pusher down** → the last good table keeps serving; fetches retry with capped

@@ -426,7 +426,7 @@ enum RoleKind {
     Mesh,
 }
 
-/// `gateway/<namespace>/<name>` or `mesh/<namespace>` (DESIGN.md "Data flow" 3).
+/// `gateway/<namespace>/<name>` or `mesh/<namespace>` (docs/architecture.md "The route-table contract").
 fn role(at: &At, role: &str) -> Result<RoleKind, TableError> {
     let kind = match role.split_once('/') {
         Some(("gateway", rest)) => rest
