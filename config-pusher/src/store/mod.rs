@@ -1,5 +1,5 @@
 //! The Store: typed Gateway API and Kubernetes objects, filled by a source (a folder of YAML
-//! today, kube watchers later) and read by [`crate::translate`]. It never validates Gateway API
+//! or the cluster's kube watchers) and read by [`crate::translate`]. It never validates Gateway API
 //! semantics and never does IO.
 //!
 //! Objects are kept in `BTreeMap`s keyed by namespace and name, so every walk over the store is in

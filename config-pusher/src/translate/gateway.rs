@@ -3,8 +3,8 @@
 //!
 //! - A GatewayClass is ours when `spec.controllerName` equals [`super::Settings::controller_name`];
 //!   ours get `Accepted=True`. Gateways of other classes are ignored entirely (no table, no status).
-//! - Listeners: protocol `HTTP` or `HTTPS` (TLS is terminated by Envoy; certificateRefs are not
-//!   resolved here), any other protocol is `Accepted=False/UnsupportedProtocol`. Listeners on one
+//! - Listeners: protocol `HTTP` or `HTTPS` (accepted in status; certificateRefs are not resolved
+//!   yet and render binds no TLS), any other protocol is `Accepted=False/UnsupportedProtocol`. Listeners on one
 //!   port with different protocols are `Conflicted/ProtocolConflict`; listeners with the same port
 //!   and hostname are `Conflicted/HostnameConflict`. Only listeners that are accepted and not
 //!   conflicted go into the table.
