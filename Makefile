@@ -24,10 +24,10 @@ VENV_STAMP := $(VENV)/.requirements.txt
 ENVOY_BIN ?= $(abspath $(VENV)/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: test setup test-setup check-make lint test-native test-wasm wasm bench bench-e2e \
-	bench-propagation demo demo-check demo-build doctor
+.PHONY: test setup test-setup check-make lint test-native test-wasm test-browser wasm bench \
+	bench-e2e bench-propagation demo demo-check demo-build doctor
 
-test: check-make test-setup lint wasm test-native test-wasm demo-check
+test: check-make test-setup lint wasm test-native test-wasm test-browser demo-check
 	@echo "make test: all green"
 
 # The Makefile itself: a warning (e.g. a target defined twice, where make keeps the last recipe)
@@ -50,10 +50,14 @@ $(VENV_STAMP): tools/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 	@cp tools/requirements.txt $@
 
-# Also for the tests: Node (runs the wasm-compiled tests) and docker-compose (checks the compose
-# demo; installed with apt when missing and allowed).
+# Also for the tests: Node (runs the wasm-compiled tests and the browser test), docker-compose
+# (checks the compose demo) and Chromium (the route map test); installed with apt when missing
+# and allowed.
 test-setup: setup
 	@command -v node >/dev/null || { echo "make: node (>= 20) is required to run the wasm tests: apt-get install nodejs" >&2; exit 1; }
+	@test -x /usr/bin/chromium || apt-get install -y -qq chromium >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "make: chromium is required for the route map test: apt-get install chromium" >&2; exit 1; }
 	@command -v docker-compose >/dev/null || apt-get install -y -qq docker-compose >/dev/null 2>&1 \
 	  || { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; } \
 	  || { echo "make: docker-compose is required to check the compose demo: apt-get install docker-compose" >&2; exit 1; }
@@ -70,6 +74,11 @@ test-native: test-setup wasm
 # The engine's unit, routing and differential tests compiled to wasm32-wasip1, run under Node.
 test-wasm: test-setup
 	cargo test -p gammaroute-filter --target wasm32-wasip1 --lib --tests
+
+# The route map (serve's /ui, render --graph) in headless Chromium, driven by playwright-core
+# (the driver only: it uses Debian's chromium). Writes target/browser/route-map.png.
+test-browser: test-setup demo-build
+	cd tools/browser && npm ci --no-audit --no-fund --silent && node --test
 
 wasm: setup
 	cargo build --release --target wasm32-wasip1 -p gammaroute-filter

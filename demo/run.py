@@ -261,6 +261,10 @@ def main():
     wait_until("config-pusher serve", lambda: get(pusher_addr, "cp", "/readyz").status == 200,
                proc=serve, log=os.path.join(logs, "config-pusher.log"))
     say(f"  config-pusher serve on {pusher_addr[0]}:{pusher_addr[1]}, watching {routes}")
+    ui = f"http://{pusher_addr[0]}:{pusher_addr[1]}/ui"
+    page = get(pusher_addr, "cp", "/ui")
+    expect(page.status == 200 and b"route map" in page.body, "the route map page is served at /ui")
+    say(f"  the route map, live in your browser: {ui}")
 
     out = os.path.join(work, "rendered")
     render = [PUSHER, "render", "--from", routes, "--out", out, "--wasm", WASM,
@@ -411,7 +415,8 @@ def main():
     curl -si -H 'host: api.example' -H 'x-beta: true' 127.0.0.1:{gateway_port}/items
     curl -s 127.0.0.1:{pusher_addr[1]}/v1/status          # route status, as config-pusher sees it
     curl -s 127.0.0.1:{pusher_addr[1]}/v1/tables/gateway/demo/gateway | head -c 600
-  Edit the YAML in {routes} and curl again: no restart needed.
+  Open the route map in a browser: {ui}
+  Edit the YAML in {routes} and curl again (the map follows): no restart needed.
   Logs: {logs}
   Ctrl-C stops everything.""")
     try:

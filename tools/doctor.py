@@ -116,6 +116,13 @@ def check_compose():
         line("warn", "docker-compose", "missing: make test installs it with apt (apt-get install docker-compose)")
 
 
+def check_chromium():
+    if os.access("/usr/bin/chromium", os.X_OK):
+        line("ok", "chromium", "found (make test drives the route map in it)")
+    else:
+        line("warn", "chromium", "missing: make test installs it with apt (apt-get install chromium)")
+
+
 def check_ports():
     for host, port, what in DEMO_ADDRESSES:
         s = socket.socket()
@@ -143,6 +150,7 @@ def main():
     check_envoy()
     check_node()
     check_compose()
+    check_chromium()
     check_ports()
     check_disk()
     if FIXES:

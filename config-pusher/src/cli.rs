@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use gammaroute_filter::table;
 
 use crate::check::Report;
 use crate::cluster;
 use crate::explain::{self, HttpRequest, ParentSpec};
+use crate::map;
 use crate::render::{self, envoy};
 use crate::serve;
 use crate::source::files;
@@ -81,6 +83,11 @@ pub enum Command {
         /// to date by `serve --xds-dir DIR`) instead of listing them statically.
         #[arg(long, value_name = "DIR")]
         xds_dir: Option<PathBuf>,
+        /// Also write route-map.html: the route map `serve` shows at /ui (parents, routes,
+        /// rules, backends and their weights, status problems) with this translation inside,
+        /// for a browser without a server.
+        #[arg(long)]
+        graph: bool,
     },
     /// Watch a folder of YAML (or the cluster: --kube) and serve each proxy role's route table
     /// over HTTP.
@@ -285,6 +292,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             pusher_token_file,
             istio,
             xds_dir,
+            graph,
         } => {
             // Envoy resolves a relative path from its own working directory: make it absolute.
             let wasm = match std::fs::canonicalize(&wasm) {
@@ -327,7 +335,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 pusher: pusher.map(|p| envoy::Pusher { token, ..p }),
                 cds_dir: xds_dir.map(|d| absolute(&d).display().to_string()),
             };
-            render(&input, &out, &options, istio.as_ref()).map(|()| 0)
+            render(&input, &out, &options, istio.as_ref(), graph).map(|()| 0)
         }
         Command::Serve {
             input,
@@ -383,6 +391,7 @@ pub fn render(
     out: &Path,
     options: &envoy::Options,
     istio: Option<&render::istio::Options>,
+    graph: bool,
 ) -> Result<(), CliError> {
     let (store, report, output) = load(input, false)?;
     let rendered =
@@ -392,6 +401,20 @@ pub fn render(
     }
     for f in &rendered.files {
         write(&out.join(&f.path), &f.content)?;
+    }
+    if graph {
+        let status = serde_json::to_string(&Report::new(&store, &report, &output))
+            .map_err(|e| CliError::Invalid(e.to_string()))?;
+        let tables: Vec<(&str, String)> = output
+            .tables
+            .iter()
+            .map(|(role, t)| (role.as_str(), table::encode_json(t)))
+            .collect();
+        let doc = map::document(0, tables.iter().map(|(r, j)| (*r, j.as_str())), &status);
+        write(
+            &out.join("route-map.html"),
+            map::static_page(&doc).as_bytes(),
+        )?;
     }
     eprintln!(
         "read {} objects from {} files ({} skipped, {} errors); wrote {} tables, {} statuses and {} Envoy bootstraps to {} (see index.json)",

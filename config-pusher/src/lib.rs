@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod explain;
+pub mod map;
 pub mod render;
 pub mod serve;
 pub mod source;

@@ -527,3 +527,52 @@ fn proxies_report_what_they_run() {
         .count();
     assert_eq!(warnings, 1, "{log}");
 }
+
+#[test]
+fn route_map_page_and_its_data_follow_the_folder() {
+    let dir = folder("map");
+    let server = Server::start(&dir, &[]);
+    let page = server.get("/ui", &[]);
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.text().contains("gammaroute route map"));
+
+    let map = server.get("/v1/map", &[]);
+    assert_eq!(map.status, 200, "{}", map.text());
+    let doc = map.json();
+    let table = &doc["tables"][ROLE];
+    assert_eq!(table["role"], ROLE);
+    assert!(map.text().contains("\"/v1\""), "{}", map.text());
+    assert!(doc["status"]["objects"].is_array(), "the status report");
+    // Unchanged: 304 for the same ETag.
+    let etag = map.etag();
+    assert_eq!(
+        server.get("/v1/map", &[("if-none-match", &etag)]).status,
+        304
+    );
+    // A change gives a new document and ETag.
+    std::fs::write(dir.join("route.yaml"), route("/v2")).unwrap();
+    let changed = server.eventually("/v1/map", "the map shows /v2", |r| {
+        r.status == 200 && r.text().contains("\"/v2\"")
+    });
+    assert_ne!(changed.etag(), etag);
+    assert_eq!(
+        server.get("/v1/map", &[("if-none-match", &etag)]).status,
+        200
+    );
+}
+
+#[test]
+fn route_map_data_is_behind_the_token_and_the_page_is_not() {
+    let dir = folder("map-token");
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let server = Server::start(&dir, &["--token-file", token.to_str().unwrap()]);
+    assert_eq!(server.get("/ui", &[]).status, 200);
+    assert_eq!(server.get("/v1/map", &[]).status, 401);
+    let ok = server.get("/v1/map", &[("authorization", "Bearer s3cret")]);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+}

@@ -27,12 +27,14 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/tables/{*role}", get(table))
         .route("/v1/proxies", get(list_proxies))
         .route("/v1/status", get(status))
+        .route("/v1/map", get(super::ui::document))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .merge(v1)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/ui", get(super::ui::page))
         .with_state(state)
 }
 

@@ -4,7 +4,8 @@
 //! - [`api`]: the HTTP routes (axum); [`headers`]: the pure request parsing they use;
 //! - [`state`]: the published tables and the change notification long-polls wait on;
 //! - [`proxies`]: what each proxy reports it runs; [`metrics`]: Prometheus text;
-//! - [`token`]: the optional bearer token; [`xds`]: Envoy filesystem CDS for `--xds-dir`.
+//! - [`token`]: the optional bearer token; [`xds`]: Envoy filesystem CDS for `--xds-dir`;
+//! - [`ui`]: the route map page (`/ui`) and its data (`/v1/map`).
 //!
 //! The core ([`run`]) reads a `watch::Receiver<Arc<Snapshot>>` and does not know which source
 //! fills it (the folder watcher, or kube watchers); after each translation it hands the output to a
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod proxies;
 pub mod state;
 pub mod token;
+pub mod ui;
 pub mod xds;
 
 use state::State;
