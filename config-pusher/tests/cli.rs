@@ -159,3 +159,29 @@ fn check_on_the_examples_shows_only_the_broken_route() {
     );
     assert!(text.contains("Dropped Rule(s) [1]"), "{text}");
 }
+
+#[test]
+fn check_reports_an_object_defined_in_two_files() {
+    let dir = std::env::temp_dir().join(format!("config-pusher-dup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("b")).unwrap();
+    let svc = |port: u16| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s, namespace: n}}\nspec: {{ports: [{{port: {port}}}]}}\n")
+    };
+    std::fs::write(dir.join("a.yaml"), svc(80)).unwrap();
+    std::fs::write(dir.join("b/again.yaml"), svc(81)).unwrap();
+    let from = dir.to_str().unwrap();
+    let run = cli(&["check", "--from", from]);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "b/again.yaml document 0: Service n/s is also defined in a.yaml document 0, which wins"
+        ),
+        "{out}"
+    );
+    let json = cli(&["check", "--from", from, "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["loadErrors"][0]["file"], "b/again.yaml");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -527,3 +527,94 @@ fn proxies_report_what_they_run() {
         .count();
     assert_eq!(warnings, 1, "{log}");
 }
+
+/// Whether `r` is the gateway table with the route `shop/api`.
+fn has_route(r: &Response) -> bool {
+    r.status == 200
+        && table::decode_json(&r.body).is_ok_and(|t| {
+            t.routes
+                .iter()
+                .any(|x| x.namespace == "shop" && x.name == "api")
+        })
+}
+
+#[test]
+fn an_in_place_save_never_withdraws_the_route() {
+    let dir = folder("in-place");
+    // A 1 ms debounce: serve reads the file while it is empty, between truncate and write.
+    let server = Server::start(&dir, &["--debounce-ms", "1"]);
+    let addr = server.addr;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        let (mut seen, mut missing) = (0, Vec::new());
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = get(addr, &format!("/v1/tables/{ROLE}"), &[]);
+            seen += 1;
+            if !has_route(&r) {
+                missing.push(format!("{} {}", r.status, r.text()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        (seen, missing)
+    });
+    for i in 0..10 {
+        // `cmd > route.yaml`: truncated, then written a moment later.
+        let mut file = std::fs::File::create(dir.join("route.yaml")).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        let prefix = format!("/v{}", i + 2);
+        file.write_all(route(&prefix).as_bytes()).unwrap();
+        drop(file);
+        server.eventually(&format!("/v1/tables/{ROLE}"), "rewrite served", |r| {
+            r.text().contains(&format!("\"{prefix}\""))
+        });
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, missing) = watcher.join().unwrap();
+    assert!(seen > 50, "only {seen} table reads");
+    assert!(
+        missing.is_empty(),
+        "{} of {seen} reads without the route, first: {}",
+        missing.len(),
+        missing[0]
+    );
+    // The empty file was seen, and said so.
+    assert!(
+        server.log().contains("the file is empty"),
+        "{}",
+        server.log()
+    );
+    let status = server.get("/v1/status?format=json", &[]).json();
+    assert_eq!(
+        status["loadErrors"],
+        serde_json::json!([]),
+        "fixed by the write"
+    );
+}
+
+#[test]
+fn an_object_defined_twice_is_reported_and_the_first_file_wins() {
+    let dir = folder("duplicate");
+    // `z-route.yaml` sorts after `route.yaml`: route.yaml's definition wins.
+    std::fs::write(dir.join("z-route.yaml"), route("/dup")).unwrap();
+    let server = Server::start(&dir, &[]);
+    let t = server.get(&format!("/v1/tables/{ROLE}"), &[]);
+    assert!(
+        t.text().contains("\"/v1\"") && !t.text().contains("/dup"),
+        "{}",
+        t.text()
+    );
+    let status = server.get("/v1/status?format=json", &[]).json();
+    let errors = &status["loadErrors"];
+    assert_eq!(errors[0]["file"], "z-route.yaml", "{errors}");
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("HTTPRoute shop/api is also defined in route.yaml document 0"),
+        "{message}"
+    );
+    assert!(
+        server.log().contains("also defined in route.yaml"),
+        "{}",
+        server.log()
+    );
+}

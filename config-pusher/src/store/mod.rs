@@ -191,10 +191,6 @@ impl Object {
             Object::Namespace(o) => &mut o.metadata,
         }
     }
-
-    fn cluster_scoped(&self) -> bool {
-        self.kind_of().cluster_scoped()
-    }
 }
 
 /// Why an object could not be stored.
@@ -202,6 +198,15 @@ impl Object {
 pub enum StoreError {
     #[error("{kind} has no metadata.name")]
     MissingName { kind: &'static str },
+}
+
+impl StoreError {
+    /// The field the error is about.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            StoreError::MissingName { .. } => Some("metadata.name"),
+        }
+    }
 }
 
 /// Every object translate looks at.
@@ -235,6 +240,31 @@ impl Store {
         Store::default()
     }
 
+    /// The kind and `{namespace}/{name}` that `object` is stored under ([`Store::apply`]'s
+    /// defaulting: no namespace → [`DEFAULT_NAMESPACE`]; cluster-scoped kinds have namespace `""`).
+    /// Two objects with the same identity are the same object to the API server.
+    pub fn identity(object: &Object) -> Result<(Kind, ObjectKey), StoreError> {
+        let kind = object.kind_of();
+        let meta = object.meta();
+        let name = match meta.name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => {
+                return Err(StoreError::MissingName {
+                    kind: kind.as_str(),
+                })
+            }
+        };
+        let namespace = if kind.cluster_scoped() {
+            String::new()
+        } else {
+            match meta.namespace.as_deref() {
+                Some(ns) if !ns.is_empty() => ns.to_string(),
+                _ => DEFAULT_NAMESPACE.to_string(),
+            }
+        };
+        Ok((kind, ObjectKey::new(namespace, name)))
+    }
+
     /// Adds or replaces an object (`kubectl apply`). A namespaced object without a namespace goes
     /// to [`DEFAULT_NAMESPACE`]; a cluster-scoped one loses any namespace it was given.
     pub fn apply(
@@ -242,20 +272,10 @@ impl Store {
         mut object: Object,
         origin: impl Into<String>,
     ) -> Result<(), StoreError> {
-        let kind = object.kind();
-        let cluster_scoped = object.cluster_scoped();
+        let (kind, key) = Store::identity(&object)?;
         let meta = object.meta_mut();
-        let name = match meta.name.as_deref() {
-            Some(n) if !n.is_empty() => n.to_string(),
-            _ => return Err(StoreError::MissingName { kind }),
-        };
-        if cluster_scoped {
-            meta.namespace = None;
-        } else if meta.namespace.as_deref().is_none_or(str::is_empty) {
-            meta.namespace = Some(DEFAULT_NAMESPACE.to_string());
-        }
-        let namespace = meta.namespace.clone().unwrap_or_default();
-        let key = ObjectKey::new(namespace, name.clone());
+        meta.namespace = (!kind.cluster_scoped()).then(|| key.namespace.clone());
+        let name = key.name.clone();
         let order = self.next_order;
         self.next_order += 1;
         let origin = origin.into();
