@@ -77,6 +77,17 @@ pub enum ServeError {
     Xds(#[from] xds::XdsError),
     #[error("HTTP server: {0}")]
     Server(#[source] std::io::Error),
+    #[error("translation stopped ({0}): exiting, so that the tables served are never stale")]
+    Stopped(#[from] Stopped),
+}
+
+/// Why the translation loop ended (it only ends on failure).
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    #[error("the source stopped delivering snapshots")]
+    SourceEnded,
+    #[error("translation task failed: {0}")]
+    Task(String),
 }
 
 /// Serves until SIGINT/SIGTERM: binds `config.listen`, translates every snapshot `source`
@@ -103,10 +114,17 @@ pub async fn run(
     tracing::info!(%addr, "serving on http://{addr}");
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).into_future();
-    let translating = tokio::spawn(translate_loop(state, config, source, sink, xds));
+    let mut translating = tokio::spawn(translate_loop(state.clone(), config, source, sink, xds));
     tokio::select! {
         r = server => r.map_err(ServeError::Server)?,
         () = shutdown_signal() => tracing::info!("shutting down"),
+        // Fail visibly: a dead translation loop would serve stale tables while looking healthy.
+        ended = &mut translating => {
+            state.fail();
+            let stopped = ended.unwrap_or_else(|e| Stopped::Task(e.to_string()));
+            tracing::error!("{stopped}: no longer ready, exiting");
+            return Err(stopped.into());
+        }
     }
     translating.abort();
     Ok(())
@@ -133,17 +151,25 @@ async fn shutdown_signal() {
     }
 }
 
-/// Translates the current snapshot and every later one; keeps serving the last tables when the
-/// source ends.
+/// Translates the current snapshot and every later [complete](Snapshot::complete) one; returns
+/// only when it cannot go on.
 async fn translate_loop(
     state: Arc<State>,
     config: Config,
     mut source: watch::Receiver<Arc<Snapshot>>,
     mut sink: impl StatusSink,
     xds: Option<xds::Xds>,
-) {
+) -> Stopped {
     loop {
         let snapshot = source.borrow_and_update().clone();
+        if !snapshot.complete {
+            // A partial view publishes nothing: not ready, no tables, no statuses.
+            tracing::info!("waiting for the source to read everything once");
+            if source.changed().await.is_err() {
+                return Stopped::SourceEnded;
+            }
+            continue;
+        }
         let settings = config.settings.clone();
         let started = Instant::now();
         let snap = snapshot.clone();
@@ -151,10 +177,7 @@ async fn translate_loop(
             tokio::task::spawn_blocking(move || translate::translate(&snap.store, &settings)).await;
         let output = match translated {
             Ok(output) => output,
-            Err(e) => {
-                tracing::error!("translation task failed: {e}");
-                return;
-            }
+            Err(e) => return Stopped::Task(e.to_string()),
         };
         let previous = state.tables();
         let (next, outcome) = state::next_tables(&previous, &output);
@@ -187,8 +210,7 @@ async fn translate_loop(
         );
         sink.publish(&output);
         if source.changed().await.is_err() {
-            tracing::info!("source ended: serving the last tables");
-            return;
+            return Stopped::SourceEnded;
         }
     }
 }

@@ -103,6 +103,8 @@ pub struct State {
     tables: RwLock<Arc<Tables>>,
     status: RwLock<Arc<StatusText>>,
     ready: AtomicBool,
+    /// The translation loop died: never ready again (the process is exiting).
+    failed: AtomicBool,
     /// Bumped on every publication that changed a table; long-polls wait for it.
     changes: watch::Sender<u64>,
     pub token: Option<Token>,
@@ -116,6 +118,7 @@ impl State {
             tables: RwLock::default(),
             status: RwLock::default(),
             ready: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             changes: watch::channel(0).0,
             token,
             proxies: Proxies::default(),
@@ -147,8 +150,14 @@ impl State {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// A translation from a complete view is published, and the loop that keeps it current runs.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire)
+    }
+
+    /// The translation loop is gone: `/readyz` answers 503 from now on.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
     }
 
     /// Publishes one translation: tables, status, metrics; wakes the long-polls if a table

@@ -28,14 +28,29 @@ pub struct Snapshot {
     /// When the source noticed the change this snapshot carries (the start of the
     /// change-to-published latency `serve` measures).
     pub changed_at: Instant,
+    /// The source has read everything it reads at least once. `serve` publishes nothing (and is
+    /// not ready) before: a partial view would withdraw routes and resolve backends as missing.
+    pub complete: bool,
 }
 
 impl Snapshot {
+    /// A complete snapshot.
     pub fn new(store: Store, problems: Vec<Problem>, changed_at: Instant) -> Arc<Snapshot> {
         Arc::new(Snapshot {
             store,
             problems,
             changed_at,
+            complete: true,
+        })
+    }
+
+    /// What a source that has read nothing yet holds: empty and not [`complete`](Self::complete).
+    pub fn pending() -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            store: Store::new(),
+            problems: Vec::new(),
+            changed_at: Instant::now(),
+            complete: false,
         })
     }
 }
