@@ -17,7 +17,8 @@ use axum::Router;
 
 use super::headers::{self, none_match};
 use super::proxies;
-use super::state::{Published, State};
+use super::publish::Published;
+use super::state::State;
 
 type Shared = Arc<State>;
 

@@ -2,6 +2,7 @@
 //! route table over HTTP with `ETag` / `If-None-Match` long-polling (DESIGN.md, Distribution).
 //!
 //! - [`api`]: the HTTP routes (axum); [`headers`]: the pure request parsing they use;
+//! - [`publish`]: which table each role serves after a translation (pure);
 //! - [`state`]: the published tables and the change notification long-polls wait on;
 //! - [`proxies`]: what each proxy reports it runs; [`metrics`]: Prometheus text;
 //! - [`token`]: the optional bearer token; [`xds`]: Envoy filesystem CDS for `--xds-dir`.
@@ -26,6 +27,7 @@ pub mod api;
 pub mod headers;
 pub mod metrics;
 pub mod proxies;
+pub mod publish;
 pub mod state;
 pub mod token;
 pub mod xds;
@@ -180,7 +182,7 @@ async fn translate_loop(
             Err(e) => return Stopped::Task(e.to_string()),
         };
         let previous = state.tables();
-        let (next, outcome) = state::next_tables(&previous, &output);
+        let (next, outcome) = publish::next_tables(&previous, &output);
         // Clusters first, so a proxy that applies a new table finds its clusters in Envoy; the
         // clusters of the tables being replaced stay until the next translation.
         if let Some(xds) = &xds {
