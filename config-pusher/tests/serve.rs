@@ -618,3 +618,92 @@ fn an_object_defined_twice_is_reported_and_the_first_file_wins() {
         server.log()
     );
 }
+
+#[test]
+fn role_tokens_read_their_own_table_only() {
+    let dir = folder("role-tokens");
+    std::fs::write(dir.join("mesh-a.yaml"), mesh_service("a", "10.96.0.50")).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "the-server-secret\n").unwrap();
+    let token = |role: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+            .args([
+                "token",
+                "--secret-file",
+                secret.to_str().unwrap(),
+                "--role",
+                role,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("Bearer {}", String::from_utf8(out.stdout).unwrap().trim())
+    };
+    let (gateway, mesh) = (token(ROLE), token("mesh/app"));
+    let server = Server::start(&dir, &["--token-file", secret.to_str().unwrap()]);
+    let get = |path: &str, auth: &str| server.get(path, &[("authorization", auth)]);
+    let table = format!("/v1/tables/{ROLE}");
+    assert_eq!(get(&table, &gateway).status, 200);
+    assert_eq!(get("/v1/tables/mesh/app", &mesh).status, 200);
+    // A valid token on another role, or on the operator's endpoints: 403.
+    for (path, auth) in [
+        ("/v1/tables/mesh/app", &gateway),
+        (table.as_str(), &mesh),
+        ("/v1/tables/mesh/shop", &mesh),
+        ("/v1/status", &mesh),
+        ("/v1/proxies", &gateway),
+    ] {
+        let r = get(path, auth);
+        assert_eq!(r.status, 403, "{path} with {auth}: {}", r.text());
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("this token is for"));
+    }
+    // A forged one (another role's name on this role's signature): 401.
+    let forged = mesh.replace("mesh/app", "mesh/shop");
+    assert_eq!(get("/v1/tables/mesh/shop", &forged).status, 401);
+    // The secret itself opens everything.
+    let operator = "Bearer the-server-secret";
+    for path in [
+        table.as_str(),
+        "/v1/tables/mesh/app",
+        "/v1/status",
+        "/v1/proxies",
+    ] {
+        assert_eq!(get(path, operator).status, 200, "{path}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args([
+            "token",
+            "--secret-file",
+            secret.to_str().unwrap(),
+            "--role",
+            "mesh/../x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn a_non_loopback_listen_needs_a_token_file() {
+    let dir = folder("exposure");
+    // 192.0.2.1 (TEST-NET-1) is no address of this machine: even without the check nothing
+    // would be bound; with it, serve refuses before binding.
+    let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args(["serve", "--listen", "192.0.2.1:18000", "--from"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 192.0.2.1:18000 without --token-file"),
+        "{stderr}"
+    );
+}

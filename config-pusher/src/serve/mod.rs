@@ -75,12 +75,31 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Token(#[from] token::TokenError),
+    #[error(
+        "refusing to listen on {addr} without --token-file: every client that reaches it could \
+         read every table and status and forge proxy reports (give --token-file FILE, listen on \
+         a loopback address, or accept that with --insecure-no-auth)"
+    )]
+    Unprotected { addr: SocketAddr },
     #[error(transparent)]
     Xds(#[from] xds::XdsError),
     #[error("HTTP server: {0}")]
     Server(#[source] std::io::Error),
     #[error("translation stopped ({0}): exiting, so that the tables served are never stale")]
     Stopped(#[from] Stopped),
+}
+
+/// `serve` never exposes the API unauthenticated by accident: a non-loopback `listen` needs a
+/// token file (the secret, [`crate::auth`]) or an explicit `insecure` (`--insecure-no-auth`).
+pub fn check_exposure(listen: SocketAddr, token: bool, insecure: bool) -> Result<(), ServeError> {
+    if listen.ip().is_loopback() || token {
+        return Ok(());
+    }
+    if insecure {
+        tracing::warn!(%listen, "--insecure-no-auth: anyone who reaches {listen} reads every table and status and can forge proxy reports");
+        return Ok(());
+    }
+    Err(ServeError::Unprotected { addr: listen })
 }
 
 /// Why the translation loop ended (it only ends on failure).
@@ -213,6 +232,29 @@ async fn translate_loop(
         sink.publish(&output);
         if source.changed().await.is_err() {
             return Stopped::SourceEnded;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_may_go_without_a_token() {
+        let any: SocketAddr = "0.0.0.0:18000".parse().unwrap();
+        let pod: SocketAddr = "10.1.2.3:18000".parse().unwrap();
+        for local in ["127.0.0.1:0", "127.0.0.2:18000", "[::1]:18000"] {
+            assert!(
+                check_exposure(local.parse().unwrap(), false, false).is_ok(),
+                "{local}"
+            );
+        }
+        for open in [any, pod, "[::]:18000".parse().unwrap()] {
+            let e = check_exposure(open, false, false).unwrap_err();
+            assert!(matches!(e, ServeError::Unprotected { .. }), "{open}");
+            assert!(check_exposure(open, true, false).is_ok());
+            assert!(check_exposure(open, false, true).is_ok());
         }
     }
 }
