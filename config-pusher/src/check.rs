@@ -47,9 +47,8 @@ pub struct Report {
 impl Report {
     /// The report of a folder load (`check`).
     pub fn new(store: &Store, load: &LoadReport, output: &Output) -> Report {
-        let problems: Vec<Problem> = load.errors.iter().map(Problem::from).collect();
         let skipped = load.skipped.iter().map(ToString::to_string).collect();
-        Report::from_problems(store, &problems, skipped, output)
+        Report::from_problems(store, &load.errors, skipped, output)
     }
 
     /// The report of any source: its load `problems` and `skipped` documents (`serve`).

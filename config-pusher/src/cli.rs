@@ -109,9 +109,15 @@ pub enum Command {
         /// Address of the HTTP API (port 0: any free port; the bound address is logged).
         #[arg(long, default_value = "127.0.0.1:18000", value_name = "ADDR:PORT")]
         listen: SocketAddr,
-        /// /v1/* requires `Authorization: Bearer <the file's content>` (re-read when it changes).
+        /// The server secret (re-read when it changes): /v1/* requires `Authorization: Bearer
+        /// <the secret>` (everything) or a role token derived from it (`config-pusher token`:
+        /// that role's table only). Required to listen on a non-loopback address.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// Listen on a non-loopback address without --token-file: every client that reaches the
+        /// port reads every table and status and can forge proxy reports.
+        #[arg(long)]
+        insecure_no_auth: bool,
         /// Write Envoy filesystem xDS files (cds.yaml) into DIR; see `render --xds-dir`.
         #[arg(long, value_name = "DIR")]
         xds_dir: Option<PathBuf>,
@@ -119,6 +125,20 @@ pub enum Command {
         /// continuous churn).
         #[arg(long, default_value_t = 100, value_name = "MS")]
         debounce_ms: u64,
+    },
+    /// Print the bearer token of one proxy role, derived from config-pusher's secret.
+    ///
+    /// `serve --token-file SECRET` accepts it for `GET /v1/tables/<ROLE>` only (403 on any other
+    /// role, /v1/proxies and /v1/status); the secret itself opens everything.
+    ///   config-pusher token --secret-file secret --role mesh/shop
+    #[command(verbatim_doc_comment)]
+    Token {
+        /// The file `serve --token-file` reads.
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
+        /// gateway/<namespace>/<name> or mesh/<namespace>.
+        #[arg(long, value_name = "ROLE")]
+        role: String,
     },
     /// Show the status of every GatewayClass, Gateway and HTTPRoute, and what failed to load.
     ///
@@ -206,8 +226,16 @@ pub struct IstioArgs {
     )]
     pub config_pusher: String,
     /// Bearer token the filter sends to config-pusher.
-    #[arg(long, value_name = "TOKEN")]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        conflicts_with = "config_pusher_secret_file"
+    )]
     pub config_pusher_token: Option<String>,
+    /// config-pusher's secret (`serve --token-file`): each namespace's WasmPlugin gets the token
+    /// of its own role, `mesh/<namespace>`, which reads that table only.
+    #[arg(long, value_name = "FILE")]
+    pub config_pusher_secret_file: Option<PathBuf>,
     /// Put the table itself into pluginConfig instead of polling config-pusher.
     #[arg(long)]
     pub istio_inline: bool,
@@ -317,12 +345,18 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 ),
                 None => None,
             };
+            let secret = istio
+                .config_pusher_secret_file
+                .as_deref()
+                .map(read_secret)
+                .transpose()?;
             let istio = istio.istio.then(|| render::istio::Options {
                 url: istio.wasm_url,
                 sha256: istio.wasm_sha256,
                 domain: clusters.cluster_domain.clone(),
                 config_pusher: istio.config_pusher,
                 token: istio.config_pusher_token,
+                secret,
                 inline: istio.istio_inline,
                 ..render::istio::Options::default()
             });
@@ -342,10 +376,20 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             clusters,
             listen,
             token_file,
+            insecure_no_auth,
             xds_dir,
             debounce_ms,
-        } => serve(input, clusters, listen, token_file, xds_dir, debounce_ms),
+        } => {
+            serve::check_exposure(listen, token_file.is_some(), insecure_no_auth)
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            serve(input, clusters, listen, token_file, xds_dir, debounce_ms)
+        }
         Command::Check { input, output } => check(&input, output),
+        Command::Token { secret_file, role } => {
+            check_role(&role)?;
+            println!("{}", read_secret(&secret_file)?.role_token(&role));
+            Ok(0)
+        }
         Command::Explain {
             input,
             parent,
@@ -519,6 +563,36 @@ fn serve(
         served.map_err(|e| CliError::Invalid(e.to_string()))
     })?;
     Ok(0)
+}
+
+/// The server secret in `path` (trimmed, as `serve --token-file` reads it).
+fn read_secret(path: &Path) -> Result<crate::auth::Secret, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    crate::auth::Secret::new(text.trim().as_bytes())
+        .ok_or_else(|| CliError::Invalid(format!("{}: the secret is empty", path.display())))
+}
+
+/// `role` is `gateway/<namespace>/<name>` or `mesh/<namespace>` with names Kubernetes accepts.
+fn check_role(role: &str) -> Result<(), CliError> {
+    use crate::store::name::NameRule;
+    let parts: Vec<&str> = role.split('/').collect();
+    let ok = match parts.as_slice() {
+        ["gateway", ns, name] => {
+            NameRule::Label.check(ns).is_ok() && NameRule::Subdomain.check(name).is_ok()
+        }
+        ["mesh", ns] => NameRule::Label.check(ns).is_ok(),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::Invalid(format!(
+            "--role {role:?}: expected gateway/<namespace>/<name> or mesh/<namespace>"
+        )))
+    }
 }
 
 /// `path` made absolute against the working directory (Envoy resolves relative paths from its

@@ -10,7 +10,7 @@
 //! writes status: run a single replica that way.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
@@ -73,11 +73,7 @@ pub struct Running {
 
 /// Starts the watchers, the election and the status writer as tasks on the current runtime.
 pub fn start(client: Client, options: Options) -> Running {
-    let (tx, snapshots) = watch::channel(Arc::new(Snapshot {
-        store: Default::default(),
-        problems: vec![],
-        changed_at: Instant::now(),
-    }));
+    let (tx, snapshots) = watch::channel(Snapshot::pending());
     tokio::spawn(crate::source::kube::run(
         client.clone(),
         tx,

@@ -4,6 +4,7 @@
 //! [`translate::translate`] turns it into one [`gammaroute_filter::table::RouteTable`] per proxy
 //! role plus statuses; the CLI writes them out.
 
+pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod cluster;

@@ -159,3 +159,98 @@ fn check_on_the_examples_shows_only_the_broken_route() {
     );
     assert!(text.contains("Dropped Rule(s) [1]"), "{text}");
 }
+
+#[test]
+fn check_reports_an_object_defined_in_two_files() {
+    let dir = std::env::temp_dir().join(format!("config-pusher-dup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("b")).unwrap();
+    let svc = |port: u16| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s, namespace: n}}\nspec: {{ports: [{{port: {port}}}]}}\n")
+    };
+    std::fs::write(dir.join("a.yaml"), svc(80)).unwrap();
+    std::fs::write(dir.join("b/again.yaml"), svc(81)).unwrap();
+    let from = dir.to_str().unwrap();
+    let run = cli(&["check", "--from", from]);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "b/again.yaml document 0: Service n/s is also defined in a.yaml document 0, which wins"
+        ),
+        "{out}"
+    );
+    let json = cli(&["check", "--from", from, "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["loadErrors"][0]["file"], "b/again.yaml");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn render_never_writes_outside_out_whatever_the_names() {
+    let base = std::env::temp_dir().join(format!("config-pusher-escape-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (from, out) = (base.join("in"), base.join("out"));
+    std::fs::create_dir_all(&from).unwrap();
+    std::fs::write(
+        from.join("bad.yaml"),
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ../../../x, namespace: app}
+spec: {parentRefs: [{kind: Service, group: "", name: s}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s, namespace: /tmp}
+spec: {clusterIP: 10.96.0.9, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s, namespace: app}
+spec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: app}
+spec:
+  parentRefs: [{kind: Service, group: "", name: s}]
+  rules: [{backendRefs: [{name: s, namespace: ../../../escaped, port: 80}]}]
+"#,
+    )
+    .unwrap();
+    let run = cli(&[
+        "render",
+        "--from",
+        from.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            r#"bad.yaml document 0: HTTPRoute "../../../x": field `metadata.name`: invalid value"#
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            r#"bad.yaml document 1: Service "s": field `metadata.namespace`: invalid value "/tmp""#
+        ),
+        "{stderr}"
+    );
+    // Only `out` was written to, and no role was made of the invalid namespace.
+    let entries: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    for f in index["files"].as_array().unwrap() {
+        let path = f["path"].as_str().unwrap();
+        assert!(!path.contains(".."), "{path}");
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+}

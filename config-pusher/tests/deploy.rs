@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use serde_json::{json, Value};
 
@@ -37,6 +38,10 @@ fn discovery() -> Vec<(&'static str, Vec<Resource>)> {
             ],
         ),
         ("apps/v1", vec![("deployments", "Deployment", true)]),
+        (
+            "networking.k8s.io/v1",
+            vec![("networkpolicies", "NetworkPolicy", true)],
+        ),
         (
             "rbac.authorization.k8s.io/v1",
             vec![
@@ -215,6 +220,7 @@ fn deploy_manifests_pass_kubectl_dry_run() {
         "rolebinding.rbac.authorization.k8s.io/config-pusher-leader-election created (dry run)",
         "service/config-pusher created (dry run)",
         "deployment.apps/config-pusher created (dry run)",
+        "networkpolicy.networking.k8s.io/config-pusher created (dry run)",
         "gatewayclass.gateway.networking.k8s.io/gammaroute created (dry run)",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -227,6 +233,7 @@ fn deploy_manifests_pass_kubectl_dry_run() {
         "rbac",
         "service",
         "deployment",
+        "networkpolicy",
         "gatewayclass",
     ]
     .iter()
@@ -245,7 +252,7 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
     let docs = kustomized();
     assert_eq!(
         docs.len(),
-        9,
+        10,
         "every file of deploy/ is in kustomization.yaml"
     );
 
@@ -274,13 +281,79 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
         std::iter::once("config-pusher".to_string()).chain(args.iter().cloned()),
     )
     .unwrap_or_else(|e| panic!("deployment args {args:?}: {e}"));
-    match cli.command {
-        config_pusher::cli::Command::Serve { input, listen, .. } => {
+    let token_file = match cli.command {
+        config_pusher::cli::Command::Serve {
+            input,
+            listen,
+            token_file,
+            insecure_no_auth,
+            ..
+        } => {
             assert!(input.kube, "{args:?}");
             assert_eq!(listen.port(), 18000);
+            // Reachable by every pod: closed by a token, never --insecure-no-auth.
+            assert!(!insecure_no_auth, "{args:?}");
+            config_pusher::serve::check_exposure(listen, token_file.is_some(), false)
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            token_file.expect("--token-file")
         }
         other => panic!("deployment runs {other:?}, not serve"),
-    }
+    };
+    // The token file is the key `secret` of the Secret config-pusher-secret, mounted read-only.
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| token_file.starts_with(&m.mount_path))
+        .unwrap_or_else(|| panic!("{} is in no volume mount", token_file.display()));
+    assert_eq!(mount.read_only, Some(true));
+    assert_eq!(
+        token_file.strip_prefix(&mount.mount_path).unwrap(),
+        Path::new("secret")
+    );
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .expect("the mounted volume");
+    let secret = volume.secret.as_ref().expect("a Secret volume");
+    assert_eq!(secret.secret_name.as_deref(), Some("config-pusher-secret"));
+    assert_ne!(secret.optional, Some(true), "no secret, no start");
+
+    // Only labelled client namespaces reach the pods, and only on the API port.
+    let policy: NetworkPolicy =
+        serde_json::from_value(find(&docs, "NetworkPolicy", "config-pusher").clone()).unwrap();
+    assert_eq!(
+        policy.metadata.namespace.as_deref(),
+        Some("gammaroute-system")
+    );
+    let spec = policy.spec.unwrap();
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/name"],
+        "config-pusher"
+    );
+    assert_eq!(spec.policy_types.unwrap(), ["Ingress"]);
+    let ingress = spec.ingress.unwrap();
+    assert_eq!(ingress.len(), 1);
+    let from = ingress[0].from.clone().unwrap();
+    assert_eq!(from.len(), 1);
+    assert!(from[0].ip_block.is_none() && from[0].pod_selector.is_none());
+    assert_eq!(
+        from[0]
+            .namespace_selector
+            .clone()
+            .unwrap()
+            .match_labels
+            .unwrap()["gammaroute.dev/config-pusher-client"],
+        "true"
+    );
+    let ports = ingress[0].ports.clone().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(
+        ports[0].port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(18000))
+    );
     let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
     assert!(
         env.contains(&"POD_NAME") && env.contains(&"POD_NAMESPACE"),
@@ -491,4 +564,31 @@ fn istio_source_plugin_config_is_accepted_by_the_filter() {
         );
         assert_eq!(parsed.role(), format!("mesh/{ns}"));
     }
+}
+
+#[test]
+fn istio_plugins_carry_their_own_namespace_token() {
+    let dir = tempdir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret_file = dir.join("secret");
+    std::fs::write(&secret_file, "s3cret-of-the-server\n").unwrap();
+    let rendered = render_istio(&["--config-pusher-secret-file", secret_file.to_str().unwrap()]);
+    let secret = config_pusher::auth::Secret::new(b"s3cret-of-the-server").unwrap();
+    assert_eq!(rendered.len(), 3);
+    for (ns, docs) in &rendered {
+        let role = format!("mesh/{ns}");
+        let token = docs[0]["spec"]["pluginConfig"]["source"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{ns}: no token"));
+        assert_eq!(token, secret.role_token(&role));
+        assert_eq!(
+            secret.access(token.as_bytes()),
+            config_pusher::auth::Access::Role(role.clone())
+        );
+        // The filter takes it as its source's token.
+        let config = serde_json::to_vec(&docs[0]["spec"]["pluginConfig"]).unwrap();
+        let parsed = gammaroute_filter::host::config::PluginConfig::parse(&config).unwrap();
+        assert_eq!(parsed.source.unwrap().token.as_deref(), Some(token));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

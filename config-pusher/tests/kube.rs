@@ -207,11 +207,7 @@ async fn initial_list_and_watch_events_reach_the_store_and_bad_objects_are_skipp
     )]);
     let log = apiserver(handle, scripts);
 
-    let (tx, mut rx) = watch::channel(Arc::new(Snapshot {
-        store: Default::default(),
-        problems: vec![],
-        changed_at: std::time::Instant::now(),
-    }));
+    let (tx, mut rx) = watch::channel(Snapshot::pending());
     let source = tokio::spawn(kube_source::run(client, tx, fast()));
 
     // Debouncing may fold the list and the watch events into one snapshot or publish them apart;
@@ -278,11 +274,7 @@ async fn missing_crd_is_reported_and_retried() {
         ),
     ]);
     let log = apiserver(handle, scripts);
-    let (tx, mut rx) = watch::channel(Arc::new(Snapshot {
-        store: Default::default(),
-        problems: vec![],
-        changed_at: std::time::Instant::now(),
-    }));
+    let (tx, mut rx) = watch::channel(Snapshot::pending());
     let source = tokio::spawn(kube_source::run(client, tx, fast()));
 
     // First: everything else loads; the failing kind is a problem, not a crash.
@@ -311,6 +303,179 @@ async fn missing_crd_is_reported_and_retried() {
         .count();
     assert_eq!(lists, 2);
     source.abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve --kube: never publish from a partial view, fail visibly
+
+/// A free port on 127.0.0.1 (bound and released: `serve::run` does not report its address).
+fn free_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn serve_config(listen: std::net::SocketAddr) -> config_pusher::serve::Config {
+    config_pusher::serve::Config {
+        listen,
+        token_file: None,
+        xds_dir: None,
+        settings: Default::default(),
+        clusters: Default::default(),
+    }
+}
+
+/// One `GET` (`Connection: close`): status and body; `None` while nothing listens.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(req.as_bytes()).ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+        Some((status, body))
+    })
+    .await
+    .ok()?
+}
+
+#[tokio::test]
+async fn serve_publishes_nothing_until_every_kind_has_listed() {
+    let (client, handle) = mock();
+    let mut scripts = empty_scripts();
+    // The first Services list fails with a 500 (transient); the watcher retries after ~0.8 s.
+    scripts.get_mut("/api/v1/services").unwrap().lists = VecDeque::from([
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            kube_status(500, "InternalError"),
+        ),
+        (
+            StatusCode::OK,
+            list(
+                "Service",
+                "v1",
+                vec![json!({"apiVersion": "v1", "kind": "Service",
+                            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "3"},
+                            "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 80}]}})],
+            ),
+        ),
+    ]);
+    scripts
+        .get_mut("/apis/gateway.networking.k8s.io/v1/httproutes")
+        .unwrap()
+        .lists = VecDeque::from([(
+        StatusCode::OK,
+        list(
+            "HTTPRoute",
+            "gateway.networking.k8s.io/v1",
+            vec![
+                json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                        "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "2", "generation": 1},
+                        "spec": {"parentRefs": [{"kind": "Service", "group": "", "name": "web"}],
+                                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}}),
+            ],
+        ),
+    )]);
+    // A CRD that is not installed is a definitive answer: it counts as listed and empty.
+    scripts.remove("/apis/gateway.networking.k8s.io/v1beta1/referencegrants");
+    let log = apiserver(handle, scripts);
+    let options = config_pusher::cluster::Options {
+        controller_name: US.into(),
+        lease: None,
+        resync: Duration::from_secs(60),
+        debounce: fast(),
+    };
+    let running = config_pusher::cluster::start(client, options);
+    let addr = free_addr();
+    let served = tokio::spawn(config_pusher::serve::run(
+        serve_config(addr),
+        running.snapshots,
+        running.statuses,
+    ));
+
+    // While Services are unknown: not ready, no table, no status written.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let lists = |log: &[(String, String, bool)]| {
+        log.iter()
+            .filter(|(m, p, w)| m == "GET" && p == "/api/v1/services" && !w)
+            .count()
+    };
+    assert_eq!(lists(&log.lock().unwrap()), 1, "still backing off");
+    assert_eq!(http_get(addr, "/readyz").await.map(|r| r.0), Some(503));
+    assert_eq!(
+        http_get(addr, "/v1/tables/mesh/shop").await.map(|r| r.0),
+        Some(503)
+    );
+
+    // Then: ready, and the first table ever served routes to the Service.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while http_get(addr, "/readyz").await.map(|r| r.0) != Some(200) {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, body) = http_get(addr, "/v1/tables/mesh/shop").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    let table = gammaroute_filter::table::decode_json(body.as_bytes()).unwrap();
+    assert_eq!(table.routes.len(), 1, "{body}");
+    assert!(!body.contains("\"unavailable\""), "{body}");
+    let (_, status) = http_get(addr, "/v1/status?format=json").await.unwrap();
+    assert!(status.contains("CRD installed"), "{status}");
+    assert!(!status.contains("BackendNotFound"), "{status}");
+    // No status was written before the Services were listed.
+    let log = log.lock().unwrap().clone();
+    let second_list = log
+        .iter()
+        .enumerate()
+        .filter(|(_, (m, p, w))| m == "GET" && p == "/api/v1/services" && !w)
+        .nth(1)
+        .map(|(i, _)| i)
+        .expect("a second Services list");
+    assert!(
+        log[..second_list]
+            .iter()
+            .all(|(m, p, _)| m == "GET" && !p.ends_with("/status")),
+        "{log:?}"
+    );
+    served.abort();
+}
+
+#[tokio::test]
+async fn serve_exits_with_an_error_when_translation_stops() {
+    let (tx, rx) = watch::channel(Snapshot::new(
+        Default::default(),
+        vec![],
+        std::time::Instant::now(),
+    ));
+    let addr = free_addr();
+    let served = tokio::spawn(config_pusher::serve::run(
+        serve_config(addr),
+        rx,
+        config_pusher::serve::NoStatus,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while http_get(addr, "/readyz").await.map(|r| r.0) != Some(200) {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The source (and with it the translation loop) ends.
+    drop(tx);
+    let result = timeout(Duration::from_secs(5), served)
+        .await
+        .expect("serve returns instead of serving stale tables")
+        .unwrap();
+    let e = result.expect_err("an error: the exit code is not 0");
+    assert!(
+        matches!(
+            e,
+            config_pusher::serve::ServeError::Stopped(config_pusher::serve::Stopped::SourceEnded)
+        ),
+        "{e}"
+    );
+    assert_eq!(http_get(addr, "/readyz").await, None, "no longer answering");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -645,11 +810,7 @@ async fn real_cluster_route_status() {
         .await
         .unwrap();
 
-    let (tx, mut rx) = watch::channel(Arc::new(Snapshot {
-        store: Default::default(),
-        problems: vec![],
-        changed_at: std::time::Instant::now(),
-    }));
+    let (tx, mut rx) = watch::channel(Snapshot::pending());
     let source = tokio::spawn(kube_source::run(
         client.clone(),
         tx,

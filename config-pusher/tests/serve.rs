@@ -528,6 +528,185 @@ fn proxies_report_what_they_run() {
     assert_eq!(warnings, 1, "{log}");
 }
 
+/// Whether `r` is the gateway table with the route `shop/api`.
+fn has_route(r: &Response) -> bool {
+    r.status == 200
+        && table::decode_json(&r.body).is_ok_and(|t| {
+            t.routes
+                .iter()
+                .any(|x| x.namespace == "shop" && x.name == "api")
+        })
+}
+
+#[test]
+fn an_in_place_save_never_withdraws_the_route() {
+    let dir = folder("in-place");
+    // A 1 ms debounce: serve reads the file while it is empty, between truncate and write.
+    let server = Server::start(&dir, &["--debounce-ms", "1"]);
+    let addr = server.addr;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        let (mut seen, mut missing) = (0, Vec::new());
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = get(addr, &format!("/v1/tables/{ROLE}"), &[]);
+            seen += 1;
+            if !has_route(&r) {
+                missing.push(format!("{} {}", r.status, r.text()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        (seen, missing)
+    });
+    for i in 0..10 {
+        // `cmd > route.yaml`: truncated, then written a moment later.
+        let mut file = std::fs::File::create(dir.join("route.yaml")).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        let prefix = format!("/v{}", i + 2);
+        file.write_all(route(&prefix).as_bytes()).unwrap();
+        drop(file);
+        server.eventually(&format!("/v1/tables/{ROLE}"), "rewrite served", |r| {
+            r.text().contains(&format!("\"{prefix}\""))
+        });
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, missing) = watcher.join().unwrap();
+    assert!(seen > 50, "only {seen} table reads");
+    assert!(
+        missing.is_empty(),
+        "{} of {seen} reads without the route, first: {}",
+        missing.len(),
+        missing[0]
+    );
+    // The empty file was seen, and said so.
+    assert!(
+        server.log().contains("the file is empty"),
+        "{}",
+        server.log()
+    );
+    let status = server.get("/v1/status?format=json", &[]).json();
+    assert_eq!(
+        status["loadErrors"],
+        serde_json::json!([]),
+        "fixed by the write"
+    );
+}
+
+#[test]
+fn an_object_defined_twice_is_reported_and_the_first_file_wins() {
+    let dir = folder("duplicate");
+    // `z-route.yaml` sorts after `route.yaml`: route.yaml's definition wins.
+    std::fs::write(dir.join("z-route.yaml"), route("/dup")).unwrap();
+    let server = Server::start(&dir, &[]);
+    let t = server.get(&format!("/v1/tables/{ROLE}"), &[]);
+    assert!(
+        t.text().contains("\"/v1\"") && !t.text().contains("/dup"),
+        "{}",
+        t.text()
+    );
+    let status = server.get("/v1/status?format=json", &[]).json();
+    let errors = &status["loadErrors"];
+    assert_eq!(errors[0]["file"], "z-route.yaml", "{errors}");
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("HTTPRoute shop/api is also defined in route.yaml document 0"),
+        "{message}"
+    );
+    assert!(
+        server.log().contains("also defined in route.yaml"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn role_tokens_read_their_own_table_only() {
+    let dir = folder("role-tokens");
+    std::fs::write(dir.join("mesh-a.yaml"), mesh_service("a", "10.96.0.50")).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "the-server-secret\n").unwrap();
+    let token = |role: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+            .args([
+                "token",
+                "--secret-file",
+                secret.to_str().unwrap(),
+                "--role",
+                role,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("Bearer {}", String::from_utf8(out.stdout).unwrap().trim())
+    };
+    let (gateway, mesh) = (token(ROLE), token("mesh/app"));
+    let server = Server::start(&dir, &["--token-file", secret.to_str().unwrap()]);
+    let get = |path: &str, auth: &str| server.get(path, &[("authorization", auth)]);
+    let table = format!("/v1/tables/{ROLE}");
+    assert_eq!(get(&table, &gateway).status, 200);
+    assert_eq!(get("/v1/tables/mesh/app", &mesh).status, 200);
+    // A valid token on another role, or on the operator's endpoints: 403.
+    for (path, auth) in [
+        ("/v1/tables/mesh/app", &gateway),
+        (table.as_str(), &mesh),
+        ("/v1/tables/mesh/shop", &mesh),
+        ("/v1/status", &mesh),
+        ("/v1/proxies", &gateway),
+    ] {
+        let r = get(path, auth);
+        assert_eq!(r.status, 403, "{path} with {auth}: {}", r.text());
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("this token is for"));
+    }
+    // A forged one (another role's name on this role's signature): 401.
+    let forged = mesh.replace("mesh/app", "mesh/shop");
+    assert_eq!(get("/v1/tables/mesh/shop", &forged).status, 401);
+    // The secret itself opens everything.
+    let operator = "Bearer the-server-secret";
+    for path in [
+        table.as_str(),
+        "/v1/tables/mesh/app",
+        "/v1/status",
+        "/v1/proxies",
+    ] {
+        assert_eq!(get(path, operator).status, 200, "{path}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args([
+            "token",
+            "--secret-file",
+            secret.to_str().unwrap(),
+            "--role",
+            "mesh/../x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn a_non_loopback_listen_needs_a_token_file() {
+    let dir = folder("exposure");
+    // 192.0.2.1 (TEST-NET-1) is no address of this machine: even without the check nothing
+    // would be bound; with it, serve refuses before binding.
+    let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args(["serve", "--listen", "192.0.2.1:18000", "--from"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 192.0.2.1:18000 without --token-file"),
+        "{stderr}"
+    );
+}
 #[test]
 fn route_map_page_and_its_data_follow_the_folder() {
     let dir = folder("map");

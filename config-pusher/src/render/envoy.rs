@@ -31,20 +31,34 @@ use crate::translate::mesh;
 pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootstrap.yaml");
 
 /// Replaces every `{{NAME}}` in `template` with its value; an unfilled slot is an error.
+///
+/// One pass over the template: a value is never scanned for slots, so a `{{` in a field that ends
+/// up in a value (a header match, a name) is copied as is and cannot fill, empty or break another
+/// slot.
 pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
-    let mut out = template.to_string();
-    for (name, value) in values {
-        out = out.replace(&format!("{{{{{name}}}}}"), value);
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find("{{") {
+        out.push_str(&rest[..at]);
+        let slot = &rest[at..];
+        let value = slot[2..]
+            .find("}}")
+            .and_then(|end| Some((values.get(&slot[2..2 + end])?, 2 + end + 2)));
+        match value {
+            Some((value, len)) => {
+                out.push_str(value);
+                rest = &slot[len..];
+            }
+            None => {
+                return Err(format!(
+                    "template slot left unfilled: {}",
+                    slot.lines().next().unwrap_or_default()
+                ))
+            }
+        }
     }
-    match out.find("{{") {
-        Some(at) => Err(format!(
-            "template slot left unfilled: {}",
-            out.get(at..)
-                .and_then(|rest| rest.lines().next())
-                .unwrap_or_default()
-        )),
-        None => Ok(out),
-    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// A JSON document as a YAML scalar (JSON strings are valid YAML double-quoted scalars).
@@ -646,6 +660,19 @@ mod tests {
         let values = BTreeMap::from([("A", "1".to_string())]);
         assert_eq!(fill("x {{A}} y", &values).unwrap(), "x 1 y");
         assert!(fill("{{A}} {{B}}", &values).unwrap_err().contains("{{B}}"));
+    }
+
+    #[test]
+    fn fill_never_reads_slots_in_values() {
+        // A route's header value lands in PLUGIN_CONFIG; WASM_PATH comes later in the map's
+        // order and DYNAMIC_RESOURCES is not a slot of this template.
+        let config = r#"{"value": "{{WASM_PATH}} {{DYNAMIC_RESOURCES}} {{"}"#.to_string();
+        let values = BTreeMap::from([
+            ("PLUGIN_CONFIG", config.clone()),
+            ("WASM_PATH", "/p.wasm".to_string()),
+        ]);
+        let filled = fill("config: {{PLUGIN_CONFIG}}\nwasm: {{WASM_PATH}}\n", &values).unwrap();
+        assert_eq!(filled, format!("config: {config}\nwasm: /p.wasm\n"));
     }
 
     #[test]

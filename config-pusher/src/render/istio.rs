@@ -25,6 +25,8 @@ use serde_json::{json, Value};
 
 use gammaroute_filter::table::RouteTable;
 
+use crate::auth::Secret;
+
 /// `render --istio` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -39,6 +41,9 @@ pub struct Options {
     pub config_pusher: String,
     /// Bearer token the filter sends to config-pusher.
     pub token: Option<String>,
+    /// config-pusher's secret: each namespace's filter gets its own role token instead
+    /// ([`crate::auth`]), so it can read its own table only.
+    pub secret: Option<Secret>,
     pub long_poll_seconds: u32,
     /// Put the table in `pluginConfig` instead of a `source`.
     pub inline: bool,
@@ -54,6 +59,7 @@ impl Default for Options {
             domain: "cluster.local".into(),
             config_pusher: "gammaroute-system/config-pusher:18000".into(),
             token: None,
+            secret: None,
             long_poll_seconds: 30,
             inline: false,
             mirror_slots: 2,
@@ -92,8 +98,12 @@ pub fn source(role: &str, options: &Options) -> Result<Value, String> {
         "role": role,
         "longPollSeconds": options.long_poll_seconds,
     });
-    if let (Some(token), Some(m)) = (&options.token, source.as_object_mut()) {
-        m.insert("token".into(), token.clone().into());
+    let token = match &options.secret {
+        Some(secret) => Some(secret.role_token(role)),
+        None => options.token.clone(),
+    };
+    if let (Some(token), Some(m)) = (token, source.as_object_mut()) {
+        m.insert("token".into(), token.into());
     }
     Ok(source)
 }

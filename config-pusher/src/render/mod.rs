@@ -138,6 +138,11 @@ pub fn render_with(
             }
         }
     }
+    // Roles come from object names, which the store checks (RFC 1123); this is the last line:
+    // nothing is written outside the output folder, whatever a name contains.
+    for f in &out.files {
+        inside_out(&f.path)?;
+    }
     let index: Vec<IndexEntry> = out
         .files
         .iter()
@@ -157,4 +162,53 @@ pub fn render_with(
         format!("{json}\n").into_bytes(),
     ));
     Ok(out)
+}
+
+/// `path` names a file inside the output folder: relative, made of plain names only (no `..`,
+/// `.`, root or drive prefix).
+pub fn inside_out(path: &str) -> Result<(), String> {
+    let p = std::path::Path::new(path);
+    let plain = p
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if plain && p.components().next().is_some() && !path.contains('\\') {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to write {path:?}: not a plain relative path inside --out"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gammaroute_filter::table::RouteTable;
+
+    #[test]
+    fn nothing_is_written_outside_the_output_folder() {
+        for bad in [
+            "../x",
+            "tables/mesh/../../../x.json",
+            "/etc/x",
+            "./x",
+            "",
+            "a\\..\\x",
+        ] {
+            assert!(inside_out(bad).is_err(), "{bad}");
+        }
+        assert!(inside_out("tables/gateway/ns/a.b.json").is_ok());
+        // A role that did not come through the store's name checks.
+        for role in ["mesh/../../x", "gateway/../../.."] {
+            let mut output = Output::default();
+            let t = RouteTable {
+                role: role.into(),
+                ..RouteTable::default()
+            }
+            .with_version();
+            output.tables.insert(role.into(), t);
+            let e = render(&Store::new(), &output, &envoy::Options::default()).unwrap_err();
+            assert!(e.contains("refusing to write"), "{e}");
+        }
+    }
 }

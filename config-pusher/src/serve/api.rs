@@ -17,7 +17,9 @@ use axum::Router;
 
 use super::headers::{self, none_match};
 use super::proxies;
-use super::state::{Published, State};
+use super::publish::Published;
+use super::state::State;
+use crate::auth::Access;
 
 type Shared = Arc<State>;
 
@@ -43,20 +45,39 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, [(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// `/v1/*` with `--token-file`: the secret opens everything; a role token opens only
+/// `/v1/tables/<its role>` (another role, `/v1/proxies`, `/v1/status`: 403); anything else: 401.
 async fn auth(Extract(state): Extract<Shared>, request: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
         let given = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-        if !token.allows(given) {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token (Authorization: Bearer <token>)",
-            );
-            r.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-            if request.uri().path().starts_with("/v1/tables/") {
-                state.metrics.response(401);
+        let access = token.access(given);
+        let path = request.uri().path();
+        let table = path.strip_prefix("/v1/tables/");
+        let denied = match (&access, table) {
+            (Access::Denied, _) => {
+                let mut r = error(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong bearer token (Authorization: Bearer <token>)",
+                );
+                r.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+                Some(r)
+            }
+            (Access::Role(mine), Some(role)) if mine != role => Some(error(
+                StatusCode::FORBIDDEN,
+                format!("this token is for role {mine:?}, not {role:?}"),
+            )),
+            (Access::Role(mine), None) => Some(error(
+                StatusCode::FORBIDDEN,
+                format!("this token is for the table of role {mine:?} only"),
+            )),
+            _ => None,
+        };
+        if let Some(r) = denied {
+            if table.is_some() {
+                state.metrics.response(r.status().as_u16());
             }
             return r;
         }

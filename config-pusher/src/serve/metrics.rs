@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::state::{Outcome, Tables};
+use super::publish::{Outcome, Tables};
 use crate::source::Snapshot;
 use crate::translate::Output;
 

@@ -2,6 +2,7 @@
 //! route table over HTTP with `ETag` / `If-None-Match` long-polling (docs/architecture.md "Distribution").
 //!
 //! - [`api`]: the HTTP routes (axum); [`headers`]: the pure request parsing they use;
+//! - [`publish`]: which table each role serves after a translation (pure);
 //! - [`state`]: the published tables and the change notification long-polls wait on;
 //! - [`proxies`]: what each proxy reports it runs; [`metrics`]: Prometheus text;
 //! - [`token`]: the optional bearer token; [`xds`]: Envoy filesystem CDS for `--xds-dir`;
@@ -27,6 +28,7 @@ pub mod api;
 pub mod headers;
 pub mod metrics;
 pub mod proxies;
+pub mod publish;
 pub mod state;
 pub mod token;
 pub mod ui;
@@ -75,10 +77,40 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Token(#[from] token::TokenError),
+    #[error(
+        "refusing to listen on {addr} without --token-file: every client that reaches it could \
+         read every table and status and forge proxy reports (give --token-file FILE, listen on \
+         a loopback address, or accept that with --insecure-no-auth)"
+    )]
+    Unprotected { addr: SocketAddr },
     #[error(transparent)]
     Xds(#[from] xds::XdsError),
     #[error("HTTP server: {0}")]
     Server(#[source] std::io::Error),
+    #[error("translation stopped ({0}): exiting, so that the tables served are never stale")]
+    Stopped(#[from] Stopped),
+}
+
+/// `serve` never exposes the API unauthenticated by accident: a non-loopback `listen` needs a
+/// token file (the secret, [`crate::auth`]) or an explicit `insecure` (`--insecure-no-auth`).
+pub fn check_exposure(listen: SocketAddr, token: bool, insecure: bool) -> Result<(), ServeError> {
+    if listen.ip().is_loopback() || token {
+        return Ok(());
+    }
+    if insecure {
+        tracing::warn!(%listen, "--insecure-no-auth: anyone who reaches {listen} reads every table and status and can forge proxy reports");
+        return Ok(());
+    }
+    Err(ServeError::Unprotected { addr: listen })
+}
+
+/// Why the translation loop ended (it only ends on failure).
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    #[error("the source stopped delivering snapshots")]
+    SourceEnded,
+    #[error("translation task failed: {0}")]
+    Task(String),
 }
 
 /// Serves until SIGINT/SIGTERM: binds `config.listen`, translates every snapshot `source`
@@ -105,10 +137,17 @@ pub async fn run(
     tracing::info!(%addr, "serving on http://{addr}");
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).into_future();
-    let translating = tokio::spawn(translate_loop(state, config, source, sink, xds));
+    let mut translating = tokio::spawn(translate_loop(state.clone(), config, source, sink, xds));
     tokio::select! {
         r = server => r.map_err(ServeError::Server)?,
         () = shutdown_signal() => tracing::info!("shutting down"),
+        // Fail visibly: a dead translation loop would serve stale tables while looking healthy.
+        ended = &mut translating => {
+            state.fail();
+            let stopped = ended.unwrap_or_else(|e| Stopped::Task(e.to_string()));
+            tracing::error!("{stopped}: no longer ready, exiting");
+            return Err(stopped.into());
+        }
     }
     translating.abort();
     Ok(())
@@ -135,17 +174,25 @@ async fn shutdown_signal() {
     }
 }
 
-/// Translates the current snapshot and every later one; keeps serving the last tables when the
-/// source ends.
+/// Translates the current snapshot and every later [complete](Snapshot::complete) one; returns
+/// only when it cannot go on.
 async fn translate_loop(
     state: Arc<State>,
     config: Config,
     mut source: watch::Receiver<Arc<Snapshot>>,
     mut sink: impl StatusSink,
     xds: Option<xds::Xds>,
-) {
+) -> Stopped {
     loop {
         let snapshot = source.borrow_and_update().clone();
+        if !snapshot.complete {
+            // A partial view publishes nothing: not ready, no tables, no statuses.
+            tracing::info!("waiting for the source to read everything once");
+            if source.changed().await.is_err() {
+                return Stopped::SourceEnded;
+            }
+            continue;
+        }
         let settings = config.settings.clone();
         let started = Instant::now();
         let snap = snapshot.clone();
@@ -153,13 +200,10 @@ async fn translate_loop(
             tokio::task::spawn_blocking(move || translate::translate(&snap.store, &settings)).await;
         let output = match translated {
             Ok(output) => output,
-            Err(e) => {
-                tracing::error!("translation task failed: {e}");
-                return;
-            }
+            Err(e) => return Stopped::Task(e.to_string()),
         };
         let previous = state.tables();
-        let (next, outcome) = state::next_tables(&previous, &output);
+        let (next, outcome) = publish::next_tables(&previous, &output);
         // Clusters first, so a proxy that applies a new table finds its clusters in Envoy; the
         // clusters of the tables being replaced stay until the next translation.
         if let Some(xds) = &xds {
@@ -189,8 +233,30 @@ async fn translate_loop(
         );
         sink.publish(&output);
         if source.changed().await.is_err() {
-            tracing::info!("source ended: serving the last tables");
-            return;
+            return Stopped::SourceEnded;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_may_go_without_a_token() {
+        let any: SocketAddr = "0.0.0.0:18000".parse().unwrap();
+        let pod: SocketAddr = "10.1.2.3:18000".parse().unwrap();
+        for local in ["127.0.0.1:0", "127.0.0.2:18000", "[::1]:18000"] {
+            assert!(
+                check_exposure(local.parse().unwrap(), false, false).is_ok(),
+                "{local}"
+            );
+        }
+        for open in [any, pod, "[::]:18000".parse().unwrap()] {
+            let e = check_exposure(open, false, false).unwrap_err();
+            assert!(matches!(e, ServeError::Unprotected { .. }), "{open}");
+            assert!(check_exposure(open, true, false).is_ok());
+            assert!(check_exposure(open, false, true).is_ok());
         }
     }
 }

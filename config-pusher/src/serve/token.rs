@@ -1,12 +1,13 @@
-//! `--token-file`: the bearer token `/v1/*` requires (e.g. a mounted Secret). The file is
-//! re-read when its modification time changes, so a rotated Secret applies without a restart;
-//! if a re-read fails or yields an empty token, the previous token stays.
+//! `--token-file`: the server secret `/v1/*` tokens are checked against (e.g. a mounted Secret):
+//! the secret itself, or a role token derived from it ([`crate::auth`]). The file is re-read when
+//! its modification time changes, so a rotated Secret applies without a restart; if a re-read
+//! fails or yields an empty secret, the previous one stays.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use subtle::ConstantTimeEq;
+use crate::auth::{Access, Secret};
 
 /// Why the token file is unusable at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +25,7 @@ pub enum TokenError {
 #[derive(Debug)]
 struct Loaded {
     modified: Option<SystemTime>,
-    token: Vec<u8>,
+    secret: Secret,
 }
 
 /// The expected token, kept in sync with its file.
@@ -40,13 +41,10 @@ fn read(path: &Path) -> Result<Loaded, TokenError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let token = text.trim().as_bytes().to_vec();
-    if token.is_empty() {
-        return Err(TokenError::Empty {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(Loaded { modified, token })
+    let secret = Secret::new(text.trim().as_bytes()).ok_or_else(|| TokenError::Empty {
+        path: path.to_path_buf(),
+    })?;
+    Ok(Loaded { modified, secret })
 }
 
 impl Token {
@@ -57,11 +55,25 @@ impl Token {
         })
     }
 
-    /// Whether an `Authorization` header value carries the token (compared in constant time).
-    pub fn allows(&self, authorization: Option<&[u8]>) -> bool {
+    /// The secret as it is now (re-read if its file changed).
+    pub fn secret(&self) -> Secret {
+        self.current().secret.clone()
+    }
+
+    /// What the bearer token of an `Authorization` header value grants.
+    pub fn access(&self, authorization: Option<&[u8]>) -> Access {
         let Some(given) = authorization.and_then(|a| a.strip_prefix(b"Bearer ")) else {
-            return false;
+            return Access::Denied;
         };
+        self.current().secret.access(given.trim_ascii())
+    }
+
+    /// Whether an `Authorization` header value carries the secret itself (the operator's token).
+    pub fn allows(&self, authorization: Option<&[u8]>) -> bool {
+        self.access(authorization) == Access::Operator
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Loaded> {
         let mut loaded = match self.loaded.lock() {
             Ok(l) => l,
             Err(p) => p.into_inner(),
@@ -81,7 +93,7 @@ impl Token {
                 }
             }
         }
-        bool::from(given.trim_ascii().ct_eq(&loaded.token))
+        loaded
     }
 }
 

@@ -10,12 +10,14 @@
 //! HTTPRoute and ReferenceGrant (the experimental-channel types, a superset of the standard
 //! channel); `v1` Service and Namespace; `discovery.k8s.io/v1` EndpointSlice.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use super::GATEWAY_API_GROUP;
-use crate::store::{Kind, Object, Store, StoreError};
+use super::folder::FolderCache;
+use super::{Problem, GATEWAY_API_GROUP};
+use crate::store::{Kind, Object, Store};
 
 /// A document that could not be loaded. The other documents are loaded regardless.
 #[derive(Debug, thiserror::Error)]
@@ -48,14 +50,6 @@ pub enum LoadError {
         field: String,
         message: String,
     },
-    /// The object could not be stored (e.g. no name).
-    #[error("{file} document {document}: {source}")]
-    Store {
-        file: String,
-        document: usize,
-        #[source]
-        source: StoreError,
-    },
 }
 
 impl LoadError {
@@ -66,8 +60,7 @@ impl LoadError {
             LoadError::Io { path, .. } => (path.display().to_string(), None),
             LoadError::Syntax { file, document, .. }
             | LoadError::NotAnObject { file, document }
-            | LoadError::Invalid { file, document, .. }
-            | LoadError::Store { file, document, .. } => (file.clone(), Some(*document)),
+            | LoadError::Invalid { file, document, .. } => (file.clone(), Some(*document)),
         }
     }
 }
@@ -95,31 +88,27 @@ impl std::fmt::Display for Skipped {
 /// What a load did besides filling the store.
 #[derive(Debug, Default)]
 pub struct LoadReport {
-    /// Files read, in order.
+    /// Files read, in path order, as messages name them.
     pub files: Vec<PathBuf>,
     /// Objects stored.
     pub loaded: usize,
     pub skipped: Vec<Skipped>,
-    pub errors: Vec<LoadError>,
+    pub errors: Vec<Problem>,
 }
 
-/// Reads every YAML/JSON file under `dir` (or `dir` itself if it is a file) into a new store.
+/// Reads every YAML/JSON file under `dir` (or `dir` itself if it is a file) into a new store,
+/// by the rules of [`FolderCache`] (the ones `serve` watches a folder with).
 pub fn load(dir: &Path) -> (Store, LoadReport) {
-    let mut store = Store::new();
-    let mut report = LoadReport::default();
-    let (files, listing_error) = list(dir);
-    report.errors.extend(listing_error);
-    for path in files {
-        let shown = shown_name(dir, &path);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => load_str(&mut store, &mut report, &shown, &text),
-            Err(source) => report.errors.push(LoadError::Io {
-                path: path.clone(),
-                source,
-            }),
-        }
-        report.files.push(path);
-    }
+    let mut cache = FolderCache::new();
+    let mut errors = sync(&mut cache, dir);
+    let snapshot = cache.snapshot();
+    errors.extend(snapshot.problems);
+    let report = LoadReport {
+        files: snapshot.files,
+        loaded: snapshot.loaded,
+        skipped: snapshot.skipped,
+        errors,
+    };
     // Callers report errors their own way (render: stderr; check: in its report).
     for e in &report.errors {
         tracing::debug!("{e}");
@@ -127,23 +116,64 @@ pub fn load(dir: &Path) -> (Store, LoadReport) {
     for s in &report.skipped {
         tracing::info!("{s}");
     }
-    (store, report)
+    (snapshot.store, report)
 }
 
-/// The files [`load`] reads, in path order, and the error that cut the listing short, if any.
-pub fn list(dir: &Path) -> (Vec<PathBuf>, Option<LoadError>) {
-    let mut files = Vec::new();
-    let mut error = None;
-    if dir.is_file() {
-        files.push(dir.to_path_buf());
-    } else if let Err(source) = collect(dir, &mut files) {
-        error = Some(LoadError::Io {
-            path: dir.to_path_buf(),
-            source,
-        });
+/// Brings `cache` up to date with the folder `dir`: every listed file is read and applied (an
+/// unreadable one keeps its objects), files no longer listed are deleted — unless the listing
+/// itself failed somewhere, since a file missing from an incomplete listing may still exist.
+/// Returns the listing's problems.
+pub fn sync(cache: &mut FolderCache, dir: &Path) -> Vec<Problem> {
+    let (listed, errors) = list(dir);
+    for file in &listed {
+        match std::fs::read_to_string(&file.path) {
+            Ok(text) => cache.apply(&file.shown, &text),
+            Err(e) => cache.unreadable(&file.shown, &e),
+        }
     }
-    files.sort();
-    (files, error)
+    if errors.is_empty() {
+        let present: HashSet<&Path> = listed.iter().map(|f| f.shown.as_path()).collect();
+        let gone: Vec<PathBuf> = cache
+            .paths()
+            .filter(|p| !present.contains(p))
+            .map(Path::to_path_buf)
+            .collect();
+        for path in gone {
+            cache.delete(&path);
+        }
+    }
+    errors.iter().map(Problem::from).collect()
+}
+
+/// A file of the folder: how messages name it (relative to the folder) and where it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub shown: PathBuf,
+    pub path: PathBuf,
+}
+
+/// The files [`load`] reads, in path order, and the errors that left parts of the folder out.
+///
+/// Recursive; symbolic links are followed (each directory is listed once). Entries whose name
+/// starts with `..` are skipped, and a directory with a `..data` entry is read through the
+/// directory `..data` points to, resolved once: that is how the kubelet mounts a ConfigMap or
+/// Secret (`file.yaml -> ..data/file.yaml`, `..data -> ..2026_01_01_00_00_00.123`, swapped
+/// atomically by renaming `..data_tmp` to `..data`; Kubernetes `AtomicWriter`), so each object is
+/// read once, and one listing sees one version of the whole volume.
+pub fn list(dir: &Path) -> (Vec<Listed>, Vec<LoadError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    if dir.is_file() {
+        files.push(Listed {
+            shown: dir.to_path_buf(),
+            path: dir.to_path_buf(),
+        });
+    } else {
+        let mut seen = HashSet::new();
+        collect(dir, Path::new(""), &mut files, &mut errors, &mut seen);
+    }
+    files.sort_by(|a, b| a.shown.cmp(&b.shown));
+    (files, errors)
 }
 
 /// How messages name `path`: relative to the folder `dir`.
@@ -156,20 +186,67 @@ pub fn shown_name(dir: &Path, path: &Path) -> String {
         .to_string()
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
+/// Name of the link the kubelet points at the current version of a ConfigMap/Secret volume.
+const ATOMIC_WRITER_DATA: &str = "..data";
+
+fn collect(
+    dir: &Path,
+    shown: &Path,
+    out: &mut Vec<Listed>,
+    errors: &mut Vec<LoadError>,
+    seen: &mut HashSet<PathBuf>,
+) {
+    let io = |path: &Path, source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let data = dir.join(ATOMIC_WRITER_DATA);
+    if std::fs::symlink_metadata(&data).is_ok() {
+        match std::fs::canonicalize(&data) {
+            Ok(version) => collect(&version, shown, out, errors, seen),
+            Err(e) => errors.push(io(&data, e)),
+        }
+        return;
+    }
+    // A directory reached twice (symbolic links) is listed once.
+    match std::fs::canonicalize(dir) {
+        Ok(real) => {
+            if !seen.insert(real) {
+                return;
+            }
+        }
+        Err(e) => return errors.push(io(dir, e)),
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return errors.push(io(dir, e)),
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(io(dir, e));
+                continue;
+            }
+        };
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("..") {
+            continue;
+        }
+        let path = entry.path();
         if path.is_dir() {
-            collect(&path, out)?;
+            collect(&path, &shown.join(&name), out, errors, seen);
         } else if path
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
         {
-            out.push(path);
+            out.push(Listed {
+                shown: shown.join(&name),
+                path,
+            });
         }
     }
-    Ok(())
 }
 
 /// One file's documents, parsed but not stored yet (the watcher keeps the last good one).
@@ -212,11 +289,7 @@ pub fn store_objects(
     for (object, document) in objects {
         match store.apply(object, format!("{file}#{document}")) {
             Ok(()) => report.loaded += 1,
-            Err(source) => report.errors.push(LoadError::Store {
-                file: file.to_string(),
-                document,
-                source,
-            }),
+            Err(e) => report.errors.push(Problem::store(file, document, &e)),
         }
     }
 }
@@ -225,7 +298,9 @@ pub fn store_objects(
 pub fn load_str(store: &mut Store, report: &mut LoadReport, file: &str, text: &str) {
     let parsed = parse_str(file, text);
     report.skipped.extend(parsed.skipped);
-    report.errors.extend(parsed.errors);
+    report
+        .errors
+        .extend(parsed.errors.iter().map(Problem::from));
     store_objects(store, report, file, parsed.objects);
 }
 
@@ -397,9 +472,9 @@ kind: Service
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: n, labels: {x: y}}\n",
         );
         assert_eq!(report.errors.len(), 1);
-        assert!(
-            matches!(&report.errors[0], LoadError::Syntax { file, document: 0, .. } if file == "bad.yaml")
-        );
+        let e = &report.errors[0];
+        assert_eq!((e.origin.as_str(), e.document), ("bad.yaml", Some(0)));
+        assert!(e.message.starts_with("invalid YAML"), "{e}");
         let ns = store.namespaces();
         assert_eq!(ns["n"]["x"], "y");
         assert_eq!(ns["n"][NAMESPACE_NAME_LABEL], "n");
@@ -427,5 +502,72 @@ kind: Service
             s.object.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
             2
         );
+    }
+    /// A ConfigMap volume as the kubelet writes it (Kubernetes `AtomicWriter`): the files in a
+    /// timestamped directory, `..data` pointing at it, top-level links through `..data`.
+    fn configmap_version(dir: &Path, version: &str, files: &[(&str, &str)]) {
+        use std::os::unix::fs::symlink;
+        let ts = dir.join(format!("..{version}"));
+        std::fs::create_dir_all(&ts).unwrap();
+        for (name, text) in files {
+            std::fs::write(ts.join(name), text).unwrap();
+        }
+        let tmp = dir.join("..data_tmp");
+        symlink(format!("..{version}"), &tmp).unwrap();
+        let old = std::fs::read_link(dir.join("..data")).ok();
+        std::fs::rename(&tmp, dir.join("..data")).unwrap();
+        for (name, _) in files {
+            let link = dir.join(name);
+            if std::fs::symlink_metadata(&link).is_err() {
+                symlink(format!("..data/{name}"), &link).unwrap();
+            }
+        }
+        if let Some(old) = old {
+            std::fs::remove_dir_all(dir.join(old)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_configmap_volume_is_read_once_per_object_and_swapped_whole() {
+        let dir = std::env::temp_dir().join(format!("gammaroute-cm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let svc = |name: &str| {
+            format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{port: 80}}]}}\n")
+        };
+        configmap_version(
+            &dir,
+            "2026_01_01_00_00_00.1",
+            &[("a.yaml", &svc("a")), ("b.yaml", &svc("b"))],
+        );
+        let (listed, errors) = list(&dir);
+        assert!(errors.is_empty(), "{errors:?}");
+        let shown: Vec<_> = listed
+            .iter()
+            .map(|f| f.shown.display().to_string())
+            .collect();
+        assert_eq!(shown, ["a.yaml", "b.yaml"]);
+        let (store, report) = load(&dir);
+        assert_eq!((store.len(), report.loaded, report.files.len()), (2, 2, 2));
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+        // The swap: b.yaml goes, c.yaml comes (its top-level link is created after the swap,
+        // as the kubelet does); a listing before the link exists already sees the new version.
+        configmap_version(
+            &dir,
+            "2026_01_01_00_01_00.2",
+            &[("a.yaml", &svc("a")), ("c.yaml", &svc("c"))],
+        );
+        let mut cache = FolderCache::new();
+        assert!(sync(&mut cache, &dir).is_empty());
+        let names: Vec<String> = cache
+            .snapshot()
+            .store
+            .services
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["default/a", "default/c"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,8 +10,12 @@
 //! - ReferenceGrant is watched at `v1beta1`: served by every Gateway API release since v0.6 and
 //!   still the storage version in v1.6, while `v1` only exists from v1.5 (docs/architecture.md "Control plane": "Compatibility
 //!   traps"). The schema is the same, so it decodes into the `v1` type.
-//! - The first snapshot is published once every kind has been listed or has failed, so the
-//!   status writer never judges routes against a half-listed cluster.
+//! - **Never a partial view.** The first snapshot is published once every kind has been listed
+//!   successfully (a kind not served — 404, CRD not installed — counts as listed and empty; a
+//!   transient error does not), so neither the tables nor the status writer ever see a
+//!   half-listed cluster. A relist (watch restart, 410 Gone) is buffered until it completes and
+//!   then replaces the kind at once ([`Change::Reset`]): it never publishes an emptier view
+//!   in between.
 //!
 //! [`Cache`] is the sans-IO part (apply / delete / reset per kind → store); [`run`] is the IO shell.
 
@@ -106,6 +110,9 @@ pub enum Change {
     Delete(Kind, ObjectKey),
     /// The watch failed (will be retried); the kind keeps its last known objects.
     Failed(Kind, String),
+    /// The API server says the kind is not served (404: its CRD is not installed): a definitive
+    /// answer, so the kind counts as listed and empty (still reported; retried with backoff).
+    NotServed(Kind, String),
 }
 
 /// The objects of every kind as last seen, plus what could not be loaded. Sans-IO.
@@ -144,6 +151,12 @@ impl Cache {
             Change::Failed(kind, message) => {
                 self.failing.insert(kind, message);
             }
+            Change::NotServed(kind, message) => {
+                self.objects.retain(|(k, _), _| *k != kind);
+                self.invalid.retain(|(k, _), _| *k != kind);
+                self.listed.insert(kind);
+                self.failing.insert(kind, message);
+            }
         }
     }
 
@@ -170,11 +183,12 @@ impl Cache {
         }
     }
 
-    /// Every kind has been listed or is failing: a snapshot now is as complete as it can be.
+    /// Every kind has been listed successfully at least once (a kind not served counts as listed
+    /// and empty). A kind whose first list failed for any other reason (a 500, a timeout, RBAC)
+    /// is unknown, not empty: publishing without it would resolve every backend as missing and
+    /// write `ResolvedRefs=False` statuses. Later failures keep the kind's last objects.
     pub fn settled(&self) -> bool {
-        Kind::ALL
-            .iter()
-            .all(|k| self.listed.contains(k) || self.failing.contains_key(k))
+        Kind::ALL.iter().all(|k| self.listed.contains(k))
     }
 
     /// A store of every decoded object, and the problems.
@@ -211,6 +225,7 @@ impl Cache {
             store,
             problems,
             changed_at,
+            complete: self.settled(),
         }
     }
 }
@@ -297,7 +312,11 @@ async fn watch_kind(kind: Kind, api: Api<DynamicObject>, tx: mpsc::Sender<Change
             Err(e) => {
                 let message = describe(kind, &e);
                 tracing::warn!(%kind, "kube: watch failed (retrying with backoff): {message}");
-                Change::Failed(kind, message)
+                if not_served(&e) {
+                    Change::NotServed(kind, message)
+                } else {
+                    Change::Failed(kind, message)
+                }
             }
         };
         if tx.send(change).await.is_err() {
@@ -313,21 +332,51 @@ fn logged(kind: Kind, d: Decoded) -> Decoded {
     d
 }
 
-/// A watch error, with the likely cause when the API server says the resource does not exist.
-fn describe(kind: Kind, e: &watcher::Error) -> String {
-    let not_found = matches!(
+/// The API server answered 404 to the list or watch of the whole resource: it is not served.
+fn not_served(e: &watcher::Error) -> bool {
+    matches!(
         e,
         watcher::Error::InitialListFailed(kube::Error::Api(s))
             | watcher::Error::WatchStartFailed(kube::Error::Api(s))
             if s.code == 404
-    );
+    )
+}
+
+/// A watch error, with the likely cause when the API server says the resource does not exist.
+fn describe(kind: Kind, e: &watcher::Error) -> String {
     let r = api_resource(kind);
-    if not_found {
+    if not_served(e) {
         format!(
             "{}/{} {} is not served: is the Gateway API CRD installed? ({e})",
             r.group, r.version, r.plural
         )
     } else {
         e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_list_or_a_definitive_404_settles_a_kind() {
+        let mut cache = Cache::default();
+        for kind in Kind::ALL {
+            if kind != Kind::Service && kind != Kind::ReferenceGrant {
+                cache.apply(Change::Reset(kind, vec![]));
+            }
+        }
+        cache.apply(Change::NotServed(Kind::ReferenceGrant, "404".into()));
+        cache.apply(Change::Failed(Kind::Service, "500".into()));
+        assert!(!cache.settled(), "a transient error is not an empty list");
+        assert!(!cache.snapshot(Instant::now()).complete);
+        cache.apply(Change::Reset(Kind::Service, vec![]));
+        assert!(cache.settled());
+        let snapshot = cache.snapshot(Instant::now());
+        assert!(snapshot.complete);
+        // The kind not served is still reported.
+        assert_eq!(snapshot.problems.len(), 1, "{:?}", snapshot.problems);
+        assert_eq!(snapshot.problems[0].origin, "watch ReferenceGrant");
     }
 }

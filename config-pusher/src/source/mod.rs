@@ -14,6 +14,7 @@ use serde::Deserializer;
 use crate::store::{Kind, Object, Store};
 
 pub mod files;
+pub mod folder;
 pub mod kube;
 pub mod watch;
 
@@ -27,14 +28,29 @@ pub struct Snapshot {
     /// When the source noticed the change this snapshot carries (the start of the
     /// change-to-published latency `serve` measures).
     pub changed_at: Instant,
+    /// The source has read everything it reads at least once. `serve` publishes nothing (and is
+    /// not ready) before: a partial view would withdraw routes and resolve backends as missing.
+    pub complete: bool,
 }
 
 impl Snapshot {
+    /// A complete snapshot.
     pub fn new(store: Store, problems: Vec<Problem>, changed_at: Instant) -> Arc<Snapshot> {
         Arc::new(Snapshot {
             store,
             problems,
             changed_at,
+            complete: true,
+        })
+    }
+
+    /// What a source that has read nothing yet holds: empty and not [`complete`](Self::complete).
+    pub fn pending() -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            store: Store::new(),
+            problems: Vec::new(),
+            changed_at: Instant::now(),
+            complete: false,
         })
     }
 }
@@ -64,6 +80,53 @@ impl std::fmt::Display for Problem {
     }
 }
 
+impl Problem {
+    /// A problem with a whole file (`file` as messages show it).
+    pub fn file(file: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            origin: file.to_string(),
+            document: None,
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    /// An object the store refused.
+    pub fn store(file: &str, document: usize, error: &crate::store::StoreError) -> Problem {
+        Problem {
+            origin: file.to_string(),
+            document: Some(document),
+            field: error.field().map(str::to_string),
+            message: error.to_string(),
+        }
+    }
+
+    /// A second definition of an object (`file` document `document`), ignored in favour of the
+    /// first one (`first_file` document `first_document`).
+    pub fn duplicate(
+        file: &str,
+        document: usize,
+        (kind, key): &(Kind, crate::store::ObjectKey),
+        first_file: &str,
+        first_document: usize,
+    ) -> Problem {
+        let name = if kind.cluster_scoped() {
+            key.name.clone()
+        } else {
+            key.to_string()
+        };
+        Problem {
+            origin: file.to_string(),
+            document: Some(document),
+            field: None,
+            message: format!(
+                "{kind} {name} is also defined in {first_file} document {first_document}, which \
+                 wins (the first in path order): this definition is ignored"
+            ),
+        }
+    }
+}
+
 impl From<&files::LoadError> for Problem {
     /// Displays exactly as the [`files::LoadError`] does.
     fn from(e: &files::LoadError) -> Problem {
@@ -83,7 +146,6 @@ impl From<&files::LoadError> for Problem {
                 Some(field.clone()),
                 format!("{kind} {name}: field `{field}`: {message}"),
             ),
-            E::Store { source, .. } => (None, source.to_string()),
         };
         Problem {
             origin,
@@ -153,15 +215,13 @@ mod tests {
 
     #[test]
     fn problems_display_like_load_errors() {
-        let mut store = Store::new();
-        let mut report = files::LoadReport::default();
         let text = "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {ports: [{port: x}]}\n---\nkind: Service\n---\na: [\n";
-        files::load_str(&mut store, &mut report, "f.yaml", text);
-        assert_eq!(report.errors.len(), 3);
-        for e in &report.errors {
+        let parsed = files::parse_str("f.yaml", text);
+        assert_eq!(parsed.errors.len(), 3);
+        for e in &parsed.errors {
             assert_eq!(Problem::from(e).to_string(), e.to_string());
         }
-        let p = Problem::from(&report.errors[0]);
+        let p = Problem::from(&parsed.errors[0]);
         assert_eq!(p.field.as_deref(), Some("spec.ports[0].port"));
         assert_eq!((p.origin.as_str(), p.document), ("f.yaml", Some(0)));
     }

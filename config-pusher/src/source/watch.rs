@@ -6,21 +6,24 @@
 //!   events; the folder is re-read once the burst has been quiet for `quiet` (100 ms), and at least
 //!   every `max` (10 s) under continuous churn — Istio's `PILOT_DEBOUNCE_AFTER`/`_MAX`. Files
 //!   whose text is what last loaded are not parsed again.
-//! - **Last good per file** ([`Folder`]): a file that fails to load (a half-saved file, a typo)
-//!   keeps contributing the objects of its last version that loaded without error, so routes never
-//!   disappear because of it; the errors are reported as [`Problem`]s. A file seen for the first
-//!   time contributes what did load.
+//! - **Last good per file, one winner per object** ([`Folder`], by the rules of
+//!   [`FolderCache`]): a file that fails to load — half-saved, a typo, empty for a moment during an
+//!   in-place save, unreadable — keeps contributing the objects of its last version that loaded
+//!   without error, so routes never disappear because of it; only deleting the file removes them.
+//!   An object defined twice is reported and the first in path order wins.
+//! - **ConfigMap volumes** ([`files::list`]): read through `..data`, once per object; the
+//!   kubelet's atomic swap of `..data` is seen as one change.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::files::{self, LoadReport};
+use super::files;
+use super::folder::FolderCache;
 use super::{Problem, Snapshot};
-use crate::store::{Object, Store};
+use crate::store::Store;
 
 /// When to re-read after a burst of change events. Pure: the caller supplies the clock.
 #[derive(Debug, Clone)]
@@ -66,104 +69,31 @@ impl Debounce {
     }
 }
 
-/// A folder loaded file by file, remembering each file's last good objects.
+/// A watched folder: its path and the cache of its files' objects.
 #[derive(Debug)]
 pub struct Folder {
     root: PathBuf,
-    last_good: BTreeMap<PathBuf, Good>,
-}
-
-/// A file's last version that loaded without error.
-#[derive(Debug)]
-struct Good {
-    text: String,
-    objects: Vec<(Object, usize)>,
+    cache: FolderCache,
 }
 
 impl Folder {
     pub fn new(root: impl Into<PathBuf>) -> Folder {
         Folder {
             root: root.into(),
-            last_good: BTreeMap::new(),
+            cache: FolderCache::new(),
         }
     }
 
-    /// Reads the folder into a new store: files in path order, each file's current objects if it
-    /// loaded without error, else its last good ones (see the module docs).
+    /// Re-reads the folder ([`files::sync`]) and returns its store and load problems, by the rules
+    /// of [`FolderCache`] — the ones `check` and `render` load a folder with.
     pub fn load(&mut self) -> (Store, Vec<Problem>) {
-        let mut store = Store::new();
-        let mut report = LoadReport::default();
-        let mut problems = Vec::new();
-        let (paths, listing_error) = files::list(&self.root);
-        problems.extend(listing_error.iter().map(Problem::from));
-        let mut good = BTreeMap::new();
-        for path in paths {
-            let shown = files::shown_name(&self.root, &path);
-            let text = std::fs::read_to_string(&path);
-            let previous = match self.last_good.remove(&path) {
-                // Unchanged since it last loaded: its objects without parsing it again (any
-                // change re-reads the folder, but only changed files are parsed).
-                Some(g) if text.as_ref().is_ok_and(|t| *t == g.text) => {
-                    files::store_objects(&mut store, &mut report, &shown, g.objects.clone());
-                    good.insert(path, g);
-                    continue;
-                }
-                previous => previous,
-            };
-            let (parsed, text) = match text {
-                Ok(text) => (files::parse_str(&shown, &text), text),
-                Err(source) => (
-                    files::ParsedFile {
-                        errors: vec![files::LoadError::Io {
-                            path: path.clone(),
-                            source,
-                        }],
-                        ..files::ParsedFile::default()
-                    },
-                    String::new(),
-                ),
-            };
-            for s in &parsed.skipped {
-                tracing::debug!("{s}");
-            }
-            problems.extend(parsed.errors.iter().map(Problem::from));
-            let objects = if parsed.errors.is_empty() {
-                let objects = parsed.objects;
-                good.insert(
-                    path,
-                    Good {
-                        text,
-                        objects: objects.clone(),
-                    },
-                );
-                objects
-            } else if let Some(previous) = previous {
-                tracing::warn!(
-                    file = %shown,
-                    objects = previous.objects.len(),
-                    "file failed to load: keeping its last good version"
-                );
-                problems.push(Problem {
-                    origin: shown.clone(),
-                    document: None,
-                    field: None,
-                    message: format!(
-                        "failed to load: serving the {} objects of its last good version",
-                        previous.objects.len()
-                    ),
-                });
-                let objects = previous.objects.clone();
-                good.insert(path, previous);
-                objects
-            } else {
-                parsed.objects
-            };
-            files::store_objects(&mut store, &mut report, &shown, objects);
+        let mut problems = files::sync(&mut self.cache, &self.root);
+        let snapshot = self.cache.snapshot();
+        for s in &snapshot.skipped {
+            tracing::debug!("{s}");
         }
-        problems.extend(report.errors.iter().map(Problem::from));
-        // Deleted files are forgotten: re-creating one starts without a last good version.
-        self.last_good = good;
-        (store, problems)
+        problems.extend(snapshot.problems);
+        (snapshot.store, problems)
     }
 }
 
@@ -361,7 +291,9 @@ mod tests {
         write(&dir, "a.yaml", SVC_B);
         let (store, problems) = folder.load();
         assert_eq!(store.services.len(), 1);
-        assert_eq!(problems.len(), 1, "{problems:?}"); // b.yaml still has its error
+        // b.yaml still has its error, and its Service b is now a.yaml's too (a.yaml wins).
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[1].message.contains("also defined in a.yaml"));
 
         // Unchanged files are served from the last load; a changed one is read again, even
         // when its length and modification second are the same.

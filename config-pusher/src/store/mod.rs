@@ -22,6 +22,10 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
+pub mod name;
+
+use name::NameRule;
+
 /// The label every namespace carries (set by the API server; added here for namespaces that exist
 /// only because something refers to them).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -191,10 +195,6 @@ impl Object {
             Object::Namespace(o) => &mut o.metadata,
         }
     }
-
-    fn cluster_scoped(&self) -> bool {
-        self.kind_of().cluster_scoped()
-    }
 }
 
 /// Why an object could not be stored.
@@ -202,6 +202,27 @@ impl Object {
 pub enum StoreError {
     #[error("{kind} has no metadata.name")]
     MissingName { kind: &'static str },
+    /// A name or namespace the API server would refuse (see [`name`]).
+    #[error("{kind} {name:?}: field `{field}`: invalid value {value:?}: {reason}")]
+    InvalidName {
+        kind: &'static str,
+        /// The object's `metadata.name` as written.
+        name: String,
+        /// `metadata.name` or `metadata.namespace`.
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+impl StoreError {
+    /// The field the error is about.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            StoreError::MissingName { .. } => Some("metadata.name"),
+            StoreError::InvalidName { field, .. } => Some(field),
+        }
+    }
 }
 
 /// Every object translate looks at.
@@ -235,6 +256,48 @@ impl Store {
         Store::default()
     }
 
+    /// The kind and `{namespace}/{name}` that `object` is stored under ([`Store::apply`]'s
+    /// defaulting: no namespace → [`DEFAULT_NAMESPACE`]; cluster-scoped kinds have namespace `""`).
+    /// Two objects with the same identity are the same object to the API server. Names and
+    /// namespaces are checked as the API server checks them ([`name::NameRule`]): they end up in
+    /// role names, file names and URLs.
+    pub fn identity(object: &Object) -> Result<(Kind, ObjectKey), StoreError> {
+        let kind = object.kind_of();
+        let meta = object.meta();
+        let name = match meta.name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => {
+                return Err(StoreError::MissingName {
+                    kind: kind.as_str(),
+                })
+            }
+        };
+        let invalid = |field, value: &str, reason| StoreError::InvalidName {
+            kind: kind.as_str(),
+            name: name.clone(),
+            field,
+            value: value.to_string(),
+            reason,
+        };
+        NameRule::for_name(kind)
+            .check(&name)
+            .map_err(|reason| invalid("metadata.name", &name, reason))?;
+        let namespace = if kind.cluster_scoped() {
+            String::new()
+        } else {
+            match meta.namespace.as_deref() {
+                Some(ns) if !ns.is_empty() => {
+                    NameRule::Label
+                        .check(ns)
+                        .map_err(|reason| invalid("metadata.namespace", ns, reason))?;
+                    ns.to_string()
+                }
+                _ => DEFAULT_NAMESPACE.to_string(),
+            }
+        };
+        Ok((kind, ObjectKey::new(namespace, name)))
+    }
+
     /// Adds or replaces an object (`kubectl apply`). A namespaced object without a namespace goes
     /// to [`DEFAULT_NAMESPACE`]; a cluster-scoped one loses any namespace it was given.
     pub fn apply(
@@ -242,20 +305,10 @@ impl Store {
         mut object: Object,
         origin: impl Into<String>,
     ) -> Result<(), StoreError> {
-        let kind = object.kind();
-        let cluster_scoped = object.cluster_scoped();
+        let (kind, key) = Store::identity(&object)?;
         let meta = object.meta_mut();
-        let name = match meta.name.as_deref() {
-            Some(n) if !n.is_empty() => n.to_string(),
-            _ => return Err(StoreError::MissingName { kind }),
-        };
-        if cluster_scoped {
-            meta.namespace = None;
-        } else if meta.namespace.as_deref().is_none_or(str::is_empty) {
-            meta.namespace = Some(DEFAULT_NAMESPACE.to_string());
-        }
-        let namespace = meta.namespace.clone().unwrap_or_default();
-        let key = ObjectKey::new(namespace, name.clone());
+        meta.namespace = (!kind.cluster_scoped()).then(|| key.namespace.clone());
+        let name = key.name.clone();
         let order = self.next_order;
         self.next_order += 1;
         let origin = origin.into();
@@ -277,8 +330,10 @@ impl Store {
     /// get it too if their YAML left it out (the API server always sets it).
     pub fn namespaces(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        // A namespace named only by a reference must be a valid one too (the CRD schemas
+        // require it; a folder has no schema): an invalid one cannot exist, so it gets no table.
         let mut implicit = |ns: &str| {
-            if !ns.is_empty() {
+            if NameRule::Label.check(ns).is_ok() {
                 out.entry(ns.to_string()).or_default();
             }
         };
@@ -337,5 +392,41 @@ impl Store {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Service;
+
+    fn service(name: &str, namespace: Option<&str>) -> Object {
+        Object::Service(Box::new(Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: namespace.map(Into::into),
+                ..ObjectMeta::default()
+            },
+            ..Service::default()
+        }))
+    }
+
+    #[test]
+    fn names_that_the_api_server_refuses_never_reach_the_store() {
+        let mut store = Store::new();
+        let e = store.apply(service("../../x", None), "t").unwrap_err();
+        assert_eq!(e.field(), Some("metadata.name"));
+        assert!(
+            e.to_string().starts_with(
+                r#"Service "../../x": field `metadata.name`: invalid value "../../x""#
+            ),
+            "{e}"
+        );
+        let e = store.apply(service("ok", Some("/etc")), "t").unwrap_err();
+        assert_eq!(e.field(), Some("metadata.namespace"));
+        assert!(e.to_string().contains("RFC 1123 label"), "{e}");
+        assert!(store.is_empty());
+        store.apply(service("ok", Some("ns-1")), "t").unwrap();
+        assert_eq!(store.len(), 1);
     }
 }
