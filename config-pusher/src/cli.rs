@@ -21,10 +21,29 @@ use crate::translate::{self, Output, Settings, DEFAULT_CONTROLLER_NAME};
 /// Renders Kubernetes Gateway API resources (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
 /// Service, EndpointSlice, Namespace) into gammaroute route tables and Gateway API status.
 #[derive(Debug, Parser)]
-#[command(name = "config-pusher", version, about, long_about = None)]
+#[command(
+    name = "config-pusher",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 done (check: everything fine); 1 check found problems; \
+                  2 bad arguments or input that cannot be read; 3 explain: the compiled and the \
+                  reference router disagree (a gammaroute bug)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text, or as one JSON object per line (for log pipelines; `serve` logs what
+    /// it does, the other commands only what went wrong). RUST_LOG sets the level.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 // Parsed once per process: the size of the largest variant does not matter.
@@ -187,12 +206,23 @@ pub enum Command {
         #[arg(value_name = "REQUEST")]
         request: String,
     },
+    /// Print a shell completion script.
+    ///
+    ///   config-pusher completion bash > /etc/bash_completion.d/config-pusher
+    ///   config-pusher completion zsh > "${fpath[1]}/_config-pusher"
+    ///   config-pusher completion fish > ~/.config/fish/completions/config-pusher.fish
+    #[command(verbatim_doc_comment)]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Where the objects come from (shared by every command).
 #[derive(Debug, clap::Args)]
 pub struct Input {
-    /// Folder (or single file) of Kubernetes YAML to read.
+    /// Folder (or single file) of Kubernetes YAML to read; `-` reads the objects from standard
+    /// input (e.g. `kubectl get svc,gateways,httproutes -A -o yaml | config-pusher check --from -`).
     #[arg(long, value_name = "DIR")]
     pub from: PathBuf,
     /// GatewayClasses whose spec.controllerName equals this are served.
@@ -244,7 +274,8 @@ pub struct IstioArgs {
 /// Where `serve` reads objects: a folder, or the cluster.
 #[derive(Debug, clap::Args)]
 pub struct ServeInput {
-    /// Folder (or single file) of Kubernetes YAML to watch.
+    /// Folder (or single file) of Kubernetes YAML to watch; `-` reads the objects once from
+    /// standard input and serves them until stopped.
     #[arg(long, value_name = "DIR", required_unless_present = "kube")]
     pub from: Option<PathBuf>,
     /// Watch the Kubernetes cluster instead (KUBECONFIG, else in-cluster config) and write route,
@@ -403,15 +434,42 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             &request,
             &headers,
         ),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into memory first: clap_complete panics on a write error (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "config-pusher", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Write {
+                    path: PathBuf::from("<stdout>"),
+                    source: e,
+                }),
+                _ => Ok(0),
+            }
+        }
     }
+}
+
+/// `--from -`: standard input, read to the end.
+const STDIN: &str = "-";
+
+fn read_stdin() -> Result<String, CliError> {
+    std::io::read_to_string(std::io::stdin()).map_err(|source| CliError::Read {
+        path: PathBuf::from("<stdin>"),
+        source,
+    })
 }
 
 /// Loads and translates `--from`; load errors go to stderr unless `quiet`.
 fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output), CliError> {
-    if !input.from.exists() {
+    let (store, report) = if input.from == Path::new(STDIN) {
+        files::load_text("<stdin>", &read_stdin()?)
+    } else if input.from.exists() {
+        files::load(&input.from)
+    } else {
         return Err(CliError::MissingInput(input.from.clone()));
-    }
-    let (store, report) = files::load(&input.from);
+    };
     if !quiet {
         for e in &report.errors {
             eprintln!("warning: {e}");
@@ -536,6 +594,11 @@ fn serve(
             ..envoy::Options::default()
         },
     };
+    // Read before the runtime starts: a blocking read has no place on it.
+    let stdin = match &input.from {
+        Some(from) if !input.kube && from == Path::new(STDIN) => read_stdin()?,
+        _ => String::new(),
+    };
     let quiet = Duration::from_millis(debounce_ms);
     let debounce = Debounce::new(quiet, (quiet * 100).min(Duration::from_secs(10)).max(quiet));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -544,6 +607,20 @@ fn serve(
         .map_err(|e| CliError::Invalid(format!("tokio runtime: {e}")))?;
     runtime.block_on(async {
         let served = match &input.from {
+            Some(from) if !input.kube && from == Path::new(STDIN) => {
+                let (store, report) = files::load_text("<stdin>", &stdin);
+                let (tx, source) =
+                    tokio::sync::watch::channel(std::sync::Arc::new(crate::source::Snapshot {
+                        store,
+                        problems: report.errors,
+                        changed_at: std::time::Instant::now(),
+                        complete: true,
+                    }));
+                // Nothing will change: the sender only has to outlive the server.
+                let served = serve::run(config, source, serve::NoStatus).await;
+                drop(tx);
+                served
+            }
             Some(from) if !input.kube => {
                 let source =
                     watch::spawn(from, debounce).map_err(|e| CliError::Invalid(e.to_string()))?;

@@ -11,14 +11,17 @@ fn main() -> std::process::ExitCode {
         config_pusher::cli::Command::Serve { .. } => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .init();
+        .with_env_filter(filter);
+    match cli.log_format {
+        config_pusher::cli::LogFormat::Json => logs.json().init(),
+        config_pusher::cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match config_pusher::cli::run(cli) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {

@@ -254,3 +254,93 @@ spec:
     }
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+/// `cli` with `stdin` on standard input.
+fn cli_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The examples as one YAML stream, as `kubectl get -o yaml` or `cat` would pipe them.
+fn examples_stream() -> Vec<u8> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(b"\n---\n");
+        out.extend(std::fs::read(f).unwrap());
+    }
+    out
+}
+
+#[test]
+fn from_stdin_is_read_like_a_folder() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let folder = cli(&["check", "--from", dir.to_str().unwrap(), "-o", "json"]);
+    let piped = cli_stdin(&["check", "--from", "-", "-o", "json"], &examples_stream());
+    assert_eq!(piped.status.code(), folder.status.code());
+    let statuses = |o: &std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v["objects"].clone(), v["problems"].clone())
+    };
+    assert_eq!(statuses(&piped), statuses(&folder));
+
+    let out = std::env::temp_dir().join(format!("gammaroute-cli-stdin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let r = cli_stdin(
+        &["render", "--from", "-", "--out", out.to_str().unwrap()],
+        &examples_stream(),
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(out.join("tables/gateway/demo/gateway.json").exists());
+    let e = cli_stdin(
+        &[
+            "explain",
+            "--from",
+            "-",
+            "--parent",
+            "gateway/demo/gateway",
+            "GET http://shop.example/",
+        ],
+        &examples_stream(),
+    );
+    assert_eq!(
+        e.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+    assert!(String::from_utf8_lossy(&e.stdout).contains("demo/shop"));
+    // A broken stream is a load error named after <stdin>, not a crash.
+    let bad = cli_stdin(&["check", "--from", "-"], b"kind: [unclosed");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("<stdin>"));
+}
+
+#[test]
+fn completion_scripts_and_exit_codes_in_help() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = cli(&["completion", shell]);
+        assert!(o.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            script.contains("config-pusher") && script.contains("explain"),
+            "{shell}: {script}"
+        );
+    }
+    let help = String::from_utf8_lossy(&cli(&["--help"]).stdout).into_owned();
+    assert!(help.contains("Exit codes: 0"), "{help}");
+}

@@ -100,7 +100,20 @@ pub struct LoadReport {
 /// by the rules of [`FolderCache`] (the ones `serve` watches a folder with).
 pub fn load(dir: &Path) -> (Store, LoadReport) {
     let mut cache = FolderCache::new();
-    let mut errors = sync(&mut cache, dir);
+    let errors = sync(&mut cache, dir);
+    report(&cache, errors)
+}
+
+/// Reads one stream of YAML documents (`--from -`: standard input), named `name` in messages,
+/// by the same rules as a file of a folder.
+pub fn load_text(name: &str, text: &str) -> (Store, LoadReport) {
+    let mut cache = FolderCache::new();
+    cache.apply(Path::new(name), text);
+    report(&cache, vec![])
+}
+
+/// The store of `cache` and what loading it reported, `errors` (of the listing) first.
+fn report(cache: &FolderCache, mut errors: Vec<Problem>) -> (Store, LoadReport) {
     let snapshot = cache.snapshot();
     errors.extend(snapshot.problems);
     let report = LoadReport {
