@@ -149,14 +149,17 @@ impl Writer {
         })
     }
 
-    /// Writes every status of a translation. `routes` remembers the HTTPRoutes that carry an
-    /// entry of ours: one that drops out of the translation (its parentRefs no longer name our
-    /// parents) gets our entries removed. Errors are logged; the next round retries.
+    /// Writes every status of a translation while `leader` is true: the moment it turns false,
+    /// the write in flight is abandoned and nothing more is sent (another replica may hold the
+    /// Lease by now). `routes` remembers the HTTPRoutes that carry an entry of ours: one that
+    /// drops out of the translation (its parentRefs no longer name our parents) gets our entries
+    /// removed. Errors are logged; the next round retries.
     pub async fn write_all(
         &self,
         output: &Output,
         routes: &mut BTreeSet<ObjectKey>,
         now: &str,
+        leader: &watch::Receiver<bool>,
     ) -> Vec<(StatusDoc, Result<Outcome, WriteError>)> {
         let mut docs = output.statuses.clone();
         let current: BTreeSet<ObjectKey> = docs
@@ -176,8 +179,16 @@ impl Writer {
             });
         }
         let mut results = Vec::with_capacity(docs.len());
+        let mut lost = leader.clone();
         for doc in docs {
-            let result = self.write(&doc, now).await;
+            let result = tokio::select! {
+                biased;
+                _ = lost.wait_for(|held| !held) => {
+                    tracing::info!("lease lost: status writing stops");
+                    break;
+                }
+                r = self.write(&doc, now) => r,
+            };
             match &result {
                 Ok(Outcome::Patched) => {
                     tracing::info!(kind = doc.kind, name = %object_name(&doc.metadata), "status written")
@@ -252,6 +263,8 @@ pub async fn run(
         let Some(output) = outputs.borrow_and_update().clone() else {
             continue;
         };
-        writer.write_all(&output, &mut routes, &now()).await;
+        writer
+            .write_all(&output, &mut routes, &now(), &leader)
+            .await;
     }
 }
