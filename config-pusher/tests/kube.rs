@@ -656,10 +656,13 @@ async fn only_the_lease_holder_writes_status() {
         leader_rx,
         Duration::from_secs(3600),
     ));
-    publisher.publish(&Output {
-        statuses: vec![our_doc(1)],
-        ..Output::default()
-    });
+    publisher.publish(
+        &Output {
+            statuses: vec![our_doc(1)],
+            ..Output::default()
+        },
+        Default::default(),
+    );
     assert_no_request(
         &mut handle,
         300,
@@ -676,10 +679,13 @@ async fn only_the_lease_holder_writes_status() {
     // Losing the lease stops writing, even for a new translation.
     leader_tx.send(false).unwrap();
     tokio::task::yield_now().await;
-    publisher.publish(&Output {
-        statuses: vec![our_doc(2)],
-        ..Output::default()
-    });
+    publisher.publish(
+        &Output {
+            statuses: vec![our_doc(2)],
+            ..Output::default()
+        },
+        Default::default(),
+    );
     assert_no_request(&mut handle, 300, "no writes after losing the lease").await;
     runner.abort();
 }
@@ -697,10 +703,13 @@ async fn writing_stops_the_moment_the_lease_is_lost() {
     ));
     let mut second = our_doc(1);
     second.metadata.name = "web2".into();
-    publisher.publish(&Output {
-        statuses: vec![our_doc(1), second],
-        ..Output::default()
-    });
+    publisher.publish(
+        &Output {
+            statuses: vec![our_doc(1), second],
+            ..Output::default()
+        },
+        Default::default(),
+    );
     let (_, send) = expect(&mut handle, "GET", ROUTE_PATH).await;
     respond(send, StatusCode::OK, &live_route("5", 1, vec![]));
     let (_, send) = expect(&mut handle, "PATCH", &format!("{ROUTE_PATH}/status")).await;
@@ -709,6 +718,52 @@ async fn writing_stops_the_moment_the_lease_is_lost() {
     tokio::task::yield_now().await;
     respond(send, StatusCode::OK, &live_route("6", 1, vec![]));
     assert_no_request(&mut handle, 300, "nothing after losing the lease").await;
+    runner.abort();
+}
+
+#[tokio::test]
+async fn statuses_are_written_from_the_watch_cache_without_a_get() {
+    let (client, mut handle) = mock();
+    let (publisher, outputs) = StatusPublisher::new();
+    let (_leader, leader_rx) = watch::channel(true);
+    let runner = tokio::spawn(status_kube::run(
+        Writer::new(client, US),
+        outputs,
+        leader_rx,
+        Duration::from_secs(3600),
+    ));
+    let key = (
+        config_pusher::store::Kind::HttpRoute,
+        ObjectKey::new("shop", "web"),
+    );
+    let watched = |rv: &str, status: Value| {
+        Arc::new(config_pusher::source::LiveObjects::from([(
+            key.clone(),
+            config_pusher::source::Live {
+                resource_version: Some(rv.into()),
+                generation: Some(1),
+                status,
+            },
+        )]))
+    };
+    let output = Output {
+        statuses: vec![our_doc(1)],
+        ..Output::default()
+    };
+    publisher.publish(
+        &output,
+        watched("5", json!({"parents": [istio_entry("web")]})),
+    );
+    // Straight to the PATCH, with the watch's resourceVersion, keeping the other entry.
+    let (req, send) = expect(&mut handle, "PATCH", &format!("{ROUTE_PATH}/status")).await;
+    let body = body_json(req).await;
+    assert_eq!(body["metadata"]["resourceVersion"], "5");
+    let written = body["status"].clone();
+    assert_eq!(written["parents"][0], istio_entry("web"));
+    respond(send, StatusCode::OK, &live_route("6", 1, vec![]));
+    // The watch delivers what we wrote; the next translation finds nothing to do: no request.
+    publisher.publish(&output, watched("6", written));
+    assert_no_request(&mut handle, 300, "nothing to write, nothing to read").await;
     runner.abort();
 }
 
@@ -914,7 +969,13 @@ async fn real_cluster_route_status() {
         let snapshot = next_snapshot(&mut rx).await;
         let output = config_pusher::translate::translate(&snapshot.store, &Default::default());
         writer
-            .write_all(&output, &mut BTreeSet::new(), &status_kube::now(), &leading)
+            .write_all(
+                &output,
+                &snapshot.live,
+                &mut BTreeSet::new(),
+                &status_kube::now(),
+                &leading,
+            )
             .await;
         let live = routes.get("web").await.unwrap();
         accepted = live.data["status"]["parents"]
