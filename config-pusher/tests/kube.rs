@@ -10,7 +10,7 @@ use config_pusher::source::kube as kube_source;
 use config_pusher::source::watch::Debounce;
 use config_pusher::source::Snapshot;
 use config_pusher::status::kube::{self as status_kube, Outcome, StatusPublisher, Writer};
-use config_pusher::status::lease::{self, LeaseConfig};
+use config_pusher::status::lease::{self, Elector, LeaseConfig};
 use config_pusher::store::ObjectKey;
 use config_pusher::translate::status::{
     Condition, Meta, ParentRef, RouteParentStatus, RouteStatus, Status, StatusDoc,
@@ -656,10 +656,13 @@ async fn only_the_lease_holder_writes_status() {
         leader_rx,
         Duration::from_secs(3600),
     ));
-    publisher.publish(&Output {
-        statuses: vec![our_doc(1)],
-        ..Output::default()
-    });
+    publisher.publish(
+        &Output {
+            statuses: vec![our_doc(1)],
+            ..Output::default()
+        },
+        Default::default(),
+    );
     assert_no_request(
         &mut handle,
         300,
@@ -676,11 +679,91 @@ async fn only_the_lease_holder_writes_status() {
     // Losing the lease stops writing, even for a new translation.
     leader_tx.send(false).unwrap();
     tokio::task::yield_now().await;
-    publisher.publish(&Output {
-        statuses: vec![our_doc(2)],
-        ..Output::default()
-    });
+    publisher.publish(
+        &Output {
+            statuses: vec![our_doc(2)],
+            ..Output::default()
+        },
+        Default::default(),
+    );
     assert_no_request(&mut handle, 300, "no writes after losing the lease").await;
+    runner.abort();
+}
+
+#[tokio::test]
+async fn writing_stops_the_moment_the_lease_is_lost() {
+    let (client, mut handle) = mock();
+    let (publisher, outputs) = StatusPublisher::new();
+    let (leader_tx, leader_rx) = watch::channel(true);
+    let runner = tokio::spawn(status_kube::run(
+        Writer::new(client, US),
+        outputs,
+        leader_rx,
+        Duration::from_secs(3600),
+    ));
+    let mut second = our_doc(1);
+    second.metadata.name = "web2".into();
+    publisher.publish(
+        &Output {
+            statuses: vec![our_doc(1), second],
+            ..Output::default()
+        },
+        Default::default(),
+    );
+    let (_, send) = expect(&mut handle, "GET", ROUTE_PATH).await;
+    respond(send, StatusCode::OK, &live_route("5", 1, vec![]));
+    let (_, send) = expect(&mut handle, "PATCH", &format!("{ROUTE_PATH}/status")).await;
+    // The Lease is lost while the first object's patch is in flight.
+    leader_tx.send(false).unwrap();
+    tokio::task::yield_now().await;
+    respond(send, StatusCode::OK, &live_route("6", 1, vec![]));
+    assert_no_request(&mut handle, 300, "nothing after losing the lease").await;
+    runner.abort();
+}
+
+#[tokio::test]
+async fn statuses_are_written_from_the_watch_cache_without_a_get() {
+    let (client, mut handle) = mock();
+    let (publisher, outputs) = StatusPublisher::new();
+    let (_leader, leader_rx) = watch::channel(true);
+    let runner = tokio::spawn(status_kube::run(
+        Writer::new(client, US),
+        outputs,
+        leader_rx,
+        Duration::from_secs(3600),
+    ));
+    let key = (
+        config_pusher::store::Kind::HttpRoute,
+        ObjectKey::new("shop", "web"),
+    );
+    let watched = |rv: &str, status: Value| {
+        Arc::new(config_pusher::source::LiveObjects::from([(
+            key.clone(),
+            config_pusher::source::Live {
+                resource_version: Some(rv.into()),
+                generation: Some(1),
+                status,
+            },
+        )]))
+    };
+    let output = Output {
+        statuses: vec![our_doc(1)],
+        ..Output::default()
+    };
+    publisher.publish(
+        &output,
+        watched("5", json!({"parents": [istio_entry("web")]})),
+    );
+    // Straight to the PATCH, with the watch's resourceVersion, keeping the other entry.
+    let (req, send) = expect(&mut handle, "PATCH", &format!("{ROUTE_PATH}/status")).await;
+    let body = body_json(req).await;
+    assert_eq!(body["metadata"]["resourceVersion"], "5");
+    let written = body["status"].clone();
+    assert_eq!(written["parents"][0], istio_entry("web"));
+    respond(send, StatusCode::OK, &live_route("6", 1, vec![]));
+    // The watch delivers what we wrote; the next translation finds nothing to do: no request.
+    publisher.publish(&output, watched("6", written));
+    assert_no_request(&mut handle, 300, "nothing to write, nothing to read").await;
     runner.abort();
 }
 
@@ -697,17 +780,29 @@ fn lease(holder: &str, renewed: &str, rv: &str) -> Value {
                     "renewTime": renewed, "leaseTransitions": 3}})
 }
 
+/// One election round of `elector` on `api`, in a task (the mock answers meanwhile).
+fn round(
+    mut elector: Elector,
+    api: &kube::Api<k8s_openapi::api::coordination::v1::Lease>,
+) -> tokio::task::JoinHandle<(Elector, Result<bool, kube::Error>)> {
+    let api = api.clone();
+    tokio::spawn(async move {
+        let r = elector.round(&api, std::time::Instant::now()).await;
+        (elector, r)
+    })
+}
+
 #[tokio::test]
 async fn lease_is_created_renewed_respected_and_raced() {
     let (client, mut handle) = mock();
     let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
         kube::Api::namespaced(client, "gammaroute-system");
-    let cfg = LeaseConfig::new("gammaroute-system", "pod-a");
-    let now: k8s_openapi::jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+    let mut cfg = LeaseConfig::new("gammaroute-system", "pod-a");
+    cfg.duration = Duration::from_millis(600);
+    let elector = Elector::new(cfg);
 
     // No lease: created with us as holder.
-    let (a, c) = (api.clone(), cfg.clone());
-    let t = tokio::spawn(async move { lease::try_acquire(&a, &c, now).await });
+    let t = round(elector, &api);
     let (_, send) = expect(&mut handle, "GET", LEASE_PATH).await;
     respond(send, StatusCode::NOT_FOUND, &kube_status(404, "NotFound"));
     let (req, send) = expect(
@@ -719,37 +814,88 @@ async fn lease_is_created_renewed_respected_and_raced() {
     let body = body_json(req).await;
     assert_eq!(body["spec"]["holderIdentity"], "pod-a");
     respond(send, StatusCode::CREATED, &body);
-    assert!(t.await.unwrap().unwrap());
+    let (elector, held) = t.await.unwrap();
+    assert!(held.unwrap());
+    assert!(elector.held(std::time::Instant::now()));
 
-    // Someone else renewed 10 s ago: not ours, and nothing written.
-    let (a, c) = (api.clone(), cfg.clone());
-    let t = tokio::spawn(async move { lease::try_acquire(&a, &c, now).await });
+    // pod-b holds it now, with a renewTime from years ago (its clock is off): that says nothing
+    // about expiry. Not ours, nothing written, and we stop counting as the holder.
+    let skewed = lease("pod-b", "2000-01-01T00:00:00.000000Z", "4");
+    let t = round(elector, &api);
     let (_, send) = expect(&mut handle, "GET", LEASE_PATH).await;
-    respond(
-        send,
-        StatusCode::OK,
-        &lease("pod-b", "2026-01-01T00:00:50.000000Z", "4"),
-    );
-    assert!(!t.await.unwrap().unwrap());
+    respond(send, StatusCode::OK, &skewed);
+    let (elector, held) = t.await.unwrap();
+    assert!(!held.unwrap());
+    assert!(!elector.held(std::time::Instant::now()));
+    // Seen unchanged for less than leaseDurationSeconds of our time (the mock's 15 s): wait.
+    let t = round(elector, &api);
+    let (_, send) = expect(&mut handle, "GET", LEASE_PATH).await;
+    respond(send, StatusCode::OK, &skewed);
+    let (elector, held) = t.await.unwrap();
+    assert!(!held.unwrap());
+    assert_no_request(&mut handle, 100, "no write while pod-b's claim runs").await;
 
-    // Expired: taken over with a replace carrying the resourceVersion read; a racing winner
-    // makes it a 409, which means "not ours".
-    let (a, c) = (api.clone(), cfg.clone());
-    let t = tokio::spawn(async move { lease::try_acquire(&a, &c, now).await });
+    // A Lease whose holder stopped renewing for a full duration of our time: taken over with a
+    // replace carrying the resourceVersion read; a racing winner makes it a 409: "not ours".
+    let mut short = lease("pod-b", "2100-01-01T00:00:00.000000Z", "5");
+    short["spec"]["leaseDurationSeconds"] = json!(1);
+    let t = round(elector, &api);
     let (_, send) = expect(&mut handle, "GET", LEASE_PATH).await;
-    respond(
-        send,
-        StatusCode::OK,
-        &lease("pod-b", "2026-01-01T00:00:30.000000Z", "5"),
+    respond(send, StatusCode::OK, &short);
+    let (elector, held) = t.await.unwrap();
+    assert!(
+        !held.unwrap(),
+        "first seen: wait, even with a renewTime in the future"
     );
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let t = round(elector, &api);
+    let (_, send) = expect(&mut handle, "GET", LEASE_PATH).await;
+    respond(send, StatusCode::OK, &short);
     let (req, send) = expect(&mut handle, "PUT", LEASE_PATH).await;
     let body = body_json(req).await;
     assert_eq!(body["metadata"]["resourceVersion"], "5");
     assert_eq!(body["spec"]["holderIdentity"], "pod-a");
     assert_eq!(body["spec"]["leaseTransitions"], 4);
     respond(send, StatusCode::CONFLICT, &kube_status(409, "Conflict"));
-    assert!(!t.await.unwrap().unwrap());
+    let (_, held) = t.await.unwrap();
+    assert!(!held.unwrap());
     assert_no_request(&mut handle, 100, "no further request").await;
+}
+
+#[tokio::test]
+async fn an_unanswered_renewal_ends_holding_on_time() {
+    let (client, mut handle) = mock();
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client, "gammaroute-system");
+    let mut cfg = LeaseConfig::new("gammaroute-system", "pod-a");
+    cfg.duration = Duration::from_millis(600); // holding lasts 400 ms after a renewal starts
+    cfg.retry = Duration::from_millis(100);
+    let (held_tx, mut held) = watch::channel(false);
+    let election = tokio::spawn(lease::run(api, cfg, held_tx));
+    let started = std::time::Instant::now();
+    let (_, send) = expect(&mut handle, "GET", LEASE_PATH).await;
+    respond(send, StatusCode::NOT_FOUND, &kube_status(404, "NotFound"));
+    let (req, send) = expect(
+        &mut handle,
+        "POST",
+        "/apis/coordination.k8s.io/v1/namespaces/gammaroute-system/leases",
+    )
+    .await;
+    let body = body_json(req).await;
+    respond(send, StatusCode::CREATED, &body);
+    timeout(Duration::from_secs(2), held.wait_for(|h| *h))
+        .await
+        .expect("held")
+        .unwrap();
+    // The renewal's read gets no answer (the API server is unreachable).
+    let (_unanswered, _send) = expect(&mut handle, "GET", LEASE_PATH).await;
+    timeout(Duration::from_secs(2), held.wait_for(|h| !*h))
+        .await
+        .expect("holding must end while the renewal hangs")
+        .unwrap();
+    let lost = started.elapsed();
+    assert!(lost < Duration::from_millis(550), "held for {lost:?}");
+    election.abort();
 }
 
 /// Against a real cluster (kind or k3d) with the Gateway API CRDs and config-pusher's manifests:
@@ -817,12 +963,19 @@ async fn real_cluster_route_status() {
         kube_source::default_debounce(),
     ));
     let writer = Writer::new(client.clone(), US);
+    let (_leader, leading) = watch::channel(true);
     let mut accepted = false;
     for _ in 0..30 {
         let snapshot = next_snapshot(&mut rx).await;
         let output = config_pusher::translate::translate(&snapshot.store, &Default::default());
         writer
-            .write_all(&output, &mut BTreeSet::new(), &status_kube::now())
+            .write_all(
+                &output,
+                &snapshot.live,
+                &mut BTreeSet::new(),
+                &status_kube::now(),
+                &leading,
+            )
             .await;
         let live = routes.get("web").await.unwrap();
         accepted = live.data["status"]["parents"]

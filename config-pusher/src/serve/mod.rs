@@ -53,9 +53,9 @@ pub struct Config {
 /// Receives every translation's output (statuses included): the kube source writes statuses
 /// back to the API server; the folder source has nowhere to write them ([`NoStatus`]).
 pub trait StatusSink: Send + 'static {
-    /// Called after each translation, once its tables are published. Must not block: hand the
-    /// work to a task of your own.
-    fn publish(&mut self, output: &Output);
+    /// Called after each translation of `snapshot`, once its tables are published. Must not
+    /// block: hand the work to a task of your own.
+    fn publish(&mut self, snapshot: &Snapshot, output: &Output);
 }
 
 /// A [`StatusSink`] that drops statuses (`/v1/status` serves them anyway).
@@ -63,7 +63,7 @@ pub trait StatusSink: Send + 'static {
 pub struct NoStatus;
 
 impl StatusSink for NoStatus {
-    fn publish(&mut self, _: &Output) {}
+    fn publish(&mut self, _: &Snapshot, _: &Output) {}
 }
 
 /// Why `serve` stopped.
@@ -231,7 +231,7 @@ async fn translate_loop(
             ms,
             "translation done"
         );
-        sink.publish(&output);
+        sink.publish(&snapshot, &output);
         if source.changed().await.is_err() {
             return Stopped::SourceEnded;
         }

@@ -31,7 +31,7 @@ use kube::{Api, Client};
 use tokio::sync::mpsc;
 
 use super::watch::Debounce;
-use super::{DecodeError, Problem, Snapshot, SnapshotSender, GATEWAY_API_GROUP};
+use super::{DecodeError, Live, LiveObjects, Problem, Snapshot, SnapshotSender, GATEWAY_API_GROUP};
 use crate::store::{Kind, Object, ObjectKey, Store};
 
 /// The kube source's debounce: publish 100 ms after the last change, at most 10 s after the
@@ -63,8 +63,17 @@ pub type CacheKey = (Kind, ObjectKey);
 /// An object as it came from the API server: decoded, or why not.
 #[derive(Debug, Clone)]
 pub enum Decoded {
-    Ok(Object),
-    Invalid { key: ObjectKey, error: DecodeError },
+    /// The object, and its server-side state when it is of a kind whose status we write.
+    Ok(Object, Option<Live>),
+    Invalid {
+        key: ObjectKey,
+        error: DecodeError,
+    },
+}
+
+/// Whether config-pusher writes the status of `kind`.
+fn status_kind(kind: Kind) -> bool {
+    matches!(kind, Kind::GatewayClass | Kind::Gateway | Kind::HttpRoute)
 }
 
 /// Decodes a watched object into its kind. `status` is dropped (config-pusher computes it) and
@@ -86,8 +95,16 @@ pub fn decode(kind: Kind, object: &DynamicObject) -> Decoded {
             }
         }
     };
+    let mut live = None;
     if let Some(m) = value.as_object_mut() {
-        m.remove("status");
+        let status = m.remove("status");
+        if status_kind(kind) {
+            live = Some(Live {
+                resource_version: object.metadata.resource_version.clone(),
+                generation: object.metadata.generation,
+                status: status.unwrap_or(serde_json::Value::Null),
+            });
+        }
         if kind.gateway_api() {
             m.insert(
                 "apiVersion".into(),
@@ -96,7 +113,7 @@ pub fn decode(kind: Kind, object: &DynamicObject) -> Decoded {
         }
     }
     match super::decode(kind, value) {
-        Ok(o) => Decoded::Ok(o),
+        Ok(o) => Decoded::Ok(o, live),
         Err(error) => Decoded::Invalid { key, error },
     }
 }
@@ -119,6 +136,7 @@ pub enum Change {
 #[derive(Debug, Default)]
 pub struct Cache {
     objects: BTreeMap<CacheKey, Object>,
+    live: LiveObjects,
     invalid: BTreeMap<CacheKey, DecodeError>,
     /// Kinds listed at least once.
     listed: BTreeSet<Kind>,
@@ -132,6 +150,7 @@ impl Cache {
         match change {
             Change::Reset(kind, objects) => {
                 self.objects.retain(|(k, _), _| *k != kind);
+                self.live.retain(|(k, _), _| *k != kind);
                 self.invalid.retain(|(k, _), _| *k != kind);
                 for o in objects {
                     self.put(kind, o);
@@ -146,6 +165,7 @@ impl Cache {
             Change::Delete(kind, key) => {
                 let key = (kind, key);
                 self.objects.remove(&key);
+                self.live.remove(&key);
                 self.invalid.remove(&key);
             }
             Change::Failed(kind, message) => {
@@ -153,6 +173,7 @@ impl Cache {
             }
             Change::NotServed(kind, message) => {
                 self.objects.retain(|(k, _), _| *k != kind);
+                self.live.retain(|(k, _), _| *k != kind);
                 self.invalid.retain(|(k, _), _| *k != kind);
                 self.listed.insert(kind);
                 self.failing.insert(kind, message);
@@ -162,7 +183,7 @@ impl Cache {
 
     fn put(&mut self, kind: Kind, o: Decoded) {
         match o {
-            Decoded::Ok(object) => {
+            Decoded::Ok(object, live) => {
                 let meta = object.meta();
                 let key = (
                     kind,
@@ -172,12 +193,17 @@ impl Cache {
                     ),
                 );
                 self.invalid.remove(&key);
+                match live {
+                    Some(live) => self.live.insert(key.clone(), live),
+                    None => self.live.remove(&key),
+                };
                 self.objects.insert(key, object);
             }
             Decoded::Invalid { key, error } => {
                 // The last good version is gone too: the object as it is now is not usable.
                 let key = (kind, key);
                 self.objects.remove(&key);
+                self.live.remove(&key);
                 self.invalid.insert(key, error);
             }
         }
@@ -225,6 +251,7 @@ impl Cache {
             store,
             problems,
             changed_at,
+            live: Arc::new(self.live.clone()),
             complete: self.settled(),
         }
     }

@@ -28,6 +28,9 @@ pub struct Snapshot {
     /// When the source noticed the change this snapshot carries (the start of the
     /// change-to-published latency `serve` measures).
     pub changed_at: Instant,
+    /// What the API server last said about the objects whose status we write (kube source
+    /// only), so the status writer needs no GET per object per translation.
+    pub live: Arc<LiveObjects>,
     /// The source has read everything it reads at least once. `serve` publishes nothing (and is
     /// not ready) before: a partial view would withdraw routes and resolve backends as missing.
     pub complete: bool,
@@ -40,6 +43,7 @@ impl Snapshot {
             store,
             problems,
             changed_at,
+            live: Arc::default(),
             complete: true,
         })
     }
@@ -50,10 +54,25 @@ impl Snapshot {
             store: Store::new(),
             problems: Vec::new(),
             changed_at: Instant::now(),
+            live: Arc::default(),
             complete: false,
         })
     }
 }
+
+/// An object's server-side state as the watch last delivered it: what a status write needs
+/// (JSON merge patch with optimistic concurrency on `metadata.resourceVersion`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Live {
+    pub resource_version: Option<String>,
+    pub generation: Option<i64>,
+    /// `status` as the API server has it (`null` when absent).
+    pub status: serde_json::Value,
+}
+
+/// [`Live`] by kind and `{namespace}/{name}` (namespace `""` for cluster-scoped kinds), for the
+/// kinds whose status config-pusher writes.
+pub type LiveObjects = std::collections::BTreeMap<(Kind, crate::store::ObjectKey), Live>;
 
 /// A load error, displayable without knowing the source: `origin[ document N]: message`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

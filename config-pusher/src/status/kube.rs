@@ -1,7 +1,9 @@
 //! The status writer: applies the statuses of a translation to the API server.
 //!
-//! Per object: GET the live object, merge ([`super::desired`]), and PATCH `…/status` with a JSON
-//! merge patch that carries the `resourceVersion` read, so a concurrent writer (another
+//! Per object: take the object as the watch last delivered it (its status, `generation` and
+//! `resourceVersion`: no GET per object per translation; a GET only when the watch has not seen
+//! it, or after a conflict), merge ([`super::desired`]), and PATCH `…/status` with a JSON
+//! merge patch that carries that `resourceVersion`, so a concurrent writer (another
 //! controller adding its own `status.parents` entry) makes the API server answer 409 Conflict
 //! instead of one of us losing the other's entry; a conflict is retried with a fresh read.
 //! Nothing is sent when nothing but timestamps would change. A status computed from an older
@@ -21,6 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::source::kube::api_resource;
+use crate::source::{Live, LiveObjects, Snapshot};
 use crate::store::{Kind, ObjectKey};
 use crate::translate::status::{Meta, RouteStatus, Status, StatusDoc};
 use crate::translate::Output;
@@ -105,8 +108,20 @@ impl Writer {
         })
     }
 
-    /// Writes one object's status (see the module docs).
+    /// Writes one object's status, reading it first (see the module docs).
     pub async fn write(&self, doc: &StatusDoc, now: &str) -> Result<Outcome, WriteError> {
+        self.write_from(doc, now, None).await
+    }
+
+    /// Writes one object's status starting from `cached`, the object as the watch last delivered
+    /// it, instead of a GET (none when absent); a 409 Conflict (the cache was behind) is retried
+    /// with a fresh read.
+    pub async fn write_from(
+        &self,
+        doc: &StatusDoc,
+        now: &str,
+        cached: Option<&Live>,
+    ) -> Result<Outcome, WriteError> {
         let api = self.api(doc)?;
         let name = &doc.metadata.name;
         let err = |source| WriteError::Api {
@@ -114,21 +129,31 @@ impl Writer {
             name: object_name(&doc.metadata),
             source: Box::new(source),
         };
+        let mut cached = cached.cloned();
         for _ in 0..MAX_ATTEMPTS {
-            let Some(live) = api.get_opt(name).await.map_err(err)? else {
-                return Ok(Outcome::Gone);
+            let live = match cached.take() {
+                Some(live) => live,
+                None => {
+                    let Some(object) = api.get_opt(name).await.map_err(err)? else {
+                        return Ok(Outcome::Gone);
+                    };
+                    Live {
+                        resource_version: object.metadata.resource_version.clone(),
+                        generation: object.metadata.generation,
+                        status: object.data.get("status").cloned().unwrap_or(Value::Null),
+                    }
+                }
             };
-            if super::stale(doc, live.metadata.generation) {
+            if super::stale(doc, live.generation) {
                 return Ok(Outcome::Stale);
             }
-            let live_status = live.data.get("status").cloned().unwrap_or(Value::Null);
-            let Some(status) = super::desired(&live_status, doc, &self.controller, now) else {
+            let Some(status) = super::desired(&live.status, doc, &self.controller, now) else {
                 return Ok(Outcome::Unchanged);
             };
             let patch = json!({
                 "apiVersion": doc.api_version,
                 "kind": doc.kind,
-                "metadata": {"resourceVersion": live.metadata.resource_version},
+                "metadata": {"resourceVersion": live.resource_version},
                 "status": status,
             });
             match api
@@ -149,14 +174,18 @@ impl Writer {
         })
     }
 
-    /// Writes every status of a translation. `routes` remembers the HTTPRoutes that carry an
-    /// entry of ours: one that drops out of the translation (its parentRefs no longer name our
-    /// parents) gets our entries removed. Errors are logged; the next round retries.
+    /// Writes every status of a translation while `leader` is true: the moment it turns false,
+    /// the write in flight is abandoned and nothing more is sent (another replica may hold the
+    /// Lease by now). `routes` remembers the HTTPRoutes that carry an entry of ours: one that
+    /// drops out of the translation (its parentRefs no longer name our parents) gets our entries
+    /// removed. Errors are logged; the next round retries.
     pub async fn write_all(
         &self,
         output: &Output,
+        live: &LiveObjects,
         routes: &mut BTreeSet<ObjectKey>,
         now: &str,
+        leader: &watch::Receiver<bool>,
     ) -> Vec<(StatusDoc, Result<Outcome, WriteError>)> {
         let mut docs = output.statuses.clone();
         let current: BTreeSet<ObjectKey> = docs
@@ -176,8 +205,16 @@ impl Writer {
             });
         }
         let mut results = Vec::with_capacity(docs.len());
+        let mut lost = leader.clone();
         for doc in docs {
-            let result = self.write(&doc, now).await;
+            let result = tokio::select! {
+                biased;
+                _ = lost.wait_for(|held| !held) => {
+                    tracing::info!("lease lost: status writing stops");
+                    break;
+                }
+                r = self.write_from(&doc, now, cached(live, &doc)) => r,
+            };
             match &result {
                 Ok(Outcome::Patched) => {
                     tracing::info!(kind = doc.kind, name = %object_name(&doc.metadata), "status written")
@@ -199,6 +236,17 @@ impl Writer {
     }
 }
 
+/// The watch's view of the object `doc` is about.
+fn cached<'a>(live: &'a LiveObjects, doc: &StatusDoc) -> Option<&'a Live> {
+    let kind = match doc.kind {
+        "GatewayClass" => Kind::GatewayClass,
+        "Gateway" => Kind::Gateway,
+        "HTTPRoute" => Kind::HttpRoute,
+        _ => return None,
+    };
+    live.get(&(kind, key(&doc.metadata)))
+}
+
 fn key(meta: &Meta) -> ObjectKey {
     ObjectKey::new(
         meta.namespace.clone().unwrap_or_default(),
@@ -206,28 +254,38 @@ fn key(meta: &Meta) -> ObjectKey {
     )
 }
 
+/// A translation as the writer gets it: the statuses, and the watch's view of the objects.
+#[derive(Debug, Clone)]
+pub struct Translated {
+    pub output: Arc<Output>,
+    pub live: Arc<LiveObjects>,
+}
+
 /// Where translations are handed to the writer: keeps only the latest (a slow API server makes
 /// the writer skip intermediate translations, never queue them).
 #[derive(Debug, Clone)]
 pub struct StatusPublisher {
-    tx: watch::Sender<Option<Arc<Output>>>,
+    tx: watch::Sender<Option<Translated>>,
 }
 
 impl StatusPublisher {
     /// A publisher and the receiver [`run`] reads.
-    pub fn new() -> (StatusPublisher, watch::Receiver<Option<Arc<Output>>>) {
+    pub fn new() -> (StatusPublisher, watch::Receiver<Option<Translated>>) {
         let (tx, rx) = watch::channel(None);
         (StatusPublisher { tx }, rx)
     }
 
-    pub fn publish(&self, output: &Output) {
-        self.tx.send_replace(Some(Arc::new(output.clone())));
+    pub fn publish(&self, output: &Output, live: Arc<LiveObjects>) {
+        self.tx.send_replace(Some(Translated {
+            output: Arc::new(output.clone()),
+            live,
+        }));
     }
 }
 
 impl crate::serve::StatusSink for StatusPublisher {
-    fn publish(&mut self, output: &Output) {
-        StatusPublisher::publish(self, output);
+    fn publish(&mut self, snapshot: &Snapshot, output: &Output) {
+        StatusPublisher::publish(self, output, snapshot.live.clone());
     }
 }
 
@@ -235,7 +293,7 @@ impl crate::serve::StatusSink for StatusPublisher {
 /// `resync`, as long as `leader` is true. Returns when either sender is dropped.
 pub async fn run(
     writer: Writer,
-    mut outputs: watch::Receiver<Option<Arc<Output>>>,
+    mut outputs: watch::Receiver<Option<Translated>>,
     mut leader: watch::Receiver<bool>,
     resync: Duration,
 ) {
@@ -249,9 +307,11 @@ pub async fn run(
         if !*leader.borrow_and_update() {
             continue;
         }
-        let Some(output) = outputs.borrow_and_update().clone() else {
+        let Some(t) = outputs.borrow_and_update().clone() else {
             continue;
         };
-        writer.write_all(&output, &mut routes, &now()).await;
+        writer
+            .write_all(&t.output, &t.live, &mut routes, &now(), &leader)
+            .await;
     }
 }

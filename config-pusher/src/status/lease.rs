@@ -1,18 +1,24 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: every replica serves tables, only the
 //! holder writes status (docs/architecture.md "Status", Linkerd's "leader writes status").
 //!
-//! kube-rs 4.2 has no lease helper, so this is client-go's `leaderelection` in small: the holder
-//! renews `spec.renewTime` every `retry`; anyone may take the lease over once
-//! `renewTime + leaseDurationSeconds` has passed. Every write is a create or a replace carrying
-//! the `resourceVersion` it read, so two candidates racing get one success and one 409 Conflict.
-//! A replica that fails to renew stops writing at once (it may be partitioned from the API
-//! server while another replica takes over).
+//! kube-rs 4.2 has no lease helper, so this is client-go's `leaderelection` in small. Every write
+//! is a create or a replace carrying the `resourceVersion` it read, so two candidates racing get
+//! one success and one 409 Conflict.
+//!
+//! **Time is local.** Replicas' clocks may disagree, so no decision compares the Lease's
+//! `renewTime` with the local clock (client-go's `observedTime`):
+//! - another holder's claim has expired once its record (holder, `renewTime`) has not changed for
+//!   `leaseDurationSeconds` of *our* monotonic time since we first saw it that way;
+//! - we hold the Lease until `renew_deadline` (2/3 of the duration, client-go's 10 s of 15 s)
+//!   after the start of our last successful renewal, by our monotonic clock ([`Elector::held`]);
+//!   a renewal that fails, or hangs past that, ends our holding at once — well before another
+//!   replica can take over, whatever the clocks say.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::Api;
 use tokio::sync::watch;
@@ -56,26 +62,142 @@ pub enum Plan {
     Wait { holder: String },
 }
 
-/// Decides from the Lease as read (`None`: it does not exist). Pure.
-pub fn plan(lease: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Plan {
-    let Some(spec) = lease else {
-        return Plan::Create;
-    };
-    let holder = spec.holder_identity.as_deref().unwrap_or_default();
-    if holder == identity {
-        return Plan::Renew;
+/// What we last saw of another holder's record, and when (our clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Observed {
+    holder: String,
+    renew_time: Option<MicroTime>,
+    at: Instant,
+}
+
+/// The election's state between rounds: what we observed, and when we last renewed. Pure: the
+/// caller supplies the (monotonic) time.
+#[derive(Debug, Clone)]
+pub struct Elector {
+    pub cfg: LeaseConfig,
+    observed: Option<Observed>,
+    /// When the last successful acquire or renewal *started* (so it errs on the early side).
+    renewed_at: Option<Instant>,
+}
+
+impl Elector {
+    pub fn new(cfg: LeaseConfig) -> Elector {
+        Elector {
+            cfg,
+            observed: None,
+            renewed_at: None,
+        }
     }
-    let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-        (Some(MicroTime(renewed)), Some(secs)) => renewed
-            .checked_add(SignedDuration::from_secs(i64::from(secs)))
-            .is_ok_and(|until| until < now),
-        _ => true,
-    };
-    if holder.is_empty() || expired {
-        Plan::TakeOver
-    } else {
-        Plan::Wait {
-            holder: holder.to_string(),
+
+    /// How long after a successful renewal we still count as the holder.
+    pub fn renew_deadline(&self) -> Duration {
+        self.cfg.duration * 2 / 3
+    }
+
+    /// Until when we hold the Lease (`None`: we do not).
+    pub fn held_until(&self) -> Option<Instant> {
+        self.renewed_at.map(|t| t + self.renew_deadline())
+    }
+
+    /// Whether we hold the Lease at `now`.
+    pub fn held(&self, now: Instant) -> bool {
+        self.held_until().is_some_and(|until| now < until)
+    }
+
+    /// Decides from the Lease as read at `now` (`None`: it does not exist); see the module docs.
+    pub fn plan(&mut self, lease: Option<&LeaseSpec>, now: Instant) -> Plan {
+        let Some(spec) = lease else {
+            return Plan::Create;
+        };
+        let holder = spec.holder_identity.as_deref().unwrap_or_default();
+        if holder == self.cfg.identity {
+            return Plan::Renew;
+        }
+        if holder.is_empty() {
+            return Plan::TakeOver;
+        }
+        let same = self
+            .observed
+            .as_ref()
+            .is_some_and(|o| o.holder == holder && o.renew_time == spec.renew_time);
+        if !same {
+            self.observed = Some(Observed {
+                holder: holder.to_string(),
+                renew_time: spec.renew_time.clone(),
+                at: now,
+            });
+        }
+        // The holder's own duration, else ours.
+        let duration = spec
+            .lease_duration_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(self.cfg.duration, Duration::from_secs);
+        let expired = self
+            .observed
+            .as_ref()
+            .is_some_and(|o| now.saturating_duration_since(o.at) >= duration);
+        if expired {
+            Plan::TakeOver
+        } else {
+            Plan::Wait {
+                holder: holder.to_string(),
+            }
+        }
+    }
+
+    /// Whether a round that started at `started` ended with us holding the Lease.
+    fn settle(&mut self, started: Instant, holding: bool) {
+        if holding {
+            self.renewed_at = Some(started);
+            self.observed = None;
+        } else {
+            self.renewed_at = None;
+        }
+    }
+
+    /// One acquire-or-renew round started at `started`: `Ok(true)` when we hold the Lease
+    /// afterwards. An error also ends our holding.
+    pub async fn round(&mut self, api: &Api<Lease>, started: Instant) -> Result<bool, kube::Error> {
+        let result = self.try_round(api, started).await;
+        self.settle(started, matches!(result, Ok(true)));
+        result
+    }
+
+    async fn try_round(&mut self, api: &Api<Lease>, started: Instant) -> Result<bool, kube::Error> {
+        let cfg = self.cfg.clone();
+        let current = api.get_opt(&cfg.name).await?;
+        let spec = current.as_ref().and_then(|l| l.spec.as_ref());
+        let plan = self.plan(spec, started);
+        // Only written, never compared with anyone's clock.
+        let now = Timestamp::now();
+        let result = match (&plan, current.as_ref()) {
+            (Plan::Wait { .. }, _) => return Ok(false),
+            (Plan::Create, _) | (_, None) => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(cfg.name.clone()),
+                        namespace: Some(cfg.namespace.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(spec_for(None, &Plan::Create, &cfg, now)),
+                };
+                api.create(&PostParams::default(), &lease).await
+            }
+            (_, Some(l)) => {
+                let mut lease = l.clone(); // carries resourceVersion: a race is a 409
+                lease.spec = Some(spec_for(spec, &plan, &cfg, now));
+                api.replace(&cfg.name, &PostParams::default(), &lease).await
+            }
+        };
+        match result {
+            Ok(_) => {
+                if plan != Plan::Renew {
+                    tracing::info!(lease = %cfg.name, identity = %cfg.identity, "lease acquired: this replica writes status");
+                }
+                Ok(true)
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }
@@ -98,72 +220,56 @@ fn spec_for(old: Option<&LeaseSpec>, plan: &Plan, cfg: &LeaseConfig, now: Timest
     spec
 }
 
-/// One acquire-or-renew round: `Ok(true)` when we hold the Lease afterwards.
-pub async fn try_acquire(
-    api: &Api<Lease>,
-    cfg: &LeaseConfig,
-    now: Timestamp,
-) -> Result<bool, kube::Error> {
-    let current = api.get_opt(&cfg.name).await?;
-    let spec = current.as_ref().and_then(|l| l.spec.as_ref());
-    let plan = plan(spec, &cfg.identity, now);
-    let result = match (&plan, current.as_ref()) {
-        (Plan::Wait { .. }, _) => return Ok(false),
-        (Plan::Create, _) | (_, None) => {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(cfg.name.clone()),
-                    namespace: Some(cfg.namespace.clone()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(spec_for(None, &Plan::Create, cfg, now)),
-            };
-            api.create(&PostParams::default(), &lease).await
-        }
-        (_, Some(l)) => {
-            let mut lease = l.clone(); // carries resourceVersion: a race is a 409
-            lease.spec = Some(spec_for(spec, &plan, cfg, now));
-            api.replace(&cfg.name, &PostParams::default(), &lease).await
-        }
-    };
-    match result {
-        Ok(_) => {
-            if plan != Plan::Renew {
-                tracing::info!(lease = %cfg.name, identity = %cfg.identity, "lease acquired: this replica writes status");
-            }
-            Ok(true)
-        }
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Runs the election forever, publishing whether we hold the Lease into `held`.
+/// Runs the election forever, publishing whether we hold the Lease into `held`. A round that
+/// has not finished when our holding ends is abandoned: `held` turns false on time even when the
+/// API server does not answer.
 pub async fn run(api: Api<Lease>, cfg: LeaseConfig, held: watch::Sender<bool>) {
+    let mut elector = Elector::new(cfg);
     loop {
-        let now = Timestamp::now();
-        let holding = match try_acquire(&api, &cfg, now).await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(lease = %cfg.name, "lease: {e}; not writing status until it works again");
+        let started = Instant::now();
+        // Not holding: a hung call is abandoned after a full duration and retried.
+        let deadline = elector
+            .held_until()
+            .filter(|until| *until > started)
+            .unwrap_or(started + elector.cfg.duration);
+        let round = tokio::time::timeout_at(deadline.into(), elector.round(&api, started)).await;
+        let holding = match round {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                tracing::warn!(lease = %elector.cfg.name, "lease: {e}; not writing status until it works again");
+                false
+            }
+            Err(_) => {
+                elector.settle(started, false);
+                tracing::warn!(lease = %elector.cfg.name, "lease: no answer before our claim ran out; not writing status");
                 false
             }
         };
         held.send_if_modified(|h| {
             let changed = *h != holding;
             if changed && !holding {
-                tracing::info!(lease = %cfg.name, "lease not held: another replica writes status");
+                tracing::info!(lease = %elector.cfg.name, "lease not held: another replica writes status");
             }
             *h = holding;
             changed
         });
-        tokio::time::sleep(cfg.retry).await;
+        // Sleep until the next round, but give the claim up on time if that comes first.
+        let next = Instant::now() + elector.cfg.retry;
+        match elector.held_until().filter(|until| *until < next) {
+            Some(until) => {
+                tokio::time::sleep_until(until.into()).await;
+                held.send_replace(false);
+                tokio::time::sleep_until(next.into()).await;
+            }
+            None => tokio::time::sleep_until(next.into()).await,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::jiff::SignedDuration;
 
     fn spec(holder: &str, renewed: Timestamp, secs: i32) -> LeaseSpec {
         LeaseSpec {
@@ -175,20 +281,38 @@ mod tests {
     }
 
     #[test]
-    fn plans() {
-        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let later = |s: i64| t.checked_add(SignedDuration::from_secs(s)).unwrap();
-        assert_eq!(plan(None, "a", t), Plan::Create);
-        assert_eq!(plan(Some(&spec("a", t, 15)), "a", later(100)), Plan::Renew);
+    fn plans_judge_expiry_by_local_time_only() {
+        let t0 = Instant::now();
+        let s = |n: u64| Duration::from_secs(n);
+        let mut e = Elector::new(LeaseConfig::new("ns", "a"));
+        let epoch: Timestamp = "2000-01-01T00:00:00Z".parse().unwrap();
+        let future: Timestamp = "2100-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(e.plan(None, t0), Plan::Create);
+        assert_eq!(e.plan(Some(&spec("a", epoch, 15)), t0), Plan::Renew);
+        assert_eq!(e.plan(Some(&spec("", epoch, 15)), t0), Plan::TakeOver);
+        let wait = Plan::Wait { holder: "b".into() };
+        // A renewTime 26 years old (a skewed clock) is not expired when first seen...
+        assert_eq!(e.plan(Some(&spec("b", epoch, 15)), t0), wait);
+        assert_eq!(e.plan(Some(&spec("b", epoch, 15)), t0 + s(14)), wait);
+        // ...only 15 s of ours without a change.
         assert_eq!(
-            plan(Some(&spec("b", t, 15)), "a", later(10)),
-            Plan::Wait { holder: "b".into() }
-        );
-        assert_eq!(
-            plan(Some(&spec("b", t, 15)), "a", later(16)),
+            e.plan(Some(&spec("b", epoch, 15)), t0 + s(15)),
             Plan::TakeOver
         );
-        assert_eq!(plan(Some(&spec("", t, 15)), "a", t), Plan::TakeOver);
+        // A renewal (whatever its timestamp) restarts the count; one in the future expires too.
+        assert_eq!(e.plan(Some(&spec("b", future, 15)), t0 + s(16)), wait);
+        assert_eq!(e.plan(Some(&spec("b", future, 15)), t0 + s(30)), wait);
+        assert_eq!(
+            e.plan(Some(&spec("b", future, 15)), t0 + s(31)),
+            Plan::TakeOver
+        );
+        // Holding: until 2/3 of the duration after the last renewal started.
+        assert!(!e.held(t0));
+        e.settle(t0, true);
+        assert!(e.held(t0 + s(9)));
+        assert!(!e.held(t0 + s(10)));
+        e.settle(t0 + s(1), false);
+        assert!(!e.held(t0 + s(1)));
     }
 
     #[test]
