@@ -609,13 +609,11 @@ fn serve(
         let served = match &input.from {
             Some(from) if !input.kube && from == Path::new(STDIN) => {
                 let (store, report) = files::load_text("<stdin>", &stdin);
-                let (tx, source) =
-                    tokio::sync::watch::channel(std::sync::Arc::new(crate::source::Snapshot {
-                        store,
-                        problems: report.errors,
-                        changed_at: std::time::Instant::now(),
-                        complete: true,
-                    }));
+                let (tx, source) = tokio::sync::watch::channel(crate::source::Snapshot::new(
+                    store,
+                    report.errors,
+                    std::time::Instant::now(),
+                ));
                 // Nothing will change: the sender only has to outlive the server.
                 let served = serve::run(config, source, serve::NoStatus).await;
                 drop(tx);
