@@ -144,6 +144,8 @@ pub enum Command {
         /// continuous churn).
         #[arg(long, default_value_t = 100, value_name = "MS")]
         debounce_ms: u64,
+        #[command(flatten)]
+        limits: LongPollLimits,
     },
     /// Print the bearer token of one proxy role, derived from config-pusher's secret.
     ///
@@ -288,6 +290,17 @@ pub struct ServeInput {
     pub controller_name: String,
 }
 
+/// `serve`'s bounds on parked requests; a long-poll over them is answered 503 + Retry-After.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LongPollLimits {
+    /// Long-polls (`?wait=`) open at once, all roles together.
+    #[arg(long, default_value_t = serve::limits::Limits::default().long_polls, value_name = "N")]
+    pub max_long_polls: usize,
+    /// Long-polls open at once for one proxy role.
+    #[arg(long, default_value_t = serve::limits::Limits::default().long_polls_per_role, value_name = "N")]
+    pub max_long_polls_per_role: usize,
+}
+
 /// Where backend clusters' endpoints come from (`render` bootstraps, `serve --xds-dir`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Clusters {
@@ -410,10 +423,23 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             insecure_no_auth,
             xds_dir,
             debounce_ms,
+            limits,
         } => {
             serve::check_exposure(listen, token_file.is_some(), insecure_no_auth)
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
-            serve(input, clusters, listen, token_file, xds_dir, debounce_ms)
+            let limits = serve::limits::Limits {
+                long_polls: limits.max_long_polls,
+                long_polls_per_role: limits.max_long_polls_per_role,
+            };
+            serve(
+                input,
+                clusters,
+                listen,
+                token_file,
+                xds_dir,
+                debounce_ms,
+                limits,
+            )
         }
         Command::Check { input, output } => check(&input, output),
         Command::Token { secret_file, role } => {
@@ -580,8 +606,10 @@ fn serve(
     token_file: Option<PathBuf>,
     xds_dir: Option<PathBuf>,
     debounce_ms: u64,
+    limits: serve::limits::Limits,
 ) -> Result<u8, CliError> {
     let config = serve::Config {
+        limits,
         listen,
         token_file,
         xds_dir,

@@ -321,6 +321,7 @@ fn serve_config(listen: std::net::SocketAddr) -> config_pusher::serve::Config {
         xds_dir: None,
         settings: Default::default(),
         clusters: Default::default(),
+        limits: Default::default(),
     }
 }
 

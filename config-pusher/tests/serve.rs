@@ -755,3 +755,52 @@ fn route_map_data_is_behind_the_token_and_the_page_is_not() {
     let ok = server.get("/v1/map", &[("authorization", "Bearer s3cret")]);
     assert_eq!(ok.status, 200, "{}", ok.text());
 }
+
+#[test]
+fn long_polls_over_the_limits_get_503_with_retry_after() {
+    let dir = folder("limits");
+    let server = Server::start(
+        &dir,
+        &["--max-long-polls", "2", "--max-long-polls-per-role", "1"],
+    );
+    let etag = server.get(&format!("/v1/tables/{ROLE}"), &[]).etag();
+    let addr = server.addr;
+    let wait = |role: &'static str, tag: String| {
+        std::thread::spawn(move || {
+            get(
+                addr,
+                &format!("/v1/tables/{role}?wait=3s"),
+                &[("if-none-match", &tag)],
+            )
+        })
+    };
+    let first = wait(ROLE, etag.clone());
+    server.eventually("/metrics", "one long-poll open", |r| {
+        r.text().contains("config_pusher_open_long_polls 1")
+    });
+    // The role's one slot is taken.
+    let refused = server.get(
+        &format!("/v1/tables/{ROLE}?wait=3s"),
+        &[("if-none-match", &etag)],
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=5).contains(&retry), "{retry}");
+    // Another role still has room, until the total is reached.
+    let other = wait("mesh/nobody", String::from("\"x\""));
+    server.eventually("/metrics", "two long-polls open", |r| {
+        r.text().contains("config_pusher_open_long_polls 2")
+    });
+    let total = server.get("/v1/tables/mesh/third?wait=3s", &[]);
+    assert_eq!(total.status, 503, "{}", total.text());
+    // A plain fetch (no wait) is never refused.
+    assert_eq!(server.get(&format!("/v1/tables/{ROLE}"), &[]).status, 200);
+    assert_eq!(first.join().unwrap().status, 304);
+    assert_eq!(other.join().unwrap().status, 404);
+    // Slots are given back.
+    let again = server.get(
+        &format!("/v1/tables/{ROLE}?wait=1s"),
+        &[("if-none-match", &etag)],
+    );
+    assert_eq!(again.status, 304);
+}

@@ -66,6 +66,7 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
         xds_dir: Some(xds_dir.clone()),
         settings: Settings::default(),
         clusters: options.clone(),
+        limits: Default::default(),
     };
     let debounce = Debounce::new(Duration::from_millis(50), Duration::from_secs(5));
     runtime.block_on(async {

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Path, Request, State as Extract};
 use axum::http::header::{
-    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -16,6 +17,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::headers::{self, none_match};
+use super::limits::{Refused, Slot};
 use super::proxies;
 use super::publish::Published;
 use super::state::State;
@@ -107,18 +109,22 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 struct Poll {
     state: Shared,
     proxy: Option<String>,
+    _slot: Slot,
 }
 
 impl Poll {
-    fn open(state: &Shared, proxy: Option<&str>) -> Poll {
+    /// A long-poll on `role`, if the bounds allow one more.
+    fn open(state: &Shared, role: &str, proxy: Option<&str>) -> Result<Poll, Refused> {
+        let slot = state.long_polls.take(role)?;
         state.metrics.polls(1);
         if let Some(id) = proxy {
             state.proxies.polling(id, 1, Instant::now());
         }
-        Poll {
+        Ok(Poll {
             state: state.clone(),
             proxy: proxy.map(str::to_string),
-        }
+            _slot: slot,
+        })
     }
 }
 
@@ -164,7 +170,10 @@ async fn table_response(
             return not_modified_or_missing(state, role, current.as_deref());
         };
         if poll.is_none() {
-            poll = Some(Poll::open(state, proxy));
+            match Poll::open(state, role, proxy) {
+                Ok(p) => poll = Some(p),
+                Err(refused) => return busy(refused),
+            }
         }
         match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => continue,
@@ -174,6 +183,17 @@ async fn table_response(
             }
         }
     }
+}
+
+/// `503` with `Retry-After` (1–5 s, spread so that refused clients do not return together).
+fn busy(refused: Refused) -> Response {
+    let spread = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 5);
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, refused);
+    r.headers_mut()
+        .insert(RETRY_AFTER, axum::http::HeaderValue::from(1 + spread));
+    r
 }
 
 /// Records the proxy's report headers; a rejection is logged once per (proxy, version).

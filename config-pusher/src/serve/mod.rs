@@ -26,6 +26,7 @@ use crate::translate::{self, Output, Settings};
 
 pub mod api;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod proxies;
 pub mod publish;
@@ -48,6 +49,8 @@ pub struct Config {
     pub settings: Settings,
     /// Cluster endpoints for `--xds-dir` (`--backend`, `--cluster-domain`), as `render` uses them.
     pub clusters: envoy::Options,
+    /// Bounds on open long-polls (`--max-long-polls`, `--max-long-polls-per-role`).
+    pub limits: limits::Limits,
 }
 
 /// Receives every translation's output (statuses included): the kube source writes statuses
@@ -126,7 +129,7 @@ pub async fn run(
         .map(token::Token::load)
         .transpose()?;
     let xds = config.xds_dir.clone().map(xds::Xds::new).transpose()?;
-    let state = Arc::new(State::new(token));
+    let state = Arc::new(State::new(token, config.limits));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {

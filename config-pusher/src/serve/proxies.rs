@@ -3,7 +3,7 @@
 //! an xDS ACK/NACK. Also counts its requests and concurrent long-polls, which shows whether only
 //! one VM per Envoy polls at a time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -13,6 +13,20 @@ use serde::Serialize;
 
 /// A proxy counts as connected this long after its last request (or while it long-polls).
 pub const CONNECTED_WINDOW: Duration = Duration::from_secs(60);
+
+/// A proxy not heard from this long (and not long-polling) is forgotten: ids come from clients,
+/// and a churning fleet (every pod a new id) must not grow the list forever.
+pub const EXPIRY: Duration = Duration::from_secs(600);
+
+/// At most this many proxies are remembered; past it, the expired ones go, then the longest
+/// silent ones that are not long-polling. Bounds memory whatever ids clients send.
+pub const MAX_PROXIES: usize = 10_000;
+
+/// Ids longer than this are not recorded (an Envoy `node.id` is far shorter).
+pub const MAX_ID_BYTES: usize = 253;
+
+/// Rejected versions remembered per proxy, to log each rejection once.
+const WARNED: usize = 8;
 
 /// A table a proxy refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,8 +60,8 @@ pub struct ProxyView {
 struct Proxy {
     view: ProxyView,
     seen_at: Instant,
-    /// Rejected versions already logged.
-    warned: BTreeSet<String>,
+    /// Rejected versions already logged (the last [`WARNED`]).
+    warned: VecDeque<String>,
 }
 
 /// One table request's report.
@@ -78,7 +92,13 @@ impl Proxies {
     /// Records a request. Returns the rejection when it is news for this (proxy, version), so the
     /// caller logs it once.
     pub fn seen(&self, r: &Report<'_>, now: Instant) -> Option<Rejection> {
+        if r.id.len() > MAX_ID_BYTES {
+            return None;
+        }
         self.with(|m| {
+            if m.len() >= MAX_PROXIES && !m.contains_key(r.id) {
+                prune(m, now);
+            }
             let p = m.entry(r.id.to_string()).or_insert_with(|| Proxy {
                 view: ProxyView {
                     id: r.id.to_string(),
@@ -93,7 +113,7 @@ impl Proxies {
                     max_open_polls: 0,
                 },
                 seen_at: now,
-                warned: BTreeSet::new(),
+                warned: VecDeque::new(),
             });
             p.seen_at = now;
             p.view.role = r.role.to_string();
@@ -110,7 +130,14 @@ impl Proxies {
                 message: message.to_string(),
             };
             p.view.last_rejection = Some(rejection.clone());
-            p.warned.insert(version.to_string()).then_some(rejection)
+            if p.warned.iter().any(|v| v == version) {
+                return None;
+            }
+            if p.warned.len() == WARNED {
+                p.warned.pop_front();
+            }
+            p.warned.push_back(version.to_string());
+            Some(rejection)
         })
     }
 
@@ -138,6 +165,26 @@ impl Proxies {
                 .filter(|p| p.view.waiting || now.duration_since(p.seen_at) < CONNECTED_WINDOW)
                 .count()
         })
+    }
+}
+
+/// Makes room: forgets expired proxies, then the longest silent ones, down to 90% of
+/// [`MAX_PROXIES`] (so the sort is paid once per 1,000 new ids, not per id). Long-polling
+/// proxies stay: their number is bounded by the long-poll limits.
+fn prune(m: &mut BTreeMap<String, Proxy>, now: Instant) {
+    m.retain(|_, p| p.view.open_polls > 0 || now.duration_since(p.seen_at) < EXPIRY);
+    let keep = MAX_PROXIES * 9 / 10;
+    if m.len() > keep {
+        let mut silent: Vec<(Instant, String)> = m
+            .iter()
+            .filter(|(_, p)| p.view.open_polls == 0)
+            .map(|(id, p)| (p.seen_at, id.clone()))
+            .collect();
+        silent.sort();
+        let excess = m.len() - keep;
+        for (_, id) in silent.into_iter().take(excess) {
+            m.remove(&id);
+        }
     }
 }
 
@@ -181,5 +228,79 @@ mod tests {
         proxies.polling("envoy-1", -1, t0);
         assert_eq!(proxies.connected(t0 + CONNECTED_WINDOW * 2), 0);
         assert_eq!(proxies.connected(t0 + CONNECTED_WINDOW / 2), 1);
+    }
+
+    #[test]
+    fn a_million_distinct_ids_stay_bounded_and_pollers_are_kept() {
+        let proxies = Proxies::default();
+        let t0 = Instant::now();
+        fn report(id: &str) -> Report<'_> {
+            Report {
+                id,
+                role: "mesh/a",
+                applied: None,
+                rejected: None,
+                remote: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            }
+        }
+        proxies.seen(&report("poller"), t0);
+        proxies.polling("poller", 1, t0);
+        for i in 0..1_000_000u32 {
+            proxies.seen(
+                &report(&format!("pod-{i}")),
+                t0 + Duration::from_millis(u64::from(i)),
+            );
+        }
+        let list = proxies.list();
+        assert!(list.len() <= MAX_PROXIES, "{}", list.len());
+        assert!(
+            list.iter().any(|p| p.id == "poller"),
+            "a long-polling proxy is never evicted"
+        );
+        assert!(
+            list.iter().any(|p| p.id == "pod-999999"),
+            "the newest are kept"
+        );
+        assert!(
+            !list.iter().any(|p| p.id == "pod-0"),
+            "the oldest silent ones go"
+        );
+        // Over-long ids are not recorded at all.
+        proxies.seen(&report(&"x".repeat(MAX_ID_BYTES + 1)), t0);
+        assert!(proxies.list().iter().all(|p| p.id.len() <= MAX_ID_BYTES));
+    }
+
+    #[test]
+    fn expired_proxies_are_forgotten_when_room_is_needed() {
+        let proxies = Proxies::default();
+        let t0 = Instant::now();
+        let remote = SocketAddr::from(([127, 0, 0, 1], 5000));
+        for i in 0..MAX_PROXIES {
+            let id = format!("old-{i}");
+            proxies.seen(
+                &Report {
+                    id: &id,
+                    role: "mesh/a",
+                    applied: None,
+                    rejected: None,
+                    remote,
+                },
+                t0,
+            );
+        }
+        let later = t0 + EXPIRY + Duration::from_secs(1);
+        proxies.seen(
+            &Report {
+                id: "new",
+                role: "mesh/a",
+                applied: None,
+                rejected: None,
+                remote,
+            },
+            later,
+        );
+        let list = proxies.list();
+        assert_eq!(list.len(), 1, "every expired proxy is forgotten");
+        assert_eq!(list[0].id, "new");
     }
 }

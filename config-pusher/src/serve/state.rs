@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 
+use super::limits::{Limits, Slots};
 use super::metrics::Metrics;
 use super::proxies::Proxies;
 use super::publish::{Outcome, Published, Tables};
@@ -33,12 +34,14 @@ pub struct State {
     /// Bumped on every publication that changed a table; long-polls wait for it.
     changes: watch::Sender<u64>,
     pub token: Option<Token>,
+    /// Open long-polls, bounded (`--max-long-polls`).
+    pub long_polls: Arc<Slots>,
     pub proxies: Proxies,
     pub metrics: Metrics,
 }
 
 impl State {
-    pub fn new(token: Option<Token>) -> State {
+    pub fn new(token: Option<Token>, limits: Limits) -> State {
         State {
             tables: RwLock::default(),
             status: RwLock::default(),
@@ -48,6 +51,7 @@ impl State {
             token,
             proxies: Proxies::default(),
             metrics: Metrics::default(),
+            long_polls: Arc::new(Slots::new(limits)),
         }
     }
 
