@@ -746,7 +746,7 @@ fn pick_codec(sample: &RouteTable) -> Codec {
 fn encode(codec: Codec, t: &RouteTable) -> Vec<u8> {
     match codec {
         Codec::Crate => table::encode_json(t).into_bytes(),
-        Codec::Serde => serde_json::to_vec(t).expect("serialize"),
+        Codec::Serde => serde_json::to_vec(&table::wire::RouteTable::from(t)).expect("serialize"),
     }
 }
 
@@ -758,7 +758,10 @@ fn decode_and_compile(codec: Codec, json: &[u8]) -> Router {
 fn decode(codec: Codec, json: &[u8]) -> RouteTable {
     match codec {
         Codec::Crate => table::decode_json(json).expect("decode_json"),
-        Codec::Serde => serde_json::from_slice(json).expect("serde decode"),
+        Codec::Serde => {
+            let msg: table::wire::RouteTable = serde_json::from_slice(json).expect("serde decode");
+            RouteTable::try_from(msg).expect("converts")
+        }
     }
 }
 

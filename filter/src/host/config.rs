@@ -20,15 +20,16 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::router::Router;
-use crate::table::{self, BackendTarget, Filter, RouteTable, TableError};
+use crate::table::{self, wire, BackendTarget, Filter, RouteTable, TableError};
 
 /// Parsed plugin configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PluginConfig {
-    /// The route table, inline. Validated whole on load.
+    /// The route table, inline (its JSON form). Converted and validated whole on load
+    /// ([`PluginConfig::compile`]).
     #[serde(default)]
-    pub table: Option<RouteTable>,
+    pub table: Option<wire::RouteTable>,
     /// Where to fetch tables from (config-pusher through an Envoy cluster).
     #[serde(default)]
     pub source: Option<SourceConfig>,
@@ -310,7 +311,9 @@ mod tests {
         let config = PluginConfig::parse(ok).unwrap();
         assert_eq!(config.mirror_slots, 2);
         assert_eq!(config.cluster_naming, ClusterNaming::Standalone);
-        let router = config.compile(config.table.clone().unwrap()).unwrap();
+        let router = config
+            .compile(RouteTable::try_from(config.table.clone().unwrap()).unwrap())
+            .unwrap();
         assert!(!router.version().is_empty(), "version filled in on load");
 
         let unknown = br#"{"table": {"role": "gateway/default/web", "routes": []}, "tabel": 1}"#;

@@ -1503,12 +1503,17 @@ pub(crate) mod fixtures {
 
     /// The gateway fixture, parsed but not validated.
     pub(crate) fn gateway() -> RouteTable {
-        serde_json::from_str(GATEWAY_JSON).unwrap()
+        parse(GATEWAY_JSON)
     }
 
     /// The mesh fixture, parsed but not validated.
     pub(crate) fn mesh() -> RouteTable {
-        serde_json::from_str(MESH_JSON).unwrap()
+        parse(MESH_JSON)
+    }
+
+    fn parse(json: &str) -> RouteTable {
+        let msg: crate::table::wire::RouteTable = serde_json::from_str(json).unwrap();
+        RouteTable::try_from(msg).unwrap()
     }
 }
 
