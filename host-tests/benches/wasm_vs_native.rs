@@ -41,9 +41,7 @@ fn bench(c: &mut Criterion) {
     assert!(vm.configure(&config));
     let router = {
         let c = PluginConfig::parse(config.as_bytes()).unwrap();
-        let table =
-            gammaroute_filter::table::RouteTable::try_from(c.table.clone().unwrap()).unwrap();
-        c.compile(table).unwrap()
+        c.compile(c.table.clone().unwrap()).unwrap()
     };
     let native_headers: Vec<Vec<(String, String)>> = REQUESTS
         .iter()

@@ -13,11 +13,10 @@ use std::rc::Rc;
 use rustc_hash::FxHashMap;
 
 use super::abi::{self, Buffer, LogLevel, Map, MetricType, Status};
-use super::config::{ConfigError, PluginConfig};
+use super::config::PluginConfig;
 use super::envoy::{self, Contract, Plan};
 use super::updates::{self, Dynamic};
 use crate::router::{Destination, HeaderOp, Outcome, Request, Router, Selection};
-use crate::table::RouteTable;
 
 const CONTINUE: u32 = 0;
 const PAUSE: u32 = 1;
@@ -159,9 +158,8 @@ pub extern "C" fn proxy_on_configure(root: u32, size: usize) -> u32 {
     let configured = config.and_then(|mut config| {
         let inline = match config.table.take() {
             Some(table) => Some(
-                RouteTable::try_from(table)
-                    .map_err(ConfigError::from)
-                    .and_then(|table| config.compile(table))
+                config
+                    .compile(table)
                     .map(|router| Loaded::new(&config, router))
                     .map_err(|e| e.to_string())?,
             ),

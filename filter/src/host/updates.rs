@@ -12,7 +12,7 @@ use super::abi::{self, Buffer, LogLevel, Map, Status};
 use super::config::PluginConfig;
 use super::exports::{count, next_draw, Loaded, Root, Vm};
 use super::fetch::{self, CallResponse, Fetch, Fetched, Keys, Lease};
-use crate::table::{self, RouteTable};
+use crate::table::{self, wire};
 
 /// The dynamic half of a root context.
 pub(super) struct Dynamic {
@@ -199,7 +199,7 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
     tick(vm, root);
 }
 
-/// Decodes, validates and compiles a fetched table. Returns the table in force and its protobuf
+/// Parses, checks and compiles a fetched table (once: see [`PluginConfig::compile`]). Returns the table in force and its protobuf
 /// encoding (what other VMs read), or the version (if known) and why it was refused.
 fn accept(
     config: &PluginConfig,
@@ -212,17 +212,18 @@ fn accept(
             format!("cannot read the response body (host status {})", s.0),
         )
     })?;
+    // Parsed only: `compile` checks the version and the table, once.
     let decoded = if proto {
-        table::decode_proto(&body)
+        table::parse_proto(&body)
     } else {
-        table::decode_json(&body)
+        table::parse_json(&body)
     };
     let table = decoded.map_err(|e| (String::new(), e.to_string()))?;
     let version = table.version.clone();
     let encoded = if proto {
         body
     } else {
-        table::encode_proto(&table)
+        prost::Message::encode_to_vec(&table)
     };
     let router = config
         .compile(table)
@@ -281,11 +282,12 @@ fn sync(state: &mut Root) {
         return;
     }
     let table = match abi::shared_data(&dynamic.keys.table) {
-        Ok(Some((bytes, _))) => table::decode_proto(&bytes).map_err(|e| e.to_string()),
+        Ok(Some((bytes, _))) => table::parse_proto(&bytes).map_err(|e| e.to_string()),
         Ok(None) => Err("the table key is missing".to_string()),
         Err(s) => Err(format!("host status {}", s.0)),
     };
-    match table.and_then(|t: RouteTable| dynamic.config.compile(t).map_err(|e| e.to_string())) {
+    match table.and_then(|t: wire::RouteTable| dynamic.config.compile(t).map_err(|e| e.to_string()))
+    {
         Ok(router) => {
             dynamic.fetch.applied(router.version());
             let loaded = Loaded::new(&dynamic.config, router);

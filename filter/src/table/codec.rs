@@ -1,29 +1,42 @@
 //! JSON and protobuf encodings of a [`RouteTable`], both through the one schema in [`wire`];
 //! decoding always validates.
 //!
-//! Both decoders end in [`super::accept`]: an empty `version` is filled with the content hash, a
-//! declared one must equal it (so a table altered in transit or by hand is refused), then the
-//! table is validated. Nothing here panics on any input: the filter decodes whatever the poll or
+//! Both decoders go through [`super::versioned`]: an empty `version` is filled with the content
+//! hash, a declared one must equal it (so a table altered in transit or by hand is refused); then
+//! the table is validated. Nothing here panics on any input: the filter decodes whatever the poll or
 //! the plugin configuration brings.
 
 use prost::Message as _;
 
-use super::{accept, wire, RouteTable, TableError, TableErrorKind};
+use super::{validate, versioned, wire, RouteTable, TableError, TableErrorKind};
 
 /// Parses, versions and validates a JSON table (the JSON form of [`wire`]: camelCase, unknown
 /// fields refused). Syntax and shape errors carry serde's line and column.
 pub fn decode_json(bytes: &[u8]) -> Result<RouteTable, TableError> {
-    let msg: wire::RouteTable = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
-    accept(RouteTable::try_from(msg)?)
+    let table = versioned(parse_json(bytes)?)?;
+    validate(&table)?;
+    Ok(table)
 }
 
-/// Parses, versions and validates a protobuf table (see [`wire`]).
+/// Parses, versions and validates a protobuf table.
 pub fn decode_proto(bytes: &[u8]) -> Result<RouteTable, TableError> {
-    let msg = wire::RouteTable::decode(bytes).map_err(|e| TableError {
+    let table = versioned(parse_proto(bytes)?)?;
+    validate(&table)?;
+    Ok(table)
+}
+
+/// Parses a JSON table into the schema's types only: for a caller that versions and checks it
+/// itself (the filter: `PluginConfig::compile`, which checks a table once its clusters are renamed).
+pub fn parse_json(bytes: &[u8]) -> Result<wire::RouteTable, TableError> {
+    serde_json::from_slice(bytes).map_err(|e| json_error(&e))
+}
+
+/// [`parse_json`] for the protobuf encoding.
+pub fn parse_proto(bytes: &[u8]) -> Result<wire::RouteTable, TableError> {
+    wire::RouteTable::decode(bytes).map_err(|e| TableError {
         at: "protobuf document".to_string(),
         kind: TableErrorKind::Proto(e.to_string()),
-    })?;
-    accept(RouteTable::try_from(msg)?)
+    })
 }
 
 /// Pretty-printed JSON with a trailing newline. Stable: field order is the model's declaration

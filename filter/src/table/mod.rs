@@ -20,11 +20,13 @@ use std::net::IpAddr;
 
 mod codec;
 pub mod regex;
+mod valid;
 pub mod validate;
 pub mod wire;
 
-pub use codec::{decode_json, decode_proto, encode_json, encode_proto};
-pub use validate::{validate, TableError, TableErrorKind};
+pub use codec::{decode_json, decode_proto, encode_json, encode_proto, parse_json, parse_proto};
+pub use valid::{CheckedMatch, CheckedValue, ValidTable};
+pub use validate::{validate, validate_rule, TableError, TableErrorKind};
 
 /// A complete routing configuration for one proxy role.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -320,16 +322,7 @@ impl RouteTable {
     /// the table with `version` cleared, in hex. Equal content gives an equal version on every
     /// platform, since the encoding has no maps and keeps list order.
     pub fn content_version(&self) -> String {
-        use sha2::Digest;
-        let mut msg = wire::RouteTable::from(self);
-        msg.version.clear();
-        let digest = sha2::Sha256::digest(prost::Message::encode_to_vec(&msg));
-        let mut out = String::with_capacity(32);
-        for b in digest.iter().take(16) {
-            out.push(hex_digit(b >> 4));
-            out.push(hex_digit(b & 0xf));
-        }
-        out
+        wire::RouteTable::from(self).content_version()
     }
 
     /// Sets `version` to [`RouteTable::content_version`].
@@ -339,10 +332,10 @@ impl RouteTable {
     }
 }
 
-/// Accepts a decoded table: fills an empty `version` with the content hash, or checks a declared
-/// one against it, then validates. Every way a table enters the filter ends here (the filter's
-/// host glue calls [`stamp_version`] and lets `Router::compile` validate, so a table is validated
-/// once).
+/// Accepts a table built in memory: fills an empty `version` with the content hash, or checks a
+/// declared one against it, then validates. config-pusher checks every table it publishes with
+/// this. The filter parses tables with [`versioned`] and makes a [`ValidTable`] after renaming
+/// clusters, so a loaded table is hashed, checked and compiled once.
 pub fn accept(mut table: RouteTable) -> Result<RouteTable, TableError> {
     stamp_version(&mut table)?;
     validate(&table)?;
@@ -353,20 +346,28 @@ pub fn accept(mut table: RouteTable) -> Result<RouteTable, TableError> {
 /// altered in transit, or by hand without updating its version, is refused).
 pub fn stamp_version(table: &mut RouteTable) -> Result<(), TableError> {
     let computed = table.content_version();
-    if table.version.is_empty() {
-        table.version = computed;
-    } else if table.version != computed {
-        return Err(TableError {
-            at: "version".to_string(),
-            kind: TableErrorKind::VersionMismatch {
-                declared: std::mem::take(&mut table.version),
-                computed,
-            },
-        });
-    }
+    table.version = checked_version(std::mem::take(&mut table.version), computed)?;
     Ok(())
 }
 
-fn hex_digit(n: u8) -> char {
-    char::from_digit(u32::from(n), 16).unwrap_or('0')
+/// Converts a decoded document into the model, filling or checking its `version` first (on the
+/// document itself, so the table is encoded once for the hash and never copied for it). Both
+/// decoders and the filter's inline table come through here.
+pub fn versioned(mut msg: wire::RouteTable) -> Result<RouteTable, TableError> {
+    let declared = std::mem::take(&mut msg.version);
+    msg.version = checked_version(declared, msg.content_version())?;
+    RouteTable::try_from(msg)
+}
+
+/// The version a table keeps: the computed one when none is declared, else the declared one if
+/// it is the computed one.
+fn checked_version(declared: String, computed: String) -> Result<String, TableError> {
+    if declared.is_empty() || declared == computed {
+        Ok(computed)
+    } else {
+        Err(TableError {
+            at: "version".to_string(),
+            kind: TableErrorKind::VersionMismatch { declared, computed },
+        })
+    }
 }

@@ -452,6 +452,37 @@ pub struct Retry {
     pub backoff_ms: Option<u64>,
 }
 
+impl RouteTable {
+    /// The content hash: the first 16 bytes of SHA-256 over the protobuf encoding of the table
+    /// with `version` cleared, in hex (see [`super::RouteTable::content_version`]).
+    pub fn content_version(&self) -> String {
+        use sha2::Digest;
+        // The encoding of this table with an empty `version` (tag 1), without copying the table
+        // to clear it: the other fields in tag order, as the derived `encode` writes them (an
+        // empty proto3 string is left out).
+        let mut buf = Vec::new();
+        if !self.role.is_empty() {
+            prost::encoding::string::encode(2, &self.role, &mut buf);
+        }
+        prost::encoding::message::encode_repeated(3, &self.listeners, &mut buf);
+        prost::encoding::message::encode_repeated(4, &self.services, &mut buf);
+        prost::encoding::message::encode_repeated(5, &self.routes, &mut buf);
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(&buf);
+        let digest = hasher.finalize();
+        let mut out = String::with_capacity(32);
+        for b in digest.iter().take(16) {
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b & 0xf));
+        }
+        out
+    }
+}
+
+fn hex_digit(n: u8) -> char {
+    char::from_digit(u32::from(n), 16).unwrap_or('0')
+}
+
 // ---------------------------------------------------------------------------------------------
 // Model → wire (infallible)
 // ---------------------------------------------------------------------------------------------
