@@ -19,6 +19,7 @@
 use std::net::IpAddr;
 
 mod codec;
+pub mod origin;
 pub mod regex;
 mod valid;
 pub mod validate;

@@ -21,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
+use super::origin::OriginPattern;
 use super::valid::{CheckedMatch, CheckedValue};
 use super::{
     regex, Backend, BackendTarget, Cors, Filter, HeaderModifier, Match, MeshService, Mirror,
@@ -1062,7 +1063,7 @@ fn cors(at: &At, c: &Cors) -> Result<(), TableError> {
         MAX_CORS_ORIGINS,
     )?;
     for (i, o) in c.allow_origins.iter().enumerate() {
-        origin(o).map_err(|reason| {
+        OriginPattern::parse(o).map_err(|reason| {
             at.item("allowOrigins", i)
                 .err(TableErrorKind::InvalidOrigin {
                     value: shown(o),
@@ -1116,52 +1117,6 @@ fn cors(at: &At, c: &Cors) -> Result<(), TableError> {
 fn wildcard_alone(at: &At, list: &[String]) -> Result<(), TableError> {
     if list.len() > 1 && list.iter().any(|v| v == "*") {
         return Err(at.err(TableErrorKind::WildcardNotAlone));
-    }
-    Ok(())
-}
-
-/// CORSOrigin: `*`, or `http(s)://` + host (`*`, or an optional `*.` then labels of letters,
-/// digits and `-`) + optional `:port`. Ports must also fit 1-65535 (the CRD allows any 5 digits;
-/// the router could never match a larger one).
-fn origin(o: &str) -> Result<(), &'static str> {
-    if o == "*" {
-        return Ok(());
-    }
-    if o.len() > 253 {
-        return Err("longer than 253 bytes");
-    }
-    let Some((scheme, rest)) = o.split_once("://") else {
-        return Err("must be `*` or <scheme>://<host>[:<port>]");
-    };
-    if scheme != "http" && scheme != "https" {
-        return Err("the scheme must be http or https");
-    }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (rest, None),
-    };
-    if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("the port must be 1 to 5 digits");
-        }
-        if !p.parse::<u16>().is_ok_and(|n| n != 0) {
-            return Err("the port must be 1-65535");
-        }
-    }
-    if host == "*" {
-        return Ok(());
-    }
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err("the host has an empty label");
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err("the host may only contain letters, digits, '-' and '.', after an optional leading `*.`");
-        }
     }
     Ok(())
 }
@@ -2504,7 +2459,7 @@ mod tests {
             "https://Foo.Example:443",
             "http://10.0.0.1:65535",
         ] {
-            origin(ok).unwrap();
+            OriginPattern::parse(ok).unwrap();
         }
         for bad in [
             "",
@@ -2523,7 +2478,7 @@ mod tests {
             "https://a b",
             "https://example.com?x",
         ] {
-            assert!(origin(bad).is_err(), "{bad:?} accepted");
+            assert!(OriginPattern::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 
