@@ -6,7 +6,7 @@
 //! - **One fetcher.** On every tick each VM tries to take or renew the fetcher [`Lease`] in shared
 //!   data with CAS; the holder long-polls `GET /v1/tables/{role}` with `If-None-Match`. A VM that
 //!   dies (a trap, `FAIL_RELOAD`) stops renewing, so another takes over once the lease expires.
-//! - **Publish once, compile everywhere.** The fetcher validates and compiles a new table, then
+//! - **Publish once, compile everywhere.** The fetcher checks and compiles a new table, then
 //!   writes it (protobuf) and its version under [`Keys`]. Every VM compares the small version key
 //!   on its tick and re-reads the table only when it changed. Requests in flight keep the router
 //!   they started with.
@@ -17,7 +17,7 @@
 //! - **config-pusher down** → the last good table keeps serving; fetches retry with capped
 //!   exponential back-off.
 //!
-//! This module decides; [`super::exports`] performs the host calls.
+//! This module decides; `updates` performs the host calls (it is compiled for `wasm32` only).
 
 use super::config::SourceConfig;
 

@@ -1,4 +1,5 @@
-//! The routing engine: compile a [`RouteTable`] once, then turn each request into a [`Decision`].
+//! The routing engine: index a checked table ([`crate::table::ValidTable`]) once, then turn each
+//! request into a [`Decision`].
 //!
 //! Selection works in three indexed steps, never scanning every route:
 //! 1. **parent** — the listener (by destination port, then Host: exact > longest wildcard > none;
