@@ -18,6 +18,7 @@
 
 use std::net::IpAddr;
 
+mod checked;
 mod codec;
 pub mod origin;
 pub mod regex;
@@ -25,8 +26,9 @@ mod valid;
 pub mod validate;
 pub mod wire;
 
+pub use checked::{CheckedMatch, CheckedValue};
 pub use codec::{decode_json, decode_proto, encode_json, encode_proto, parse_json, parse_proto};
-pub use valid::{CheckedMatch, CheckedValue, ValidTable};
+pub use valid::ValidTable;
 pub use validate::{validate, validate_rule, TableError, TableErrorKind};
 
 /// A complete routing configuration for one proxy role.

@@ -7,9 +7,8 @@
 //! table's regexes were compiled by validation, by a second validation and once per attachment by
 //! the router).
 
-use regex_lite::Regex;
-
-use super::{validate, versioned, wire, PathMatch, RouteTable, TableError};
+use super::checked::CheckedMatch;
+use super::{validate, versioned, wire, RouteTable, TableError};
 
 /// A checked table: [`RouteTable`] plus the compiled form of every match, in table order
 /// (routes, then rules, then matches).
@@ -19,41 +18,6 @@ pub struct ValidTable {
     matches: Vec<CheckedMatch>,
     /// `matches[route_starts[r]..route_starts[r + 1]]` are route `r`'s (one more entry than routes).
     route_starts: Vec<usize>,
-}
-
-/// One `HTTPRouteMatch` ready to be tested against a request: the conditions a path index cannot
-/// decide, compiled.
-#[derive(Debug)]
-pub struct CheckedMatch {
-    /// Where the match is in the table: route index, rule position, match position.
-    pub route: u32,
-    pub rule: u32,
-    pub matched: u32,
-    pub rank: u32,
-    pub path: PathMatch,
-    /// Only for `RegularExpression` paths; exact and prefix paths are decided by the index.
-    pub path_regex: Option<Regex>,
-    pub method: Option<Box<str>>,
-    /// Header names lowercased (HTTP header names are case-insensitive).
-    pub headers: Box<[(Box<str>, CheckedValue)]>,
-    pub query: Box<[(Box<str>, CheckedValue)]>,
-}
-
-/// A header or query parameter value condition.
-#[derive(Debug)]
-pub enum CheckedValue {
-    Exact(Box<str>),
-    Regex(Regex),
-}
-
-impl CheckedValue {
-    /// Whether `actual` satisfies the condition (a regex must match the whole value).
-    pub fn holds(&self, actual: &str) -> bool {
-        match self {
-            CheckedValue::Exact(s) => **s == *actual,
-            CheckedValue::Regex(re) => re.is_match(actual),
-        }
-    }
 }
 
 impl ValidTable {

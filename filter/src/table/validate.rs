@@ -21,8 +21,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
+use super::checked::{CheckedMatch, CheckedValue};
 use super::origin::OriginPattern;
-use super::valid::{CheckedMatch, CheckedValue};
 use super::{
     regex, Backend, BackendTarget, Cors, Filter, HeaderModifier, Match, MeshService, Mirror,
     PathMatch, PathModifier, Redirect, Retry, Route, RouteTable, Rule, Timeouts, UrlRewrite,
