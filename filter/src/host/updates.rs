@@ -10,21 +10,10 @@ use std::rc::Rc;
 
 use super::abi::{self, Buffer, LogLevel, Map, Status};
 use super::config::PluginConfig;
-use super::exports::{count, next_draw, Loaded, Root, Vm};
 use super::fetch::{self, CallResponse, Fetch, Fetched, Keys, Lease};
+use super::stats::count;
+use super::vm::{next_draw, Dynamic, Loaded, Root, Vm};
 use crate::table::{self, wire};
-
-/// The dynamic half of a root context.
-pub(super) struct Dynamic {
-    config: Rc<PluginConfig>,
-    keys: Keys,
-    fetch: Fetch,
-    /// Lease holder id: this VM's number and the root context id.
-    holder: u64,
-    proxy_id: String,
-    /// A version read from shared data that failed to compile here (not retried until it changes).
-    refused: String,
-}
 
 /// Sets up fetching for a root context being configured: the tick, the lease identity, and the
 /// newest table already in shared data (a VM that starts or restarts after the others does not

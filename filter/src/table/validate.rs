@@ -7,7 +7,7 @@
 //! table rejects every route in it, so config-pusher (which links this crate) runs
 //! [`validate_rule`] on each rule and drops what fails before it builds a table.
 //!
-//! The checks keep what they compile: [`check`] returns every match compiled, which is what a
+//! The checks keep what they compile: `check` returns every match compiled, which is what a
 //! [`super::ValidTable`] carries to the router.
 //!
 //! Errors read well in an Envoy log: `at` is a path in the table's JSON field names with the
