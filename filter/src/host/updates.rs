@@ -126,19 +126,8 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
     } else {
         abi::headers(Map::HttpCallResponse).unwrap_or_default()
     };
-    let header = |name: &str| {
-        response_headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
-    let etag = header("etag").map(fetch::unquote_etag);
-    let call = CallResponse {
-        status: header(":status").and_then(|s| s.parse().ok()),
-        content_type: header("content-type"),
-        etag,
-        body_size,
-    };
+    let call = CallResponse::from_headers(&response_headers, body_size);
+    let etag = call.etag;
     match dynamic.fetch.on_response(source, call, now, draw) {
         Fetched::NotModified => count("gammaroute.fetch.not_modified"),
         Fetched::Failed(message) => {
@@ -166,23 +155,20 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
             );
             count("gammaroute.fetch.superseded");
         }
-        Fetched::Table { proto } => {
-            let etag = etag.unwrap_or_default().to_string();
-            match accept(&config, body_size, proto) {
-                Ok((loaded, encoded)) => {
-                    let version = loaded.router.version().to_string();
-                    dynamic.fetch.applied(&version);
-                    count("gammaroute.fetch.ok");
-                    publish(dynamic, &version, &encoded);
-                    state.install(loaded);
-                }
-                Err((version, message)) => {
-                    let version = if version.is_empty() { etag } else { version };
-                    dynamic.fetch.rejected(&version, &message);
-                    rejected(source, &version, &message);
-                }
+        Fetched::Table { proto } => match accept(&config, body_size, proto) {
+            Ok((loaded, encoded)) => {
+                let version = loaded.router.version().to_string();
+                dynamic.fetch.applied(&version);
+                count("gammaroute.fetch.ok");
+                publish(dynamic, &version, &encoded);
+                state.install(loaded);
             }
-        }
+            Err((version, message)) => {
+                let version = fetch::refused_version(version, etag);
+                dynamic.fetch.rejected(&version, &message);
+                rejected(source, &version, &message);
+            }
+        },
     }
     // Long-poll again at once rather than on the next tick.
     tick(vm, root);
@@ -266,8 +252,7 @@ fn sync(state: &mut Root) {
             return;
         }
     };
-    let current = state.loaded.as_ref().map_or("", |l| l.router.version());
-    if published.is_empty() || published == current || published == dynamic.refused {
+    if !fetch::should_sync(&published, state_version(&state.loaded), &dynamic.refused) {
         return;
     }
     let table = match abi::shared_data(&dynamic.keys.table) {
