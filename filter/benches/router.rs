@@ -30,7 +30,7 @@ use gammaroute_filter::router::reference::Reference;
 use gammaroute_filter::router::{Destination, Request, Router, Selection};
 use gammaroute_filter::table::{
     self, Attachment, Backend, BackendTarget, Filter, Header, HeaderMatch, HeaderModifier,
-    Listener, Match, PathMatch, Retry, Route, RouteTable, Rule, Timeouts, ValueMatch,
+    Listener, Match, PathMatch, Retry, Route, RouteTable, Rule, Timeouts, ValidTable, ValueMatch,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -746,19 +746,27 @@ fn pick_codec(sample: &RouteTable) -> Codec {
 fn encode(codec: Codec, t: &RouteTable) -> Vec<u8> {
     match codec {
         Codec::Crate => table::encode_json(t).into_bytes(),
-        Codec::Serde => serde_json::to_vec(t).expect("serialize"),
+        Codec::Serde => serde_json::to_vec(&table::wire::RouteTable::from(t)).expect("serialize"),
     }
 }
 
+/// What the filter does per table load: parse, check the version, check the table once (keeping
+/// its compiled matches), index it.
 fn decode_and_compile(codec: Codec, json: &[u8]) -> Router {
-    let table = decode(codec, json);
-    Router::compile(table).expect("generated table compiles")
+    let msg: table::wire::RouteTable = match codec {
+        Codec::Crate => table::parse_json(json).expect("parse_json"),
+        Codec::Serde => serde_json::from_slice(json).expect("serde decode"),
+    };
+    Router::build(ValidTable::try_from(msg).expect("generated table checks"))
 }
 
 fn decode(codec: Codec, json: &[u8]) -> RouteTable {
     match codec {
         Codec::Crate => table::decode_json(json).expect("decode_json"),
-        Codec::Serde => serde_json::from_slice(json).expect("serde decode"),
+        Codec::Serde => {
+            let msg: table::wire::RouteTable = serde_json::from_slice(json).expect("serde decode");
+            RouteTable::try_from(msg).expect("converts")
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! gammaroute: Gateway API `HTTPRoute` semantics inside Envoy, as a proxy-wasm filter.
 //!
-//! - [`table`]: the RouteTable schema shared with config-pusher (serde JSON + prost wire) and its
-//!   validation.
+//! - [`table`]: the RouteTable shared with config-pusher: its schema (`proto/table.proto`, whose
+//!   Rust types in [`table::wire`] carry both the protobuf and the JSON encoding), the model they
+//!   convert into, and the checks that turn it into a [`table::ValidTable`].
 //! - [`router`]: compiles a table and turns a request into a [`router::Decision`]; pure Rust, no
 //!   host calls, tested natively and compiled to wasm.
 //! - [`host`]: the proxy-wasm glue that applies decisions in Envoy.

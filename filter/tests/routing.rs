@@ -12,7 +12,7 @@ use gammaroute_filter::router::{
     Decision, Destination, Forward, HeaderOp, LocalReason, LocalResponse, Outcome, ParentRef,
     Request, Router, Selection,
 };
-use gammaroute_filter::table::{RouteTable, Timeouts};
+use gammaroute_filter::table::{wire, RouteTable, Timeouts};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -35,7 +35,7 @@ struct Gw {
 ///   gets 1.
 fn gw(mut table: Value) -> Gw {
     fill_defaults(&mut table);
-    let table: RouteTable = serde_json::from_value(table).expect("table JSON");
+    let table = table_of(table);
     let router = Router::compile(table).expect("table compiles");
     let names = router
         .table()
@@ -2070,7 +2070,7 @@ fn a_table_with_an_invalid_regex_is_rejected_whole() {
         ]}],
     });
     fill_defaults(&mut table);
-    let table: RouteTable = serde_json::from_value(table).expect("table JSON");
+    let table = table_of(table);
     let err = Router::compile(table).expect_err("invalid regex");
     assert!(err.at.contains("rules[1]"), "{err}");
 }
@@ -2124,4 +2124,10 @@ fn cors_headers_also_go_on_a_redirect_for_an_allowed_origin() {
             None
         );
     }
+}
+
+/// A table from its JSON form (through the schema types, as the filter reads it), not validated.
+fn table_of(json: Value) -> RouteTable {
+    let msg: wire::RouteTable = serde_json::from_value(json).expect("table JSON");
+    RouteTable::try_from(msg).expect("table JSON converts")
 }

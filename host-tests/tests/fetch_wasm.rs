@@ -21,8 +21,8 @@ fn table_to(cluster: &str) -> RouteTable {
              "backends": [{"weight": 1, "cluster": cluster}]}
         ]}]
     });
-    let table: RouteTable = serde_json::from_value(json).unwrap();
-    table::accept(table).unwrap()
+    let msg: table::wire::RouteTable = serde_json::from_value(json).unwrap();
+    table::accept(RouteTable::try_from(msg).unwrap()).unwrap()
 }
 
 fn config(inline: Option<&RouteTable>) -> String {
@@ -32,7 +32,7 @@ fn config(inline: Option<&RouteTable>) -> String {
                    "token": "t0ken", "longPollSeconds": 30, "tickMs": 100}
     });
     if let Some(t) = inline {
-        c["table"] = serde_json::to_value(t).unwrap();
+        c["table"] = serde_json::to_value(table::wire::RouteTable::from(t)).unwrap();
     }
     c.to_string()
 }

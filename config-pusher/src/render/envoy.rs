@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use gammaroute_filter::table::{BackendTarget, Filter, RouteTable, Rule};
+use gammaroute_filter::table::{wire, BackendTarget, Filter, RouteTable, Rule};
 use serde::Serialize;
 
 use crate::store::{ObjectKey, Store};
@@ -393,7 +393,8 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
     // routing if config-pusher is down when it starts; the first fetch replaces it.
     config.insert(
         "table".into(),
-        serde_json::to_value(table).map_err(|e| format!("{}: {e}", table.role))?,
+        serde_json::to_value(wire::RouteTable::from(table))
+            .map_err(|e| format!("{}: {e}", table.role))?,
     );
     if let Some(pusher) = &options.pusher {
         let mut source = serde_json::json!({

@@ -23,7 +23,7 @@
 
 use serde_json::{json, Value};
 
-use gammaroute_filter::table::RouteTable;
+use gammaroute_filter::table::{wire, RouteTable};
 
 use crate::auth::Secret;
 
@@ -117,7 +117,8 @@ pub fn plugin_config(table: &RouteTable, options: &Options) -> Result<Value, Str
     let (key, value) = if options.inline {
         (
             "table",
-            serde_json::to_value(table).map_err(|e| format!("{}: {e}", table.role))?,
+            serde_json::to_value(wire::RouteTable::from(table))
+                .map_err(|e| format!("{}: {e}", table.role))?,
         )
     } else {
         ("source", source(&table.role, options)?)

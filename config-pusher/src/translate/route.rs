@@ -9,7 +9,7 @@
 
 use gammaroute_filter::table::{
     self, Backend, BackendTarget, HeaderMatch, Match, PathMatch, QueryParamMatch, Retry, Route,
-    RouteTable, Rule, TableErrorKind, Timeouts, ValueMatch,
+    Rule, TableErrorKind, Timeouts, ValueMatch,
 };
 use gateway_api::experimental::httproutes::{
     HttpRoute, HttpRouteRules, HttpRouteRulesMatches,
@@ -66,8 +66,7 @@ pub fn convert(idx: &Index, ns: &str, name: &str, route: &HttpRoute, ctx: Contex
     for (i, r) in rules.iter().enumerate() {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
         let mut problems = Vec::new();
-        let converted =
-            rule(idx, ns, ctx, index, r, &mut problems).and_then(|rule| check(ns, name, rule));
+        let converted = rule(idx, ns, ctx, index, r, &mut problems).and_then(check);
         match converted {
             Ok(rule) => {
                 out.unresolved.extend(problems);
@@ -329,34 +328,11 @@ fn retry(r: &gateway_api::experimental::httproutes::HttpRouteRulesRetry) -> Resu
     })
 }
 
-/// Runs the filter's validation on a one-rule table, so only rules the filter accepts are kept.
-fn check(ns: &str, name: &str, rule: Rule) -> Result<Rule, (&'static str, String)> {
-    let t = RouteTable {
-        version: String::new(),
-        role: "gateway/check/check".into(),
-        listeners: vec![table::Listener {
-            name: "check".into(),
-            port: 1,
-            hostname: None,
-            attachments: vec![table::Attachment {
-                route: 0,
-                hostnames: vec![],
-            }],
-        }],
-        services: vec![],
-        routes: vec![Route {
-            namespace: ns.to_string(),
-            name: name.to_string(),
-            rules: vec![rule],
-        }],
-    };
-    match table::validate(&t) {
-        Ok(()) => Ok(t
-            .routes
-            .into_iter()
-            .next()
-            .and_then(|r| r.rules.into_iter().next())
-            .unwrap_or_default()),
+/// Runs the filter's own check of a rule ([`table::validate_rule`]), so only rules the filter
+/// accepts are kept.
+fn check(rule: Rule) -> Result<Rule, (&'static str, String)> {
+    match table::validate_rule(&rule) {
+        Ok(()) => Ok(rule),
         Err(e) => {
             let reason = match e.kind {
                 TableErrorKind::RedirectWithRewrite { .. }
@@ -366,23 +342,7 @@ fn check(ns: &str, name: &str, rule: Rule) -> Result<Rule, (&'static str, String
                 }
                 _ => reason::UNSUPPORTED_VALUE,
             };
-            // `routes[0] (ns/name).rules[0]` → the rule's own fields.
-            let at =
-                e.at.split_once(".rules[0]")
-                    .map_or(e.at.as_str(), |(_, rest)| {
-                        // Drop the rule-name label (` (name)`) the validator adds after the index.
-                        let rest = match rest.strip_prefix(" (") {
-                            Some(labelled) => labelled.split_once(')').map_or("", |(_, r)| r),
-                            None => rest,
-                        };
-                        rest.trim_start_matches('.')
-                    });
-            let at = if at.is_empty() {
-                "rule".to_string()
-            } else {
-                at.to_string()
-            };
-            Err((reason, format!("{at}: {}", e.kind)))
+            Err((reason, e.to_string()))
         }
     }
 }

@@ -20,15 +20,16 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::router::Router;
-use crate::table::{self, BackendTarget, Filter, RouteTable, TableError};
+use crate::table::{self, wire, BackendTarget, Filter, RouteTable, TableError};
 
 /// Parsed plugin configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PluginConfig {
-    /// The route table, inline. Validated whole on load.
+    /// The route table, inline (its JSON form). Converted and validated whole on load
+    /// ([`PluginConfig::compile`]).
     #[serde(default)]
-    pub table: Option<RouteTable>,
+    pub table: Option<wire::RouteTable>,
     /// Where to fetch tables from (config-pusher through an Envoy cluster).
     #[serde(default)]
     pub source: Option<SourceConfig>,
@@ -178,10 +179,12 @@ impl PluginConfig {
     }
 
     /// Turns a table — inline, fetched, or read from shared data — into a router for this host:
-    /// checks its version and role, renames its clusters ([`ClusterNaming`]) and compiles it
-    /// (which validates it: a table is accepted or refused whole).
-    pub fn compile(&self, mut table: RouteTable) -> Result<Router, ConfigError> {
-        table::stamp_version(&mut table)?;
+    /// checks its version ([`table::versioned`]) and role, renames its clusters
+    /// ([`ClusterNaming`]), checks it whole ([`table::ValidTable`]: accepted or refused whole) and
+    /// compiles it. Callers pass the decoded document ([`table::parse_proto`]), so a table is
+    /// hashed, checked and compiled once per load.
+    pub fn compile(&self, table: wire::RouteTable) -> Result<Router, ConfigError> {
+        let mut table = table::versioned(table)?;
         if let Some(source) = &self.source {
             if table.role != source.role {
                 return Err(ConfigError::Role {
@@ -343,9 +346,9 @@ mod tests {
         assert_eq!(source.authority, "config-pusher");
         assert_eq!(config.role(), "mesh/shop");
 
-        let wrong_role = RouteTable {
+        let wrong_role = wire::RouteTable {
             role: "mesh/other".into(),
-            ..RouteTable::default()
+            ..wire::RouteTable::default()
         };
         let err = config.compile(wrong_role).unwrap_err().to_string();
         assert!(
@@ -381,10 +384,10 @@ mod tests {
     fn compile_refuses_a_tampered_version() {
         let config =
             PluginConfig::parse(br#"{"source": {"cluster": "c", "role": "mesh/a"}}"#).unwrap();
-        let table = RouteTable {
+        let table = wire::RouteTable {
             role: "mesh/a".into(),
             version: "0123".into(),
-            ..RouteTable::default()
+            ..wire::RouteTable::default()
         };
         let err = config.compile(table).unwrap_err().to_string();
         assert!(err.contains("version"), "{err}");

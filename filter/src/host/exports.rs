@@ -1,118 +1,22 @@
 //! The proxy-wasm exports: context bookkeeping and the per-request flow.
 //!
-//! Root contexts (one per plugin configuration) own a compiled router; each HTTP stream keeps an
-//! `Rc` of the router its root had when the stream started, so a reconfiguration or a table
-//! update never changes routing under a request in flight. Every host answer is handled: a
-//! failure is logged and the request fails closed (500) rather than being forwarded unrouted.
+//! The VM's state is in [`super::vm`], its stats in [`super::stats`]. Every host answer is handled:
+//! a failure is logged and the request fails closed (500) rather than being forwarded unrouted.
 //! Table fetching (ticks, calls to config-pusher, shared data) is in [`super::updates`].
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::rc::Rc;
 
-use rustc_hash::FxHashMap;
-
-use super::abi::{self, Buffer, LogLevel, Map, MetricType, Status};
+use super::abi::{self, Buffer, LogLevel, Map, Status};
 use super::config::PluginConfig;
 use super::envoy::{self, Contract, Plan};
-use super::updates::{self, Dynamic};
-use crate::router::{Destination, HeaderOp, Outcome, Request, Router, Selection};
+use super::stats::count;
+use super::updates;
+use super::vm::{next_draw, with_vm, Loaded, Op, Root, Stream};
+use crate::router::{Destination, HeaderOp, Outcome, Request};
 
 const CONTINUE: u32 = 0;
 const PAUSE: u32 = 1;
-
-/// A table in force: the compiled router and the Envoy-side settings.
-pub(super) struct Loaded {
-    pub(super) router: Router,
-    listener_port: Option<u16>,
-    mirror_slots: u8,
-    passthrough_cluster: Option<String>,
-    mesh: bool,
-    rule_stats: bool,
-    metrics: RefCell<Metrics>,
-}
-
-impl Loaded {
-    pub(super) fn new(config: &PluginConfig, router: Router) -> Loaded {
-        Loaded {
-            mesh: router.table().role.starts_with("mesh/"),
-            router,
-            listener_port: config.listener_port,
-            mirror_slots: config.mirror_slots,
-            passthrough_cluster: config.passthrough_cluster.clone(),
-            rule_stats: config.rule_stats,
-            metrics: RefCell::new(Metrics::default()),
-        }
-    }
-}
-
-#[derive(Default)]
-pub(super) struct Root {
-    /// `None` until a table is accepted: requests then get 503.
-    pub(super) loaded: Option<Rc<Loaded>>,
-    /// Present when the configuration has a `source`.
-    pub(super) dynamic: Option<Dynamic>,
-}
-
-impl Root {
-    /// Swaps in a new table; streams already started keep the old one.
-    pub(super) fn install(&mut self, loaded: Loaded) {
-        abi::log(
-            LogLevel::Info,
-            &format!(
-                "gammaroute: table {} version {} loaded ({} routes)",
-                loaded.router.table().role,
-                loaded.router.version(),
-                loaded.router.table().routes.len()
-            ),
-        );
-        record_version(loaded.router.version());
-        self.loaded = Some(Rc::new(loaded));
-    }
-}
-
-struct Stream {
-    loaded: Option<Rc<Loaded>>,
-    /// Response header edits decided on the request path.
-    response: Vec<(Op, String, String)>,
-}
-
-#[derive(Clone, Copy)]
-enum Op {
-    Set,
-    Add,
-    Remove,
-}
-
-#[derive(Default)]
-pub(super) struct Vm {
-    pub(super) roots: FxHashMap<u32, Root>,
-    streams: FxHashMap<u32, Stream>,
-    /// Fetch calls in flight: token → root context.
-    pub(super) calls: FxHashMap<u32, u32>,
-    /// This VM's number in the process (from shared data), for the fetcher lease.
-    pub(super) number: Option<u64>,
-    /// xorshift64 state for weighted picks, mirror sampling and back-off jitter, seeded from the
-    /// clock.
-    pub(super) rng: u64,
-}
-
-thread_local! {
-    static VM: RefCell<Vm> = RefCell::new(Vm::default());
-}
-
-/// Runs `f` on the VM state. The host never re-enters the VM during a call we make (Envoy defers
-/// callbacks until the VM call returns), so the borrow cannot fail in practice; if it ever did we
-/// log and return `fallback` instead of trapping.
-pub(super) fn with_vm<T>(fallback: T, f: impl FnOnce(&mut Vm) -> T) -> T {
-    VM.with(|vm| match vm.try_borrow_mut() {
-        Ok(mut vm) => f(&mut vm),
-        Err(_) => {
-            abi::log(LogLevel::Error, "gammaroute: re-entrant host call ignored");
-            fallback
-        }
-    })
-}
 
 #[no_mangle]
 pub extern "C" fn proxy_abi_version_0_2_1() {}
@@ -305,7 +209,12 @@ fn route_with(
     };
     let decision = loaded.router.decide(&req, draw);
     if let Ok(mut metrics) = loaded.metrics.try_borrow_mut() {
-        metrics.count(loaded, &decision.selection, &decision.outcome);
+        metrics.count(
+            loaded.router.table(),
+            loaded.rule_stats,
+            &decision.selection,
+            &decision.outcome,
+        );
     }
     let contract = Contract {
         mirror_slots: loaded.mirror_slots,
@@ -453,124 +362,4 @@ pub extern "C" fn proxy_on_delete(context: u32) {
             vm.roots.remove(&context);
         }
     });
-}
-
-pub(super) fn next_draw(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x
-}
-
-/// Per route/rule/backend request counters and local-reply counters, defined on first use.
-/// Names (Envoy shows them under `wasmcustom.`):
-/// `gammaroute.rq.<namespace>.<route>.rule_<index>.backend_<position>`,
-/// `gammaroute.local.<reason>`.
-#[derive(Default)]
-struct Metrics {
-    ids: FxHashMap<(u32, u32, u32), u32>,
-    local: FxHashMap<&'static str, u32>,
-}
-
-impl Metrics {
-    fn count(&mut self, loaded: &Loaded, selection: &Selection, outcome: &Outcome<'_>) {
-        let id = match (selection, outcome) {
-            (Selection::Matched(sel), Outcome::Forward(fwd)) if loaded.rule_stats => {
-                let key = (sel.route, sel.rule, fwd.backend);
-                match self.ids.get(&key) {
-                    Some(id) => Some(*id),
-                    None => {
-                        let table = loaded.router.table();
-                        let name = table.routes.get(sel.route as usize).and_then(|r| {
-                            let rule = r.rules.get(sel.rule as usize)?;
-                            Some(format!(
-                                "gammaroute.rq.{}.{}.rule_{}.backend_{}",
-                                stat_safe(&r.namespace),
-                                stat_safe(&r.name),
-                                rule.index,
-                                fwd.backend
-                            ))
-                        });
-                        let id = name.and_then(|n| define(MetricType::Counter, &n));
-                        if let Some(id) = id {
-                            self.ids.insert(key, id);
-                        }
-                        id
-                    }
-                }
-            }
-            (_, Outcome::Respond(local)) => {
-                let reason = local.reason.as_str();
-                match self.local.get(reason) {
-                    Some(id) => Some(*id),
-                    None => {
-                        let id = define(MetricType::Counter, &format!("gammaroute.local.{reason}"));
-                        if let Some(id) = id {
-                            self.local.insert(reason, id);
-                        }
-                        id
-                    }
-                }
-            }
-            _ => None,
-        };
-        if let Some(id) = id {
-            increment(id);
-        }
-    }
-}
-
-/// Envoy splits stat names on `.`: keep each name one segment.
-fn stat_safe(s: &str) -> String {
-    s.replace('.', "_")
-}
-
-pub(super) fn count(name: &str) {
-    if let Some(id) = define(MetricType::Counter, name) {
-        increment(id);
-    }
-}
-
-fn define(kind: MetricType, name: &str) -> Option<u32> {
-    abi::define_metric(kind, name)
-        .map_err(|s| metric_failed(name, s))
-        .ok()
-}
-
-fn increment(id: u32) {
-    if let Err(s) = abi::increment_metric(id, 1) {
-        metric_failed("increment", s);
-    }
-}
-
-/// Metrics are best effort — a host without them must still route — but a failure is logged,
-/// once per VM rather than once per request.
-fn metric_failed(what: &str, status: Status) {
-    thread_local! {
-        static WARNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-    if !WARNED.with(|w| w.replace(true)) {
-        abi::log(
-            LogLevel::Warn,
-            &format!(
-                "gammaroute: metric {what}: host status {} (further metric failures are not logged)",
-                status.0
-            ),
-        );
-    }
-}
-
-/// The applied table version as a gauge: its first 12 hex digits as a number.
-fn record_version(version: &str) {
-    let value = version
-        .get(..12)
-        .and_then(|v| u64::from_str_radix(v, 16).ok())
-        .unwrap_or(0);
-    if let Some(id) = define(MetricType::Gauge, "gammaroute.table_version") {
-        if let Err(s) = abi::record_metric(id, value) {
-            metric_failed("gammaroute.table_version", s);
-        }
-    }
 }

@@ -6,7 +6,7 @@
 //! - **One fetcher.** On every tick each VM tries to take or renew the fetcher [`Lease`] in shared
 //!   data with CAS; the holder long-polls `GET /v1/tables/{role}` with `If-None-Match`. A VM that
 //!   dies (a trap, `FAIL_RELOAD`) stops renewing, so another takes over once the lease expires.
-//! - **Publish once, compile everywhere.** The fetcher validates and compiles a new table, then
+//! - **Publish once, compile everywhere.** The fetcher checks and compiles a new table, then
 //!   writes it (protobuf) and its version under [`Keys`]. Every VM compares the small version key
 //!   on its tick and re-reads the table only when it changed. Requests in flight keep the router
 //!   they started with.
@@ -17,7 +17,7 @@
 //! - **config-pusher down** → the last good table keeps serving; fetches retry with capped
 //!   exponential back-off.
 //!
-//! This module decides; [`super::exports`] performs the host calls.
+//! This module decides; `updates` performs the host calls (it is compiled for `wasm32` only).
 
 use super::config::SourceConfig;
 
@@ -96,6 +96,42 @@ pub struct CallResponse<'a> {
     pub etag: Option<&'a str>,
     /// The body size the host announced (the body is read only when it is acceptable).
     pub body_size: usize,
+}
+
+impl<'a> CallResponse<'a> {
+    /// Reads a fetch answer from the response headers the host gave (names compared ASCII
+    /// case-insensitively; an unparsable `:status` counts as none).
+    pub fn from_headers(headers: &'a [(String, String)], body_size: usize) -> CallResponse<'a> {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        CallResponse {
+            status: header(":status").and_then(|s| s.parse().ok()),
+            content_type: header("content-type"),
+            etag: header("etag").map(unquote_etag),
+            body_size,
+        }
+    }
+}
+
+/// Whether a VM should read and compile the table another VM published: a version is there, it is
+/// not the one in force, and it is not one this VM already refused (refused once is enough until
+/// it changes).
+pub fn should_sync(published: &str, in_force: &str, refused: &str) -> bool {
+    !published.is_empty() && published != in_force && published != refused
+}
+
+/// The version to report a refused fetched table under: the table's own, else the response's
+/// `ETag` (a table that did not parse far enough to say its version).
+pub fn refused_version(table_version: String, etag: Option<&str>) -> String {
+    if table_version.is_empty() {
+        etag.unwrap_or_default().to_string()
+    } else {
+        table_version
+    }
 }
 
 /// What to do with a fetch response.
@@ -324,6 +360,43 @@ pub fn unquote_etag(etag: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_response_from_headers() {
+        let headers: Vec<(String, String)> = [
+            (":status", "200"),
+            ("Content-Type", "application/x-protobuf"),
+            ("ETag", "W/\"abc\""),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let call = CallResponse::from_headers(&headers, 7);
+        assert_eq!(call.status, Some(200));
+        assert_eq!(call.content_type, Some("application/x-protobuf"));
+        assert_eq!(call.etag, Some("abc"));
+        assert_eq!(call.body_size, 7);
+        // No headers (a reset), or a status that is not a number: no status.
+        assert_eq!(CallResponse::from_headers(&[], 0).status, None);
+        let bad = [(":status".to_string(), "2xx".to_string())];
+        assert_eq!(CallResponse::from_headers(&bad, 0).status, None);
+    }
+
+    #[test]
+    fn sync_only_a_new_version_not_refused_before() {
+        assert!(should_sync("v2", "v1", ""));
+        assert!(should_sync("v2", "", "v1"));
+        assert!(!should_sync("", "v1", ""));
+        assert!(!should_sync("v1", "v1", ""));
+        assert!(!should_sync("v2", "v1", "v2"));
+    }
+
+    #[test]
+    fn refused_version_falls_back_to_the_etag() {
+        assert_eq!(refused_version("v1".into(), Some("e")), "v1");
+        assert_eq!(refused_version(String::new(), Some("e")), "e");
+        assert_eq!(refused_version(String::new(), None), "");
+    }
 
     fn source(long_poll: u32) -> SourceConfig {
         SourceConfig {

@@ -2,8 +2,10 @@
 //!
 //! The pure parts — the plugin configuration ([`config`]), what a [`crate::router::Decision`]
 //! means in Envoy's terms ([`envoy`]) and the ABI's header-map encoding ([`pairs`]) — are plain
-//! Rust, tested natively. The ABI bindings ([`abi`]) and the exported entry points ([`exports`])
-//! are compiled for `wasm32` only.
+//! Rust, tested natively, and so are the fetch decisions ([`fetch`]). The rest is compiled for
+//! `wasm32` only, with imports in one direction: the ABI bindings (`abi`) → the stats (`stats`)
+//! → the VM's state (`vm`) → table fetching (`updates`) → the exported entry points (`exports`),
+//! which are thin: they read the host's arguments and call into the others.
 
 pub mod config;
 pub mod envoy;
@@ -15,4 +17,8 @@ mod abi;
 #[cfg(target_arch = "wasm32")]
 mod exports;
 #[cfg(target_arch = "wasm32")]
+mod stats;
+#[cfg(target_arch = "wasm32")]
 mod updates;
+#[cfg(target_arch = "wasm32")]
+mod vm;

@@ -10,21 +10,10 @@ use std::rc::Rc;
 
 use super::abi::{self, Buffer, LogLevel, Map, Status};
 use super::config::PluginConfig;
-use super::exports::{count, next_draw, Loaded, Root, Vm};
 use super::fetch::{self, CallResponse, Fetch, Fetched, Keys, Lease};
-use crate::table::{self, RouteTable};
-
-/// The dynamic half of a root context.
-pub(super) struct Dynamic {
-    config: Rc<PluginConfig>,
-    keys: Keys,
-    fetch: Fetch,
-    /// Lease holder id: this VM's number and the root context id.
-    holder: u64,
-    proxy_id: String,
-    /// A version read from shared data that failed to compile here (not retried until it changes).
-    refused: String,
-}
+use super::stats::count;
+use super::vm::{next_draw, Dynamic, Loaded, Root, Vm};
+use crate::table::{self, wire};
 
 /// Sets up fetching for a root context being configured: the tick, the lease identity, and the
 /// newest table already in shared data (a VM that starts or restarts after the others does not
@@ -137,19 +126,8 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
     } else {
         abi::headers(Map::HttpCallResponse).unwrap_or_default()
     };
-    let header = |name: &str| {
-        response_headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
-    let etag = header("etag").map(fetch::unquote_etag);
-    let call = CallResponse {
-        status: header(":status").and_then(|s| s.parse().ok()),
-        content_type: header("content-type"),
-        etag,
-        body_size,
-    };
+    let call = CallResponse::from_headers(&response_headers, body_size);
+    let etag = call.etag;
     match dynamic.fetch.on_response(source, call, now, draw) {
         Fetched::NotModified => count("gammaroute.fetch.not_modified"),
         Fetched::Failed(message) => {
@@ -177,29 +155,26 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
             );
             count("gammaroute.fetch.superseded");
         }
-        Fetched::Table { proto } => {
-            let etag = etag.unwrap_or_default().to_string();
-            match accept(&config, body_size, proto) {
-                Ok((loaded, encoded)) => {
-                    let version = loaded.router.version().to_string();
-                    dynamic.fetch.applied(&version);
-                    count("gammaroute.fetch.ok");
-                    publish(dynamic, &version, &encoded);
-                    state.install(loaded);
-                }
-                Err((version, message)) => {
-                    let version = if version.is_empty() { etag } else { version };
-                    dynamic.fetch.rejected(&version, &message);
-                    rejected(source, &version, &message);
-                }
+        Fetched::Table { proto } => match accept(&config, body_size, proto) {
+            Ok((loaded, encoded)) => {
+                let version = loaded.router.version().to_string();
+                dynamic.fetch.applied(&version);
+                count("gammaroute.fetch.ok");
+                publish(dynamic, &version, &encoded);
+                state.install(loaded);
             }
-        }
+            Err((version, message)) => {
+                let version = fetch::refused_version(version, etag);
+                dynamic.fetch.rejected(&version, &message);
+                rejected(source, &version, &message);
+            }
+        },
     }
     // Long-poll again at once rather than on the next tick.
     tick(vm, root);
 }
 
-/// Decodes, validates and compiles a fetched table. Returns the table in force and its protobuf
+/// Parses, checks and compiles a fetched table (once: see [`PluginConfig::compile`]). Returns the table in force and its protobuf
 /// encoding (what other VMs read), or the version (if known) and why it was refused.
 fn accept(
     config: &PluginConfig,
@@ -212,17 +187,18 @@ fn accept(
             format!("cannot read the response body (host status {})", s.0),
         )
     })?;
+    // Parsed only: `compile` checks the version and the table, once.
     let decoded = if proto {
-        table::decode_proto(&body)
+        table::parse_proto(&body)
     } else {
-        table::decode_json(&body)
+        table::parse_json(&body)
     };
     let table = decoded.map_err(|e| (String::new(), e.to_string()))?;
     let version = table.version.clone();
     let encoded = if proto {
         body
     } else {
-        table::encode_proto(&table)
+        prost::Message::encode_to_vec(&table)
     };
     let router = config
         .compile(table)
@@ -276,16 +252,16 @@ fn sync(state: &mut Root) {
             return;
         }
     };
-    let current = state.loaded.as_ref().map_or("", |l| l.router.version());
-    if published.is_empty() || published == current || published == dynamic.refused {
+    if !fetch::should_sync(&published, state_version(&state.loaded), &dynamic.refused) {
         return;
     }
     let table = match abi::shared_data(&dynamic.keys.table) {
-        Ok(Some((bytes, _))) => table::decode_proto(&bytes).map_err(|e| e.to_string()),
+        Ok(Some((bytes, _))) => table::parse_proto(&bytes).map_err(|e| e.to_string()),
         Ok(None) => Err("the table key is missing".to_string()),
         Err(s) => Err(format!("host status {}", s.0)),
     };
-    match table.and_then(|t: RouteTable| dynamic.config.compile(t).map_err(|e| e.to_string())) {
+    match table.and_then(|t: wire::RouteTable| dynamic.config.compile(t).map_err(|e| e.to_string()))
+    {
         Ok(router) => {
             dynamic.fetch.applied(router.version());
             let loaded = Loaded::new(&dynamic.config, router);

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use super::request::Request;
+use crate::table::origin::OriginPattern;
 use crate::table::Cors;
 
 /// `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
@@ -108,55 +109,12 @@ fn allowed_origin(cors: &Cors, req: &Request<'_>) -> Option<String> {
         .then(|| origin.into_owned())
 }
 
-/// `allowOrigins` entry against an `Origin`: scheme and port exact (default port by scheme), host
-/// exact or `*.suffix` matching one or more labels to the left; a lone `*` matches everything.
+/// `allowOrigins` entry against an `Origin`, by the table's one origin parser
+/// ([`OriginPattern`]): scheme and port exact (default port by scheme), host exact or `*.suffix`
+/// matching one or more labels to the left; a lone `*` matches everything. An entry the table
+/// check would refuse matches nothing.
 pub fn origin_matches(pattern: &str, origin: &str) -> bool {
-    if pattern == "*" {
-        return true;
-    }
-    let (Some(p), Some(o)) = (parse_origin(pattern), parse_origin(origin)) else {
-        return false;
-    };
-    if !p.scheme.eq_ignore_ascii_case(o.scheme) || p.port != o.port {
-        return false;
-    }
-    match p.host.strip_prefix('*') {
-        Some(suffix) => {
-            o.host.len() > suffix.len()
-                && o.host
-                    .get(o.host.len() - suffix.len()..)
-                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
-        }
-        None => p.host.eq_ignore_ascii_case(o.host),
-    }
-}
-
-struct Origin<'a> {
-    scheme: &'a str,
-    host: &'a str,
-    port: Option<u16>,
-}
-
-fn parse_origin(s: &str) -> Option<Origin<'_>> {
-    let (scheme, rest) = s.split_once("://")?;
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
-    };
-    let (host, port) = match rest.find(']') {
-        // IPv6 literal: `[::1]` or `[::1]:8080`.
-        Some(end) => (rest.get(..=end)?, rest.get(end + 1..)?.strip_prefix(':')),
-        None => match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        },
-    };
-    let port = match port {
-        Some(p) => Some(p.parse().ok()?),
-        None => default_port,
-    };
-    Some(Origin { scheme, host, port })
+    OriginPattern::parse(pattern).is_ok_and(|p| p.matches(origin))
 }
 
 #[cfg(test)]

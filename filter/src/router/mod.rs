@@ -1,4 +1,5 @@
-//! The routing engine: compile a [`RouteTable`] once, then turn each request into a [`Decision`].
+//! The routing engine: index a checked table ([`crate::table::ValidTable`]) once, then turn each
+//! request into a [`Decision`].
 //!
 //! Selection works in three indexed steps, never scanning every route:
 //! 1. **parent** — the listener (by destination port, then Host: exact > longest wildcard > none;
@@ -21,7 +22,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use crate::table::{validate, RouteTable, TableError};
+use crate::table::{CheckedMatch, RouteTable, TableError, ValidTable};
 
 pub mod cors;
 pub mod decision;
@@ -36,7 +37,6 @@ pub use decision::{Decision, Forward, HeaderOp, LocalReason, LocalResponse, Outc
 pub use request::{Destination, Request};
 
 use host::HostIndex;
-use matcher::CompiledMatch;
 use path::PathIndex;
 
 /// Which parent of the table served a request.
@@ -83,16 +83,17 @@ pub struct Router {
     groups: Vec<HostIndex<PathIndex>>,
     /// First slot of service ports in `groups` (listeners come first), per service.
     service_slots: Vec<usize>,
-    /// Every compiled match; path indexes hold positions into this list.
-    entries: Vec<CompiledMatch>,
+    /// Every compiled match of the table, in table order.
+    matches: Vec<CheckedMatch>,
+    /// The path indexes' entries, numbered per attachment: each is a position in `matches`.
+    entries: Vec<u32>,
 }
 
 impl Router {
-    /// Validates and compiles a table. The only error is a validation error: a table that
-    /// validates always compiles.
+    /// Checks and compiles a table (its `version` is taken as it is). The only error is a
+    /// validation error: a checked table always compiles ([`Router::build`]).
     pub fn compile(table: RouteTable) -> Result<Router, TableError> {
-        validate(&table)?;
-        Router::build(table)
+        Ok(Router::build(ValidTable::try_from(table)?))
     }
 
     /// The table this router was compiled from.
@@ -123,7 +124,12 @@ impl Router {
         };
         let path = req.path_only();
         for group in groups.lookup(&host) {
-            if let Some(entry) = group.find(path, &self.entries, |e| e.matches(req)) {
+            let found = group.find(path, &self.entries, |&e| {
+                self.matches
+                    .get(e as usize)
+                    .is_some_and(|m| matcher::matches(m, req))
+            });
+            if let Some(entry) = found.and_then(|&e| self.matches.get(e as usize)) {
                 return Selection::Matched(Selected {
                     parent,
                     route: entry.route,
@@ -146,43 +152,48 @@ impl Router {
         Some((ParentRef::Listener(listener), listener as usize))
     }
 
-    fn build(table: RouteTable) -> Result<Router, TableError> {
+    /// Indexes a checked table. Cannot fail: everything that could be wrong was checked when the
+    /// [`ValidTable`] was made, and its matches are already compiled.
+    pub fn build(valid: ValidTable) -> Router {
+        let t = valid.table();
         let mut entries = Vec::new();
         let mut groups = Vec::new();
         let mut listeners: FxHashMap<u16, HostIndex<u32>> = FxHashMap::default();
-        for (i, listener) in (0u32..).zip(&table.listeners) {
+        for (i, listener) in (0u32..).zip(&t.listeners) {
             listeners
                 .entry(listener.port)
                 .or_default()
                 .get_or_insert_with(listener.hostname.as_deref(), || i);
             groups.push(path::compile_groups(
-                &table,
+                &valid,
                 &listener.attachments,
                 &mut entries,
-            )?);
+            ));
         }
         let mut services = FxHashMap::default();
-        let mut service_slots = Vec::with_capacity(table.services.len());
-        for (s, service) in (0u32..).zip(&table.services) {
+        let mut service_slots = Vec::with_capacity(t.services.len());
+        for (s, service) in (0u32..).zip(&t.services) {
             service_slots.push(groups.len());
             for (p, port) in (0u32..).zip(&service.ports) {
                 for ip in &service.cluster_ips {
                     services.insert((*ip, port.port), (s, p));
                 }
                 groups.push(path::compile_groups(
-                    &table,
+                    &valid,
                     &port.attachments,
                     &mut entries,
-                )?);
+                ));
             }
         }
-        Ok(Router {
+        let (table, matches) = valid.into_parts();
+        Router {
             table,
             listeners,
             services,
             groups,
             service_slots,
+            matches,
             entries,
-        })
+        }
     }
 }

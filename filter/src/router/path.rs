@@ -11,8 +11,7 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use super::host::HostIndex;
-use super::matcher::CompiledMatch;
-use crate::table::{Attachment, PathMatch, RouteTable, TableError, TableErrorKind};
+use crate::table::{Attachment, PathMatch, ValidTable};
 
 /// Candidates are stored as `rank << 32 | entry`: one integer compare orders by rank, then by
 /// table order, and the low half finds the entry.
@@ -93,12 +92,12 @@ impl PathIndex {
 
     /// The lowest-ranked entry for `path` that satisfies `holds` (which checks everything but an
     /// exact or prefix path: a regex path is checked by `holds` too).
-    pub fn find<'e>(
+    pub fn find<'e, E>(
         &self,
         path: &str,
-        entries: &'e [CompiledMatch],
-        holds: impl Fn(&CompiledMatch) -> bool,
-    ) -> Option<&'e CompiledMatch> {
+        entries: &'e [E],
+        holds: impl Fn(&E) -> bool,
+    ) -> Option<&'e E> {
         let mut lists: SmallVec<[&[Key]; 8]> = SmallVec::new();
         if let Some(list) = self.exact.get(path) {
             lists.push(list);
@@ -180,51 +179,30 @@ fn regex_dir(pattern: &str) -> Option<&str> {
     indexable.then_some(dir)
 }
 
-/// Compiles one parent's attachments into hostname groups, appending their matches to `entries`.
+/// Indexes one parent's attachments into hostname groups. Entries are numbered per attachment, in
+/// the parent's attachment order (the table order the reference router breaks ties by); each is
+/// the position of its compiled match in the table's list.
 pub fn compile_groups(
-    table: &RouteTable,
+    table: &ValidTable,
     attachments: &[Attachment],
-    entries: &mut Vec<CompiledMatch>,
-) -> Result<HostIndex<PathIndex>, TableError> {
+    entries: &mut Vec<u32>,
+) -> HostIndex<PathIndex> {
     let mut groups: HostIndex<PathIndex> = HostIndex::default();
     for attachment in attachments {
-        let route = table
-            .routes
-            .get(attachment.route as usize)
-            .ok_or_else(|| TableError {
-                at: format!("attachment to routes[{}]", attachment.route),
-                kind: TableErrorKind::DanglingRoute(attachment.route),
-            })?;
+        let (start, matches) = table.route_matches(attachment.route);
         let first = entries.len();
-        for (r, rule) in (0u32..).zip(&route.rules) {
-            for (m, matched) in (0u32..).zip(&rule.matches) {
-                entries.push(
-                    CompiledMatch::compile(attachment.route, r, m, matched).map_err(|kind| {
-                        TableError {
-                            at: format!(
-                                "routes[{}] ({}/{}).rules[{r}].matches[{m}]",
-                                attachment.route, route.namespace, route.name
-                            ),
-                            kind,
-                        }
-                    })?,
-                );
-            }
-        }
-        let added = first..entries.len();
+        entries.extend((start..start + matches.len()).map(|i| i as u32));
         for pattern in attachment.host_patterns() {
             let group = groups.get_or_insert_with(pattern, PathIndex::default);
-            for i in added.clone() {
-                if let Some(e) = entries.get(i) {
-                    group.insert(&e.path, key(e.rank, i as u32));
-                }
+            for (i, m) in (first..).zip(matches) {
+                group.insert(&m.path, key(m.rank, i as u32));
             }
         }
     }
     for group in groups.values_mut() {
         group.sort();
     }
-    Ok(groups)
+    groups
 }
 
 #[cfg(test)]

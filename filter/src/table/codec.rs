@@ -1,37 +1,51 @@
-//! JSON and protobuf encodings of a [`RouteTable`]; decoding always validates.
+//! JSON and protobuf encodings of a [`RouteTable`], both through the one schema in [`wire`];
+//! decoding always validates.
 //!
-//! Both decoders end in [`super::accept`]: an empty `version` is filled with the content hash, a
-//! declared one must equal it (so a table altered in transit or by hand is refused), then the
-//! table is validated. Nothing here panics on any input: the filter decodes whatever the poll or
+//! Both decoders go through [`super::versioned`]: an empty `version` is filled with the content
+//! hash, a declared one must equal it (so a table altered in transit or by hand is refused); then
+//! the table is validated. Nothing here panics on any input: the filter decodes whatever the poll or
 //! the plugin configuration brings.
 
 use prost::Message as _;
 
-use super::{accept, wire, RouteTable, TableError, TableErrorKind};
+use super::{validate, versioned, wire, RouteTable, TableError, TableErrorKind};
 
-/// Parses, versions and validates a JSON table (the serde model: camelCase, unknown fields
-/// refused). Syntax and shape errors carry serde's line and column.
+/// Parses, versions and validates a JSON table (the JSON form of [`wire`]: camelCase, unknown
+/// fields refused). Syntax and shape errors carry serde's line and column.
 pub fn decode_json(bytes: &[u8]) -> Result<RouteTable, TableError> {
-    let table: RouteTable = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
-    accept(table)
+    let table = versioned(parse_json(bytes)?)?;
+    validate(&table)?;
+    Ok(table)
 }
 
-/// Parses, versions and validates a protobuf table (see [`wire`]).
+/// Parses, versions and validates a protobuf table.
 pub fn decode_proto(bytes: &[u8]) -> Result<RouteTable, TableError> {
-    let msg = wire::RouteTable::decode(bytes).map_err(|e| TableError {
+    let table = versioned(parse_proto(bytes)?)?;
+    validate(&table)?;
+    Ok(table)
+}
+
+/// Parses a JSON table into the schema's types only: for a caller that versions and checks it
+/// itself (the filter: `PluginConfig::compile`, which checks a table once its clusters are renamed).
+pub fn parse_json(bytes: &[u8]) -> Result<wire::RouteTable, TableError> {
+    serde_json::from_slice(bytes).map_err(|e| json_error(&e))
+}
+
+/// [`parse_json`] for the protobuf encoding.
+pub fn parse_proto(bytes: &[u8]) -> Result<wire::RouteTable, TableError> {
+    wire::RouteTable::decode(bytes).map_err(|e| TableError {
         at: "protobuf document".to_string(),
         kind: TableErrorKind::Proto(e.to_string()),
-    })?;
-    accept(RouteTable::try_from(msg)?)
+    })
 }
 
 /// Pretty-printed JSON with a trailing newline. Stable: field order is the model's declaration
 /// order, lists keep their order, empty optional fields are left out — equal tables give equal
 /// text, so golden files diff cleanly.
 pub fn encode_json(table: &RouteTable) -> String {
-    // Serializing this model cannot fail (no maps, no non-string keys); an empty string would
+    // Serializing these types cannot fail (no maps, no non-string keys); an empty string would
     // then fail to decode rather than pass for a table.
-    let mut out = serde_json::to_string_pretty(table).unwrap_or_default();
+    let mut out = serde_json::to_string_pretty(&wire::RouteTable::from(table)).unwrap_or_default();
     out.push('\n');
     out
 }
@@ -158,7 +172,7 @@ mod tests {
 
     #[test]
     fn bad_json_is_an_error() {
-        let cases: [&[u8]; 14] = [
+        let cases: [&[u8]; 12] = [
             b"",
             b"{",
             b"[]",
@@ -167,8 +181,6 @@ mod tests {
             b"{\"role\": 1}",
             b"{\"role\": \"mesh/a\", \"routes\": []} trailing",
             b"{\"role\": \"mesh/a\", \"rutes\": []}",
-            b"{\"role\": \"mesh/a\", \"listeners\": [{\"name\": \"a\", \"port\": 70000}]}",
-            b"{\"role\": \"mesh/a\", \"services\": [{\"namespace\": \"a\", \"name\": \"b\", \"clusterIps\": [\"10.0.0\"], \"ports\": []}]}",
             b"{\"role\": \"mesh/\xff\"}",
             b"\xef\xbb\xbf{}",
             b"{\"role\": \"mesh/a\", \"routes\": [{\"namespace\": \"a\", \"name\": \"b\", \"rules\": [{\"index\": 0, \"matches\": [{\"rank\": 0, \"path\": {\"glob\": \"/*\"}}]}]}]}",
@@ -182,6 +194,20 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
+        // Ports and addresses are checked by the conversion from the schema types, in both
+        // encodings alike, so they are named by their path rather than a line and column.
+        let e = decode_json(
+            b"{\"role\": \"mesh/a\", \"listeners\": [{\"name\": \"a\", \"port\": 70000}]}",
+        )
+        .unwrap_err();
+        assert_eq!(e.at, "listeners[0] (a).port");
+        assert!(matches!(e.kind, TableErrorKind::OutOfRange { .. }), "{e}");
+        let e = decode_json(
+            b"{\"role\": \"mesh/a\", \"services\": [{\"namespace\": \"a\", \"name\": \"b\", \"clusterIps\": [\"10.0.0\"], \"ports\": []}]}",
+        )
+        .unwrap_err();
+        assert_eq!(e.at, "services[0] (a/b).clusterIps[0]");
+        assert_eq!(e.kind, TableErrorKind::InvalidIp("10.0.0".into()));
         // Deep nesting hits serde_json's recursion limit, not the stack.
         let deep = "[".repeat(100_000);
         assert!(decode_json(deep.as_bytes()).is_err());

@@ -9,47 +9,46 @@
 //! matches: it never re-derives Gateway API policy. So a table names clusters, not Services, and
 //! carries a precedence `rank` per match rather than creation timestamps.
 //!
-//! Two encodings of this one model: JSON through serde (readable; inline plugin configuration,
-//! golden files) and protobuf through prost (compact; the wire, see [`wire`]). Both decoders end in
-//! [`validate`], so a table is either accepted whole or rejected whole with a [`TableError`] that
-//! names the offending element.
+//! The schema is `filter/proto/table.proto`; [`wire`] holds its Rust types, which are both the
+//! protobuf message (the wire, `.pb` golden files) and the JSON document (inline plugin
+//! configuration, `.json` golden files). Both decoders read into [`wire::RouteTable`] and convert
+//! once into this model, whose types say what the conversion checked (ports are `u16`, addresses
+//! `IpAddr`, a match always has a path); [`validate`] then checks the rest, so a table is either
+//! accepted whole or rejected whole with a [`TableError`] that names the offending element.
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
-
+mod checked;
 mod codec;
+pub mod origin;
 pub mod regex;
+mod valid;
 pub mod validate;
 pub mod wire;
 
-pub use codec::{decode_json, decode_proto, encode_json, encode_proto};
-pub use validate::{validate, TableError, TableErrorKind};
+pub use checked::{CheckedMatch, CheckedValue};
+pub use codec::{decode_json, decode_proto, encode_json, encode_proto, parse_json, parse_proto};
+pub use valid::ValidTable;
+pub use validate::{validate, validate_rule, TableError, TableErrorKind};
 
 /// A complete routing configuration for one proxy role.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteTable {
     /// Content hash of everything else in the table (see [`RouteTable::content_version`]);
     /// config-pusher uses it as the HTTP `ETag`, the filter reports it as the applied version.
-    #[serde(default)]
     pub version: String,
     /// `gateway/<namespace>/<name>` or `mesh/<client-namespace>`.
     pub role: String,
     /// Gateway listeners (gateway roles). Requests are matched against the listener they arrive on.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<Listener>,
     /// Routed Services (mesh roles). Requests are matched by destination ClusterIP:port.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<MeshService>,
     /// Every route referenced by an [`Attachment`], stored once however many parents use it.
-    #[serde(default)]
     pub routes: Vec<Route>,
 }
 
 /// A Gateway listener (`Gateway.spec.listeners[]`), HTTP or HTTPS.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     /// `listeners[].name`, the `sectionName` routes attach to.
     pub name: String,
@@ -58,16 +57,13 @@ pub struct Listener {
     /// `listeners[].hostname`: exact or `*.` wildcard; absent matches every Host.
     /// With several listeners on one port, a request goes to the most specific one only
     /// (listener isolation: exact > longest wildcard > no hostname).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// The routes attached to this listener.
-    #[serde(default)]
     pub attachments: Vec<Attachment>,
 }
 
 /// A Service used as a GAMMA parent (`parentRef: {kind: Service}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeshService {
     pub namespace: String,
     pub name: String,
@@ -79,23 +75,19 @@ pub struct MeshService {
 }
 
 /// One port of a [`MeshService`] and the routes that apply to it for this table's client namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeshServicePort {
     pub port: u16,
     /// `spec.ports[].name`, the `sectionName` routes attach to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Whose routes these are: a namespace with consumer routes for this Service uses only those
     /// (GEP-1686: "Consumer routes have priority over producer routes").
     pub origin: RouteOrigin,
-    #[serde(default)]
     pub attachments: Vec<Attachment>,
 }
 
 /// Whether a mesh port's routes come from the Service's own namespace or the client's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteOrigin {
     /// Routes in the Service's namespace: apply to clients from every namespace.
     Producer,
@@ -104,14 +96,12 @@ pub enum RouteOrigin {
 }
 
 /// A route attached to one parent, with the hostnames it serves *there*.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
     /// Index into [`RouteTable::routes`].
     pub route: u32,
     /// Effective hostnames: the route's `hostnames` intersected with the listener's hostname
     /// (exact or `*.` wildcard, lowercase). Empty matches every Host (always so for mesh parents).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hostnames: Vec<String>,
 }
 
@@ -125,8 +115,7 @@ impl Attachment {
 }
 
 /// An HTTPRoute, with only the rules that survived validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub namespace: String,
     pub name: String,
@@ -134,34 +123,27 @@ pub struct Route {
 }
 
 /// `HTTPRoute.spec.rules[]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rule {
     /// Position in the HTTPRoute's `rules` list (rules dropped as invalid leave gaps).
     pub index: u32,
     /// `rules[].name` (GEP-995); for metrics and explain only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The rule matches if any of these does. Never empty: config-pusher writes the CRD default
     /// (PathPrefix `/`) when the route has none.
     pub matches: Vec<Match>,
     /// Rule filters in the order the route lists them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<Filter>,
     /// Weighted backends. Empty (or all weights 0) without a redirect answers 500.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<Backend>,
     /// `rules[].timeouts` (GEP-1742).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Timeouts>,
     /// `rules[].retry` (GEP-1731).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
 }
 
 /// `rules[].matches[]`: every condition must hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match {
     /// Precedence among all matches of the same parent: lower wins. A route may be attached to
     /// several parents, so config-pusher ranks every match of the table in one order. Computed by config-pusher from
@@ -171,17 +153,13 @@ pub struct Match {
     pub rank: u32,
     pub path: PathMatch,
     /// `method`: an HTTP method name, matched exactly.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderMatch>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub query_params: Vec<QueryParamMatch>,
 }
 
 /// `matches[].path`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     /// `Exact`: byte-for-byte, query string excluded.
     Exact(String),
@@ -192,24 +170,21 @@ pub enum PathMatch {
 }
 
 /// `matches[].headers[]`. Names are case-insensitive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderMatch {
     pub name: String,
     pub value: ValueMatch,
 }
 
 /// `matches[].queryParams[]`. Names are case-sensitive; the first occurrence in the request counts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryParamMatch {
     pub name: String,
     pub value: ValueMatch,
 }
 
 /// How a header or query parameter value is compared.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueMatch {
     /// Case-sensitive equality.
     Exact(String),
@@ -218,8 +193,7 @@ pub enum ValueMatch {
 }
 
 /// HTTPRoute filters, at rule level (`rules[].filters`) or backend level (`backendRefs[].filters`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
     RequestHeaderModifier(HeaderModifier),
     ResponseHeaderModifier(HeaderModifier),
@@ -230,61 +204,47 @@ pub enum Filter {
 }
 
 /// `RequestHeaderModifier` / `ResponseHeaderModifier`: applied set, then add, then remove.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeaderModifier {
     /// Replace every value of the header.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub set: Vec<Header>,
     /// Append a value (`foo` + add `bar` → `foo,bar`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add: Vec<Header>,
     /// Remove every value of these headers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
 }
 
 /// A header name and value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub name: String,
     pub value: String,
 }
 
 /// `RequestRedirect`: answered locally with `Location`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redirect {
     /// `http` or `https`; absent keeps the request's scheme.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
     /// Absent keeps the request's Host (without its port).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathModifier>,
     /// Absent: the scheme's well-known port if `scheme` is set, else the parent's port.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// 301, 302, 303, 307 or 308.
     pub status_code: u16,
 }
 
 /// `URLRewrite`: changes what is sent upstream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UrlRewrite {
     /// Replaces the Host (`:authority`) sent upstream.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathModifier>,
 }
 
 /// `HTTPPathModifier`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathModifier {
     /// `ReplaceFullPath`: the whole path (the query string is kept).
     ReplaceFullPath(String),
@@ -295,8 +255,7 @@ pub enum PathModifier {
 
 /// `RequestMirror`: a fire-and-forget copy of the request to another cluster, for a
 /// `numerator/denominator` share of requests (`percent: p` is `p/100`; neither is `1/1`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mirror {
     pub cluster: String,
     pub numerator: u32,
@@ -305,48 +264,33 @@ pub struct Mirror {
 
 /// `CORS` (GEP-1767). Preflights are answered locally; matching actual requests get the
 /// `Access-Control-Allow-*` response headers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cors {
     /// `<scheme>://<host>[:<port>]` patterns; `*` in the host matches any number of labels to
     /// its left; a lone `*` allows every origin.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_origins: Vec<String>,
-    #[serde(default)]
     pub allow_credentials: bool,
     /// Method names or `*`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_methods: Vec<String>,
     /// Header names or `*`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_headers: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expose_headers: Vec<String>,
     /// `Access-Control-Max-Age` in seconds (CRD default 5).
-    #[serde(default = "default_max_age")]
     pub max_age_seconds: u32,
 }
 
-fn default_max_age() -> u32 {
-    5
-}
-
 /// A weighted backend of a rule (`rules[].backendRefs[]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
     /// 0–1,000,000; the share is weight / sum of the rule's weights.
     pub weight: u32,
-    #[serde(flatten)]
     pub target: BackendTarget,
     /// `backendRefs[].filters`: run only when this backend is picked, after the rule's filters.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<Filter>,
 }
 
 /// Where a backend's share of traffic goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendTarget {
     /// An Envoy cluster name (see the cluster naming scheme in the plugin configuration).
     Cluster(String),
@@ -357,28 +301,22 @@ pub enum BackendTarget {
 }
 
 /// `rules[].timeouts`, in milliseconds. `Some(0)` disables the timeout; `None` leaves Envoy's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timeouts {
     /// `request`: the whole exchange, retries included (504 when exceeded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_ms: Option<u64>,
     /// `backendRequest`: each try to a backend.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_request_ms: Option<u64>,
 }
 
 /// `rules[].retry`. Connection errors are always retried; listed status codes too.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Retry {
     /// Maximum number of *retries* (`attempts: 3` → up to 4 tries).
     pub attempts: u32,
     /// HTTP status codes (400–599) that are retried.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub codes: Vec<u16>,
     /// Minimum wait between tries.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_ms: Option<u64>,
 }
 
@@ -387,16 +325,7 @@ impl RouteTable {
     /// the table with `version` cleared, in hex. Equal content gives an equal version on every
     /// platform, since the encoding has no maps and keeps list order.
     pub fn content_version(&self) -> String {
-        use sha2::Digest;
-        let mut msg = wire::RouteTable::from(self);
-        msg.version.clear();
-        let digest = sha2::Sha256::digest(prost::Message::encode_to_vec(&msg));
-        let mut out = String::with_capacity(32);
-        for b in digest.iter().take(16) {
-            out.push(hex_digit(b >> 4));
-            out.push(hex_digit(b & 0xf));
-        }
-        out
+        wire::RouteTable::from(self).content_version()
     }
 
     /// Sets `version` to [`RouteTable::content_version`].
@@ -406,10 +335,10 @@ impl RouteTable {
     }
 }
 
-/// Accepts a decoded table: fills an empty `version` with the content hash, or checks a declared
-/// one against it, then validates. Every way a table enters the filter ends here (the filter's
-/// host glue calls [`stamp_version`] and lets `Router::compile` validate, so a table is validated
-/// once).
+/// Accepts a table built in memory: fills an empty `version` with the content hash, or checks a
+/// declared one against it, then validates. config-pusher checks every table it publishes with
+/// this. The filter parses tables with [`versioned`] and makes a [`ValidTable`] after renaming
+/// clusters, so a loaded table is hashed, checked and compiled once.
 pub fn accept(mut table: RouteTable) -> Result<RouteTable, TableError> {
     stamp_version(&mut table)?;
     validate(&table)?;
@@ -420,20 +349,28 @@ pub fn accept(mut table: RouteTable) -> Result<RouteTable, TableError> {
 /// altered in transit, or by hand without updating its version, is refused).
 pub fn stamp_version(table: &mut RouteTable) -> Result<(), TableError> {
     let computed = table.content_version();
-    if table.version.is_empty() {
-        table.version = computed;
-    } else if table.version != computed {
-        return Err(TableError {
-            at: "version".to_string(),
-            kind: TableErrorKind::VersionMismatch {
-                declared: std::mem::take(&mut table.version),
-                computed,
-            },
-        });
-    }
+    table.version = checked_version(std::mem::take(&mut table.version), computed)?;
     Ok(())
 }
 
-fn hex_digit(n: u8) -> char {
-    char::from_digit(u32::from(n), 16).unwrap_or('0')
+/// Converts a decoded document into the model, filling or checking its `version` first (on the
+/// document itself, so the table is encoded once for the hash and never copied for it). Both
+/// decoders and the filter's inline table come through here.
+pub fn versioned(mut msg: wire::RouteTable) -> Result<RouteTable, TableError> {
+    let declared = std::mem::take(&mut msg.version);
+    msg.version = checked_version(declared, msg.content_version())?;
+    RouteTable::try_from(msg)
+}
+
+/// The version a table keeps: the computed one when none is declared, else the declared one if
+/// it is the computed one.
+fn checked_version(declared: String, computed: String) -> Result<String, TableError> {
+    if declared.is_empty() || declared == computed {
+        Ok(computed)
+    } else {
+        Err(TableError {
+            at: "version".to_string(),
+            kind: TableErrorKind::VersionMismatch { declared, computed },
+        })
+    }
 }

@@ -4,8 +4,11 @@
 //! Each check follows the Gateway API v1.6.1 validation (CRD patterns, enums and CEL rules) of the
 //! field the table element is copied from, so a table config-pusher builds from API-valid objects
 //! passes; a few checks go further because the router or Envoy need them, and say so. Rejecting a
-//! table rejects every route in it, so config-pusher (which links this crate) should run
-//! [`validate`] itself and drop what fails before publishing.
+//! table rejects every route in it, so config-pusher (which links this crate) runs
+//! [`validate_rule`] on each rule and drops what fails before it builds a table.
+//!
+//! The checks keep what they compile: `check` returns every match compiled, which is what a
+//! [`super::ValidTable`] carries to the router.
 //!
 //! Errors read well in an Envoy log: `at` is a path in the table's JSON field names with the
 //! object's name next to each list index, e.g.
@@ -18,6 +21,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
+use super::checked::{CheckedMatch, CheckedValue};
+use super::origin::OriginPattern;
 use super::{
     regex, Backend, BackendTarget, Cors, Filter, HeaderModifier, Match, MeshService, Mirror,
     PathMatch, PathModifier, Redirect, Retry, Route, RouteTable, Rule, Timeouts, UrlRewrite,
@@ -38,10 +43,11 @@ pub mod limits {
     /// router compile the whole route once more, so without this a small table could demand
     /// gigabytes of memory in every worker VM.
     pub const MAX_ATTACHED_MATCHES: usize = 1_000_000;
-    /// Regular expressions compiled, counted both over the routes (validation compiles each once)
-    /// and over the attachments (the router compiles per attachment). Each compiles in tens of µs
-    /// to a program of up to [`crate::table::regex::SIZE_LIMIT`] bytes; 10k bounds a table load to
-    /// well under a second.
+    /// Regular expressions, counted both over the routes (each is compiled once, when the table is
+    /// checked: [`crate::table::ValidTable`]) and over the attachments (each attachment puts the
+    /// route's regexes in one more path index, where requests try them). Each compiles in tens of
+    /// µs to a program of up to [`crate::table::regex::SIZE_LIMIT`] bytes; 10k bounds a table load
+    /// to well under a second.
     pub const MAX_REGEXES: usize = 10_000;
     /// `matches[].headers` (CRD maxItems 16): checked per candidate, per request.
     pub const MAX_HEADER_MATCHES: usize = 16;
@@ -242,6 +248,8 @@ pub(crate) struct At<'a> {
 #[derive(Clone, Copy)]
 enum Seg<'a> {
     Root,
+    /// The root when a rule is checked alone: rendered as `rule` when nothing follows it.
+    Rule,
     Field(&'static str),
     Item {
         list: &'static str,
@@ -270,6 +278,11 @@ impl At<'static> {
     pub(crate) const ROOT: At<'static> = At {
         parent: None,
         seg: Seg::Root,
+    };
+    /// The root of [`validate_rule`]'s paths: the rule itself.
+    const RULE: At<'static> = At {
+        parent: None,
+        seg: Seg::Rule,
     };
 }
 
@@ -312,9 +325,14 @@ impl<'a> At<'a> {
             cur = at.parent;
         }
         let mut out = String::new();
+        let mut root = "table";
         for seg in segs.iter().rev() {
             let (name, item) = match seg {
                 Seg::Root => continue,
+                Seg::Rule => {
+                    root = "rule";
+                    continue;
+                }
                 Seg::Field(name) => (*name, None),
                 Seg::Item { list, index, label } => (*list, Some((index, label))),
             };
@@ -347,15 +365,29 @@ impl<'a> At<'a> {
             }
         }
         if out.is_empty() {
-            out.push_str("table");
+            out.push_str(root);
         }
         out
     }
 }
 
 /// Checks everything the router relies on. Cheap checks and limits come first, so an oversized
-/// table is refused before any regex is compiled.
+/// table is refused before any regex is compiled. (To keep what the checks compile, make a
+/// [`super::ValidTable`] instead.)
 pub fn validate(table: &RouteTable) -> Result<(), TableError> {
+    check(table).map(drop)
+}
+
+/// Checks one rule on its own, as config-pusher does before it puts the rule in a table (so a bad
+/// rule is dropped, not the whole table). Errors are placed relative to the rule
+/// (`matches[0].headers[1].name`; `rule` for the rule itself).
+pub fn validate_rule(rule: &Rule) -> Result<(), TableError> {
+    let mut out = Vec::new();
+    self::rule(&At::RULE, rule, 0, 0, &mut out)
+}
+
+/// [`validate`], keeping every match compiled, in table order, and where each route's start.
+pub(crate) fn check(table: &RouteTable) -> Result<(Vec<CheckedMatch>, Vec<usize>), TableError> {
     let root = At::ROOT;
     match role(&root, &table.role)? {
         RoleKind::Gateway if !table.services.is_empty() => {
@@ -412,13 +444,23 @@ pub fn validate(table: &RouteTable) -> Result<(), TableError> {
         MAX_REGEXES,
     )?;
 
-    for (i, r) in table.routes.iter().enumerate() {
+    let mut matches = Vec::new();
+    let mut route_starts = Vec::with_capacity(table.routes.len() + 1);
+    for (i, r) in (0u32..).zip(&table.routes) {
+        route_starts.push(matches.len());
         route(
-            &root.labeled("routes", i, Label::Qualified(&r.namespace, &r.name)),
+            &root.labeled(
+                "routes",
+                i as usize,
+                Label::Qualified(&r.namespace, &r.name),
+            ),
             r,
+            i,
+            &mut matches,
         )?;
     }
-    Ok(())
+    route_starts.push(matches.len());
+    Ok((matches, route_starts))
 }
 
 enum RoleKind {
@@ -626,17 +668,29 @@ fn attachments(
 }
 
 /// One HTTPRoute.
-fn route(at: &At, r: &Route) -> Result<(), TableError> {
+fn route(at: &At, r: &Route, index: u32, out: &mut Vec<CheckedMatch>) -> Result<(), TableError> {
     k8s_name(&at.field("namespace"), "namespace", &r.namespace, dns_label)?;
     k8s_name(&at.field("name"), "route name", &r.name, dns_subdomain)?;
-    for (i, rl) in r.rules.iter().enumerate() {
-        rule(&at.labeled("rules", i, Label::opt(rl.name.as_deref())), rl)?;
+    for (i, rl) in (0u32..).zip(&r.rules) {
+        rule(
+            &at.labeled("rules", i as usize, Label::opt(rl.name.as_deref())),
+            rl,
+            index,
+            i,
+            out,
+        )?;
     }
     Ok(())
 }
 
 /// `spec.rules[]`.
-fn rule(at: &At, rule: &Rule) -> Result<(), TableError> {
+fn rule(
+    at: &At,
+    rule: &Rule,
+    route: u32,
+    position: u32,
+    out: &mut Vec<CheckedMatch>,
+) -> Result<(), TableError> {
     // `rules[].name`: SectionName (GEP-995).
     if let Some(name) = &rule.name {
         section_name(&at.field("name"), "rule name", name)?;
@@ -646,8 +700,10 @@ fn rule(at: &At, rule: &Rule) -> Result<(), TableError> {
     if rule.matches.is_empty() {
         return Err(at.field("matches").err(TableErrorKind::Empty));
     }
-    for (i, m) in rule.matches.iter().enumerate() {
-        match_(&at.item("matches", i), m)?;
+    for (i, m) in (0u32..).zip(&rule.matches) {
+        let mut checked = match_(&at.item("matches", i as usize), m)?;
+        (checked.route, checked.rule, checked.matched) = (route, position, i);
+        out.push(checked);
     }
     filters(at, &rule.filters, &rule.matches)?;
     // CEL on HTTPRouteRule: "RequestRedirect filter must not be used together with backendRefs".
@@ -685,12 +741,15 @@ fn rule(at: &At, rule: &Rule) -> Result<(), TableError> {
 }
 
 /// `rules[].matches[]` (HTTPRouteMatch).
-fn match_(at: &At, m: &Match) -> Result<(), TableError> {
+fn match_(at: &At, m: &Match) -> Result<CheckedMatch, TableError> {
     let pat = at.field("path");
-    match &m.path {
-        PathMatch::Exact(p) | PathMatch::Prefix(p) => path(&pat, p)?,
-        PathMatch::Regex(p) => compiles(&pat, p)?,
-    }
+    let path_regex = match &m.path {
+        PathMatch::Exact(p) | PathMatch::Prefix(p) => {
+            path(&pat, p)?;
+            None
+        }
+        PathMatch::Regex(p) => Some(compiles(&pat, p)?),
+    };
     // `method`: HTTPMethod enum.
     if let Some(method) = &m.method {
         if !METHODS.contains(&method.as_str()) {
@@ -707,6 +766,7 @@ fn match_(at: &At, m: &Match) -> Result<(), TableError> {
         m.headers.len(),
         MAX_HEADER_MATCHES,
     )?;
+    let mut headers = Vec::with_capacity(m.headers.len());
     for (i, h) in m.headers.iter().enumerate() {
         let hat = at.item("headers", i);
         header_name(&hat.field("name"), &h.name)?;
@@ -722,7 +782,8 @@ fn match_(at: &At, m: &Match) -> Result<(), TableError> {
                 first: format!("headers[{first}]"),
             }));
         }
-        value_match(&hat.field("value"), &h.value)?;
+        let value = value_match(&hat.field("value"), &h.value)?;
+        headers.push((h.name.to_ascii_lowercase().into_boxed_str(), value));
     }
     // `queryParams[]`: names are exact and case-sensitive; first entry counts, as for headers.
     too_many(
@@ -731,6 +792,7 @@ fn match_(at: &At, m: &Match) -> Result<(), TableError> {
         m.query_params.len(),
         MAX_QUERY_PARAM_MATCHES,
     )?;
+    let mut query = Vec::with_capacity(m.query_params.len());
     for (i, q) in m.query_params.iter().enumerate() {
         let qat = at.item("queryParams", i);
         if q.name.is_empty() {
@@ -744,9 +806,20 @@ fn match_(at: &At, m: &Match) -> Result<(), TableError> {
                 first: format!("queryParams[{first}]"),
             }));
         }
-        value_match(&qat.field("value"), &q.value)?;
+        let value = value_match(&qat.field("value"), &q.value)?;
+        query.push((q.name.as_str().into(), value));
     }
-    Ok(())
+    Ok(CheckedMatch {
+        route: 0,
+        rule: 0,
+        matched: 0,
+        rank: m.rank,
+        path: m.path.clone(),
+        path_regex,
+        method: m.method.as_deref().map(Into::into),
+        headers: headers.into_boxed_slice(),
+        query: query.into_boxed_slice(),
+    })
 }
 
 /// `HTTPMethod` values (Extended: method matching).
@@ -754,16 +827,20 @@ const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
-fn value_match(at: &At, v: &ValueMatch) -> Result<(), TableError> {
+fn value_match(at: &At, v: &ValueMatch) -> Result<CheckedValue, TableError> {
     match v {
-        ValueMatch::Exact(s) => no_crlf(at, s),
-        ValueMatch::Regex(p) => compiles(at, p),
+        ValueMatch::Exact(s) => {
+            no_crlf(at, s)?;
+            Ok(CheckedValue::Exact(s.as_str().into()))
+        }
+        ValueMatch::Regex(p) => compiles(at, p).map(CheckedValue::Regex),
     }
 }
 
-/// Compiles with the router's own compiler, so what validates also compiles there.
-fn compiles(at: &At, pattern: &str) -> Result<(), TableError> {
-    regex::compile(pattern).map(drop).map_err(|reason| {
+/// Compiles a pattern the one way the table's regexes are compiled (see [`regex`]); the router
+/// uses the result.
+fn compiles(at: &At, pattern: &str) -> Result<regex_lite::Regex, TableError> {
+    regex::compile(pattern).map_err(|reason| {
         at.err(TableErrorKind::InvalidRegex {
             pattern: shown(pattern),
             reason,
@@ -986,7 +1063,7 @@ fn cors(at: &At, c: &Cors) -> Result<(), TableError> {
         MAX_CORS_ORIGINS,
     )?;
     for (i, o) in c.allow_origins.iter().enumerate() {
-        origin(o).map_err(|reason| {
+        OriginPattern::parse(o).map_err(|reason| {
             at.item("allowOrigins", i)
                 .err(TableErrorKind::InvalidOrigin {
                     value: shown(o),
@@ -1040,52 +1117,6 @@ fn cors(at: &At, c: &Cors) -> Result<(), TableError> {
 fn wildcard_alone(at: &At, list: &[String]) -> Result<(), TableError> {
     if list.len() > 1 && list.iter().any(|v| v == "*") {
         return Err(at.err(TableErrorKind::WildcardNotAlone));
-    }
-    Ok(())
-}
-
-/// CORSOrigin: `*`, or `http(s)://` + host (`*`, or an optional `*.` then labels of letters,
-/// digits and `-`) + optional `:port`. Ports must also fit 1-65535 (the CRD allows any 5 digits;
-/// the router could never match a larger one).
-fn origin(o: &str) -> Result<(), &'static str> {
-    if o == "*" {
-        return Ok(());
-    }
-    if o.len() > 253 {
-        return Err("longer than 253 bytes");
-    }
-    let Some((scheme, rest)) = o.split_once("://") else {
-        return Err("must be `*` or <scheme>://<host>[:<port>]");
-    };
-    if scheme != "http" && scheme != "https" {
-        return Err("the scheme must be http or https");
-    }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (rest, None),
-    };
-    if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("the port must be 1 to 5 digits");
-        }
-        if !p.parse::<u16>().is_ok_and(|n| n != 0) {
-            return Err("the port must be 1-65535");
-        }
-    }
-    if host == "*" {
-        return Ok(());
-    }
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err("the host has an empty label");
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err("the host may only contain letters, digits, '-' and '.', after an optional leading `*.`");
-        }
     }
     Ok(())
 }
@@ -1503,12 +1534,17 @@ pub(crate) mod fixtures {
 
     /// The gateway fixture, parsed but not validated.
     pub(crate) fn gateway() -> RouteTable {
-        serde_json::from_str(GATEWAY_JSON).unwrap()
+        parse(GATEWAY_JSON)
     }
 
     /// The mesh fixture, parsed but not validated.
     pub(crate) fn mesh() -> RouteTable {
-        serde_json::from_str(MESH_JSON).unwrap()
+        parse(MESH_JSON)
+    }
+
+    fn parse(json: &str) -> RouteTable {
+        let msg: crate::table::wire::RouteTable = serde_json::from_str(json).unwrap();
+        RouteTable::try_from(msg).unwrap()
     }
 }
 
@@ -2423,7 +2459,7 @@ mod tests {
             "https://Foo.Example:443",
             "http://10.0.0.1:65535",
         ] {
-            origin(ok).unwrap();
+            OriginPattern::parse(ok).unwrap();
         }
         for bad in [
             "",
@@ -2442,7 +2478,7 @@ mod tests {
             "https://a b",
             "https://example.com?x",
         ] {
-            assert!(origin(bad).is_err(), "{bad:?} accepted");
+            assert!(OriginPattern::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 

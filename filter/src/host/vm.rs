@@ -1,0 +1,134 @@
+//! The VM's state: root contexts (one per plugin configuration) with the table in force and,
+//! with a `source`, their fetch state; HTTP streams with the table they started with; the VM's
+//! random numbers. Data and the one accessor ([`with_vm`]); the entry points that change it are
+//! in `exports` (requests, configuration) and `updates` (table fetching).
+//!
+//! Each stream keeps an `Rc` of the table its root had when the stream started, so a
+//! reconfiguration or a table update never changes routing under a request in flight.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
+
+use super::abi::{self, LogLevel};
+use super::config::PluginConfig;
+use super::fetch::{Fetch, Keys};
+use super::stats::{record_version, Metrics};
+use crate::router::Router;
+
+/// A table in force: the compiled router and the Envoy-side settings.
+pub(super) struct Loaded {
+    pub(super) router: Router,
+    pub(super) listener_port: Option<u16>,
+    pub(super) mirror_slots: u8,
+    pub(super) passthrough_cluster: Option<String>,
+    pub(super) mesh: bool,
+    pub(super) rule_stats: bool,
+    pub(super) metrics: RefCell<Metrics>,
+}
+
+impl Loaded {
+    pub(super) fn new(config: &PluginConfig, router: Router) -> Loaded {
+        Loaded {
+            mesh: router.table().role.starts_with("mesh/"),
+            router,
+            listener_port: config.listener_port,
+            mirror_slots: config.mirror_slots,
+            passthrough_cluster: config.passthrough_cluster.clone(),
+            rule_stats: config.rule_stats,
+            metrics: RefCell::new(Metrics::default()),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Root {
+    /// `None` until a table is accepted: requests then get 503.
+    pub(super) loaded: Option<Rc<Loaded>>,
+    /// Present when the configuration has a `source`.
+    pub(super) dynamic: Option<Dynamic>,
+}
+
+impl Root {
+    /// Swaps in a new table; streams already started keep the old one.
+    pub(super) fn install(&mut self, loaded: Loaded) {
+        abi::log(
+            LogLevel::Info,
+            &format!(
+                "gammaroute: table {} version {} loaded ({} routes)",
+                loaded.router.table().role,
+                loaded.router.version(),
+                loaded.router.table().routes.len()
+            ),
+        );
+        record_version(loaded.router.version());
+        self.loaded = Some(Rc::new(loaded));
+    }
+}
+
+pub(super) struct Stream {
+    pub(super) loaded: Option<Rc<Loaded>>,
+    /// Response header edits decided on the request path.
+    pub(super) response: Vec<(Op, String, String)>,
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Op {
+    Set,
+    Add,
+    Remove,
+}
+
+#[derive(Default)]
+pub(super) struct Vm {
+    pub(super) roots: FxHashMap<u32, Root>,
+    pub(super) streams: FxHashMap<u32, Stream>,
+    /// Fetch calls in flight: token → root context.
+    pub(super) calls: FxHashMap<u32, u32>,
+    /// This VM's number in the process (from shared data), for the fetcher lease.
+    pub(super) number: Option<u64>,
+    /// xorshift64 state for weighted picks, mirror sampling and back-off jitter, seeded from the
+    /// clock.
+    pub(super) rng: u64,
+}
+
+thread_local! {
+    static VM: RefCell<Vm> = RefCell::new(Vm::default());
+}
+
+/// Runs `f` on the VM state. The host never re-enters the VM during a call we make (Envoy defers
+/// callbacks until the VM call returns), so the borrow cannot fail in practice; if it ever did we
+/// log and return `fallback` instead of trapping.
+pub(super) fn with_vm<T>(fallback: T, f: impl FnOnce(&mut Vm) -> T) -> T {
+    VM.with(|vm| match vm.try_borrow_mut() {
+        Ok(mut vm) => f(&mut vm),
+        Err(_) => {
+            abi::log(LogLevel::Error, "gammaroute: re-entrant host call ignored");
+            fallback
+        }
+    })
+}
+
+/// The dynamic half of a root context (one with a `source`): its fetch state, driven by
+/// `updates`.
+pub(super) struct Dynamic {
+    pub(super) config: Rc<PluginConfig>,
+    pub(super) keys: Keys,
+    pub(super) fetch: Fetch,
+    /// Lease holder id: this VM's number and the root context id.
+    pub(super) holder: u64,
+    pub(super) proxy_id: String,
+    /// A version read from shared data that failed to compile here (not retried until it changes).
+    pub(super) refused: String,
+}
+
+/// xorshift64: the VM's cheap random numbers (weighted picks, mirror sampling, back-off jitter).
+pub(super) fn next_draw(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
+}
