@@ -46,6 +46,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::Service => ("", "v1", "services"),
         Kind::EndpointSlice => ("discovery.k8s.io", "v1", "endpointslices"),
         Kind::Namespace => ("", "v1", "namespaces"),
+        Kind::Secret => ("", "v1", "secrets"),
     };
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(group, version, kind.as_str()),

@@ -22,6 +22,9 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
+pub mod secret;
+pub use secret::Secret;
+
 /// The label every namespace carries (set by the API server; added here for namespaces that exist
 /// only because something refers to them).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -92,10 +95,11 @@ pub enum Kind {
     Service,
     EndpointSlice,
     Namespace,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::HttpRoute,
@@ -103,6 +107,7 @@ impl Kind {
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Namespace,
+        Kind::Secret,
     ];
 
     /// The Kubernetes kind, as written in `kind:`.
@@ -115,6 +120,7 @@ impl Kind {
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Namespace => "Namespace",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -148,6 +154,7 @@ pub enum Object {
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
     Namespace(Box<Namespace>),
+    Secret(Box<Secret>),
 }
 
 impl Object {
@@ -165,6 +172,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Namespace(_) => Kind::Namespace,
+            Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -177,6 +185,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
         }
     }
 
@@ -189,6 +198,7 @@ impl Object {
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
         }
     }
 
@@ -215,6 +225,8 @@ pub struct Store {
     pub endpoint_slices: BTreeMap<ObjectKey, Stored<EndpointSlice>>,
     /// Declared Namespace objects only; see [`Store::namespaces`] for every namespace that exists.
     pub declared_namespaces: BTreeMap<String, Stored<Namespace>>,
+    /// TLS material for listener `certificateRefs` (see [`secret`]).
+    pub secrets: BTreeMap<ObjectKey, Stored<Secret>>,
     next_order: u64,
 }
 
@@ -267,6 +279,7 @@ impl Store {
             Object::Service(o) => put(&mut self.services, key, *o, order, origin),
             Object::EndpointSlice(o) => put(&mut self.endpoint_slices, key, *o, order, origin),
             Object::Namespace(o) => put(&mut self.declared_namespaces, name, *o, order, origin),
+            Object::Secret(o) => put(&mut self.secrets, key, *o, order, origin),
         }
         Ok(())
     }
@@ -333,6 +346,7 @@ impl Store {
             + self.services.len()
             + self.endpoint_slices.len()
             + self.declared_namespaces.len()
+            + self.secrets.len()
     }
 
     pub fn is_empty(&self) -> bool {
