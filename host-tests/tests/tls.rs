@@ -1,7 +1,7 @@
 //! TLS termination in real Envoy: a Gateway with an HTTP listener and three HTTPS listeners
 //! sharing one port (exact hostname, wildcard hostname, and one whose Secret is missing), rendered
 //! by config-pusher (`render/tls.rs`: filter chains per SNI, certificates through filesystem SDS),
-//! and reached with `curl` over TLS with SNI and ALPN h2. Certificates are generated at start
+//! and written by `serve --xds-dir`'s SDS writer), and reached with `curl` over TLS with SNI and ALPN h2. Certificates are generated at start
 //! with the `openssl` CLI. Envoy, the release .wasm, `openssl` and `curl` are required: the test
 //! fails when one is missing. Loopback only; everything stops with the test.
 
@@ -136,33 +136,32 @@ fn https_get(ip: IpAddr, host: &str, ca: &Path) -> Result<String, String> {
     }
 }
 
-/// Writes the SDS files of a render into `dir` as `serve --xds-dir` does: temporary file, then
-/// rename (Envoy's `watched_directory` reloads on the move).
-fn write_sds(rendered: &render::Rendered, dir: &Path) -> usize {
-    use std::os::unix::fs::PermissionsExt;
-    let mut n = 0;
-    for f in rendered.files.iter().filter(|f| f.kind == FileKind::Sds) {
-        let name = f.path.strip_prefix("sds/").unwrap();
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, &f.content).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::rename(&tmp, dir.join(name)).unwrap();
-        n += 1;
-    }
-    n
-}
-
+/// Translates `yaml`, writes the SDS files as `serve --xds-dir` does (into `sds`, temporary file
+/// and rename), and renders the bootstraps: `(rendered, status.yaml, SDS files changed)`.
 fn render_for(
     yaml: &str,
     input: &Path,
+    sds: &Path,
     options: &bootstrap::Options,
-) -> (render::Rendered, String) {
+) -> (render::Rendered, String, usize) {
     std::fs::write(input.join("all.yaml"), yaml).unwrap();
     let (store, report) = files::load(input);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let output = translate::translate(&store, &Settings::default());
     let status = translate::status::to_yaml(&output.statuses);
-    (render::render(&store, &output, options).unwrap(), status)
+    let tables: Vec<_> = output.tables.values().collect();
+    let changed = config_pusher::serve::sds::write(sds, &store, &tables).unwrap();
+    let rendered = render::render(&store, &output, options).unwrap();
+    // render carries the same files, for a folder without serve.
+    assert_eq!(
+        rendered
+            .files
+            .iter()
+            .filter(|f| f.kind == FileKind::Sds)
+            .count(),
+        2
+    );
+    (rendered, status, changed)
 }
 
 #[test]
@@ -197,7 +196,9 @@ fn https_listeners_terminate_tls_per_sni_and_pick_up_rotated_certificates() {
     let secrets = |shop: &(PathBuf, PathBuf)| {
         tls_secret("shop-cert", &shop.0, &shop.1) + &tls_secret("wild-cert", &wild.0, &wild.1)
     };
-    let (rendered, status) = render_for(&gateway_yaml(&secrets(&shop)), &input, &options);
+    let (rendered, status, changed) =
+        render_for(&gateway_yaml(&secrets(&shop)), &input, &sds, &options);
+    assert_eq!(changed, 2);
 
     // The missing Secret is in the status of its listener only.
     let missing = status.split("- name: missing").nth(1).unwrap();
@@ -215,7 +216,6 @@ fn https_listeners_terminate_tls_per_sni_and_pick_up_rotated_certificates() {
         "{status}"
     );
 
-    assert_eq!(write_sds(&rendered, &sds), 2);
     let gw = rendered
         .bootstraps()
         .find(|f| f.role.as_deref() == Some("gateway/infra/edge"))
@@ -242,8 +242,8 @@ fn https_listeners_terminate_tls_per_sni_and_pick_up_rotated_certificates() {
 
     // Rotation: the Secret changes, the SDS file is swapped, the running Envoy serves the new
     // certificate to new handshakes.
-    let (rendered, _) = render_for(&gateway_yaml(&secrets(&rotated)), &input, &options);
-    write_sds(&rendered, &sds);
+    let (_, _, changed) = render_for(&gateway_yaml(&secrets(&rotated)), &input, &sds, &options);
+    assert_eq!(changed, 1, "only the rotated Secret's file is rewritten");
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = https_get(ip, "shop.example.com", &rotated.0);
     while last.is_err() && Instant::now() < deadline {

@@ -26,6 +26,7 @@ pub mod api;
 pub mod headers;
 pub mod metrics;
 pub mod proxies;
+pub mod sds;
 pub mod state;
 pub mod token;
 pub mod xds;
