@@ -270,7 +270,14 @@ pub async fn run(client: Client, tx: SnapshotSender, debounce: Debounce) {
 
 /// One kind's watcher: buffers the initial list into one [`Change::Reset`] and forwards the rest.
 async fn watch_kind(kind: Kind, api: Api<DynamicObject>, tx: mpsc::Sender<Change>) {
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let config = match kind {
+        // Only TLS Secrets are ever used (listener certificateRefs): the API server filters the
+        // rest out, so other Secrets (tokens, passwords) never reach config-pusher.
+        Kind::Secret => watcher::Config::default()
+            .fields(&format!("type={}", crate::store::secret::TLS_SECRET_TYPE)),
+        _ => watcher::Config::default(),
+    };
+    let stream = watcher::watcher(api, config).default_backoff();
     futures::pin_mut!(stream);
     let mut listing: Vec<Decoded> = Vec::new();
     while let Some(event) = stream.next().await {

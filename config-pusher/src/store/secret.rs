@@ -2,7 +2,8 @@
 //! `tls.key` (Gateway API `spec.listeners[].tls.certificateRefs` point at `kubernetes.io/tls`
 //! Secrets). Every other key is dropped on load, and the private key is a [`PrivateKey`] whose
 //! `Debug` and `Serialize` never show it, so it cannot leak through logs, `/v1/status`, explain or
-//! check output.
+//! check output. The kube source lists only `type=kubernetes.io/tls` Secrets (field selector), so
+//! there a Secret of another type looks missing; the folder source keeps every Secret.
 
 use std::collections::BTreeMap;
 
