@@ -411,6 +411,13 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 cluster_domain: clusters.cluster_domain,
                 admin,
                 pusher: pusher.map(|p| envoy::Pusher { token, ..p }),
+                // Certificates beside cds.yaml when `serve --xds-dir` keeps them current, else
+                // in the output folder (render/tls.rs).
+                sds_dir: Some(
+                    absolute(xds_dir.as_deref().unwrap_or(&out.join("sds")))
+                        .display()
+                        .to_string(),
+                ),
                 cds_dir: xds_dir.map(|d| absolute(&d).display().to_string()),
             };
             render(&input, &out, &options, istio.as_ref(), graph).map(|()| 0)
@@ -528,7 +535,11 @@ pub fn render(
         eprintln!("note: {n}");
     }
     for f in &rendered.files {
-        write(&out.join(&f.path), &f.content)?;
+        if f.kind == render::FileKind::Sds {
+            write_private(&out.join(&f.path), &f.content)?;
+        } else {
+            write(&out.join(&f.path), &f.content)?;
+        }
     }
     if graph {
         let status = serde_json::to_string(&Report::new(&store, &report, &output))
@@ -702,6 +713,28 @@ fn check_role(role: &str) -> Result<(), CliError> {
 /// own).
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// [`write`] for files holding a private key: created mode 0600 (never readable by others, not
+/// even briefly).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| CliError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(err)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {

@@ -389,6 +389,7 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
             "httproutes",
             "namespaces",
             "referencegrants",
+            "secrets",
             "services"
         ]
     );

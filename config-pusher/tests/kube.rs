@@ -79,7 +79,7 @@ fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
 }
 
 /// The list/watch paths every kind is read from (`Api::all`).
-const PATHS: [&str; 7] = [
+const PATHS: [&str; 8] = [
     "/apis/gateway.networking.k8s.io/v1/gatewayclasses",
     "/apis/gateway.networking.k8s.io/v1/gateways",
     "/apis/gateway.networking.k8s.io/v1/httproutes",
@@ -87,6 +87,7 @@ const PATHS: [&str; 7] = [
     "/api/v1/services",
     "/apis/discovery.k8s.io/v1/endpointslices",
     "/api/v1/namespaces",
+    "/api/v1/secrets",
 ];
 
 /// What the mock API server answers for one path: LIST responses in order (the last one repeats),
@@ -142,6 +143,7 @@ fn empty_scripts() -> BTreeMap<&'static str, Script> {
         ("Service", "v1"),
         ("EndpointSlice", "discovery.k8s.io/v1"),
         ("Namespace", "v1"),
+        ("Secret", "v1"),
     ];
     PATHS
         .iter()
@@ -205,6 +207,20 @@ async fn initial_list_and_watch_events_reach_the_store_and_bad_objects_are_skipp
                         "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 80}]}})],
         ),
     )]);
+    // A TLS Secret: only tls.crt / tls.key are kept, and the key never shows in Debug output.
+    scripts.get_mut("/api/v1/secrets").unwrap().lists = VecDeque::from([(
+        StatusCode::OK,
+        list(
+            "Secret",
+            "v1",
+            vec![
+                json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                        "metadata": {"name": "cert", "namespace": "shop", "resourceVersion": "4"},
+                        // "chain" and "hidden-key", base64.
+                        "data": {"tls.crt": "Y2hhaW4=", "tls.key": "aGlkZGVuLWtleQ=="}}),
+            ],
+        ),
+    )]);
     let log = apiserver(handle, scripts);
 
     let (tx, mut rx) = watch::channel(Snapshot::pending());
@@ -229,6 +245,10 @@ async fn initial_list_and_watch_events_reach_the_store_and_bad_objects_are_skipp
         .store
         .services
         .contains_key(&ObjectKey::new("shop", "web")));
+    let secret = &snapshot.store.secrets[&ObjectKey::new("shop", "cert")].object;
+    assert_eq!(secret.certificate.as_deref(), Some(&b"chain"[..]));
+    assert_eq!(secret.private_key.as_ref().unwrap().expose(), b"hidden-key");
+    assert!(!format!("{:?}", snapshot.store).contains("hidden-key"));
     let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(

@@ -5,9 +5,9 @@
 //! **Listen addresses.** A Gateway's bootstrap binds every HTTP listener port of the table on the
 //! Gateway's `spec.addresses` (type `IPAddress`, or no type), else on `0.0.0.0`. `--listen IP`
 //! replaces the addresses; `--listen IP:PORT` binds that one port instead and tells the filter
-//! which Gateway port it serves (`listenerPort`), which needs the Gateway's HTTP listeners to
-//! share one port. HTTPS listeners are not bound: TLS termination (certificateRefs) is not part of
-//! the standalone bootstrap, and serving their routes in plaintext would be wrong.
+//! which Gateway port it serves (`listenerPort`), which needs the Gateway's listeners to
+//! share one port. HTTPS listeners are bound with TLS filter chains and SDS certificates
+//! ([`super::tls`]) when an SDS directory is given, else left out (never served in plaintext).
 //! A mesh bootstrap (per client namespace) binds every routed Service frontend (ClusterIP:port)
 //! of its table, the sidecar of `envoy-configs/` without iptables.
 //!
@@ -27,6 +27,8 @@ use crate::store::{ObjectKey, Store};
 use crate::translate::backend::SERVICE_NAME_LABEL;
 use crate::translate::mesh;
 
+use super::tls;
+
 /// `envoy-configs/bootstrap.yaml`, built in.
 pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootstrap.yaml");
 
@@ -36,14 +38,20 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootst
 /// up in a value (a header match, a name) is copied as is and cannot fill, empty or break another
 /// slot.
 pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
+    // The TLS slots default to one plaintext chain, so callers without TLS need not know them.
+    let defaults: BTreeMap<&str, String> = tls::slots(&tls::Plan::default(), "")
+        .into_iter()
+        .collect();
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(at) = rest.find("{{") {
         out.push_str(&rest[..at]);
         let slot = &rest[at..];
-        let value = slot[2..]
-            .find("}}")
-            .and_then(|end| Some((values.get(&slot[2..2 + end])?, 2 + end + 2)));
+        let value = slot[2..].find("}}").and_then(|end| {
+            let name = &slot[2..2 + end];
+            let value = values.get(name).or_else(|| defaults.get(name))?;
+            Some((value, 2 + end + 2))
+        });
         match value {
             Some((value, len)) => {
                 out.push_str(value);
@@ -204,6 +212,9 @@ pub struct Options {
     pub pusher: Option<Pusher>,
     /// Clusters from `<dir>/cds.yaml` (written by `serve --xds-dir`) instead of static ones.
     pub cds_dir: Option<String>,
+    /// Absolute directory of the SDS files with listener certificates ([`super::tls`]); `None`:
+    /// HTTPS listeners are not bound.
+    pub sds_dir: Option<String>,
 }
 
 /// Where a proxy fetches its table (`config-pusher serve`), and with which bearer token.
@@ -278,6 +289,7 @@ impl Default for Options {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             pusher: None,
             cds_dir: None,
+            sds_dir: None,
         }
     }
 }
@@ -346,6 +358,8 @@ pub struct Bootstrap {
     pub yaml: String,
     /// Things the reader should know (e.g. HTTPS listeners left out).
     pub notes: Vec<String>,
+    /// The SDS files the bootstrap's TLS chains read (written into [`Options::sds_dir`]).
+    pub sds: Vec<tls::SdsFile>,
 }
 
 /// What [`bootstrap`] made of a table.
@@ -360,12 +374,15 @@ pub enum Rendered {
 /// The bootstrap for one table. `Err` for flags that cannot apply to it.
 pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result<Rendered, String> {
     let mut notes = Vec::new();
+    let mut plan = tls::Plan::default();
     let (listen, listener_port) = if let Some(rest) = table.role.strip_prefix("gateway/") {
         let key = rest
             .split_once('/')
             .map(|(ns, name)| ObjectKey::new(ns, name))
             .ok_or_else(|| format!("{}: not a gateway role", table.role))?;
-        match gateway_listen(store, &key, table, options, &mut notes)? {
+        plan = tls::plan(store, &key, table, options.sds_dir.as_deref());
+        notes.extend(plan.notes.iter().cloned());
+        match gateway_listen(store, &key, table, options, &plan.ports, &mut notes)? {
             Some(l) => l,
             None => return Ok(Rendered::Skipped(notes.join("; "))),
         }
@@ -417,7 +434,7 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
     let (first, additional) = listen
         .split_first()
         .ok_or_else(|| format!("{}: no listen address", table.role))?;
-    let values = BTreeMap::from([
+    let mut values = BTreeMap::from([
         ("ADMIN_ADDRESS", options.admin.ip().to_string()),
         ("ADMIN_PORT", options.admin.port().to_string()),
         ("LISTEN_ADDRESS", first.ip().to_string()),
@@ -437,9 +454,17 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
         ),
         (
             "DYNAMIC_RESOURCES",
-            dynamic_resources(options.cds_dir.as_deref()),
+            match options.cds_dir {
+                // Filesystem SDS needs a node identity too (dynamic_resources sets one).
+                None if plan.has_tls() => "node: {id: gammaroute, cluster: gammaroute}\n".into(),
+                _ => dynamic_resources(options.cds_dir.as_deref()),
+            },
         ),
     ]);
+    values.extend(tls::slots(
+        &plan,
+        options.sds_dir.as_deref().unwrap_or_default(),
+    ));
     let yaml = fill(BOOTSTRAP_TEMPLATE, &values)?;
     Ok(Rendered::Bootstrap(Box::new(Bootstrap {
         role: table.role.clone(),
@@ -448,6 +473,7 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
         clusters,
         yaml,
         notes,
+        sds: plan.sds,
     })))
 }
 
@@ -458,28 +484,12 @@ fn gateway_listen(
     key: &ObjectKey,
     table: &RouteTable,
     options: &Options,
+    ports: &BTreeSet<u16>,
     notes: &mut Vec<String>,
 ) -> Result<Option<ListenPlan>, String> {
     let spec = store.gateways.get(key).map(|g| &g.object.spec);
-    let protocol = |name: &str| {
-        spec.and_then(|s| s.listeners.iter().find(|l| l.name == name))
-            .map_or("HTTP", |l| l.protocol.as_str())
-    };
-    let mut ports = BTreeSet::new();
-    for l in &table.listeners {
-        if protocol(&l.name) == "HTTP" {
-            ports.insert(l.port);
-        } else {
-            notes.push(format!(
-                "listener {} (port {}, {}) not bound: TLS termination is not rendered",
-                l.name,
-                l.port,
-                protocol(&l.name)
-            ));
-        }
-    }
     if ports.is_empty() {
-        notes.push("no HTTP listener to bind".into());
+        notes.push("no listener to bind".into());
         return Ok(None);
     }
     let ips: Vec<IpAddr> = match options.listen {

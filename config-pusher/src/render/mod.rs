@@ -13,6 +13,7 @@ use crate::translate::{status, Output};
 
 pub mod envoy;
 pub mod istio;
+pub mod tls;
 
 /// One output file.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub enum FileKind {
     Bootstrap,
     /// Istio WasmPlugin + EnvoyFilter for a mesh client namespace (`render --istio`).
     Istio,
+    /// An SDS file with a listener certificate and its private key (write it mode 0600).
+    Sds,
     Index,
 }
 
@@ -113,6 +116,20 @@ pub fn render_with(
     for (role, t) in &output.tables {
         match envoy::bootstrap(store, t, options)? {
             envoy::Rendered::Bootstrap(b) => {
+                for s in &b.sds {
+                    if !out
+                        .files
+                        .iter()
+                        .any(|f| f.path == format!("sds/{}", s.file))
+                    {
+                        out.files.push(file(
+                            format!("sds/{}", s.file),
+                            FileKind::Sds,
+                            None,
+                            s.content.clone().into_bytes(),
+                        ));
+                    }
+                }
                 out.notes
                     .extend(b.notes.iter().map(|n| format!("envoy/{role}.yaml: {n}")));
                 out.files.push(File {

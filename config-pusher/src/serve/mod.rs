@@ -30,6 +30,7 @@ pub mod limits;
 pub mod metrics;
 pub mod proxies;
 pub mod publish;
+pub mod sds;
 pub mod state;
 pub mod token;
 pub mod ui;

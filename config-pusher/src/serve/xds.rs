@@ -55,6 +55,9 @@ impl Xds {
         tables: impl IntoIterator<Item = &'a RouteTable>,
         options: &envoy::Options,
     ) -> Result<(), XdsError> {
+        // Certificates of HTTPS listeners beside cds.yaml (see [`super::sds`]).
+        let tables: Vec<&RouteTable> = tables.into_iter().collect();
+        super::sds::write(&self.dir, store, &tables)?;
         let yaml = envoy::cds_yaml(&clusters(store, tables, options));
         let mut written = match self.written.lock() {
             Ok(w) => w,

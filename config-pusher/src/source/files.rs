@@ -8,7 +8,8 @@
 //!
 //! Accepted `apiVersion`s: `gateway.networking.k8s.io/{v1,v1beta1}` for GatewayClass, Gateway,
 //! HTTPRoute and ReferenceGrant (the experimental-channel types, a superset of the standard
-//! channel); `v1` Service and Namespace; `discovery.k8s.io/v1` EndpointSlice.
+//! channel); `v1` Service, Namespace and Secret (only `tls.crt`/`tls.key` kept, see
+//! [`crate::store::secret`]); `discovery.k8s.io/v1` EndpointSlice.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -50,6 +50,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::Service => ("", "v1", "services"),
         Kind::EndpointSlice => ("discovery.k8s.io", "v1", "endpointslices"),
         Kind::Namespace => ("", "v1", "namespaces"),
+        Kind::Secret => ("", "v1", "secrets"),
     };
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(group, version, kind.as_str()),
@@ -311,7 +312,14 @@ pub async fn run(client: Client, tx: SnapshotSender, debounce: Debounce) {
 
 /// One kind's watcher: buffers the initial list into one [`Change::Reset`] and forwards the rest.
 async fn watch_kind(kind: Kind, api: Api<DynamicObject>, tx: mpsc::Sender<Change>) {
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let config = match kind {
+        // Only TLS Secrets are ever used (listener certificateRefs): the API server filters the
+        // rest out, so other Secrets (tokens, passwords) never reach config-pusher.
+        Kind::Secret => watcher::Config::default()
+            .fields(&format!("type={}", crate::store::secret::TLS_SECRET_TYPE)),
+        _ => watcher::Config::default(),
+    };
+    let stream = watcher::watcher(api, config).default_backoff();
     futures::pin_mut!(stream);
     let mut listing: Vec<Decoded> = Vec::new();
     while let Some(event) = stream.next().await {

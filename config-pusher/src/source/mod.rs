@@ -209,6 +209,7 @@ pub fn decode<'de, D: Deserializer<'de>>(kind: Kind, de: D) -> Result<Object, De
         Kind::Service => Object::Service(de_as(de)?),
         Kind::EndpointSlice => Object::EndpointSlice(de_as(de)?),
         Kind::Namespace => Object::Namespace(de_as(de)?),
+        Kind::Secret => Object::Secret(de_as(de)?),
     })
 }
 

@@ -23,8 +23,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 pub mod name;
+pub mod secret;
 
 use name::NameRule;
+pub use secret::Secret;
 
 /// The label every namespace carries (set by the API server; added here for namespaces that exist
 /// only because something refers to them).
@@ -96,10 +98,11 @@ pub enum Kind {
     Service,
     EndpointSlice,
     Namespace,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::HttpRoute,
@@ -107,6 +110,7 @@ impl Kind {
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Namespace,
+        Kind::Secret,
     ];
 
     /// The Kubernetes kind, as written in `kind:`.
@@ -119,6 +123,7 @@ impl Kind {
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Namespace => "Namespace",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -152,6 +157,7 @@ pub enum Object {
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
     Namespace(Box<Namespace>),
+    Secret(Box<Secret>),
 }
 
 impl Object {
@@ -169,6 +175,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Namespace(_) => Kind::Namespace,
+            Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -181,6 +188,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
         }
     }
 
@@ -193,6 +201,7 @@ impl Object {
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
         }
     }
 }
@@ -236,6 +245,8 @@ pub struct Store {
     pub endpoint_slices: BTreeMap<ObjectKey, Stored<EndpointSlice>>,
     /// Declared Namespace objects only; see [`Store::namespaces`] for every namespace that exists.
     pub declared_namespaces: BTreeMap<String, Stored<Namespace>>,
+    /// TLS material for listener `certificateRefs` (see [`secret`]).
+    pub secrets: BTreeMap<ObjectKey, Stored<Secret>>,
     next_order: u64,
 }
 
@@ -320,6 +331,7 @@ impl Store {
             Object::Service(o) => put(&mut self.services, key, *o, order, origin),
             Object::EndpointSlice(o) => put(&mut self.endpoint_slices, key, *o, order, origin),
             Object::Namespace(o) => put(&mut self.declared_namespaces, name, *o, order, origin),
+            Object::Secret(o) => put(&mut self.secrets, key, *o, order, origin),
         }
         Ok(())
     }
@@ -388,6 +400,7 @@ impl Store {
             + self.services.len()
             + self.endpoint_slices.len()
             + self.declared_namespaces.len()
+            + self.secrets.len()
     }
 
     pub fn is_empty(&self) -> bool {

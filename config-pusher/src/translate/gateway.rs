@@ -3,8 +3,7 @@
 //!
 //! - A GatewayClass is ours when `spec.controllerName` equals [`super::Settings::controller_name`];
 //!   ours get `Accepted=True`. Gateways of other classes are ignored entirely (no table, no status).
-//! - Listeners: protocol `HTTP` or `HTTPS` (accepted in status; certificateRefs are not resolved
-//!   yet and render binds no TLS), any other protocol is `Accepted=False/UnsupportedProtocol`. Listeners on one
+//! - Listeners: protocol `HTTP` or `HTTPS` (certificateRefs resolved by [`tls`]), any other protocol is `Accepted=False/UnsupportedProtocol`. Listeners on one
 //!   port with different protocols are `Conflicted/ProtocolConflict`; listeners with the same port
 //!   and hostname are `Conflicted/HostnameConflict`. Only listeners that are accepted and not
 //!   conflicted go into the table.
@@ -24,7 +23,7 @@ use gateway_api::experimental::httproutes::HttpRouteParentRefs;
 use super::backend::GATEWAY_GROUP;
 use super::hostname;
 use super::status::{reason, Condition, GatewayAddress, RouteGroupKind};
-use super::Settings;
+use super::{tls, Settings};
 use crate::store::{ObjectKey, Store};
 
 /// Which namespaces may attach routes to a listener.
@@ -91,17 +90,21 @@ pub fn gateways(store: &Store, classes: &BTreeMap<String, Vec<Condition>>) -> Ve
         .gateways
         .iter()
         .filter(|(_, g)| classes.contains_key(&g.object.spec.gateway_class_name))
-        .map(|(key, g)| gateway(key, &g.object))
+        .map(|(key, g)| gateway(store, key, &g.object))
         .collect()
 }
 
-fn gateway(key: &ObjectKey, g: &Gateway) -> GatewayInfo {
+fn gateway(store: &Store, key: &ObjectKey, g: &Gateway) -> GatewayInfo {
     let generation = g.metadata.generation;
     let mut listeners: Vec<ListenerInfo> = g
         .spec
         .listeners
         .iter()
-        .map(|l| listener(l, generation))
+        .map(|l| {
+            let mut info = listener(l, generation);
+            tls::apply(store, &key.namespace, l, &mut info, generation);
+            info
+        })
         .collect();
     // Conflicts among the listeners that are otherwise fine.
     let mut protocols: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
@@ -436,20 +439,28 @@ pub fn gateway_conditions(gw: &GatewayInfo) -> Vec<Condition> {
             g,
         )
     };
-    let programmed = if usable > 0 {
-        Condition::new(
-            reason::PROGRAMMED,
-            true,
-            "Programmed",
-            "Gateway is programmed",
-            g,
-        )
+    // A listener with unresolved certificates takes routes but is not programmed (see [`tls`]).
+    let programmed = gw.listeners.iter().filter(|l| tls::programmed(l)).count();
+    let programmed = if programmed > 0 {
+        let message = if programmed == usable {
+            "Gateway is programmed".to_string()
+        } else {
+            format!(
+                "{programmed} of {} listeners are programmed",
+                gw.listeners.len()
+            )
+        };
+        Condition::new(reason::PROGRAMMED, true, "Programmed", message, g)
     } else {
         Condition::new(
             reason::PROGRAMMED,
             false,
             reason::INVALID,
-            "Gateway has no valid listener",
+            if usable > 0 {
+                "Gateway has no programmed listener"
+            } else {
+                "Gateway has no valid listener"
+            },
             g,
         )
     };

@@ -30,6 +30,7 @@ mod parallel;
 pub mod precedence;
 pub mod route;
 pub mod status;
+pub mod tls;
 
 use backend::{Index, GATEWAY_GROUP};
 use route::Converted;

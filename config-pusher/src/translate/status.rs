@@ -42,6 +42,7 @@ pub mod reason {
     pub const NO_CONFLICTS: &str = "NoConflicts";
     pub const INVALID: &str = "Invalid";
     pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
+    pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
 
     /// Every reason above that is not also a condition type: the golden files must show each one
     /// (`config-pusher/tests/golden.rs`).
@@ -62,6 +63,7 @@ pub mod reason {
         NO_CONFLICTS,
         INVALID,
         PORT_UNAVAILABLE,
+        INVALID_CERTIFICATE_REF,
     ];
 }
 
