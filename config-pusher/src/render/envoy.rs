@@ -39,9 +39,8 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootst
 /// slot.
 pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
     // The TLS slots default to one plaintext chain, so callers without TLS need not know them.
-    let defaults: BTreeMap<&str, String> = tls::slots(&tls::Plan::default(), "")
-        .into_iter()
-        .collect();
+    let defaults: BTreeMap<&str, String> =
+        tls::slots(&tls::Plan::default(), "").into_iter().collect();
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(at) = rest.find("{{") {
