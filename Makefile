@@ -51,10 +51,13 @@ $(VENV_STAMP): tools/requirements.txt
 	@cp tools/requirements.txt $@
 
 # Also for the tests: Node (runs the wasm-compiled tests and the browser test), docker-compose
-# (checks the compose demo) and Chromium (the route map test); installed with apt when missing
-# and allowed.
+# (checks the compose demo), curl and openssl (the TLS tests make certificates and speak h2 with
+# SNI) and Chromium (the route map test); installed with apt when missing and allowed.
 test-setup: setup
 	@command -v node >/dev/null || { echo "make: node (>= 20) is required to run the wasm tests: apt-get install nodejs" >&2; exit 1; }
+	@for tool in curl openssl; do command -v $$tool >/dev/null || apt-get install -y -qq $$tool >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq $$tool >/dev/null; } \
+	  || { echo "make: $$tool is required for the TLS tests: apt-get install $$tool" >&2; exit 1; }; done
 	@test -x /usr/bin/chromium || apt-get install -y -qq chromium >/dev/null 2>&1 \
 	  || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || { echo "make: chromium is required for the route map test: apt-get install chromium" >&2; exit 1; }
