@@ -576,7 +576,7 @@ pub fn check(input: &Input, format: Format) -> Result<u8, CliError> {
     let text = match format {
         Format::Table => report.to_text(),
         Format::Yaml => {
-            serde_yaml::to_string(&report).map_err(|e| CliError::Invalid(e.to_string()))?
+            serde_yaml_ng::to_string(&report).map_err(|e| CliError::Invalid(e.to_string()))?
         }
         Format::Json => {
             serde_json::to_string_pretty(&report).map_err(|e| CliError::Invalid(e.to_string()))?

@@ -100,8 +100,8 @@ fn check_exit_codes_and_formats() {
         "yaml",
     ]);
     assert_eq!(yaml.status.code(), Some(0));
-    let report: serde_yaml::Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
-    assert_eq!(report["ok"], serde_yaml::Value::Bool(true));
+    let report: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(report["ok"], serde_yaml_ng::Value::Bool(true));
 }
 
 #[test]

@@ -194,7 +194,7 @@ fn kustomized() -> Vec<Value> {
         "kubectl kustomize: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_yaml::Deserializer::from_slice(&out.stdout)
+    serde_yaml_ng::Deserializer::from_slice(&out.stdout)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect()
 }
@@ -473,7 +473,7 @@ fn render_istio(extra: &[&str]) -> Vec<(String, Vec<Value>)> {
         .iter()
         .map(|f| {
             let text = std::fs::read_to_string(f).unwrap();
-            let docs = serde_yaml::Deserializer::from_str(&text)
+            let docs = serde_yaml_ng::Deserializer::from_str(&text)
                 .map(|d| serde::Deserialize::deserialize(d).unwrap())
                 .collect();
             (f.file_stem().unwrap().to_str().unwrap().to_string(), docs)

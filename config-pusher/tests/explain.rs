@@ -125,7 +125,7 @@ fn explain_agrees_with_the_router_on_every_golden_request() {
     for dir in dirs {
         let (store, out) = load(&dir);
         let text = std::fs::read_to_string(dir.join("requests.yaml")).unwrap();
-        let cases: Vec<serde_yaml::Value> = serde_yaml::from_str(&text).unwrap();
+        let cases: Vec<serde_yaml_ng::Value> = serde_yaml_ng::from_str(&text).unwrap();
         for c in cases {
             let s = |k: &str| c.get(k).and_then(|v| v.as_str()).map(str::to_string);
             let role = s("role").unwrap();

@@ -214,7 +214,7 @@ fn routers_route_golden_requests() {
     for dir in scenarios() {
         let (_, out) = render(&dir);
         let text = std::fs::read_to_string(dir.join("requests.yaml")).unwrap();
-        let cases: Vec<Case> = serde_yaml::from_str(&text).unwrap();
+        let cases: Vec<Case> = serde_yaml_ng::from_str(&text).unwrap();
         assert!(!cases.is_empty());
         for c in cases {
             let at = format!("{}: {} {}", dir.display(), c.role, c.url);

@@ -200,7 +200,7 @@ pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Resu
     let mut out = String::new();
     for doc in [wasm_plugin, envoy_filter] {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&doc).map_err(|e| format!("{namespace}: {e}"))?);
+        out.push_str(&serde_yaml_ng::to_string(&doc).map_err(|e| format!("{namespace}: {e}"))?);
     }
     Ok(out)
 }

@@ -94,7 +94,7 @@ impl State {
     pub fn publish(&self, snapshot: &Snapshot, output: &Output, next: Tables, outcome: &Outcome) {
         let report = Report::from_problems(&snapshot.store, &snapshot.problems, vec![], output);
         let status = StatusText {
-            yaml: serde_yaml::to_string(&report).unwrap_or_else(|e| format!("error: {e}\n")),
+            yaml: serde_yaml_ng::to_string(&report).unwrap_or_else(|e| format!("error: {e}\n")),
             json: serde_json::to_string_pretty(&report)
                 .map(|j| j + "\n")
                 .unwrap_or_else(|e| format!("{{\"error\": {:?}}}\n", e.to_string())),

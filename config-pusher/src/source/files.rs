@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::folder::FolderCache;
 use super::{Problem, GATEWAY_API_GROUP};
@@ -275,7 +275,7 @@ pub struct ParsedFile {
 /// Parses one file's text (`file` names it in messages). Documents are numbered from 0.
 pub fn parse_str(file: &str, text: &str) -> ParsedFile {
     let mut out = ParsedFile::default();
-    for (document, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (document, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let value = match <Value as serde::Deserialize>::deserialize(de) {
             Ok(v) => v,
             Err(e) => {

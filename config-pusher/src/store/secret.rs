@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn reads_data_and_string_data() {
-        let s: Secret = serde_yaml::from_str(YAML).unwrap();
+        let s: Secret = serde_yaml_ng::from_str(YAML).unwrap();
         assert_eq!(s.type_.as_deref(), Some(TLS_SECRET_TYPE));
         assert_eq!(s.certificate.as_deref(), Some(&b"cert2"[..]));
         assert_eq!(s.private_key.as_ref().unwrap().expose(), b"secret-key");
@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn key_never_shown() {
-        let s: Secret = serde_yaml::from_str(YAML).unwrap();
+        let s: Secret = serde_yaml_ng::from_str(YAML).unwrap();
         let debug = format!("{s:?}");
         let json = serde_json::to_string(&s).unwrap();
         for shown in [debug, json] {

@@ -233,7 +233,7 @@ pub fn to_yaml(docs: &[StatusDoc]) -> String {
     for d in docs {
         out.push_str("---\n");
         out.push_str(
-            &serde_yaml::to_string(d).unwrap_or_else(|e| format!("# unserializable: {e}\n")),
+            &serde_yaml_ng::to_string(d).unwrap_or_else(|e| format!("# unserializable: {e}\n")),
         );
     }
     out
