@@ -666,24 +666,39 @@ async fn no_patch_when_only_the_time_differs_and_stale_generations_are_skipped()
     assert_no_request(&mut handle, 200, "no further request").await;
 }
 
-#[tokio::test]
-async fn only_the_lease_holder_writes_status() {
-    let (client, mut handle) = mock();
+/// The status writer on the mock API server, leading or not, with a full reconcile far away.
+fn start_writer(
+    leader: bool,
+) -> (
+    StatusPublisher,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+    Handle,
+) {
+    let (client, handle) = mock();
     let (publisher, outputs) = StatusPublisher::new();
-    let (leader_tx, leader_rx) = watch::channel(false);
+    let (leader_tx, leader_rx) = watch::channel(leader);
     let runner = tokio::spawn(status_kube::run(
         Writer::new(client, US),
         outputs,
         leader_rx,
         Duration::from_secs(3600),
     ));
-    publisher.publish(
-        &Output {
-            statuses: vec![our_doc(1)],
-            ..Output::default()
-        },
-        Default::default(),
-    );
+    (publisher, leader_tx, runner, handle)
+}
+
+/// A translation that produced only `docs`.
+fn statuses(docs: Vec<StatusDoc>) -> Output {
+    Output {
+        statuses: docs,
+        ..Output::default()
+    }
+}
+
+#[tokio::test]
+async fn only_the_lease_holder_writes_status() {
+    let (publisher, leader_tx, runner, mut handle) = start_writer(false);
+    publisher.publish(&statuses(vec![our_doc(1)]), Default::default());
     assert_no_request(
         &mut handle,
         300,
@@ -700,37 +715,17 @@ async fn only_the_lease_holder_writes_status() {
     // Losing the lease stops writing, even for a new translation.
     leader_tx.send(false).unwrap();
     tokio::task::yield_now().await;
-    publisher.publish(
-        &Output {
-            statuses: vec![our_doc(2)],
-            ..Output::default()
-        },
-        Default::default(),
-    );
+    publisher.publish(&statuses(vec![our_doc(2)]), Default::default());
     assert_no_request(&mut handle, 300, "no writes after losing the lease").await;
     runner.abort();
 }
 
 #[tokio::test]
 async fn writing_stops_the_moment_the_lease_is_lost() {
-    let (client, mut handle) = mock();
-    let (publisher, outputs) = StatusPublisher::new();
-    let (leader_tx, leader_rx) = watch::channel(true);
-    let runner = tokio::spawn(status_kube::run(
-        Writer::new(client, US),
-        outputs,
-        leader_rx,
-        Duration::from_secs(3600),
-    ));
+    let (publisher, leader_tx, runner, mut handle) = start_writer(true);
     let mut second = our_doc(1);
     second.metadata.name = "web2".into();
-    publisher.publish(
-        &Output {
-            statuses: vec![our_doc(1), second],
-            ..Output::default()
-        },
-        Default::default(),
-    );
+    publisher.publish(&statuses(vec![our_doc(1), second]), Default::default());
     let (_, send) = expect(&mut handle, "GET", ROUTE_PATH).await;
     respond(send, StatusCode::OK, &live_route("5", 1, vec![]));
     let (_, send) = expect(&mut handle, "PATCH", &format!("{ROUTE_PATH}/status")).await;
@@ -744,15 +739,7 @@ async fn writing_stops_the_moment_the_lease_is_lost() {
 
 #[tokio::test]
 async fn statuses_are_written_from_the_watch_cache_without_a_get() {
-    let (client, mut handle) = mock();
-    let (publisher, outputs) = StatusPublisher::new();
-    let (_leader, leader_rx) = watch::channel(true);
-    let runner = tokio::spawn(status_kube::run(
-        Writer::new(client, US),
-        outputs,
-        leader_rx,
-        Duration::from_secs(3600),
-    ));
+    let (publisher, _leader, runner, mut handle) = start_writer(true);
     let key = (
         config_pusher::store::Kind::HttpRoute,
         ObjectKey::new("shop", "web"),
@@ -767,10 +754,7 @@ async fn statuses_are_written_from_the_watch_cache_without_a_get() {
             },
         )]))
     };
-    let output = Output {
-        statuses: vec![our_doc(1)],
-        ..Output::default()
-    };
+    let output = statuses(vec![our_doc(1)]);
     publisher.publish(
         &output,
         watched("5", json!({"parents": [istio_entry("web")]})),
