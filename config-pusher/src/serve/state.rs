@@ -21,6 +21,9 @@ use crate::translate::Output;
 pub struct StatusText {
     pub yaml: String,
     pub json: String,
+    /// `/v1/map`'s `ETag`: a hash of the table versions and the report, computed once per
+    /// publication rather than per poll of every open route map.
+    pub map_etag: String,
 }
 
 /// Shared by the HTTP handlers and the translation loop.
@@ -93,25 +96,40 @@ impl State {
     /// changed. `next` and `outcome` come from [`next_tables`].
     pub fn publish(&self, snapshot: &Snapshot, output: &Output, next: Tables, outcome: &Outcome) {
         let report = Report::from_problems(&snapshot.store, &snapshot.problems, vec![], output);
+        let json = serde_json::to_string_pretty(&report)
+            .map(|j| j + "\n")
+            .unwrap_or_else(|e| format!("{{\"error\": {:?}}}\n", e.to_string()));
         let status = StatusText {
             yaml: serde_yaml_ng::to_string(&report).unwrap_or_else(|e| format!("error: {e}\n")),
-            json: serde_json::to_string_pretty(&report)
-                .map(|j| j + "\n")
-                .unwrap_or_else(|e| format!("{{\"error\": {:?}}}\n", e.to_string())),
+            map_etag: map_etag(&next, &json),
+            json,
         };
         self.metrics.translated(snapshot, output, &next, outcome);
-        match self.status.write() {
-            Ok(mut s) => *s = Arc::new(status),
-            Err(p) => *p.into_inner() = Arc::new(status),
-        }
+        // Tables before the status: whoever reads the status (and its map ETag) first then
+        // finds tables at least as new as that ETag says.
         let next = Arc::new(next);
         match self.tables.write() {
             Ok(mut t) => *t = next,
             Err(p) => *p.into_inner() = next,
+        }
+        match self.status.write() {
+            Ok(mut s) => *s = Arc::new(status),
+            Err(p) => *p.into_inner() = Arc::new(status),
         }
         self.ready.store(true, Ordering::Release);
         if !outcome.changed.is_empty() || !outcome.removed.is_empty() {
             self.changes.send_modify(|n| *n += 1);
         }
     }
+}
+
+/// A hash of every role's table version and of the status report.
+fn map_etag(tables: &Tables, status_json: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (role, t) in tables {
+        (role, t.version()).hash(&mut h);
+    }
+    status_json.hash(&mut h);
+    format!("{:016x}", h.finish())
 }

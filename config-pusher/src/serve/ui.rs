@@ -1,9 +1,9 @@
 //! The route map in the browser ([`crate::map`]): `GET /ui` hands out the page (no data in it, so
 //! it needs no token), `GET /v1/map` the document it draws — behind the API's token like every
-//! `/v1/*` endpoint. The page polls `/v1/map` every second with `If-None-Match`; the `ETag` is a
-//! hash of the table versions and the status report, so an unchanged world costs a `304`.
+//! `/v1/*` endpoint. The page polls `/v1/map` every second with `If-None-Match`; the `ETag`
+//! ([`super::state::StatusText::map_etag`], computed once per publication) covers the table
+//! versions and the status report, so an unchanged world costs a `304`.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use axum::extract::State as Extract;
@@ -33,21 +33,15 @@ pub async fn document(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -
         return (StatusCode::SERVICE_UNAVAILABLE, "no translation yet\n").into_response();
     }
     let generation = *state.subscribe().borrow();
-    let tables = state.tables();
+    // The status first: it is published after the tables (see `State::publish`).
     let status = state.status();
-    let etag = {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for (role, t) in tables.iter() {
-            (role, t.version()).hash(&mut h);
-        }
-        status.json.hash(&mut h);
-        format!("{:016x}", h.finish())
-    };
+    let tables = state.tables();
+    let etag = &status.map_etag;
     let quoted = format!("\"{etag}\"");
     if headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| none_match(v, &etag))
+        .is_some_and(|v| none_match(v, etag))
     {
         return (StatusCode::NOT_MODIFIED, [(ETAG, quoted)]).into_response();
     }
