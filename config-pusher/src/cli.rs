@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use gammaroute_filter::table;
 
 use crate::check::Report;
 use crate::cluster;
@@ -544,12 +543,17 @@ pub fn render(
     if graph {
         let status = serde_json::to_string(&Report::new(&store, &report, &output))
             .map_err(|e| CliError::Invalid(e.to_string()))?;
-        let tables: Vec<(&str, String)> = output
-            .tables
+        // The tables as just written to tables/<role>.json, not encoded a second time.
+        let tables = rendered
+            .files
             .iter()
-            .map(|(role, t)| (role.as_str(), table::encode_json(t)))
-            .collect();
-        let doc = map::document(0, tables.iter().map(|(r, j)| (*r, j.as_str())), &status);
+            .filter_map(|f| match (f.kind, &f.role) {
+                (render::FileKind::TableJson, Some(role)) => {
+                    Some((role.as_str(), std::str::from_utf8(&f.content).ok()?))
+                }
+                _ => None,
+            });
+        let doc = map::document(0, tables, &status);
         write(
             &out.join("route-map.html"),
             map::static_page(&doc).as_bytes(),
