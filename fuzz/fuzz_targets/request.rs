@@ -15,9 +15,13 @@ use gammaroute_fuzz::{assert_agree, requests_for};
 use libfuzzer_sys::fuzz_target;
 
 const TABLES: [&str; 3] = [
-    include_str!("../../config-pusher/tests/golden/examples/expected/tables/gateway/demo/gateway.json"),
+    include_str!(
+        "../../config-pusher/tests/golden/examples/expected/tables/gateway/demo/gateway.json"
+    ),
     include_str!("../../config-pusher/tests/golden/examples/expected/tables/mesh/demo.json"),
-    include_str!("../../config-pusher/tests/golden/redirect-rewrite/expected/tables/gateway/web/edge.json"),
+    include_str!(
+        "../../config-pusher/tests/golden/redirect-rewrite/expected/tables/gateway/web/edge.json"
+    ),
 ];
 
 fn tables() -> &'static [(RouteTable, Router)] {
@@ -39,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Round trip: what decodes re-encodes to bytes that decode the same.
-    assert_eq!(pairs::decode(&pairs::encode(&decoded)).as_ref(), Some(&decoded));
+    assert_eq!(
+        pairs::decode(&pairs::encode(&decoded)).as_ref(),
+        Some(&decoded)
+    );
     for (k, v) in decoded.iter().take(4) {
         let _ = percent_decode(v);
         let _ = origin_matches(k, v);

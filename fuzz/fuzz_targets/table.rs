@@ -24,7 +24,10 @@ fn check(t: RouteTable) {
                     table::PathMatch::Regex(_) => "/".to_string(),
                 };
                 let mut base = vec![
-                    (":method".to_string(), m.method.clone().unwrap_or("GET".into())),
+                    (
+                        ":method".to_string(),
+                        m.method.clone().unwrap_or("GET".into()),
+                    ),
                     (":scheme".to_string(), "http".to_string()),
                     (":authority".to_string(), "example.com".to_string()),
                     (":path".to_string(), format!("{path}?x=1")),

@@ -114,6 +114,11 @@ pub enum TableErrorKind {
     /// The protobuf document does not decode.
     #[error("invalid protobuf: {0}")]
     Proto(String),
+    /// The protobuf document carries bytes this filter does not decode: fields of a newer
+    /// schema (docs/adding-a-table-field.md, "Compatibility"). Ignoring them would route with
+    /// part of the table silently lost.
+    #[error("{unread} bytes of fields this filter does not know (a table from a newer config-pusher?): refused whole; upgrade the filters before config-pusher")]
+    UnknownFields { unread: usize },
     /// A required protobuf oneof or enum is not set.
     #[error("required field is not set (expected one of: {expected})")]
     Missing { expected: &'static str },
