@@ -21,7 +21,8 @@ use rustc_hash::FxHashMap;
 use thiserror::Error;
 
 use super::checked::{CheckedMatch, CheckedValue, CorsOrigins, FilterAt};
-use super::location::{ItemLabel, Location, Step};
+pub use super::location::SHOWN_VALUE_MAX;
+use super::location::{shown, ItemLabel, Location, Step};
 use super::origin::OriginPattern;
 use super::{
     regex, Backend, BackendTarget, Cors, Filter, HeaderModifier, Match, MeshService, Mirror,
@@ -82,9 +83,6 @@ pub mod limits {
 }
 
 use limits::*;
-
-/// Longest offending value quoted in an error, in bytes; longer ones are cut and end in `…`.
-pub const SHOWN_VALUE_MAX: usize = 256;
 
 /// A table rejected: `at` names the element (`routes[3] (shop/web).rules[0].matches[1]...`), as
 /// a structured [`Location`] that is rendered to text only for display.
@@ -222,20 +220,6 @@ pub enum TableErrorKind {
         backend_request_ms: u64,
         request_ms: u64,
     },
-}
-
-/// `value` escaped-ready and cut to [`SHOWN_VALUE_MAX`] bytes at a character boundary.
-pub(crate) fn shown(value: &str) -> String {
-    if value.len() <= SHOWN_VALUE_MAX {
-        return value.to_string();
-    }
-    let mut end = SHOWN_VALUE_MAX;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut out = value.get(..end).unwrap_or_default().to_string();
-    out.push('…');
-    out
 }
 
 /// A position in the table, made a [`Location`] only when an error is reported: validation walks every
