@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::FxHashMap;
 
-use crate::table::{CheckedMatch, RouteTable, TableError, ValidTable};
+use crate::table::{CheckedMatch, CorsOrigins, RouteTable, TableError, ValidTable};
 
 pub mod cors;
 pub mod decision;
@@ -88,6 +88,8 @@ pub struct Router {
     matches: Vec<CheckedMatch>,
     /// The path indexes' entries, numbered per attachment: each is a position in `matches`.
     entries: Vec<u32>,
+    /// Every CORS filter's origins, parsed when the table was checked.
+    origins: CorsOrigins,
     /// Values that were too long to run a regex against (they did not match), since the last
     /// [`Router::take_oversized_regex_inputs`]. A statistic for the host to publish, never read
     /// by routing, so the router stays immutable in every way that matters.
@@ -115,7 +117,7 @@ impl Router {
     /// which mirrors fire, so tests can pin it.
     pub fn decide<'r>(&'r self, req: &Request<'_>, draw: u64) -> Decision<'r> {
         let selection = self.select(req);
-        decision::build(&self.table, selection, req, draw)
+        decision::build(&self.table, &self.origins, selection, req, draw)
     }
 
     /// Finds the parent and the highest-precedence matching entry.
@@ -196,7 +198,7 @@ impl Router {
                 ));
             }
         }
-        let (table, matches) = valid.into_parts();
+        let (table, matches, origins) = valid.into_parts();
         Router {
             table,
             listeners,
@@ -205,6 +207,7 @@ impl Router {
             service_slots,
             matches,
             entries,
+            origins,
             oversized_regex_inputs: AtomicU64::new(0),
         }
     }
