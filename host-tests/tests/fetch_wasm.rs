@@ -277,6 +277,50 @@ fn a_bad_table_is_rejected_whole_reported_and_not_fetched_again() {
 }
 
 #[test]
+fn a_table_that_trapped_a_vm_is_not_fetched_again_by_the_next() {
+    let v1 = table_to("default/v1:80");
+    let mut vms = process(2, Some(&v1));
+    // A fetcher recorded the table it was compiling, then trapped before clearing the record
+    // (what `Envoy` sees as a crashed VM, replaced by a fresh one).
+    assert!(vms[0].set_shared_data(&format!("gammaroute/{ROLE}/attempt"), b"attempt v9", 0));
+    tick_all(&mut vms);
+    // The next fetcher treats v9 as rejected: no fetch at once (it would trap again) …
+    let fetcher = (0..2)
+        .find(|&i| vms[i].metric("gammaroute.table_rejected") == Some(1))
+        .expect("one VM found the trapped attempt");
+    assert!(
+        vms[fetcher]
+            .logs()
+            .iter()
+            .any(|(_, l)| l.contains("v9") && l.contains("trapped")),
+        "{:?}",
+        vms[fetcher].logs()
+    );
+    let (call, _) = backs_off(&mut vms, fetcher);
+    // … and reports it, asking for anything but v9.
+    assert_eq!(call.header("if-none-match"), Some("\"v9\""));
+    let report = call.header("x-gammaroute-rejected").unwrap_or_default();
+    assert!(
+        report.starts_with("v9 ") && report.contains("trapped"),
+        "{report}"
+    );
+    // The record was acted on once and cleared.
+    let attempt = vms[0].shared().get(&format!("gammaroute/{ROLE}/attempt"));
+    assert_eq!(attempt.map(|(v, _)| v), Some(Vec::new()));
+    // A table that compiles is recorded while compiling and cleared after.
+    let v2 = table_to("default/v2:80");
+    answer_table(&mut vms[fetcher], &call, &v2);
+    assert_eq!(
+        cluster_of(&mut vms[fetcher]).as_deref(),
+        Some("default/v2:80")
+    );
+    let attempt = vms[0].shared().get(&format!("gammaroute/{ROLE}/attempt"));
+    assert_eq!(attempt.map(|(v, _)| v), Some(Vec::new()));
+    // The table that compiled was not counted as rejected.
+    assert_eq!(vms[fetcher].metric("gammaroute.table_rejected"), Some(1));
+}
+
+#[test]
 fn config_pusher_down_keeps_the_table_and_backs_off() {
     let v1 = table_to("default/v1:80");
     let mut vms = process(1, Some(&v1));

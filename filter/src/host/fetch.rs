@@ -28,6 +28,8 @@ pub struct Keys {
     pub lease: String,
     pub version: String,
     pub table: String,
+    /// The table being decoded and compiled ([`Attempt`]): set before, cleared after.
+    pub attempt: String,
 }
 
 impl Keys {
@@ -36,6 +38,7 @@ impl Keys {
             lease: format!("gammaroute/{role}/lease"),
             version: format!("gammaroute/{role}/version"),
             table: format!("gammaroute/{role}/table"),
+            attempt: format!("gammaroute/{role}/attempt"),
         }
     }
 }
@@ -77,6 +80,39 @@ pub fn lease_step(current: Option<&Lease>, me: u64, now_ms: u64, tick_ms: u32) -
             holder: me,
             expires_ms: now_ms.saturating_add(lease_duration_ms(tick_ms)),
         }),
+    }
+}
+
+/// Whether `me` holds a live lease: re-checked after a fetched table is decoded and compiled
+/// (which can take longer than the lease), so a fetcher whose lease passed to another VM never
+/// publishes over what that VM fetched since.
+pub fn holds(current: Option<&Lease>, me: u64, now_ms: u64) -> bool {
+    current.is_some_and(|lease| lease.holder == me && lease.expires_ms > now_ms)
+}
+
+/// A fetched table being decoded and compiled, recorded in shared data (`Keys::attempt`) for
+/// that time. Decoding and compiling run to completion within one host callback, so a record
+/// another VM finds when it is about to fetch was left by a VM that trapped on that table
+/// (Envoy then replaces the VM): the table is treated as rejected rather than fetched again
+/// to trap the next VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The response's `ETag` (empty when it had none).
+    pub version: String,
+}
+
+impl Attempt {
+    /// Shared-data encoding: `"attempt <version>"`; the empty value means none.
+    pub fn encode(&self) -> String {
+        format!("attempt {}", self.version)
+    }
+
+    /// `None` for an empty (cleared) or unrecognised value.
+    pub fn parse(bytes: &[u8]) -> Option<Attempt> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        Some(Attempt {
+            version: text.strip_prefix("attempt ")?.to_string(),
+        })
     }
 }
 
@@ -307,6 +343,17 @@ impl Fetch {
         self.rejected = Some(report);
     }
 
+    /// A VM trapped on the table in `attempt` (see [`Attempt`]): reject it like a table that
+    /// failed to compile — reported, not fetched again while config-pusher offers it, back-off.
+    pub fn trapped(&mut self, attempt: &Attempt, now_ms: u64, draw: u64) {
+        self.rejected(
+            &attempt.version,
+            "a worker VM trapped (crashed) while decoding or compiling this table",
+            now_ms,
+            draw,
+        );
+    }
+
     /// Milliseconds until the next attempt (0 = due).
     pub fn wait_ms(&self, now_ms: u64) -> u64 {
         self.next_attempt_ms.saturating_sub(now_ms)
@@ -387,6 +434,58 @@ mod tests {
         assert_eq!(CallResponse::from_headers(&[], 0).status, None);
         let bad = [(":status".to_string(), "2xx".to_string())];
         assert_eq!(CallResponse::from_headers(&bad, 0).status, None);
+    }
+
+    #[test]
+    fn holds_only_an_own_live_lease() {
+        let lease = Lease {
+            holder: 7,
+            expires_ms: 1_000,
+        };
+        assert!(holds(Some(&lease), 7, 999));
+        assert!(!holds(Some(&lease), 7, 1_000), "expired");
+        assert!(!holds(Some(&lease), 8, 999), "another VM's");
+        assert!(!holds(None, 7, 0), "no lease");
+    }
+
+    #[test]
+    fn attempt_round_trips_and_empty_is_none() {
+        let a = Attempt {
+            version: "v9".into(),
+        };
+        assert_eq!(Attempt::parse(a.encode().as_bytes()), Some(a));
+        let unversioned = Attempt {
+            version: String::new(),
+        };
+        assert_eq!(
+            Attempt::parse(unversioned.encode().as_bytes()),
+            Some(unversioned)
+        );
+        assert_eq!(Attempt::parse(b""), None);
+        assert_eq!(Attempt::parse(b"v9"), None);
+    }
+
+    #[test]
+    fn a_trapped_attempt_is_rejected_reported_and_backed_off() {
+        let s = source(30);
+        let mut f = Fetch::default();
+        f.applied("v1");
+        f.trapped(
+            &Attempt {
+                version: "v9".into(),
+            },
+            1_000,
+            0,
+        );
+        assert!(!f.due(&s, 1_000), "backs off, no immediate re-fetch");
+        assert!(f.due(&s, 1_000 + 30_000));
+        let headers = f.request_headers(&s, "v1", "p");
+        assert!(headers
+            .iter()
+            .any(|(k, v)| *k == "if-none-match" && v == "\"v9\""));
+        assert!(headers.iter().any(|(k, v)| *k == "x-gammaroute-rejected"
+            && v.starts_with("v9 ")
+            && v.contains("trapped")));
     }
 
     #[test]

@@ -71,6 +71,16 @@ pub(super) fn tick(vm: &mut Vm, root: u32) {
     if !hold_lease(dynamic, now, source.tick_ms) || !dynamic.fetch.due(source, now) {
         return;
     }
+    if let Some(attempt) = take_attempt(&dynamic.keys) {
+        // The previous fetcher trapped on this table (see `fetch::Attempt`).
+        dynamic.fetch.trapped(&attempt, now, draw);
+        rejected(
+            source,
+            &attempt.version,
+            "a worker VM trapped while decoding or compiling it",
+        );
+        return;
+    }
     let headers =
         dynamic
             .fetch
@@ -145,30 +155,35 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
         Fetched::Refused { version, message } => rejected(source, &version, &message),
         // The lease may have passed to another VM during the long-poll (this one stalled past
         // its expiry); that VM publishes now, and a table from here could be older than its.
-        Fetched::Table { .. } if !hold_lease(dynamic, now, source.tick_ms) => {
-            abi::log(
-                LogLevel::Info,
-                &format!(
-                    "gammaroute: another worker fetches table {} now; dropping the answer to this worker's earlier fetch",
-                    source.role
-                ),
-            );
-            count("gammaroute.fetch.superseded");
+        Fetched::Table { .. } if !hold_lease(dynamic, now, source.tick_ms) => superseded(source),
+        Fetched::Table { proto } => {
+            // What is published now: publishing later is a CAS over it, so a fetcher that
+            // stalled while compiling cannot overwrite what another published meanwhile.
+            let published = Published::read(&dynamic.keys);
+            set_attempt(&dynamic.keys, etag.unwrap_or_default());
+            let accepted = accept(&config, body_size, proto);
+            clear_attempt(&dynamic.keys);
+            match accepted {
+                Ok((loaded, encoded)) => {
+                    let version = loaded.router.version().to_string();
+                    dynamic.fetch.applied(&version);
+                    count("gammaroute.fetch.ok");
+                    // Decoding and compiling a large table can outlast the lease.
+                    let now = now_ms().unwrap_or(now);
+                    if still_holds(dynamic, now) && publish(dynamic, published, &version, &encoded)
+                    {
+                        state.install(loaded);
+                    } else {
+                        superseded(source);
+                    }
+                }
+                Err((version, message)) => {
+                    let version = fetch::refused_version(version, etag);
+                    dynamic.fetch.rejected(&version, &message, now, draw);
+                    rejected(source, &version, &message);
+                }
+            }
         }
-        Fetched::Table { proto } => match accept(&config, body_size, proto) {
-            Ok((loaded, encoded)) => {
-                let version = loaded.router.version().to_string();
-                dynamic.fetch.applied(&version);
-                count("gammaroute.fetch.ok");
-                publish(dynamic, &version, &encoded);
-                state.install(loaded);
-            }
-            Err((version, message)) => {
-                let version = fetch::refused_version(version, etag);
-                dynamic.fetch.rejected(&version, &message, now, draw);
-                rejected(source, &version, &message);
-            }
-        },
     }
     // Long-poll again at once rather than on the next tick (when due: not after a rejection or
     // a failure, which back off).
@@ -218,20 +233,111 @@ fn rejected(source: &super::config::SourceConfig, version: &str, message: &str) 
     count("gammaroute.table_rejected");
 }
 
+fn superseded(source: &super::config::SourceConfig) {
+    abi::log(
+        LogLevel::Info,
+        &format!(
+            "gammaroute: another worker fetches table {} now; dropping the answer to this worker's earlier fetch",
+            source.role
+        ),
+    );
+    count("gammaroute.fetch.superseded");
+}
+
+/// The CAS tokens of the published table and version keys, read before a fetched table is
+/// compiled (0 when a key is not there yet, or cannot be read: then the write is unconditional).
+#[derive(Clone, Copy)]
+struct Published {
+    table_cas: u32,
+    version_cas: u32,
+}
+
+impl Published {
+    fn read(keys: &Keys) -> Published {
+        let cas = |key: &str| match abi::shared_data(key) {
+            Ok(Some((_, cas))) => cas,
+            _ => 0,
+        };
+        Published {
+            table_cas: cas(&keys.table),
+            version_cas: cas(&keys.version),
+        }
+    }
+}
+
 /// Writes a table for the other VMs: the table first, then its version (readers go by the
-/// version key).
-fn publish(dynamic: &Dynamic, version: &str, encoded: &[u8]) {
-    let written = abi::set_shared_data(&dynamic.keys.table, encoded, 0)
-        .and_then(|()| abi::set_shared_data(&dynamic.keys.version, version.as_bytes(), 0));
-    if let Err(s) = written {
+/// version key), each with CAS against what was there before compiling. False when another
+/// VM published in between (CAS mismatch) or the host refused the write: then this table is
+/// not the newest and is not installed either.
+fn publish(dynamic: &Dynamic, published: Published, version: &str, encoded: &[u8]) -> bool {
+    let written =
+        abi::set_shared_data(&dynamic.keys.table, encoded, published.table_cas).and_then(|()| {
+            abi::set_shared_data(
+                &dynamic.keys.version,
+                version.as_bytes(),
+                published.version_cas,
+            )
+        });
+    match written {
+        Ok(()) => true,
+        Err(s) => {
+            abi::log(
+                LogLevel::Warn,
+                &format!(
+                    "gammaroute: table version {version} not published in shared data (host status {}{})",
+                    s.0,
+                    if s == Status(8) { ": another worker published meanwhile" } else { "" }
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// Whether this root still holds the fetcher lease (read, not renewed).
+fn still_holds(dynamic: &Dynamic, now: u64) -> bool {
+    match abi::shared_data(&dynamic.keys.lease) {
+        Ok(Some((bytes, _))) => fetch::holds(Lease::parse(&bytes).as_ref(), dynamic.holder, now),
+        _ => false,
+    }
+}
+
+/// Records the table about to be decoded and compiled ([`fetch::Attempt`]). A failed write
+/// only loses the trap protection, so it is logged.
+fn set_attempt(keys: &Keys, etag: &str) {
+    let attempt = fetch::Attempt {
+        version: etag.to_string(),
+    };
+    if let Err(s) = abi::set_shared_data(&keys.attempt, attempt.encode().as_bytes(), 0) {
         abi::log(
-            LogLevel::Error,
+            LogLevel::Warn,
             &format!(
-                "gammaroute: cannot publish table version {version} in shared data (host status {}); other workers keep their table",
+                "gammaroute: cannot record the table being compiled (host status {})",
                 s.0
             ),
         );
     }
+}
+
+fn clear_attempt(keys: &Keys) {
+    if let Err(s) = abi::set_shared_data(&keys.attempt, b"", 0) {
+        abi::log(
+            LogLevel::Warn,
+            &format!(
+                "gammaroute: cannot clear the table being compiled (host status {})",
+                s.0
+            ),
+        );
+    }
+}
+
+/// An attempt left by a VM that trapped, cleared so that it is acted on once.
+fn take_attempt(keys: &Keys) -> Option<fetch::Attempt> {
+    let (bytes, cas) = abi::shared_data(&keys.attempt).ok().flatten()?;
+    let attempt = fetch::Attempt::parse(&bytes)?;
+    // With CAS: of several VMs that find it, one acts.
+    abi::set_shared_data(&keys.attempt, b"", cas).ok()?;
+    Some(attempt)
 }
 
 /// Picks up the version published in shared data, if it is not the one in force.

@@ -8,7 +8,7 @@
 
 use prost::Message as _;
 
-use super::{validate, versioned, wire, Location, RouteTable, TableError, TableErrorKind};
+use super::{limits, validate, versioned, wire, Location, RouteTable, TableError, TableErrorKind};
 
 /// Parses, versions and validates a JSON table (the JSON form of [`wire`]: camelCase, unknown
 /// fields refused). Syntax and shape errors carry serde's line and column.
@@ -34,7 +34,13 @@ pub fn parse_json(bytes: &[u8]) -> Result<wire::RouteTable, TableError> {
 /// [`parse_json`] for the protobuf encoding. prost skips fields it does not know; the document
 /// is refused when it had any (its canonical re-encoding is shorter than what was read), as JSON
 /// refuses unknown keys, so an older filter never routes with part of a newer table dropped.
+/// The bytes are first checked against [`limits`] so that prost allocates nothing for a table
+/// over them.
 pub fn parse_proto(bytes: &[u8]) -> Result<wire::RouteTable, TableError> {
+    limits::check(bytes).map_err(|e| TableError {
+        at: Location::ProtobufDocument,
+        kind: TableErrorKind::Limit(e),
+    })?;
     let msg = wire::RouteTable::decode(bytes).map_err(|e| TableError {
         at: Location::ProtobufDocument,
         kind: TableErrorKind::Proto(e.to_string()),
@@ -243,7 +249,15 @@ mod tests {
             &[0x08],
         ] {
             let e = decode_proto(bytes).unwrap_err();
-            assert!(matches!(e.kind, TableErrorKind::Proto(_)), "{e}");
+            // Malformed framing is caught by the bounds scan, the rest by prost.
+            assert!(
+                matches!(
+                    e.kind,
+                    TableErrorKind::Proto(_)
+                        | TableErrorKind::Limit(crate::table::limits::LimitError::Malformed { .. })
+                ),
+                "{e}"
+            );
             assert_eq!(e.at.to_string(), "protobuf document");
         }
         // Empty input is a valid empty message, refused by validation (no role).

@@ -20,6 +20,7 @@ use std::net::IpAddr;
 
 mod checked;
 mod codec;
+pub mod limits;
 pub mod location;
 pub mod origin;
 pub mod regex;

@@ -117,6 +117,9 @@ pub enum TableErrorKind {
     /// part of the table silently lost.
     #[error("{unread} bytes of fields this filter does not know (a table from a newer config-pusher?): refused whole; upgrade the filters before config-pusher")]
     UnknownFields { unread: usize },
+    /// A protobuf table over its element or nesting bounds, refused before decoding.
+    #[error(transparent)]
+    Limit(#[from] super::limits::LimitError),
     /// A required protobuf oneof or enum is not set.
     #[error("required field is not set (expected one of: {expected})")]
     Missing { expected: &'static str },
