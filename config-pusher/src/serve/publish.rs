@@ -167,11 +167,11 @@ mod tests {
     #[test]
     fn a_table_keeps_the_generation_it_appeared_at_and_is_never_offered_to_a_newer_proxy() {
         let a1 = table("gateway/ns/a", "r1");
-        let (t1, _) = next_tables(&Tables::new(), &output(&[a1.clone()], &[]), 10);
-        let (t2, _) = next_tables(&t1, &output(&[a1.clone()], &[]), 20);
+        let (t1, _) = next_tables(&Tables::new(), &output(std::slice::from_ref(&a1), &[]), 10);
+        let (t2, _) = next_tables(&t1, &output(std::slice::from_ref(&a1), &[]), 20);
         assert_eq!(t2["gateway/ns/a"].generation, 10, "unchanged content");
         let a2 = table("gateway/ns/a", "r2");
-        let (t3, _) = next_tables(&t2, &output(&[a2.clone()], &[]), 30);
+        let (t3, _) = next_tables(&t2, &output(std::slice::from_ref(&a2), &[]), 30);
         let (old, new) = (&t1["gateway/ns/a"], &t3["gateway/ns/a"]);
         assert_eq!(new.generation, 30);
         let quoted = |v: &str| format!("\"{v}\"");
