@@ -321,8 +321,8 @@ fn workers_converge_and_one_vm_fetches() {
     assert_eq!(ours[0]["maxOpenPolls"], 1, "{proxies}");
 }
 
-/// Records which backend serves `HOST/` (one new connection per request) until stopped, keeping
-/// each change; with the failed requests apart.
+/// Records which backend serves `HOST/` (one new connection per request) until stopped: the
+/// sequence of answers, each change once (a failed request shows as `status N`), and the count.
 fn watch_backends(
     gw: Arc<LiveGateway>,
     stop: Arc<AtomicBool>,
@@ -404,10 +404,6 @@ fn replicas_that_disagree_never_move_a_proxy_back() {
     assert!(
         relayed.iter().all(|n| *n > 0),
         "both replicas answered: {relayed:?}"
-    );
-    assert!(
-        gw.envoy.stat("wasmcustom.gammaroute.fetch.older") == 0 || relayed[1] > 0,
-        "older tables are refused by the filter too"
     );
 }
 
