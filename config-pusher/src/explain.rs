@@ -153,6 +153,7 @@ impl HttpRequest {
             path: &self.path,
             headers: &self.headers,
             destination,
+            server_name: "",
         }
     }
 }
@@ -309,10 +310,11 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
         .iter()
         .filter(|e| e.failed.is_none())
         .min_by_key(|e| e.candidate.key());
-    let own = match (parent, winner) {
-        (None, _) => Selection::NoParent,
-        (Some(p), None) => Selection::NoMatch(p),
-        (Some(_), Some(w)) => Selection::Matched(w.candidate.selected),
+    let own = match (reference::misdirected(table, req), parent, winner) {
+        (Some(connection), _, _) => Selection::Misdirected(connection),
+        (None, None, _) => Selection::NoParent,
+        (None, Some(p), None) => Selection::NoMatch(p),
+        (None, Some(_), Some(w)) => Selection::Matched(w.candidate.selected),
     };
     // The decision is built by shared code from the selection; compared anyway, for the draws
     // explain shows.
@@ -360,7 +362,7 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
     );
     let shown_parent = match compiled {
         Selection::NoParent => parent,
-        Selection::NoMatch(p) => Some(p),
+        Selection::NoMatch(p) | Selection::Misdirected(p) => Some(p),
         Selection::Matched(sel) => Some(sel.parent),
     };
     match shown_parent {
@@ -390,6 +392,15 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
             w.line(
                 "decision",
                 "404 (no_route): no route of this parent matches",
+            );
+        }
+        Selection::Misdirected(_) => {
+            w.line(
+                "decision",
+                &format!(
+                    "421 (misdirected): the TLS connection was made for {} (SNI), another listener than the Host's",
+                    req.server_name
+                ),
             );
         }
         Selection::Matched(sel) => matched(&mut w, table, &router, sel, &evaluated, req),
@@ -741,6 +752,7 @@ fn selection_label(table: &RouteTable, s: Selection) -> String {
     match s {
         Selection::NoParent => "no parent".into(),
         Selection::NoMatch(p) => format!("no match on {}", parent_label(table, p)),
+        Selection::Misdirected(p) => format!("misdirected from {}", parent_label(table, p)),
         Selection::Matched(sel) => entry_label(table, sel),
     }
 }

@@ -117,6 +117,8 @@ struct Req {
     path: String,
     headers: Vec<(String, String)>,
     destination: Destination,
+    /// TLS SNI; empty for plaintext.
+    server_name: String,
 }
 
 fn req(method: &str, url: &str) -> Req {
@@ -145,6 +147,7 @@ fn req(method: &str, url: &str) -> Req {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port,
         },
+        server_name: String::new(),
     }
 }
 
@@ -158,6 +161,12 @@ impl Req {
         for (n, v) in headers {
             self = self.header(n, v);
         }
+        self
+    }
+
+    /// Sent on a TLS connection established for `name` (SNI).
+    fn sni(mut self, name: &str) -> Req {
+        self.server_name = name.to_string();
         self
     }
 
@@ -185,6 +194,7 @@ impl Req {
             path: &self.path,
             headers: &self.headers,
             destination: self.destination,
+            server_name: &self.server_name,
         }
     }
 }
@@ -204,7 +214,7 @@ impl Gw {
                     route.rules[s.rule as usize].index,
                 ))
             }
-            Selection::NoParent | Selection::NoMatch(_) => None,
+            Selection::NoParent | Selection::NoMatch(_) | Selection::Misdirected(_) => None,
         }
     }
 
@@ -1009,6 +1019,101 @@ fn no_listener_for_the_request_is_404() {
     }
 }
 
+/// Four HTTPS listeners on :443 as in upstream `HTTPRouteHTTPSListenerDetectMisdirectedRequests`:
+/// no hostname (route `v1` for example.org), `second-example.org` (`v2`), `*.wildcard.org`
+/// (`v3`) and `fourth-example.wildcard.org` (`v4`).
+fn https_listeners() -> Gw {
+    let routes =
+        ["v1", "v2", "v3", "v4"].map(|b| json!({ "name": b, "rules": [{ "backends": [b] }] }));
+    gw(json!({
+        "listeners": [
+            { "name": "https", "port": 443,
+              "attachments": [{ "route": 0, "hostnames": ["example.org"] }] },
+            { "name": "https-with-hostname", "port": 443, "hostname": "second-example.org",
+              "attachments": [{ "route": 1, "hostnames": ["second-example.org"] }] },
+            { "name": "https-with-wildcard-hostname", "port": 443, "hostname": "*.wildcard.org",
+              "attachments": [{ "route": 2, "hostnames": ["*.wildcard.org"] }] },
+            { "name": "https-with-hostname-matching-wildcard", "port": 443,
+              "hostname": "fourth-example.wildcard.org",
+              "attachments": [{ "route": 3, "hostnames": ["fourth-example.wildcard.org"] }] },
+        ],
+        "routes": routes,
+    }))
+}
+
+#[test]
+fn a_host_of_another_listener_than_the_connections_sni_is_misdirected() {
+    // HTTPRouteHTTPSListenerDetectMisdirectedRequests: a request whose Host belongs to another
+    // listener than the one its TLS connection (SNI) was made for gets 421 (RFC 9110 §15.5.20).
+    let g = https_listeners();
+    for (sni, host, want) in [
+        ("example.org", "example.org", "v1"),
+        ("example.org", "second-example.org", "421"),
+        ("example.org", "unknown-example.org", "404"),
+        ("second-example.org", "second-example.org", "v2"),
+        ("second-example.org", "example.org", "421"),
+        ("second-example.org", "unknown-example.org", "421"),
+        (
+            "third-example.wildcard.org",
+            "third-example.wildcard.org",
+            "v3",
+        ),
+        (
+            "third-example.wildcard.org",
+            "fifth-example.wildcard.org",
+            "v3",
+        ),
+        (
+            "third-example.wildcard.org",
+            "fourth-example.wildcard.org",
+            "421",
+        ),
+        ("third-example.wildcard.org", "second-example.org", "421"),
+        ("third-example.wildcard.org", "unknown-example.org", "421"),
+        (
+            "fourth-example.wildcard.org",
+            "fourth-example.wildcard.org",
+            "v4",
+        ),
+        (
+            "fourth-example.wildcard.org",
+            "fifth-example.wildcard.org",
+            "421",
+        ),
+        ("unknown-example.org", "example.org", "v1"),
+        ("unknown-example.org", "unknown-example.org", "404"),
+        // Names compare case-insensitively, the Host's port is ignored.
+        ("Second-Example.ORG", "second-example.org:443", "v2"),
+        // Plaintext (no SNI): no connection listener to compare with.
+        ("", "second-example.org", "v2"),
+    ] {
+        let r = req(
+            "GET",
+            &format!("https://{host}/detect-misdirected-requests"),
+        )
+        .sni(sni);
+        assert_eq!(g.answer(&r, 0), want, "SNI {sni:?}, Host {host}");
+    }
+    let r = req("GET", "https://example.org/").sni("second-example.org");
+    let d = g.decide(&r, 0);
+    assert_eq!(d.selection, Selection::Misdirected(ParentRef::Listener(1)));
+    assert_eq!(g.local(&r, 0).reason, LocalReason::Misdirected);
+}
+
+#[test]
+fn a_lone_listener_on_its_port_is_never_misdirected() {
+    // Every name reaches the one listener (and its certificate): nothing to misdirect, and the
+    // host need not even read the SNI (`Router::has_shared_ports`).
+    let g = on_port(
+        443,
+        json!([{ "name": "web", "rules": [{ "backends": ["web"] }] }]),
+    );
+    assert!(!g.router.has_shared_ports());
+    let r = req("GET", "https://a.example/").sni("b.example");
+    assert_eq!(g.answer(&r, 0), "web");
+    assert!(https_listeners().router.has_shared_ports());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Mesh parents (docs/semantics.md §4, §5)
 // ---------------------------------------------------------------------------------------------
@@ -1579,6 +1684,39 @@ fn redirect_explicit_port_is_kept() {
         g.redirect("http://shop.example/old").1,
         "http://shop.example:443/old"
     );
+}
+
+#[test]
+fn redirect_port_and_scheme_on_an_https_listener() {
+    // HTTPRouteRedirectPortAndScheme, `https-listener-*` cases: a listener on 443 reached over
+    // TLS; no scheme keeps the request's (https), no port derives it from the scheme or the
+    // listener, and well-known ports are left out.
+    for (scheme, port, want) in [
+        (None, None, "https://example.org/old"),
+        (None, Some(443), "https://example.org/old"),
+        (None, Some(8443), "https://example.org:8443/old"),
+        (Some("https"), None, "https://example.org/old"),
+        (Some("https"), Some(443), "https://example.org/old"),
+        (Some("https"), Some(8443), "https://example.org:8443/old"),
+        (Some("http"), None, "http://example.org/old"),
+        (Some("http"), Some(80), "http://example.org/old"),
+        (Some("http"), Some(8080), "http://example.org:8080/old"),
+    ] {
+        let mut redirect = json!({});
+        if let Some(s) = scheme {
+            redirect["scheme"] = json!(s);
+        }
+        if let Some(p) = port {
+            redirect["port"] = json!(p);
+        }
+        let g = redirecting(443, redirect);
+        let r = req("GET", "https://example.org/old").sni("example.org");
+        assert_eq!(
+            header(&g.local(&r, 0), "location").as_deref(),
+            Some(want),
+            "scheme {scheme:?} port {port:?}"
+        );
+    }
 }
 
 #[test]

@@ -165,6 +165,7 @@ mod tests {
                 ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: 80,
             },
+            server_name: "",
         }
     }
 
