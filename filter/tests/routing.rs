@@ -1967,6 +1967,202 @@ fn cors_preflight_is_answered_locally() {
     assert_eq!(header(&l, "access-control-allow-headers"), None);
 }
 
+/// The routes of upstream `HTTPRouteCORS` (`httproute-cors.yaml`), one rule each.
+fn upstream_cors_routes() -> Gw {
+    let rule = |prefix: &str, cors: Value| {
+        let mut cors = cors;
+        cors.as_object_mut()
+            .expect("cors")
+            .entry("maxAgeSeconds")
+            .or_insert(json!(5));
+        json!({ "matches": [{ "path": { "prefix": prefix } }],
+                "filters": [{ "cors": cors }], "backends": ["web"] })
+    };
+    http(json!([{ "name": "cors", "rules": [
+        rule("/cors-1", json!({
+            "allowOrigins": ["https://www.foo.com", "https://*.bar.com"],
+            "allowMethods": ["GET", "OPTIONS"], "allowHeaders": ["x-header-1", "x-header-2"],
+            "exposeHeaders": ["x-header-3", "x-header-4"], "allowCredentials": true,
+            "maxAgeSeconds": 3600 })),
+        rule("/cors-2", json!({ "allowOrigins": ["https://www.foo.com"], "allowMethods": ["*"] })),
+        rule("/cors-wildcard-origin", json!({ "allowOrigins": ["*"], "allowMethods": ["PUT"] })),
+        rule("/cors-wildcard-methods-headers-unauth", json!({ "allowOrigins": ["*"],
+            "allowMethods": ["*"], "allowHeaders": ["*"] })),
+        rule("/cors-wildcard-methods-headers", json!({ "allowOrigins": ["*"],
+            "allowMethods": ["*"], "allowHeaders": ["*"], "allowCredentials": true })),
+    ]}]))
+}
+
+#[test]
+fn cors_answers_exactly_as_upstream_httproute_cors_expects() {
+    // HTTPRouteCORS: every header the policy configures, for exact, wildcard and `*` origins, on
+    // preflights (answered here) and actual requests (added to the upstream response).
+    let g = upstream_cors_routes();
+    let answer = |method: &str, path: &str, headers: &[(&str, &str)]| -> Vec<(String, String)> {
+        let r = req(method, &format!("http://api.example{path}")).headers(headers);
+        match g.decide(&r, 0).outcome {
+            Outcome::Respond(l) => {
+                assert_eq!((l.status, l.reason), (200, LocalReason::CorsPreflight));
+                l.headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect()
+            }
+            Outcome::Forward(f) => f
+                .response_headers
+                .iter()
+                .filter_map(|op| match op {
+                    HeaderOp::Set(n, v) | HeaderOp::Add(n, v) => {
+                        Some((n.to_string(), v.to_string()))
+                    }
+                    HeaderOp::Remove(_) => None,
+                })
+                .collect(),
+            Outcome::Passthrough => panic!("passthrough"),
+        }
+    };
+    let get = |hs: &[(String, String)], name: &str| {
+        hs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    };
+    let asks = |origin: &'static str, method: &'static str| {
+        vec![
+            ("origin", origin),
+            ("access-control-request-method", method),
+            ("access-control-request-headers", "x-header-1, x-header-2"),
+        ]
+    };
+    for origin in [
+        "https://www.foo.com",
+        "https://www.bar.com",
+        "https://xpto.www.bar.com",
+    ] {
+        let hs = answer("OPTIONS", "/cors-1", &asks(origin, "GET"));
+        for (name, want) in [
+            ("access-control-allow-origin", origin),
+            ("access-control-allow-methods", "GET, OPTIONS"),
+            ("access-control-allow-headers", "x-header-1, x-header-2"),
+            ("access-control-expose-headers", "x-header-3, x-header-4"),
+            ("access-control-max-age", "3600"),
+            ("access-control-allow-credentials", "true"),
+        ] {
+            assert_eq!(get(&hs, name).as_deref(), Some(want), "{origin}: {name}");
+        }
+        let hs = answer("GET", "/cors-1", &[("origin", origin)]);
+        assert_eq!(
+            get(&hs, "access-control-allow-origin").as_deref(),
+            Some(origin)
+        );
+    }
+    for method in ["OPTIONS", "GET"] {
+        let hs = answer(
+            method,
+            "/cors-1",
+            &[
+                ("origin", "https://foobar.com"),
+                ("access-control-request-method", "GET"),
+            ],
+        );
+        assert_eq!(get(&hs, "access-control-allow-origin"), None, "{method}");
+    }
+    let hs = answer(
+        "OPTIONS",
+        "/cors-2",
+        &[
+            ("origin", "https://www.foo.com"),
+            ("access-control-request-method", "POST"),
+        ],
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-methods").as_deref(),
+        Some("*")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-origin").as_deref(),
+        Some("https://www.foo.com")
+    );
+    assert_eq!(get(&hs, "access-control-allow-credentials"), None);
+    for origin in ["https://foobar.com", "https://foobar.com:12345"] {
+        let hs = answer(
+            "OPTIONS",
+            "/cors-wildcard-origin",
+            &[("origin", origin), ("access-control-request-method", "PUT")],
+        );
+        assert_eq!(
+            get(&hs, "access-control-allow-origin").as_deref(),
+            Some(origin)
+        );
+        assert_eq!(
+            get(&hs, "access-control-allow-methods").as_deref(),
+            Some("PUT")
+        );
+        assert_eq!(get(&hs, "access-control-allow-credentials"), None);
+        let hs = answer("PUT", "/cors-wildcard-origin", &[("origin", origin)]);
+        assert_eq!(
+            get(&hs, "access-control-allow-origin").as_deref(),
+            Some(origin)
+        );
+    }
+    // `*` with credentials: the request's origin, method and headers are echoed.
+    let hs = answer(
+        "OPTIONS",
+        "/cors-wildcard-methods-headers",
+        &asks("https://other.foo.com", "PUT"),
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-origin").as_deref(),
+        Some("https://other.foo.com")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-methods").as_deref(),
+        Some("PUT")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-headers").as_deref(),
+        Some("x-header-1, x-header-2")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    let hs = answer(
+        "OPTIONS",
+        "/cors-wildcard-methods-headers-unauth",
+        &asks("https://other.foo.com", "PUT"),
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-origin").as_deref(),
+        Some("https://other.foo.com")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-methods").as_deref(),
+        Some("*")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-headers").as_deref(),
+        Some("*")
+    );
+    assert_eq!(get(&hs, "access-control-allow-credentials"), None);
+    let auth = [
+        ("origin", "https://other.foo.com"),
+        ("authorization", "Bearer test"),
+    ];
+    let hs = answer("GET", "/cors-wildcard-methods-headers", &auth);
+    assert_eq!(
+        get(&hs, "access-control-allow-origin").as_deref(),
+        Some("https://other.foo.com")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    let hs = answer("GET", "/cors-wildcard-methods-headers-unauth", &auth);
+    assert_eq!(
+        get(&hs, "access-control-allow-origin").as_deref(),
+        Some("https://other.foo.com")
+    );
+    assert_eq!(get(&hs, "access-control-allow-credentials"), None);
+}
+
 #[test]
 fn cors_preflight_needs_options_origin_and_request_method() {
     // A preflight is exactly OPTIONS + Origin + Access-Control-Request-Method; anything else is forwarded.
@@ -2048,9 +2244,10 @@ fn cors_wildcards_and_credentials() {
     let open = cors(json!({ "allowOrigins": ["*"], "allowMethods": ["*"], "allowHeaders": ["*"] }));
     let r = preflight("https://x.test", "DELETE").header("access-control-request-headers", "x-a");
     let l = open.local(&r, 0);
+    // The origin is echoed (valid with and without credentials), never `*`.
     assert_eq!(
         header(&l, "access-control-allow-origin").as_deref(),
-        Some("*")
+        Some("https://x.test")
     );
     assert_eq!(
         header(&l, "access-control-allow-methods").as_deref(),
