@@ -92,6 +92,9 @@ pub struct HttpRequest {
     /// Path with query string.
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The TLS server name (SNI) of an `https://` URL: its host, as `curl` sends it, whatever a
+    /// `-H host:` header says (so a coalesced connection's 421 can be explained). Empty for http.
+    pub server_name: String,
 }
 
 impl HttpRequest {
@@ -119,6 +122,11 @@ impl HttpRequest {
             path.to_string()
         };
         let mut authority = authority.to_string();
+        let server_name = if scheme == "https" {
+            gammaroute_filter::router::request::strip_port(&authority).to_string()
+        } else {
+            String::new()
+        };
         let mut parsed = Vec::new();
         for h in headers {
             let (name, value) = h
@@ -141,6 +149,7 @@ impl HttpRequest {
             authority,
             path,
             headers: parsed,
+            server_name,
         })
     }
 
@@ -153,7 +162,7 @@ impl HttpRequest {
             path: &self.path,
             headers: &self.headers,
             destination,
-            server_name: "",
+            server_name: &self.server_name,
         }
     }
 }
@@ -406,7 +415,8 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
         Selection::Matched(sel) => matched(&mut w, table, &router, sel, &evaluated, req),
     }
 
-    if shown_parent.is_none() {
+    // No parent, or a misdirected request: no entry of the parent was looked at.
+    if shown_parent.is_none() || matches!(compiled, Selection::Misdirected(_)) {
         return Ok(Explanation {
             router: compiled,
             reference: naive,
