@@ -60,8 +60,8 @@ pub fn write(dir: &Path, store: &Store, tables: &[&RouteTable]) -> Result<usize,
 }
 
 /// Removes the SDS files (`sds-*.yaml`, the names [`tls::plan`] gives) not in `keep`.
-fn remove_stale(dir: &Path, keep: &BTreeMap<String, tls::SdsFile>) -> Result<usize, XdsError> {
-    let io = |source| XdsError::Io {
+fn remove_stale(dir: &Path, keep: &BTreeMap<String, tls::SdsFile>) -> Result<usize, SdsError> {
+    let io = |source| SdsError {
         path: dir.to_path_buf(),
         source,
     };
@@ -76,7 +76,7 @@ fn remove_stale(dir: &Path, keep: &BTreeMap<String, tls::SdsFile>) -> Result<usi
             continue;
         }
         let path = dir.join(&name);
-        std::fs::remove_file(&path).map_err(|source| XdsError::Io {
+        std::fs::remove_file(&path).map_err(|source| SdsError {
             path: path.clone(),
             source,
         })?;
