@@ -201,6 +201,12 @@ def start_envoy(name, bootstrap, logdir, concurrency=1):
     return proc
 
 
+def envoy_admin(name, logdir):
+    """The admin address of the Envoy `start_envoy` started as `name`."""
+    host, port = open(os.path.join(logdir, name + ".admin")).read().strip().rsplit(":", 1)
+    return (host, int(port))
+
+
 def pusher(*args):
     return subprocess.run([PUSHER, *args], capture_output=True, text=True)
 
@@ -285,6 +291,17 @@ def main():
     histogram(counts, 200)
     expect(set(counts) <= {"web-v1", "web-v2"} and 5 <= counts["web-v2"] <= 45,
            f"about 10% web-v2: {dict(counts)}")
+    say("  Envoy counts them per route, rule and backend, labelled for Prometheus:")
+    admin = envoy_admin("gateway", logs)
+    show_cmd(f"curl -s {admin[0]}:{admin[1]}/stats/prometheus | grep 'requests_total.*web-v2'")
+    prom = get(admin, "admin", "/stats/prometheus").body.decode()
+    line = next((l for l in prom.splitlines()
+                 if l.startswith("gammaroute_requests_total{") and 'route="shop"' in l
+                 and 'backend="demo/web-v2:80"' in l), None)
+    say(f"    {line}")
+    expect(line is not None and line.endswith(f" {counts['web-v2']}")
+           and 'route_namespace="demo"' in line and 'rule="0"' in line,
+           "a labelled gammaroute_requests_total line counts the web-v2 requests")
 
     title("Header and query routing (examples/20-header-query-routing.yaml)")
     for hdrs, path, want, rule in [({}, "/items", "api", "default"),

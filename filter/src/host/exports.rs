@@ -13,6 +13,7 @@ use super::envoy::{self, Contract, Plan};
 use super::stats::count;
 use super::updates;
 use super::vm::{next_draw, with_vm, Loaded, Op, Root, Stream};
+use crate::metrics;
 use crate::router::{Destination, HeaderOp, Outcome, Request};
 
 const CONTINUE: u32 = 0;
@@ -103,7 +104,7 @@ fn reject(message: &str) {
         LogLevel::Error,
         &format!("gammaroute: configuration rejected: {message}"),
     );
-    count("gammaroute.config_rejected");
+    count(metrics::CONFIG_REJECTED);
 }
 
 #[no_mangle]
@@ -243,7 +244,7 @@ fn route_with(
                 Err(s) => return Err(s),
             }
             if dropped_mirrors > 0 {
-                count("gammaroute.mirror_dropped");
+                count(metrics::MIRROR_DROPPED);
             }
             if !response.is_empty() {
                 stream.response = response.iter().map(own).collect();
