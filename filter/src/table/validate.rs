@@ -15,13 +15,13 @@
 //! `routes[3] (shop/web).rules[0].matches[1].headers[2].name: invalid header name "x y": ...`.
 //! Offending values are shown escaped and cut to [`SHOWN_VALUE_MAX`] bytes.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
 use super::checked::{CheckedMatch, CheckedValue};
+use super::location::{ItemLabel, Location, Step};
 use super::origin::OriginPattern;
 use super::{
     regex, Backend, BackendTarget, Cors, Filter, HeaderModifier, Match, MeshService, Mirror,
@@ -86,11 +86,12 @@ use limits::*;
 /// Longest offending value quoted in an error, in bytes; longer ones are cut and end in `…`.
 pub const SHOWN_VALUE_MAX: usize = 256;
 
-/// A table rejected: `at` names the element (`routes[3] (shop/web).rules[0].matches[1]...`).
+/// A table rejected: `at` names the element (`routes[3] (shop/web).rules[0].matches[1]...`), as
+/// a structured [`Location`] that is rendered to text only for display.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{at}: {kind}")]
 pub struct TableError {
-    pub at: String,
+    pub at: Location,
     pub kind: TableErrorKind,
 }
 
@@ -237,7 +238,7 @@ pub(crate) fn shown(value: &str) -> String {
     out
 }
 
-/// A position in the table, rendered only when an error is reported: validation walks every
+/// A position in the table, made a [`Location`] only when an error is reported: validation walks every
 /// element of every table, errors are rare, so the happy path allocates nothing for paths.
 #[derive(Clone, Copy)]
 pub(crate) struct At<'a> {
@@ -312,62 +313,44 @@ impl<'a> At<'a> {
 
     pub(crate) fn err(&self, kind: TableErrorKind) -> TableError {
         TableError {
-            at: self.render(),
+            at: self.location(),
             kind,
         }
     }
 
-    pub(crate) fn render(&self) -> String {
-        let mut segs = Vec::new();
+    /// The owned, structured form of this position (built only when an error is reported).
+    pub(crate) fn location(&self) -> Location {
+        let mut steps = Vec::new();
+        let mut rule_root = false;
         let mut cur = Some(self);
         while let Some(at) = cur {
-            segs.push(at.seg);
+            match at.seg {
+                Seg::Root => {}
+                Seg::Rule => rule_root = true,
+                Seg::Field(name) => steps.push(Step::Field(name)),
+                Seg::Item { list, index, label } => steps.push(Step::Item {
+                    list,
+                    index,
+                    label: match label {
+                        Label::None => ItemLabel::None,
+                        Label::Name(n) => ItemLabel::Name(n.to_string()),
+                        Label::Qualified(ns, n) => ItemLabel::Qualified {
+                            namespace: ns.to_string(),
+                            name: n.to_string(),
+                        },
+                        Label::Port(p) => ItemLabel::Port(p),
+                        Label::Kind(k) => ItemLabel::Kind(k),
+                    },
+                }),
+            }
             cur = at.parent;
         }
-        let mut out = String::new();
-        let mut root = "table";
-        for seg in segs.iter().rev() {
-            let (name, item) = match seg {
-                Seg::Root => continue,
-                Seg::Rule => {
-                    root = "rule";
-                    continue;
-                }
-                Seg::Field(name) => (*name, None),
-                Seg::Item { list, index, label } => (*list, Some((index, label))),
-            };
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(name);
-            if let Some((index, label)) = item {
-                let _ = write!(out, "[{index}]");
-                match label {
-                    Label::None => {}
-                    Label::Name(n) => {
-                        let _ = write!(out, " ({})", shown(n).escape_debug());
-                    }
-                    Label::Qualified(ns, n) => {
-                        let _ = write!(
-                            out,
-                            " ({}/{})",
-                            shown(ns).escape_debug(),
-                            shown(n).escape_debug()
-                        );
-                    }
-                    Label::Port(p) => {
-                        let _ = write!(out, " ({p})");
-                    }
-                    Label::Kind(k) => {
-                        let _ = write!(out, " ({k})");
-                    }
-                }
-            }
+        steps.reverse();
+        if rule_root {
+            Location::Rule(steps)
+        } else {
+            Location::Table(steps)
         }
-        if out.is_empty() {
-            out.push_str(root);
-        }
-        out
     }
 }
 
@@ -1560,7 +1543,7 @@ mod tests {
     macro_rules! rejects {
         ($table:expr, $at:expr, $kind:pat) => {{
             let err = validate(&$table).expect_err("the table should be rejected");
-            assert_eq!(err.at, $at, "wrong element for: {err}");
+            assert_eq!(err.at.to_string(), $at, "wrong element for: {err}");
             assert!(matches!(err.kind, $kind), "wrong kind: {err}");
             err
         }};
@@ -1956,6 +1939,47 @@ mod tests {
             t.routes[1].rules[0].matches[0].method = Some(ok.into());
             validate(&t).unwrap();
         }
+    }
+
+    /// The path is data: a caller finds the failing route, rule and field without parsing text,
+    /// and a rule checked alone is rooted at the rule.
+    #[test]
+    fn error_paths_are_structured() {
+        let mut t = gateway();
+        t.routes[0].rules[0].matches[0].headers[0].name = "x y".into();
+        let e = validate(&t).unwrap_err();
+        let item = |list, index, label| Step::Item { list, index, label };
+        assert_eq!(
+            e.at,
+            Location::Table(vec![
+                item(
+                    "routes",
+                    0,
+                    ItemLabel::Qualified {
+                        namespace: "shop".into(),
+                        name: "web".into()
+                    }
+                ),
+                item("rules", 0, ItemLabel::Name("canary".into())),
+                item("matches", 0, ItemLabel::None),
+                item("headers", 0, ItemLabel::None),
+                Step::Field("name"),
+            ])
+        );
+        assert_eq!(
+            (e.at.item("routes"), e.at.item("rules")),
+            (Some(0), Some(0))
+        );
+        let e = validate_rule(&t.routes[0].rules[0]).unwrap_err();
+        assert_eq!(
+            e.at,
+            Location::Rule(vec![
+                item("matches", 0, ItemLabel::None),
+                item("headers", 0, ItemLabel::None),
+                Step::Field("name"),
+            ])
+        );
+        assert_eq!(e.at.to_string(), "matches[0].headers[0].name");
     }
 
     #[test]
@@ -2726,7 +2750,7 @@ mod tests {
         let mut t = gateway();
         t.routes[0].name = "a\nb".into();
         let e = validate(&t).unwrap_err();
-        assert_eq!(e.at, "routes[0] (shop/a\\nb).name");
+        assert_eq!(e.at.to_string(), "routes[0] (shop/a\\nb).name");
         assert!(!e.to_string().contains('\n'), "{e}");
     }
 }
