@@ -304,9 +304,31 @@ fn tables_etags_encodings_and_probes() {
         "config_pusher_table_requests_total{code=\"304\"} 3",
         "config_pusher_table_requests_total{code=\"404\"} 2",
         "config_pusher_table_requests_total{code=\"400\"} 1",
+        &format!(
+            "config_pusher_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_start_time_seconds gauge",
+        "# TYPE process_max_fds gauge",
     ] {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
+    // The process family describes the server's own process.
+    let rss = server.metric("process_resident_memory_bytes");
+    assert!(
+        rss > 1e6 && server.metric("process_open_fds") >= 3.0,
+        "{text}"
+    );
+    let started = server.metric("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now + 1.0 && now - started < 600.0,
+        "{started} vs {now}"
+    );
     let status = server.get("/v1/status?format=json", &[]).json();
     assert_eq!(status["loadErrors"], serde_json::json!([]));
     assert!(server

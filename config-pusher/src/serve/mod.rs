@@ -28,6 +28,7 @@ pub mod api;
 pub mod headers;
 pub mod limits;
 pub mod metrics;
+pub mod process;
 pub mod proxies;
 pub mod publish;
 pub mod sds;
