@@ -8,7 +8,22 @@
 
 use std::fmt;
 
-use super::validate::shown;
+/// Longest offending value quoted in an error, in bytes; longer ones are cut and end in `…`.
+pub const SHOWN_VALUE_MAX: usize = 256;
+
+/// `value` escaped-ready and cut to [`SHOWN_VALUE_MAX`] bytes at a character boundary.
+pub(crate) fn shown(value: &str) -> String {
+    if value.len() <= SHOWN_VALUE_MAX {
+        return value.to_string();
+    }
+    let mut end = SHOWN_VALUE_MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = value.get(..end).unwrap_or_default().to_string();
+    out.push('…');
+    out
+}
 
 /// The element an error is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +88,7 @@ impl Location {
 }
 
 /// `routes[3] (shop/web).rules[0].matches[1].path`; names are escaped and cut to
-/// [`super::validate::SHOWN_VALUE_MAX`] bytes, so a hostile name cannot forge a log line.
+/// [`SHOWN_VALUE_MAX`] bytes, so a hostile name cannot forge a log line.
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (steps, root) = match self {

@@ -42,7 +42,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::validate::{shown, At, Label, TableError, TableErrorKind};
+use super::location::shown;
+use super::validate::{At, Label, TableError, TableErrorKind};
 
 // ---------------------------------------------------------------------------------------------
 // Messages (the order of fields is the JSON key order; prost encodes in tag order)
