@@ -284,6 +284,24 @@ def main():
     say(f"  Envoy + gammaroute.wasm: Gateway demo/gateway on 127.0.0.1:{gateway_port}; its "
         "filter long-polls config-pusher for table updates")
 
+    def gateway_programmed():
+        status = get(pusher_addr, "cp", "/v1/status?format=json").json()
+        gw = next(o for o in status["objects"]
+                  if o["kind"] == "Gateway" and o["metadata"]["name"] == "gateway")
+        c = next(c for c in gw["status"]["conditions"] if c["type"] == "Programmed")
+        return c["status"], c["reason"]
+
+    # Programmed means programmed: True once this Envoy reports it applied the served table.
+    deadline = time.time() + 10
+    programmed = gateway_programmed()
+    while programmed[0] != "True" and time.time() < deadline:
+        time.sleep(0.05)
+        programmed = gateway_programmed()
+    say(f"  Gateway demo/gateway Programmed={programmed[0]} ({programmed[1]}): this Envoy "
+        "reported it runs the served table")
+    expect(programmed == ("True", "Programmed"),
+           "serve reports the Gateway Programmed once its Envoy applied the table")
+
     # -- North-south ----------------------------------------------------------------------
     title("Canary: 90/10 between web-v1 and web-v2 (examples/10-canary.yaml)")
     show_cmd(f"curl -H 'host: shop.example' 127.0.0.1:{gateway_port}/   # x 200")
