@@ -179,7 +179,8 @@ pub enum Command {
     /// prints the winner (hostname pattern, rank), the decision (backends and weights, filters,
     /// redirect Location, rewrites, timeouts, retry, or the local 404/500/503 and why), the
     /// higher-precedence entries that did not match with the condition that failed, and the
-    /// lower-precedence entries that also matched.
+    /// lower-precedence entries that also matched. `-o json` gives the same as data, with every
+    /// entry that failed and its condition.
     ///
     /// Examples:
     ///   config-pusher explain --from DIR --parent gateway/shop/web 'GET http://shop.example.com/cart'
@@ -206,6 +207,11 @@ pub enum Command {
         /// '[METHOD] URL', e.g. 'GET http://shop.example.com/cart?id=1' (METHOD defaults to GET).
         #[arg(value_name = "REQUEST")]
         request: String,
+        /// Output format: the explanation as text, or as data (`json`: request, parent,
+        /// decision, winner, every entry that failed with its condition, the entries that lost;
+        /// `yaml` the same).
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
     /// Print a shell completion script.
     ///
@@ -459,12 +465,14 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             client_namespace,
             headers,
             request,
+            output,
         } => explain(
             &input,
             &parent,
             client_namespace.as_deref(),
             &request,
             &headers,
+            output,
         ),
         Command::Completion { shell } => {
             use clap::CommandFactory;
@@ -598,6 +606,7 @@ pub fn explain(
     client_namespace: Option<&str>,
     request: &str,
     headers: &[String],
+    format: Format,
 ) -> Result<u8, CliError> {
     let req = HttpRequest::parse(request, headers).map_err(CliError::Invalid)?;
     let (store, _, output) = load(input, false)?;
@@ -609,7 +618,19 @@ pub fn explain(
         .ok_or_else(|| CliError::Invalid(format!("no table {}", target.role)))?;
     let e = explain::explain(table, &req.request(target.destination))
         .map_err(|e| CliError::Invalid(format!("{}: {e}", target.role)))?;
-    print!("{}", e.text);
+    match format {
+        Format::Table => print!("{}", e.text),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&e.report)
+                .map_err(|e| CliError::Invalid(format!("explain report: {e}")))?
+        ),
+        Format::Yaml => print!(
+            "{}",
+            serde_yaml_ng::to_string(&e.report)
+                .map_err(|e| CliError::Invalid(format!("explain report: {e}")))?
+        ),
+    }
     Ok(if e.agree { 0 } else { 3 })
 }
 
