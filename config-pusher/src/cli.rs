@@ -26,7 +26,8 @@ use crate::translate::{self, Output, Settings, DEFAULT_CONTROLLER_NAME};
     about,
     long_about = None,
     after_help = "Exit codes: 0 done (check: everything fine); 1 check found problems; \
-                  2 bad arguments or input that cannot be read; 3 explain: the compiled and the \
+                  2 bad arguments or input that cannot be read (a folder, stdin, or the cluster with --kube); \
+                  3 explain: the compiled and the \
                   reference router disagree (a gammaroute bug)."
 )]
 pub struct Cli {
@@ -230,8 +231,12 @@ pub enum Command {
 pub struct Input {
     /// Folder (or single file) of Kubernetes YAML to read; `-` reads the objects from standard
     /// input (e.g. `kubectl get svc,gateways,httproutes -A -o yaml | config-pusher check --from -`).
-    #[arg(long, value_name = "DIR")]
-    pub from: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "kube")]
+    pub from: Option<PathBuf>,
+    /// Read the live cluster instead (KUBECONFIG, else in-cluster config), with the same
+    /// watchers as `serve --kube`, once every kind has listed. Nothing is written.
+    #[arg(long, conflicts_with = "from")]
+    pub kube: bool,
     /// GatewayClasses whose spec.controllerName equals this are served.
     #[arg(long, default_value = DEFAULT_CONTROLLER_NAME, value_name = "NAME")]
     pub controller_name: String,
@@ -353,6 +358,8 @@ pub enum CliError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("--kube: {0}")]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// Runs a parsed command line; `Ok` carries the exit code.
@@ -503,12 +510,11 @@ fn read_stdin() -> Result<String, CliError> {
 
 /// Loads and translates `--from`; load errors go to stderr unless `quiet`.
 fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output), CliError> {
-    let (store, report) = if input.from == Path::new(STDIN) {
-        files::load_text("<stdin>", &read_stdin()?)
-    } else if input.from.exists() {
-        files::load(&input.from)
-    } else {
-        return Err(CliError::MissingInput(input.from.clone()));
+    let (store, report) = match &input.from {
+        Some(from) if from == Path::new(STDIN) => files::load_text("<stdin>", &read_stdin()?),
+        Some(from) if from.exists() => files::load(from),
+        Some(from) => return Err(CliError::MissingInput(from.clone())),
+        None => read_cluster()?,
     };
     if !quiet {
         for e in &report.errors {
@@ -525,6 +531,25 @@ fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output)
         }
     }
     Ok((store, report, output))
+}
+
+/// How long `--kube` waits for every kind to list.
+const KUBE_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `--kube` for `check`, `explain` and `render`: the cluster read once ([`cluster::read_once`]).
+fn read_cluster() -> Result<(Store, files::LoadReport), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Invalid(format!("tokio runtime: {e}")))?;
+    let snapshot = runtime.block_on(async {
+        let client = cluster::connect().await?;
+        cluster::read_once(client, KUBE_READ_TIMEOUT).await
+    })?;
+    Ok((
+        snapshot.store.clone(),
+        files::LoadReport::of_snapshot(&snapshot),
+    ))
 }
 
 /// `config-pusher render`.

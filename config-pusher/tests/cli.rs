@@ -457,3 +457,17 @@ fn explain_json_has_the_decision_the_winner_and_every_failed_candidate() {
     );
     assert_eq!(v["winner"], serde_json::Value::Null);
 }
+
+#[test]
+fn kube_and_from_are_one_or_the_other() {
+    for args in [
+        &["check"][..],
+        &["check", "--kube", "--from", "../examples"],
+        &["explain", "--parent", "gateway/a/b", "http://x/"],
+    ] {
+        let out = cli(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--from"), "{err}");
+    }
+}
