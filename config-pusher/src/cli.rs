@@ -358,6 +358,8 @@ pub enum CliError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Explain(#[from] explain::ExplainError),
     #[error("--kube: {0}")]
     Cluster(#[from] cluster::ClusterError),
 }
@@ -633,10 +635,9 @@ pub fn explain(
     headers: &[String],
     format: Format,
 ) -> Result<u8, CliError> {
-    let req = HttpRequest::parse(request, headers).map_err(CliError::Invalid)?;
+    let req = HttpRequest::parse(request, headers)?;
     let (store, _, output) = load(input, false)?;
-    let target = explain::target(&store, &output, parent, client_namespace, &req)
-        .map_err(CliError::Invalid)?;
+    let target = explain::target(&store, &output, parent, client_namespace, &req)?;
     let table = output
         .tables
         .get(&target.role)

@@ -11,10 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::translate::status::{reason, Condition, Status, StatusDoc};
-
-/// Gateway API `GatewayReasonPending` / `ListenerReasonPending`.
-pub const PENDING: &str = "Pending";
+use crate::translate::status::{Condition, ConditionType, Reason, Status, StatusDoc};
 
 /// Role → the applied version each connected proxy of that role reports (`None`: no table yet).
 pub type Fleet = BTreeMap<String, Vec<Option<String>>>;
@@ -99,11 +96,11 @@ pub fn apply(statuses: &mut [StatusDoc], verdicts: &BTreeMap<String, Verdict>) {
         let listeners = gw.listeners.iter_mut().map(|l| &mut l.conditions);
         for conditions in std::iter::once(&mut gw.conditions).chain(listeners) {
             for c in conditions.iter_mut() {
-                if c.type_ == reason::PROGRAMMED && c.is_true() {
+                if c.type_ == ConditionType::Programmed && c.status {
                     *c = Condition::new(
-                        reason::PROGRAMMED,
+                        ConditionType::Programmed,
                         false,
-                        PENDING,
+                        Reason::Pending,
                         message.clone(),
                         c.observed_generation,
                     );
@@ -121,9 +118,13 @@ mod tests {
     fn gateway(name: &str, programmed: bool) -> StatusDoc {
         let c = |ok| {
             Condition::new(
-                reason::PROGRAMMED,
+                ConditionType::Programmed,
                 ok,
-                if ok { "Programmed" } else { reason::INVALID },
+                if ok {
+                    Reason::Programmed
+                } else {
+                    Reason::Invalid
+                },
                 "from translation",
                 Some(3),
             )
@@ -148,15 +149,15 @@ mod tests {
         }
     }
 
-    fn programmed(doc: &StatusDoc) -> Vec<(String, String, String)> {
+    fn programmed(doc: &StatusDoc) -> Vec<(bool, Reason, String)> {
         let Status::Gateway(gw) = &doc.status else {
             panic!()
         };
         std::iter::once(&gw.conditions)
             .chain(gw.listeners.iter().map(|l| &l.conditions))
             .flatten()
-            .filter(|c| c.type_ == reason::PROGRAMMED)
-            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            .filter(|c| c.type_ == ConditionType::Programmed)
+            .map(|c| (c.status, c.reason, c.message.clone()))
             .collect()
     }
 
@@ -197,11 +198,7 @@ mod tests {
         for (fleet, message) in cases {
             let mut shown = docs.clone();
             apply(&mut shown, &verdicts(&docs, &served(), &fleet));
-            let pending = (
-                "False".to_string(),
-                PENDING.to_string(),
-                message.to_string(),
-            );
+            let pending = (false, Reason::Pending, message.to_string());
             assert_eq!(programmed(&shown[0]), vec![pending.clone(), pending]);
         }
         // Another role's proxies do not count.

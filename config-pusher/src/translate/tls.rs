@@ -29,7 +29,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::backend::GATEWAY_GROUP;
 use super::gateway::ListenerInfo;
-use super::status::{reason, Condition};
+use super::status::{Condition, ConditionType, Reason};
 use crate::store::secret::{PrivateKey, TLS_SECRET_TYPE};
 use crate::store::{ObjectKey, Store};
 
@@ -84,11 +84,11 @@ pub enum TlsError {
 
 impl TlsError {
     /// The listener `ResolvedRefs` reason (`Accepted` reason for [`TlsError::Passthrough`]).
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            TlsError::Passthrough => reason::UNSUPPORTED_PROTOCOL,
-            TlsError::NotPermitted { .. } => reason::REF_NOT_PERMITTED,
-            _ => reason::INVALID_CERTIFICATE_REF,
+            TlsError::Passthrough => Reason::UnsupportedProtocol,
+            TlsError::NotPermitted { .. } => Reason::RefNotPermitted,
+            _ => Reason::InvalidCertificateRef,
         }
     }
 }
@@ -231,24 +231,28 @@ pub fn apply(
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
-    let c = |t: &str, r: &str, m: &str| Condition::new(t, false, r, m, generation);
+    let c = |t: ConditionType, r: Reason, m: &str| Condition::new(t, false, r, m, generation);
     if errors.contains(&TlsError::Passthrough) {
         info.usable = false;
         info.unusable_reason = format!("listener {}: {message}", info.name);
         set(
             &mut info.conditions,
-            c(reason::ACCEPTED, reason::UNSUPPORTED_PROTOCOL, &message),
+            c(
+                ConditionType::Accepted,
+                Reason::UnsupportedProtocol,
+                &message,
+            ),
         );
     } else {
         // RefNotPermitted wins: it is the one a user fixes elsewhere (a ReferenceGrant).
         let why = errors
             .iter()
             .map(TlsError::reason)
-            .find(|r| *r == reason::REF_NOT_PERMITTED)
-            .unwrap_or(reason::INVALID_CERTIFICATE_REF);
+            .find(|r| *r == Reason::RefNotPermitted)
+            .unwrap_or(Reason::InvalidCertificateRef);
         set(
             &mut info.conditions,
-            c(reason::RESOLVED_REFS, why, &message),
+            c(ConditionType::ResolvedRefs, why, &message),
         );
     }
     let programmed = if info.usable {
@@ -258,7 +262,7 @@ pub fn apply(
     };
     set(
         &mut info.conditions,
-        c(reason::PROGRAMMED, reason::INVALID, programmed),
+        c(ConditionType::Programmed, Reason::Invalid, programmed),
     );
 }
 
@@ -268,7 +272,7 @@ pub fn programmed(info: &ListenerInfo) -> bool {
         && info
             .conditions
             .iter()
-            .any(|c| c.type_ == reason::PROGRAMMED && c.status == "True")
+            .any(|c| c.type_ == ConditionType::Programmed && c.status)
 }
 
 fn set(conditions: &mut Vec<Condition>, c: Condition) {
