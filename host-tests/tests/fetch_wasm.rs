@@ -162,6 +162,23 @@ fn one_vm_fetches_and_every_vm_follows() {
     late.set_property("node.id", "node-a");
     assert!(late.configure(&config(None)));
     assert_eq!(cluster_of(&mut late).as_deref(), Some("default/v1:80"));
+
+    // The table gauges: applied once; confirmed again by every 304 (a stale proxy stops
+    // advancing it).
+    let applied = "gammaroute.table_applied_timestamp_seconds";
+    let confirmed = "gammaroute.table_confirmed_timestamp_seconds";
+    let at = vms[fetcher].metric(applied).expect("applied timestamp");
+    assert_eq!(vms[fetcher].metric(confirmed), Some(at));
+    vms[fetcher].advance_millis(5_000);
+    let (poller, poll) = the_call(&vms);
+    assert_eq!(poller, fetcher);
+    vms[fetcher].respond_http_call(poll.token, &[(":status", "304")], &[], &[]);
+    assert_eq!(
+        vms[fetcher].metric("gammaroute.result=.=not_modified;.;table_fetches_total"),
+        Some(1)
+    );
+    assert_eq!(vms[fetcher].metric(confirmed), Some(at + 5));
+    assert_eq!(vms[fetcher].metric(applied), Some(at));
 }
 
 #[test]
