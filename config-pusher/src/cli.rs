@@ -206,6 +206,7 @@ pub enum Command {
         #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,
         /// '[METHOD] URL', e.g. 'GET http://shop.example.com/cart?id=1' (METHOD defaults to GET).
+        /// An https URL's host is also the connection's TLS server name (SNI).
         #[arg(value_name = "REQUEST")]
         request: String,
         /// Output format: the explanation as text, or as data (`json`: request, parent,

@@ -58,6 +58,17 @@ pub struct ListenerInfo {
     pub attached: BTreeSet<ObjectKey>,
 }
 
+impl ListenerInfo {
+    /// Whether the listener's status says it is programmed.
+    pub fn programmed(&self) -> bool {
+        self.usable
+            && self
+                .conditions
+                .iter()
+                .any(|c| c.type_ == ConditionType::Programmed && c.status)
+    }
+}
+
 /// One Gateway of our classes.
 #[derive(Debug, Clone)]
 pub struct GatewayInfo {
@@ -104,7 +115,7 @@ fn gateway(store: &Store, key: &ObjectKey, g: &Gateway) -> GatewayInfo {
         .iter()
         .map(|l| {
             let mut info = listener(l, generation);
-            tls::apply(store, &key.namespace, l, &mut info, generation);
+            apply_tls(store, &key.namespace, l, &mut info, generation);
             info
         })
         .collect();
@@ -179,6 +190,62 @@ fn gateway(store: &Store, key: &ObjectKey, g: &Gateway) -> GatewayInfo {
         listeners,
         addresses,
     }
+}
+
+/// Sets the TLS part of a listener's status: `Accepted=False` for Passthrough, else
+/// `ResolvedRefs=False` and `Programmed=False` when a certificate ref does not resolve.
+fn apply_tls(
+    store: &Store,
+    gateway_ns: &str,
+    spec: &GatewayListeners,
+    info: &mut ListenerInfo,
+    generation: Option<i64>,
+) {
+    if !info.usable {
+        return;
+    }
+    let errors = match tls::resolve(store, gateway_ns, spec) {
+        Ok(_) => return,
+        Err(errors) => errors,
+    };
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let c = |t: ConditionType, r: Reason, m: &str| Condition::new(t, false, r, m, generation);
+    if errors.contains(&tls::TlsError::Passthrough) {
+        info.usable = false;
+        info.unusable_reason = format!("listener {}: {message}", info.name);
+        set(
+            &mut info.conditions,
+            c(
+                ConditionType::Accepted,
+                Reason::UnsupportedProtocol,
+                &message,
+            ),
+        );
+    } else {
+        // RefNotPermitted wins: it is the one a user fixes elsewhere (a ReferenceGrant).
+        let why = errors
+            .iter()
+            .map(tls::TlsError::reason)
+            .find(|r| *r == Reason::RefNotPermitted)
+            .unwrap_or(Reason::InvalidCertificateRef);
+        set(
+            &mut info.conditions,
+            c(ConditionType::ResolvedRefs, why, &message),
+        );
+    }
+    let programmed = if info.usable {
+        "Listener TLS certificates are not resolved"
+    } else {
+        "Listener is not valid"
+    };
+    set(
+        &mut info.conditions,
+        c(ConditionType::Programmed, Reason::Invalid, programmed),
+    );
 }
 
 fn set(conditions: &mut Vec<Condition>, c: Condition) {
@@ -449,7 +516,7 @@ pub fn gateway_conditions(gw: &GatewayInfo) -> Vec<Condition> {
         )
     };
     // A listener with unresolved certificates takes routes but is not programmed (see [`tls`]).
-    let programmed = gw.listeners.iter().filter(|l| tls::programmed(l)).count();
+    let programmed = gw.listeners.iter().filter(|l| l.programmed()).count();
     let programmed = if programmed > 0 {
         let message = if programmed == usable {
             "Gateway is programmed".to_string()

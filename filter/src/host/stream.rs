@@ -89,6 +89,12 @@ fn route_with(
             .map_or("", |(_, v)| v.as_str())
     };
     let destination = destination(loaded)?;
+    // The SNI is only needed where a request can be misdirected: a port with several listeners.
+    let sni = if loaded.router.has_shared_ports() {
+        abi::property(&["connection", "requested_server_name"])?.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let req = Request {
         method: pseudo(":method"),
         scheme: pseudo(":scheme"),
@@ -96,6 +102,8 @@ fn route_with(
         path: pseudo(":path"),
         headers,
         destination,
+        // A name that is not UTF-8 matches no listener hostname: treated as no SNI.
+        server_name: std::str::from_utf8(&sni).unwrap_or(""),
     };
     let decision = loaded.router.decide(&req, draw);
     if let Ok(mut metrics) = loaded.metrics.try_borrow_mut() {
@@ -105,6 +113,11 @@ fn route_with(
             &decision.selection,
             &decision.outcome,
         );
+    }
+    // Values too long for a regex did not match (table/regex.rs MAX_INPUT_LEN): visible to
+    // operators as one count per request.
+    if loaded.router.take_oversized_regex_inputs() > 0 {
+        count(metrics::REGEX_INPUT_TOO_LONG);
     }
     let contract = Contract {
         mirror_slots: loaded.mirror_slots,
@@ -116,6 +129,7 @@ fn route_with(
             response,
             dropped_mirrors,
         } => {
+            envoy::strip_reserved(&mut request, headers);
             envoy::prune(&mut request, |name| {
                 headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
             });

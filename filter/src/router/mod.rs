@@ -19,6 +19,7 @@
 //! with the naive [`reference`] router that the differential test compares against.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::FxHashMap;
 
@@ -67,6 +68,13 @@ pub enum Selection {
     NoParent,
     /// A parent serves the request but none of its routes match: 404.
     NoMatch(ParentRef),
+    /// The request's Host belongs to another listener (or to none) than the listener its TLS
+    /// connection was established for, by SNI: 421 Misdirected Request. The parent is the
+    /// connection's listener. A client that coalesced HTTP/2 connections for names sharing a
+    /// certificate or an address must retry on a new connection; serving it here would bypass the
+    /// other listener's certificate and routes (Gateway API `HTTPRouteHTTPSListenerDetectMisdirectedRequests`,
+    /// RFC 9110 §15.5.20, RFC 9113 §9.1.1).
+    Misdirected(ParentRef),
     Matched(Selected),
 }
 
@@ -77,6 +85,8 @@ pub struct Router {
     table: RouteTable,
     /// Listener indexes by port, each port's listeners indexed by hostname.
     listeners: FxHashMap<u16, HostIndex<u32>>,
+    /// The ports with several listeners ([`Router::has_shared_ports`]).
+    shared_ports: rustc_hash::FxHashSet<u16>,
     /// Mesh service ports by (ClusterIP, port).
     services: FxHashMap<(IpAddr, u16), (u32, u32)>,
     /// Hostname groups of each listener, then of each service port, in [`Router::parent_slot`] order.
@@ -89,6 +99,10 @@ pub struct Router {
     entries: Vec<u32>,
     /// Every CORS filter's origins, parsed when the table was checked.
     origins: CorsOrigins,
+    /// Values that were too long to run a regex against (they did not match), since the last
+    /// [`Router::take_oversized_regex_inputs`]. A statistic for the host to publish, never read
+    /// by routing, so the router stays immutable in every way that matters.
+    oversized_regex_inputs: AtomicU64,
 }
 
 impl Router {
@@ -118,7 +132,11 @@ impl Router {
     /// Finds the parent and the highest-precedence matching entry.
     pub fn select(&self, req: &Request<'_>) -> Selection {
         let host = req.host();
-        let Some((parent, slot)) = self.parent(req, &host) else {
+        let found = self.parent(req, &host);
+        if let Some(connection) = self.misdirected(req, found.map(|(p, _)| p)) {
+            return Selection::Misdirected(connection);
+        }
+        let Some((parent, slot)) = found else {
             return Selection::NoParent;
         };
         let Some(groups) = self.groups.get(slot) else {
@@ -129,7 +147,7 @@ impl Router {
             let found = group.find(path, &self.entries, |&e| {
                 self.matches
                     .get(e as usize)
-                    .is_some_and(|m| matcher::matches(m, req))
+                    .is_some_and(|m| matcher::matches(m, req, &self.oversized_regex_inputs))
             });
             if let Some(entry) = found.and_then(|&e| self.matches.get(e as usize)) {
                 return Selection::Matched(Selected {
@@ -143,6 +161,12 @@ impl Router {
         Selection::NoMatch(parent)
     }
 
+    /// How many values were too long for a regex since the last call (see
+    /// [`crate::table::regex::MAX_INPUT_LEN`]), and resets the count.
+    pub fn take_oversized_regex_inputs(&self) -> u64 {
+        self.oversized_regex_inputs.swap(0, Ordering::Relaxed)
+    }
+
     fn parent(&self, req: &Request<'_>, host: &str) -> Option<(ParentRef, usize)> {
         let dest = req.destination;
         if let Some(&(service, port)) = self.services.get(&(dest.ip, dest.port)) {
@@ -152,6 +176,26 @@ impl Router {
         // Listener isolation: only the most specific listener matching the Host serves it.
         let listener = *self.listeners.get(&dest.port)?.lookup(host).next()?;
         Some((ParentRef::Listener(listener), listener as usize))
+    }
+
+    /// The connection's listener when the request's listener (`by_host`) is another one. Only TLS
+    /// connections with SNI are checked, and only on ports with several listeners (on a port with
+    /// one listener every name reaches that listener and its certificate anyway).
+    fn misdirected(&self, req: &Request<'_>, by_host: Option<ParentRef>) -> Option<ParentRef> {
+        if req.server_name.is_empty() || !self.shared_ports.contains(&req.destination.port) {
+            return None;
+        }
+        let index = self.listeners.get(&req.destination.port)?;
+        let sni = request::lowercase(req.server_name);
+        let connection = ParentRef::Listener(*index.lookup(&sni).next()?);
+        (by_host != Some(connection)).then_some(connection)
+    }
+
+    /// Whether a gateway port has more than one listener: only then can a request reach another
+    /// listener than its connection's ([`Selection::Misdirected`]), and the host needs to read
+    /// the connection's SNI at all.
+    pub fn has_shared_ports(&self) -> bool {
+        !self.shared_ports.is_empty()
     }
 
     /// Indexes a checked table. Cannot fail: everything that could be wrong was checked when the
@@ -188,15 +232,24 @@ impl Router {
             }
         }
         let (table, matches, origins) = valid.into_parts();
+        let mut ports = rustc_hash::FxHashSet::default();
+        let shared_ports = table
+            .listeners
+            .iter()
+            .filter(|l| !ports.insert(l.port))
+            .map(|l| l.port)
+            .collect();
         Router {
             table,
             listeners,
+            shared_ports,
             services,
             groups,
             service_slots,
             matches,
             entries,
             origins,
+            oversized_regex_inputs: AtomicU64::new(0),
         }
     }
 }

@@ -20,6 +20,11 @@ pub struct Request<'a> {
     /// Where the connection was sent: the listener port for gateways, the Service ClusterIP:port
     /// for the mesh.
     pub destination: Destination,
+    /// The TLS server name (SNI) the connection was established with (Envoy's
+    /// `connection.requested_server_name`); empty for plaintext or a client without SNI. A
+    /// gateway answers 421 to a request whose Host belongs to another listener than this name's
+    /// (HTTP/2 connection coalescing; RFC 9110 §15.5.20).
+    pub server_name: &'a str,
 }
 
 /// The connection's destination address.
@@ -43,28 +48,39 @@ impl<'a> Request<'a> {
     /// The Host without its port, lowercase. Gateway API: implementations "MUST ignore any port
     /// value specified in the HTTP Host header while performing a match".
     pub fn host(&self) -> Cow<'a, str> {
-        let host = strip_port(self.authority);
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(host.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(host)
-        }
+        lowercase(strip_port(self.authority))
     }
 
     /// The value of header `name` (case-insensitive), or `None` when absent. A header sent several
     /// times is seen as its values joined with `,` (RFC 9110 §5.3), as Envoy's own header matcher
     /// sees it; the spec leaves repeated headers implementation-specific.
     pub fn header(&self, name: &str) -> Option<Cow<'a, str>> {
-        let mut found: Option<Cow<'a, str>> = None;
-        for (n, v) in self.headers {
-            if n.eq_ignore_ascii_case(name) {
-                found = Some(match found {
-                    None => Cow::Borrowed(v.as_str()),
-                    Some(prev) => Cow::Owned(format!("{prev},{v}")),
-                });
-            }
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        let Some(second) = values.next() else {
+            return Some(Cow::Borrowed(first));
+        };
+        // Repeated: one allocation of the final size, so a header sent n times costs O(total
+        // length), not O(n²) (each `format!` of the growing prefix copied it again).
+        let rest = || {
+            self.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .skip(2)
+                .map(|(_, v)| v.as_str())
+        };
+        let len = rest().fold(first.len() + 1 + second.len(), |n, v| n + 1 + v.len());
+        let mut joined = String::with_capacity(len);
+        joined.push_str(first);
+        for v in std::iter::once(second).chain(rest()) {
+            joined.push(',');
+            joined.push_str(v);
         }
-        found
+        Some(Cow::Owned(joined))
     }
 
     /// The value of query parameter `name` (case-sensitive, percent-decoded), first occurrence
@@ -77,6 +93,15 @@ impl<'a> Request<'a> {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 (percent_decode(k) == name).then(|| percent_decode(v))
             })
+    }
+}
+
+/// `s` in ASCII lowercase, borrowed when it already is (hostnames are compared lowercase).
+pub fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
@@ -144,6 +169,7 @@ mod tests {
                 ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: 80,
             },
+            server_name: "",
         }
     }
 
