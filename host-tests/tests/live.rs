@@ -161,7 +161,11 @@ fn config_pusher_down_keeps_routing_and_resyncs_when_back() {
         .write("10-shop.yaml", &route_yaml("shop", HOST, "/", "v2"));
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(gw.served_by(HOST, "/"), "demo/v1");
-    assert!(gw.envoy.stat("wasmcustom.gammaroute.fetch.failed") >= 1);
+    assert!(
+        gw.envoy
+            .stat("wasmcustom.gammaroute.result=.=failed;.;table_fetches_total")
+            >= 1
+    );
     gw.pusher.restart();
     // The filter retries with back-off (capped at 3 s ± 20%: back within 5 s).
     gw.wait_served_by(HOST, "/", "demo/v2", 4);
@@ -264,7 +268,7 @@ spec:
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(gw.envoy.stat("wasmcustom.gammaroute.table_rejected") >= 1);
+    assert!(gw.envoy.stat("wasmcustom.gammaroute.table_rejected_total") >= 1);
     assert_eq!(
         gw.served_by(HOST, "/"),
         "demo/v1",

@@ -38,9 +38,11 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootst
 /// up in a value (a header match, a name) is copied as is and cannot fill, empty or break another
 /// slot.
 pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
-    // The TLS slots default to one plaintext chain, so callers without TLS need not know them.
-    let defaults: BTreeMap<&str, String> =
+    // The TLS slots default to one plaintext chain, so callers without TLS need not know them;
+    // the stats tags are the filter's own (one list, in `gammaroute_filter::metrics`).
+    let mut defaults: BTreeMap<&str, String> =
         tls::slots(&tls::Plan::default(), "").into_iter().collect();
+    defaults.insert("STATS_TAGS", gammaroute_filter::metrics::stats_tags_yaml());
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(at) = rest.find("{{") {
@@ -730,6 +732,18 @@ mod tests {
         let values = BTreeMap::from([("A", "1".to_string())]);
         assert_eq!(fill("x {{A}} y", &values).unwrap(), "x 1 y");
         assert!(fill("{{A}} {{B}}", &values).unwrap_err().contains("{{B}}"));
+    }
+
+    #[test]
+    fn both_templates_label_the_filters_stats() {
+        let sidecar = include_str!("../../../envoy-configs/sidecar-original-dst.yaml");
+        for template in [BOOTSTRAP_TEMPLATE, sidecar] {
+            assert!(template.contains("stats_config:\n  stats_tags: {{STATS_TAGS}}\n"));
+        }
+        let filled = fill("t: {{STATS_TAGS}}", &BTreeMap::new()).unwrap();
+        let tags = gammaroute_filter::metrics::stats_tags_yaml();
+        assert_eq!(filled, format!("t: {tags}"));
+        assert!(tags.contains("tag_name: backend"));
     }
 
     #[test]

@@ -301,7 +301,9 @@ async fn metrics(Extract(state): Extract<Shared>) -> Response {
     let connected = state.proxies.connected(Instant::now());
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(connected),
+        state
+            .metrics
+            .render(connected, super::process::Process::read().as_ref()),
     )
         .into_response()
 }

@@ -26,6 +26,17 @@ pub struct LoadReport {
     pub errors: Vec<Problem>,
 }
 
+impl LoadReport {
+    /// The report of another source's snapshot (`--kube`): its objects and problems, no files.
+    pub fn of_snapshot(snapshot: &super::Snapshot) -> LoadReport {
+        LoadReport {
+            loaded: snapshot.store.len(),
+            errors: snapshot.problems.clone(),
+            ..LoadReport::default()
+        }
+    }
+}
+
 /// Reads every YAML/JSON file under `dir` (or `dir` itself if it is a file) into a new store,
 /// by the rules of [`FolderCache`] (the ones `serve` watches a folder with).
 pub fn load(dir: &Path) -> (Store, LoadReport) {

@@ -10,6 +10,7 @@ use super::abi::{self, LogLevel, Map, Status};
 use super::envoy::{self, Contract, Plan};
 use super::stats::count;
 use super::vm::{next_draw, Loaded, Op, Stream, Vm};
+use crate::metrics;
 use crate::router::{Destination, HeaderOp, Outcome, Request};
 
 /// proxy-wasm `FilterHeadersStatus::Continue`.
@@ -116,7 +117,7 @@ fn route_with(
     // Values too long for a regex did not match (table/regex.rs MAX_INPUT_LEN): visible to
     // operators as one count per request.
     if loaded.router.take_oversized_regex_inputs() > 0 {
-        count("gammaroute.regex_input_too_long");
+        count(metrics::REGEX_INPUT_TOO_LONG);
     }
     let contract = Contract {
         mirror_slots: loaded.mirror_slots,
@@ -146,7 +147,7 @@ fn route_with(
                 Err(s) => return Err(s),
             }
             if dropped_mirrors > 0 {
-                count("gammaroute.mirror_dropped");
+                count(metrics::MIRROR_DROPPED);
             }
             if !response.is_empty() {
                 stream.response = response.iter().map(own).collect();

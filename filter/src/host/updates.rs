@@ -11,8 +11,9 @@ use std::rc::Rc;
 use super::abi::{self, Buffer, LogLevel, Map, Status};
 use super::config::PluginConfig;
 use super::fetch::{self, CallResponse, Fetch, Fetched, Keys, Lease};
-use super::stats::count;
+use super::stats::{count, record_confirmed};
 use super::vm::{next_draw, Dynamic, Loaded, Root, Vm};
+use crate::metrics::{self, FetchResult};
 use crate::table::{self, wire};
 
 /// Sets up fetching for a root context being configured: the tick, the lease identity, and the
@@ -92,7 +93,7 @@ pub(super) fn tick(vm: &mut Vm, root: u32) {
                     dynamic.fetch.wait_ms(now)
                 ),
             );
-            count("gammaroute.fetch.failed");
+            count(&metrics::table_fetches(FetchResult::Failed));
         }
     }
 }
@@ -130,7 +131,10 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
     let etag = call.etag;
     let generation = call.generation;
     match dynamic.fetch.on_response(source, call, now, draw) {
-        Fetched::NotModified => count("gammaroute.fetch.not_modified"),
+        Fetched::NotModified => {
+            count(&metrics::table_fetches(FetchResult::NotModified));
+            record_confirmed();
+        }
         Fetched::Older { generation } => {
             abi::log(
                 LogLevel::Info,
@@ -140,7 +144,7 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
                     state_version(&state.loaded),
                 ),
             );
-            count("gammaroute.fetch.older");
+            count(&metrics::table_fetches(FetchResult::Older));
         }
         Fetched::Failed(message) => {
             abi::log(
@@ -152,7 +156,7 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
                     dynamic.fetch.wait_ms(now)
                 ),
             );
-            count("gammaroute.fetch.failed");
+            count(&metrics::table_fetches(FetchResult::Failed));
         }
         Fetched::Refused { version, message } => rejected(source, &version, &message),
         // The lease may have passed to another VM during the long-poll (this one stalled past
@@ -165,14 +169,14 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
                     source.role
                 ),
             );
-            count("gammaroute.fetch.superseded");
+            count(&metrics::table_fetches(FetchResult::Superseded));
         }
         Fetched::Table { proto } => match accept(&config, body_size, proto) {
             Ok((loaded, encoded)) => {
                 let version = loaded.router.version().to_string();
                 dynamic.fetch.applied(&version);
                 dynamic.fetch.applied_generation(generation.unwrap_or(0));
-                count("gammaroute.fetch.ok");
+                count(&metrics::table_fetches(FetchResult::Ok));
                 publish(dynamic, &version, generation.unwrap_or(0), &encoded);
                 state.install(loaded);
             }
@@ -228,7 +232,7 @@ fn rejected(source: &super::config::SourceConfig, version: &str, message: &str) 
             source.role
         ),
     );
-    count("gammaroute.table_rejected");
+    count(metrics::TABLE_REJECTED);
 }
 
 /// Writes a table for the other VMs: its generation and the table first, then its version
@@ -297,7 +301,7 @@ fn sync(state: &mut Root) {
                     "gammaroute: table version {published} from shared data refused, the table in force stays: {message}"
                 ),
             );
-            count("gammaroute.table_rejected");
+            count(metrics::TABLE_REJECTED);
             dynamic.refused = published;
         }
     }
