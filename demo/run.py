@@ -201,6 +201,12 @@ def start_envoy(name, bootstrap, logdir, concurrency=1):
     return proc
 
 
+def envoy_admin(name, logdir):
+    """The admin address of the Envoy `start_envoy` started as `name`."""
+    host, port = open(os.path.join(logdir, name + ".admin")).read().strip().rsplit(":", 1)
+    return (host, int(port))
+
+
 def pusher(*args):
     return subprocess.run([PUSHER, *args], capture_output=True, text=True)
 
@@ -278,6 +284,24 @@ def main():
     say(f"  Envoy + gammaroute.wasm: Gateway demo/gateway on 127.0.0.1:{gateway_port}; its "
         "filter long-polls config-pusher for table updates")
 
+    def gateway_programmed():
+        status = get(pusher_addr, "cp", "/v1/status?format=json").json()
+        gw = next(o for o in status["objects"]
+                  if o["kind"] == "Gateway" and o["metadata"]["name"] == "gateway")
+        c = next(c for c in gw["status"]["conditions"] if c["type"] == "Programmed")
+        return c["status"], c["reason"]
+
+    # Programmed means programmed: True once this Envoy reports it applied the served table.
+    deadline = time.time() + 10
+    programmed = gateway_programmed()
+    while programmed[0] != "True" and time.time() < deadline:
+        time.sleep(0.05)
+        programmed = gateway_programmed()
+    say(f"  Gateway demo/gateway Programmed={programmed[0]} ({programmed[1]}): this Envoy "
+        "reported it runs the served table")
+    expect(programmed == ("True", "Programmed"),
+           "serve reports the Gateway Programmed once its Envoy applied the table")
+
     # -- North-south ----------------------------------------------------------------------
     title("Canary: 90/10 between web-v1 and web-v2 (examples/10-canary.yaml)")
     show_cmd(f"curl -H 'host: shop.example' 127.0.0.1:{gateway_port}/   # x 200")
@@ -285,6 +309,17 @@ def main():
     histogram(counts, 200)
     expect(set(counts) <= {"web-v1", "web-v2"} and 5 <= counts["web-v2"] <= 45,
            f"about 10% web-v2: {dict(counts)}")
+    say("  Envoy counts them per route, rule and backend, labelled for Prometheus:")
+    admin = envoy_admin("gateway", logs)
+    show_cmd(f"curl -s {admin[0]}:{admin[1]}/stats/prometheus | grep 'requests_total.*web-v2'")
+    prom = get(admin, "admin", "/stats/prometheus").body.decode()
+    line = next((l for l in prom.splitlines()
+                 if l.startswith("gammaroute_requests_total{") and 'route="shop"' in l
+                 and 'backend="demo/web-v2:80"' in l), None)
+    say(f"    {line}")
+    expect(line is not None and line.endswith(f" {counts['web-v2']}")
+           and 'route_namespace="demo"' in line and 'rule="0"' in line,
+           "a labelled gammaroute_requests_total line counts the web-v2 requests")
 
     title("Header and query routing (examples/20-header-query-routing.yaml)")
     for hdrs, path, want, rule in [({}, "/items", "api", "default"),

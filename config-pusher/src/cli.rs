@@ -26,7 +26,8 @@ use crate::translate::{self, Output, Settings, DEFAULT_CONTROLLER_NAME};
     about,
     long_about = None,
     after_help = "Exit codes: 0 done (check: everything fine); 1 check found problems; \
-                  2 bad arguments or input that cannot be read; 3 explain: the compiled and the \
+                  2 bad arguments or input that cannot be read (a folder, stdin, or the cluster with --kube); \
+                  3 explain: the compiled and the \
                   reference router disagree (a gammaroute bug)."
 )]
 pub struct Cli {
@@ -179,7 +180,8 @@ pub enum Command {
     /// prints the winner (hostname pattern, rank), the decision (backends and weights, filters,
     /// redirect Location, rewrites, timeouts, retry, or the local 404/500/503 and why), the
     /// higher-precedence entries that did not match with the condition that failed, and the
-    /// lower-precedence entries that also matched.
+    /// lower-precedence entries that also matched. `-o json` gives the same as data, with every
+    /// entry that failed and its condition.
     ///
     /// Examples:
     ///   config-pusher explain --from DIR --parent gateway/shop/web 'GET http://shop.example.com/cart'
@@ -204,8 +206,14 @@ pub enum Command {
         #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,
         /// '[METHOD] URL', e.g. 'GET http://shop.example.com/cart?id=1' (METHOD defaults to GET).
+        /// An https URL's host is also the connection's TLS server name (SNI).
         #[arg(value_name = "REQUEST")]
         request: String,
+        /// Output format: the explanation as text, or as data (`json`: request, parent,
+        /// decision, winner, every entry that failed with its condition, the entries that lost;
+        /// `yaml` the same).
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
     /// Print a shell completion script.
     ///
@@ -224,8 +232,12 @@ pub enum Command {
 pub struct Input {
     /// Folder (or single file) of Kubernetes YAML to read; `-` reads the objects from standard
     /// input (e.g. `kubectl get svc,gateways,httproutes -A -o yaml | config-pusher check --from -`).
-    #[arg(long, value_name = "DIR")]
-    pub from: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "kube")]
+    pub from: Option<PathBuf>,
+    /// Read the live cluster instead (KUBECONFIG, else in-cluster config), with the same
+    /// watchers as `serve --kube`, once every kind has listed. Nothing is written.
+    #[arg(long, conflicts_with = "from")]
+    pub kube: bool,
     /// GatewayClasses whose spec.controllerName equals this are served.
     #[arg(long, default_value = DEFAULT_CONTROLLER_NAME, value_name = "NAME")]
     pub controller_name: String,
@@ -243,12 +255,12 @@ pub struct IstioArgs {
     #[arg(
         long,
         value_name = "URL",
-        default_value = "oci://ghcr.io/gammaroute/gammaroute-wasm:0.1.0"
+        default_value = render::istio::DEFAULT_WASM_URL
     )]
-    pub wasm_url: String,
-    /// WasmPlugin sha256 of the module (64 hex digits).
+    pub wasm_url: render::istio::WasmUrl,
+    /// WasmPlugin sha256 of the module (64 lower-case hex digits).
     #[arg(long, value_name = "HEX")]
-    pub wasm_sha256: Option<String>,
+    pub wasm_sha256: Option<render::istio::Sha256>,
     /// config-pusher's Service, which the filter polls for its table.
     #[arg(
         long,
@@ -349,6 +361,8 @@ pub enum CliError {
     Invalid(String),
     #[error(transparent)]
     Explain(#[from] explain::ExplainError),
+    #[error("--kube: {0}")]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// Runs a parsed command line; `Ok` carries the exit code.
@@ -461,12 +475,14 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             client_namespace,
             headers,
             request,
+            output,
         } => explain(
             &input,
             &parent,
             client_namespace.as_deref(),
             &request,
             &headers,
+            output,
         ),
         Command::Completion { shell } => {
             use clap::CommandFactory;
@@ -497,12 +513,11 @@ fn read_stdin() -> Result<String, CliError> {
 
 /// Loads and translates `--from`; load errors go to stderr unless `quiet`.
 fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output), CliError> {
-    let (store, report) = if input.from == Path::new(STDIN) {
-        files::load_text("<stdin>", &read_stdin()?)
-    } else if input.from.exists() {
-        files::load(&input.from)
-    } else {
-        return Err(CliError::MissingInput(input.from.clone()));
+    let (store, report) = match &input.from {
+        Some(from) if from == Path::new(STDIN) => files::load_text("<stdin>", &read_stdin()?),
+        Some(from) if from.exists() => files::load(from),
+        Some(from) => return Err(CliError::MissingInput(from.clone())),
+        None => read_cluster()?,
     };
     if !quiet {
         for e in &report.errors {
@@ -519,6 +534,25 @@ fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output)
         }
     }
     Ok((store, report, output))
+}
+
+/// How long `--kube` waits for every kind to list.
+const KUBE_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `--kube` for `check`, `explain` and `render`: the cluster read once ([`cluster::read_once`]).
+fn read_cluster() -> Result<(Store, files::LoadReport), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Invalid(format!("tokio runtime: {e}")))?;
+    let snapshot = runtime.block_on(async {
+        let client = cluster::connect().await?;
+        cluster::read_once(client, KUBE_READ_TIMEOUT).await
+    })?;
+    Ok((
+        snapshot.store.clone(),
+        files::LoadReport::of_snapshot(&snapshot),
+    ))
 }
 
 /// `config-pusher render`.
@@ -600,6 +634,7 @@ pub fn explain(
     client_namespace: Option<&str>,
     request: &str,
     headers: &[String],
+    format: Format,
 ) -> Result<u8, CliError> {
     let req = HttpRequest::parse(request, headers)?;
     let (store, _, output) = load(input, false)?;
@@ -610,7 +645,19 @@ pub fn explain(
         .ok_or_else(|| CliError::Invalid(format!("no table {}", target.role)))?;
     let e = explain::explain(table, &req.request(target.destination))
         .map_err(|e| CliError::Invalid(format!("{}: {e}", target.role)))?;
-    print!("{}", e.text);
+    match format {
+        Format::Table => print!("{}", e.text),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&e.report)
+                .map_err(|e| CliError::Invalid(format!("explain report: {e}")))?
+        ),
+        Format::Yaml => print!(
+            "{}",
+            serde_yaml_ng::to_string(&e.report)
+                .map_err(|e| CliError::Invalid(format!("explain report: {e}")))?
+        ),
+    }
     Ok(if e.agree { 0 } else { 3 })
 }
 

@@ -1,6 +1,7 @@
 //! Running against a Kubernetes cluster: the kube source ([`crate::source::kube`]), the Lease
 //! ([`crate::status::lease`]) and the status writer ([`crate::status::kube`]) wired together, for
-//! `serve --kube`. `serve` reads [`Running::snapshots`] like any source and hands every
+//! `serve --kube`; [`read_once`], the same source read once, for `check --kube` and
+//! `explain --kube`. `serve` reads [`Running::snapshots`] like any source and hands every
 //! translation to [`Running::statuses`].
 //!
 //! Connection: `kube::Client::try_default()` — `KUBECONFIG` (or `~/.kube/config`) when present,
@@ -56,6 +57,43 @@ impl Options {
 pub enum ClusterError {
     #[error("no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {0}")]
     Config(#[source] Box<kube::Error>),
+    #[error(
+        "the cluster was not read completely within {0:?}: some kind never listed (is the API \
+         server reachable, and may this user list gatewayclasses, gateways, httproutes, \
+         referencegrants, services, endpointslices, namespaces and secrets?)"
+    )]
+    Incomplete(Duration),
+}
+
+/// The cluster's objects, read once exactly as `serve --kube` reads them — the same watchers
+/// ([`crate::source::kube::run`]) up to their first complete snapshot — for `check --kube` and
+/// `explain --kube`. Objects that fail to decode are in the snapshot's `problems`, as in `serve`.
+pub async fn read_once(client: Client, within: Duration) -> Result<Arc<Snapshot>, ClusterError> {
+    let (tx, mut rx) = watch::channel(Snapshot::pending());
+    // One burst: everything listed is published at once, no need to wait for quiet.
+    let quiet = Duration::from_millis(10);
+    let watchers = tokio::spawn(crate::source::kube::run(
+        client,
+        tx,
+        Debounce::new(quiet, quiet * 10),
+    ));
+    let complete = tokio::time::timeout(within, async {
+        loop {
+            if rx.changed().await.is_err() {
+                return None;
+            }
+            let snapshot = rx.borrow_and_update().clone();
+            if snapshot.complete {
+                return Some(snapshot);
+            }
+        }
+    })
+    .await;
+    watchers.abort();
+    complete
+        .ok()
+        .flatten()
+        .ok_or(ClusterError::Incomplete(within))
 }
 
 /// A client from `KUBECONFIG` or the in-cluster configuration.

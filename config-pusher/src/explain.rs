@@ -13,6 +13,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use serde::Serialize;
+
 use gammaroute_filter::router::reference::{self, Evaluated, Failed, Reference};
 use gammaroute_filter::router::{
     decision, Destination, LocalReason, Outcome, ParentRef, Request, Router, Selected, Selection,
@@ -130,6 +132,9 @@ pub struct HttpRequest {
     /// Path with query string.
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The TLS server name (SNI) of an `https://` URL: its host, as `curl` sends it, whatever a
+    /// `-H host:` header says (so a coalesced connection's 421 can be explained). Empty for http.
+    pub server_name: String,
 }
 
 impl HttpRequest {
@@ -157,6 +162,11 @@ impl HttpRequest {
             path.to_string()
         };
         let mut authority = authority.to_string();
+        let server_name = if scheme == "https" {
+            gammaroute_filter::router::request::strip_port(&authority).to_string()
+        } else {
+            String::new()
+        };
         let mut parsed = Vec::new();
         for h in headers {
             let (name, value) = h
@@ -179,6 +189,7 @@ impl HttpRequest {
             authority,
             path,
             headers: parsed,
+            server_name,
         })
     }
 
@@ -191,6 +202,7 @@ impl HttpRequest {
             path: &self.path,
             headers: &self.headers,
             destination,
+            server_name: &self.server_name,
         }
     }
 }
@@ -317,6 +329,109 @@ fn gateway_port(
     })
 }
 
+/// `explain -o json`: the same explanation as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// `METHOD scheme://authority/path`.
+    pub request: String,
+    pub headers: Vec<Header>,
+    /// The table's role and version.
+    pub role: String,
+    pub version: String,
+    /// The parent the request arrived on; `None` when none serves it.
+    pub parent: Option<String>,
+    /// Whether the compiled and the reference router agree (exit code 3 otherwise).
+    pub engines_agree: bool,
+    pub decision: Decision,
+    /// The entry that serves the request.
+    pub winner: Option<Winner>,
+    /// Every entry of the parent that did not match, in precedence order, with the condition that
+    /// failed first.
+    pub failed: Vec<FailedEntry>,
+    /// Lower-precedence entries that matched too but lost.
+    pub also_matched: Vec<LostEntry>,
+}
+
+/// A request header as given with `-H`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+/// What the proxy does with the request (backend `draw` 0 for the forward details).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Decision {
+    /// Forwarded to one of `backends`, picked by weight.
+    #[serde(rename_all = "camelCase")]
+    Forward { backends: Vec<BackendShare> },
+    /// Answered by the proxy: `reason` as in `%RESPONSE_CODE_DETAILS%` (`gammaroute_<reason>`).
+    #[serde(rename_all = "camelCase")]
+    Local {
+        status: u16,
+        reason: String,
+        location: Option<String>,
+    },
+    /// A mesh destination this table does not route: the host's default routing applies.
+    Passthrough,
+}
+
+/// One backend of the winning rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendShare {
+    /// The cluster, or `answers <status>: <reason>` for an unavailable backend.
+    pub backend: String,
+    pub weight: u32,
+    /// Its share of the rule's weight, e.g. `90%`.
+    pub share: String,
+}
+
+/// The entry that serves the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Winner {
+    /// `namespace/name` of the HTTPRoute.
+    pub route: String,
+    /// The rule's position in `spec.rules`, and its `name` (GEP-995) if it has one.
+    pub rule: u32,
+    pub rule_name: Option<String>,
+    /// The match's position in the rule's `matches`, and what it requires.
+    #[serde(rename = "match")]
+    pub match_index: u32,
+    pub match_description: String,
+    /// Why it won (hostname, rank, competition).
+    pub why: String,
+}
+
+/// An entry that did not match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedEntry {
+    /// `ns/name rule R match M`, or the route alone when its hostnames ruled it out.
+    pub entry: String,
+    /// What the entry requires.
+    #[serde(rename = "match")]
+    pub requires: String,
+    /// The condition that failed.
+    pub condition: String,
+    /// Ahead of the winner in precedence (it would have won had it matched).
+    pub higher_precedence: bool,
+}
+
+/// A lower-precedence entry that matched too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LostEntry {
+    pub entry: String,
+    #[serde(rename = "match")]
+    pub requires: String,
+    /// Hostname pattern and rank.
+    pub precedence: String,
+}
+
 /// What `explain` found.
 #[derive(Debug, Clone)]
 pub struct Explanation {
@@ -328,6 +443,8 @@ pub struct Explanation {
     pub agree: bool,
     /// The human explanation.
     pub text: String,
+    /// The same, as data (`-o json`).
+    pub report: Report,
 }
 
 /// Explains one request against one table.
@@ -342,10 +459,11 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
         .iter()
         .filter(|e| e.failed.is_none())
         .min_by_key(|e| e.candidate.key());
-    let own = match (parent, winner) {
-        (None, _) => Selection::NoParent,
-        (Some(p), None) => Selection::NoMatch(p),
-        (Some(_), Some(w)) => Selection::Matched(w.candidate.selected),
+    let own = match (reference::misdirected(table, req), parent, winner) {
+        (Some(connection), _, _) => Selection::Misdirected(connection),
+        (None, None, _) => Selection::NoParent,
+        (None, Some(p), None) => Selection::NoMatch(p),
+        (None, Some(_), Some(w)) => Selection::Matched(w.candidate.selected),
     };
     // The decision is built by shared code from the selection; compared anyway, for the draws
     // explain shows.
@@ -393,7 +511,7 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
     );
     let shown_parent = match compiled {
         Selection::NoParent => parent,
-        Selection::NoMatch(p) => Some(p),
+        Selection::NoMatch(p) | Selection::Misdirected(p) => Some(p),
         Selection::Matched(sel) => Some(sel.parent),
     };
     match shown_parent {
@@ -404,6 +522,28 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
         w.line("engine", "compiled Router and reference router agree");
     }
 
+    let mut report = Report {
+        request: format!(
+            "{} {}://{}{}",
+            req.method, req.scheme, req.authority, req.path
+        ),
+        headers: req
+            .headers
+            .iter()
+            .map(|(name, value)| Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        role: table.role.clone(),
+        version: table.version.clone(),
+        parent: shown_parent.map(|p| parent_label(table, p)),
+        engines_agree: agree,
+        decision: decision_report(table, &router, compiled, req),
+        winner: None,
+        failed: Vec::new(),
+        also_matched: Vec::new(),
+    };
     let decision = router.decide(req, 0);
     match compiled {
         Selection::NoParent => {
@@ -425,15 +565,28 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
                 "404 (no_route): no route of this parent matches",
             );
         }
-        Selection::Matched(sel) => matched(&mut w, table, &router, sel, &evaluated, req),
+        Selection::Misdirected(_) => {
+            w.line(
+                "decision",
+                &format!(
+                    "421 (misdirected): the TLS connection was made for {} (SNI), another listener than the Host's",
+                    req.server_name
+                ),
+            );
+        }
+        Selection::Matched(sel) => {
+            report.winner = matched(&mut w, table, &router, sel, &evaluated, req);
+        }
     }
 
-    if shown_parent.is_none() {
+    // No parent, or a misdirected request: no entry of the parent was looked at.
+    if shown_parent.is_none() || matches!(compiled, Selection::Misdirected(_)) {
         return Ok(Explanation {
             router: compiled,
             reference: naive,
             agree,
             text: w.out,
+            report,
         });
     }
     let winner_key = match compiled {
@@ -444,15 +597,10 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
             .min(),
         _ => None,
     };
-    let before = |e: &&Evaluated<'_>| winner_key.is_none_or(|k| e.candidate.key() < k);
+    let before = |e: &Evaluated<'_>| winner_key.is_none_or(|k| e.candidate.key() < k);
     let mut seen = BTreeSet::new();
-    let mut missed: Vec<&Evaluated<'_>> = evaluated
-        .iter()
-        .filter(|e| e.failed.is_some())
-        .filter(before)
-        .collect();
+    let mut missed: Vec<&Evaluated<'_>> = evaluated.iter().filter(|e| e.failed.is_some()).collect();
     missed.sort_by_key(|e| e.candidate.key());
-    let mut rows = Vec::new();
     for e in missed {
         let s = e.candidate.selected;
         let row = match e.failed {
@@ -464,7 +612,7 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
                 let hostnames = reference::attachments(table, s.parent)
                     .get(e.candidate.position.attachment as usize)
                     .map_or(String::new(), |a| a.hostnames.join(", "));
-                vec![
+                [
                     route.map_or("?".into(), |r| format!("{}/{}", r.namespace, r.name)),
                     format!("hostnames {hostnames}"),
                     format!("host: \"{}\" does not match", req.host()),
@@ -475,7 +623,7 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
                     continue;
                 }
                 let m = decision::resolve(table, s).map(|(_, _, m, _)| m);
-                vec![
+                [
                     entry_label(table, s),
                     m.map_or("?".into(), describe_match),
                     m.map_or("?".into(), |m| describe_failure(f, m, req)),
@@ -483,8 +631,21 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
             }
             None => continue,
         };
-        rows.push(row);
+        let [entry, requires, condition] = row;
+        report.failed.push(FailedEntry {
+            entry,
+            requires,
+            condition,
+            higher_precedence: before(e),
+        });
     }
+    // The text lists those that would have won.
+    let rows: Vec<Vec<String>> = report
+        .failed
+        .iter()
+        .filter(|f| f.higher_precedence)
+        .map(|f| vec![f.entry.clone(), f.requires.clone(), f.condition.clone()])
+        .collect();
     w.blank();
     let title = if winner_key.is_some() {
         "higher-precedence entries that did not match"
@@ -524,6 +685,14 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
                 ]
             })
             .collect();
+        report.also_matched = rows
+            .iter()
+            .map(|r| LostEntry {
+                entry: r.first().cloned().unwrap_or_default(),
+                requires: r.get(1).cloned().unwrap_or_default(),
+                precedence: r.get(2).cloned().unwrap_or_default(),
+            })
+            .collect();
         w.blank();
         w.list("lower-precedence entries that also matched", rows);
     }
@@ -532,7 +701,54 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
         reference: naive,
         agree,
         text: w.out,
+        report,
     })
+}
+
+/// The decision as data: local answers with their status and reason, or the winning rule's
+/// backends with their shares.
+fn decision_report(
+    table: &RouteTable,
+    router: &Router,
+    compiled: Selection,
+    req: &Request<'_>,
+) -> Decision {
+    match router.decide(req, 0).outcome {
+        Outcome::Passthrough => Decision::Passthrough,
+        Outcome::Respond(r) => Decision::Local {
+            status: r.status,
+            reason: r.reason.as_str().to_string(),
+            location: r
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.to_string()),
+        },
+        Outcome::Forward(_) => {
+            let rule = match compiled {
+                Selection::Matched(sel) => {
+                    decision::resolve(table, sel).map(|(_, rule, _, _)| rule)
+                }
+                _ => None,
+            };
+            let backends = rule.map_or(&[][..], |r| r.backends.as_slice());
+            let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+            Decision::Forward {
+                backends: backends
+                    .iter()
+                    .map(|b| BackendShare {
+                        backend: backend_label(b),
+                        weight: b.weight,
+                        share: if total == 0 {
+                            "0%".into()
+                        } else {
+                            percent(u64::from(b.weight), total)
+                        },
+                    })
+                    .collect(),
+            }
+        }
+    }
 }
 
 /// The winner's part: route, rule, match, why, decision.
@@ -543,10 +759,18 @@ fn matched(
     sel: Selected,
     evaluated: &[Evaluated<'_>],
     req: &Request<'_>,
-) {
+) -> Option<Winner> {
     let Some((route, rule, m, _)) = decision::resolve(table, sel) else {
         w.line("decision", "the selection points outside the table (bug)");
-        return;
+        return None;
+    };
+    let mut winner = Winner {
+        route: format!("{}/{}", route.namespace, route.name),
+        rule: rule.index,
+        rule_name: rule.name.clone(),
+        match_index: sel.matched,
+        match_description: describe_match(m),
+        why: String::new(),
     };
     w.blank();
     w.line("route", &format!("{}/{}", route.namespace, route.name));
@@ -587,6 +811,7 @@ fn matched(
             why.push_str(" (its more specific hostname beats lower ranks)");
         }
         w.line("why", &why);
+        winner.why = why;
     }
 
     // The decision for each backend the weighted pick can choose: draw = the weights before it.
@@ -715,6 +940,7 @@ fn matched(
         }
         w.line("retry", &s);
     }
+    Some(winner)
 }
 
 fn percent(part: u64, total: u64) -> String {
@@ -774,6 +1000,7 @@ fn selection_label(table: &RouteTable, s: Selection) -> String {
     match s {
         Selection::NoParent => "no parent".into(),
         Selection::NoMatch(p) => format!("no match on {}", parent_label(table, p)),
+        Selection::Misdirected(p) => format!("misdirected from {}", parent_label(table, p)),
         Selection::Matched(sel) => entry_label(table, sel),
     }
 }

@@ -384,3 +384,130 @@ fn log_format_json_writes_one_json_object_per_line() {
         "{first}"
     );
 }
+
+#[test]
+fn render_refuses_a_wasm_url_or_sha256_that_istio_cannot_use() {
+    let out = std::env::temp_dir().join(format!("gammaroute-cli-wasm-{}", std::process::id()));
+    let out = out.display().to_string();
+    let from = "tests/golden/header-routing/input";
+    let base = ["render", "--from", from, "--out", &out, "--istio"];
+    for (flag, value, says) in [
+        ("--wasm-sha256", "ABC", "64 lower-case hex digits"),
+        ("--wasm-sha256", &"A".repeat(64), "64 lower-case hex digits"),
+        (
+            "--wasm-url",
+            "ghcr.io/x/y:1",
+            "oci://, https://, http:// or file://",
+        ),
+    ] {
+        let mut args = base.to_vec();
+        args.extend([flag, value]);
+        let r = cli(&args);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(says), "{stderr}");
+    }
+    let mut args = base.to_vec();
+    let sha = "0123456789abcdef".repeat(4);
+    args.extend([
+        "--wasm-sha256",
+        &sha,
+        "--wasm-url",
+        "https://example.com/g.wasm",
+    ]);
+    let r = cli(&args);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn explain_json_has_the_decision_the_winner_and_every_failed_candidate() {
+    let explain = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec![
+            "explain",
+            "--from",
+            "../examples",
+            "--parent",
+            "gateway/demo/gateway",
+            "-o",
+            "json",
+        ];
+        all.extend_from_slice(args);
+        let out = cli(&all);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = explain(&["-H", "x-beta: true", "GET http://api.example/items"]);
+    assert_eq!(v["request"], "GET http://api.example/items");
+    assert_eq!(
+        v["headers"],
+        serde_json::json!([{"name": "x-beta", "value": "true"}])
+    );
+    assert_eq!(v["enginesAgree"], true);
+    assert_eq!(v["winner"]["route"], "demo/api");
+    assert_eq!(v["winner"]["ruleName"], "beta-header");
+    assert_eq!(
+        v["decision"],
+        serde_json::json!({"kind": "forward", "backends": [
+            {"backend": "demo/api-beta:80", "weight": 1, "share": "100%"}]})
+    );
+    let failed = v["failed"].as_array().unwrap();
+    let condition = |entry: &str| {
+        failed
+            .iter()
+            .find(|f| f["entry"].as_str().unwrap().starts_with(entry))
+            .map(|f| f["condition"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        condition("demo/api rule 1 \"beta-query\"").as_deref(),
+        Some("query beta: absent")
+    );
+    assert_eq!(
+        condition("demo/shop").as_deref(),
+        Some("host: \"api.example\" does not match")
+    );
+    assert!(failed.iter().all(|f| f["higherPrecedence"].is_boolean()));
+    assert_eq!(
+        v["alsoMatched"][0]["entry"],
+        "demo/api rule 3 \"default\" match 0"
+    );
+
+    // The canary's weights, and a local answer with its reason.
+    let v = explain(&["GET http://shop.example/"]);
+    let shares: Vec<&str> = v["decision"]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["share"].as_str().unwrap())
+        .collect();
+    assert_eq!(shares, ["90%", "10%"]);
+    let v = explain(&["GET http://nowhere.example/"]);
+    assert_eq!(
+        (
+            v["decision"]["kind"].clone(),
+            v["decision"]["status"].clone(),
+            v["decision"]["reason"].clone()
+        ),
+        ("local".into(), 404.into(), "no_route".into())
+    );
+    assert_eq!(v["winner"], serde_json::Value::Null);
+}
+
+#[test]
+fn kube_and_from_are_one_or_the_other() {
+    for args in [
+        &["check"][..],
+        &["check", "--kube", "--from", "../examples"],
+        &["explain", "--parent", "gateway/a/b", "http://x/"],
+    ] {
+        let out = cli(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--from"), "{err}");
+    }
+}

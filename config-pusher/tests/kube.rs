@@ -1010,3 +1010,115 @@ async fn real_cluster_route_status() {
         "HTTPRoute {ns}/web never got Accepted=True from {US}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// check --kube / explain --kube: the same watchers, read once
+
+#[tokio::test]
+async fn read_once_gives_check_and_explain_what_serve_sees() {
+    let (client, handle) = mock();
+    let mut scripts = empty_scripts();
+    let object = |kind: &str, name: &str, spec: Value| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": kind,
+               "metadata": {"name": name, "namespace": "shop", "resourceVersion": "1"},
+               "spec": spec})
+    };
+    let mut broken = route("broken", "gw", "2026-01-01T00:00:03Z");
+    broken["spec"]["rules"] = json!("not-a-list");
+    let lists: [(&str, &str, Vec<Value>); 4] = [
+        (
+            "/apis/gateway.networking.k8s.io/v1/gatewayclasses",
+            "GatewayClass",
+            vec![
+                json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                        "metadata": {"name": "gammaroute", "resourceVersion": "1"},
+                        "spec": {"controllerName": US}}),
+            ],
+        ),
+        (
+            "/apis/gateway.networking.k8s.io/v1/gateways",
+            "Gateway",
+            vec![object(
+                "Gateway",
+                "gw",
+                json!({"gatewayClassName": "gammaroute",
+                       "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}),
+            )],
+        ),
+        (
+            "/apis/gateway.networking.k8s.io/v1/httproutes",
+            "HTTPRoute",
+            vec![route("a", "gw", "2026-01-01T00:00:01Z"), broken],
+        ),
+        (
+            "/api/v1/services",
+            "Service",
+            vec![json!({"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "3"},
+                        "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 80}]}})],
+        ),
+    ];
+    for (path, kind, items) in lists {
+        let api_version = if kind == "Service" {
+            "v1"
+        } else {
+            "gateway.networking.k8s.io/v1"
+        };
+        scripts.get_mut(path).unwrap().lists =
+            VecDeque::from([(StatusCode::OK, list(kind, api_version, items))]);
+    }
+    apiserver(handle, scripts);
+
+    let snapshot = config_pusher::cluster::read_once(client, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(snapshot.complete);
+    let output = config_pusher::translate::translate(
+        &snapshot.store,
+        &config_pusher::translate::Settings::default(),
+    );
+    let load = config_pusher::source::files::LoadReport::of_snapshot(&snapshot);
+    // check: the route is accepted, the undecodable one is a load problem.
+    let report = config_pusher::check::Report::new(&snapshot.store, &load, &output);
+    let text = report.to_text();
+    assert!(text.contains("shop/a"), "{text}");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains("HTTPRoute shop/broken"),
+        "{text}"
+    );
+    // explain: the same table serve would publish routes the request to shop/web.
+    let table = &output.tables["gateway/shop/gw"];
+    let req = config_pusher::explain::HttpRequest::parse("GET http://any.example/", &[]).unwrap();
+    let e = config_pusher::explain::explain(
+        table,
+        &req.request(gammaroute_filter::router::Destination {
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            port: 80,
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        e.report.winner.as_ref().map(|w| w.route.as_str()),
+        Some("shop/a")
+    );
+}
+
+#[tokio::test]
+async fn read_once_fails_clearly_when_a_kind_never_lists() {
+    let (client, handle) = mock();
+    let mut scripts = empty_scripts();
+    scripts.get_mut("/api/v1/services").unwrap().lists = VecDeque::from([(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        kube_status(500, "InternalError"),
+    )]);
+    apiserver(handle, scripts);
+    let e = config_pusher::cluster::read_once(client, Duration::from_millis(1500))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the cluster was not read completely within 1.5s"),
+        "{e}"
+    );
+}

@@ -304,9 +304,31 @@ fn tables_etags_encodings_and_probes() {
         "config_pusher_table_requests_total{code=\"304\"} 3",
         "config_pusher_table_requests_total{code=\"404\"} 2",
         "config_pusher_table_requests_total{code=\"400\"} 1",
+        &format!(
+            "config_pusher_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_start_time_seconds gauge",
+        "# TYPE process_max_fds gauge",
     ] {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
+    // The process family describes the server's own process.
+    let rss = server.metric("process_resident_memory_bytes");
+    assert!(
+        rss > 1e6 && server.metric("process_open_fds") >= 3.0,
+        "{text}"
+    );
+    let started = server.metric("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now + 1.0 && now - started < 600.0,
+        "{started} vs {now}"
+    );
     let status = server.get("/v1/status?format=json", &[]).json();
     assert_eq!(status["loadErrors"], serde_json::json!([]));
     assert!(server
@@ -803,4 +825,106 @@ fn long_polls_over_the_limits_get_503_with_retry_after() {
         &[("if-none-match", &etag)],
     );
     assert_eq!(again.status, 304);
+}
+
+/// The `Programmed` condition (`type`, `status`, `reason`, `message`) of Gateway shop/web and of
+/// its listener, from `/v1/status`.
+fn programmed(r: &Response) -> Vec<[String; 3]> {
+    let status = r.json();
+    let gw = status["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "Gateway" && o["metadata"]["name"] == "web")
+        .unwrap()
+        .clone();
+    let listener = gw["status"]["listeners"][0]["conditions"].clone();
+    [gw["status"]["conditions"].clone(), listener]
+        .iter()
+        .map(|conditions| {
+            let c = conditions
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Programmed")
+                .unwrap();
+            [&c["status"], &c["reason"], &c["message"]].map(|v| v.as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn programmed_waits_for_a_proxy_of_the_role_to_apply_the_table() {
+    let dir = folder("programmed");
+    let server = Server::start(&dir, &["--debounce-ms", "20"]);
+    let path = format!("/v1/tables/{ROLE}");
+    let pending = |r: &Response, what: &str| {
+        let p = programmed(r);
+        p.iter()
+            .all(|[s, reason, m]| s == "False" && reason == "Pending" && m.contains(what))
+    };
+
+    // No proxy yet: the Gateway and its listener are Pending, and it is a problem.
+    let r = server.get("/v1/status?format=json", &[]);
+    assert!(
+        pending(
+            &r,
+            "no proxy of role gateway/shop/web has fetched its table"
+        ),
+        "{:?}",
+        programmed(&r)
+    );
+    assert!(r.json()["problems"].to_string().contains("Pending"));
+
+    // A proxy that fetched but runs no table yet: still Pending, and it says so.
+    let t = table::decode_json(&server.get(&path, &[]).body).unwrap();
+    let proxy = |applied: &str| {
+        server.get(
+            &path,
+            &[
+                ("x-gammaroute-proxy", "envoy-1"),
+                ("x-gammaroute-applied", applied),
+            ],
+        )
+    };
+    proxy("");
+    server.eventually(
+        "/v1/status?format=json",
+        "Pending, 1 without a table",
+        |r| {
+            pending(
+                r,
+                "of 1 connected, 0 run an older version and 1 no table yet",
+            )
+        },
+    );
+
+    // It applied the served version: Programmed, as translation said.
+    proxy(&t.version);
+    let r = server.eventually("/v1/status?format=json", "Programmed", |r| {
+        programmed(r)
+            .iter()
+            .all(|[s, reason, _]| s == "True" && reason == "Programmed")
+    });
+    assert_eq!(r.json()["ok"], true, "{}", r.text());
+
+    // A new table: Pending until the proxy reports it.
+    std::fs::write(dir.join("route.yaml"), route("/v2")).unwrap();
+    let old = t.version.clone();
+    let newer = server.eventually(&path, "a new version", |r| {
+        table::decode_json(&r.body).is_ok_and(|n| n.version != old)
+    });
+    let newer = table::decode_json(&newer.body).unwrap().version;
+    server.eventually(
+        "/v1/status?format=json",
+        "Pending on the new version",
+        |r| {
+            pending(r, &format!("apply version {}", &newer[..12]))
+                && pending(r, "1 run an older version")
+        },
+    );
+    proxy(&newer);
+    server.eventually("/v1/status?format=json", "Programmed again", |r| {
+        programmed(r).iter().all(|[s, _, _]| s == "True")
+    });
 }

@@ -6,6 +6,8 @@
 //! - [`router`]: compiles a table and turns a request into a [`router::Decision`]; pure Rust, no
 //!   host calls, tested natively and compiled to wasm.
 //! - [`host`]: the proxy-wasm glue that applies decisions in Envoy.
+//! - [`metrics`]: the filter's metric names and the Envoy stats tags that label them (shared
+//!   with config-pusher's bootstraps).
 //!
 //! Inside Envoy a panic kills the VM, so the crate denies `unwrap`, `expect`, `panic!` and
 //! indexing that can panic (see `[lints]` in Cargo.toml); tests may use them.
@@ -23,5 +25,6 @@
 )]
 
 pub mod host;
+pub mod metrics;
 pub mod router;
 pub mod table;

@@ -162,7 +162,15 @@ impl Envoy {
 
     /// A counter or gauge from `/stats` (0 when absent).
     pub fn stat(&self, name: &str) -> u64 {
-        let r = http::get(self.admin, "admin", &format!("/stats?filter=^{name}$"), &[]);
+        // Labelled names carry `=`, `;`, `/` and `:`: percent-encode the filter.
+        let filter: String = format!("^{name}$")
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => (b as char).to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect();
+        let r = http::get(self.admin, "admin", &format!("/stats?filter={filter}"), &[]);
         r.text()
             .lines()
             .find_map(|l| {
@@ -173,6 +181,13 @@ impl Envoy {
                     .ok()
             })
             .unwrap_or(0)
+    }
+
+    /// `/stats/prometheus`: what a Prometheus scrape of the admin interface reads.
+    pub fn prometheus(&self) -> String {
+        let r = http::get(self.admin, "admin", "/stats/prometheus", &[]);
+        assert_eq!(r.status, 200, "/stats/prometheus: {}", r.text());
+        r.text()
     }
 
     /// Envoy's log so far.

@@ -146,7 +146,10 @@ fn one_vm_fetches_and_every_vm_follows() {
         Some("default/v1:80"),
         "the fetcher applies at once"
     );
-    assert_eq!(vms[fetcher].metric("gammaroute.fetch.ok"), Some(1));
+    assert_eq!(
+        vms[fetcher].metric("gammaroute.result=.=ok;.;table_fetches_total"),
+        Some(1)
+    );
     // It long-polls again at once, naming the version it has.
     let (_, next) = the_call(&vms);
     assert_eq!(
@@ -175,6 +178,23 @@ fn one_vm_fetches_and_every_vm_follows() {
     late.set_property("node.id", "node-a");
     assert!(late.configure(&config(None)));
     assert_eq!(cluster_of(&mut late).as_deref(), Some("default/v1:80"));
+
+    // The table gauges: applied once; confirmed again by every 304 (a stale proxy stops
+    // advancing it).
+    let applied = "gammaroute.table_applied_timestamp_seconds";
+    let confirmed = "gammaroute.table_confirmed_timestamp_seconds";
+    let at = vms[fetcher].metric(applied).expect("applied timestamp");
+    assert_eq!(vms[fetcher].metric(confirmed), Some(at));
+    vms[fetcher].advance_millis(5_000);
+    let (poller, poll) = the_call(&vms);
+    assert_eq!(poller, fetcher);
+    vms[fetcher].respond_http_call(poll.token, &[(":status", "304")], &[], &[]);
+    assert_eq!(
+        vms[fetcher].metric("gammaroute.result=.=not_modified;.;table_fetches_total"),
+        Some(1)
+    );
+    assert_eq!(vms[fetcher].metric(confirmed), Some(at + 5));
+    assert_eq!(vms[fetcher].metric(applied), Some(at));
 }
 
 #[test]
@@ -199,7 +219,10 @@ fn a_bad_table_is_rejected_whole_reported_and_not_fetched_again() {
     bad.routes[0].rules[0].matches[0].path = table::PathMatch::Regex("(".into());
     let bad = bad.with_version();
     answer_table(&mut vms[fetcher], &call, &bad);
-    assert_eq!(vms[fetcher].metric("gammaroute.table_rejected"), Some(1));
+    assert_eq!(
+        vms[fetcher].metric("gammaroute.table_rejected_total"),
+        Some(1)
+    );
     assert!(vms[fetcher]
         .logs()
         .iter()
@@ -250,7 +273,10 @@ fn a_bad_table_is_rejected_whole_reported_and_not_fetched_again() {
     let mut tampered = table_to("default/v3:80");
     tampered.version = v1.version.clone();
     answer_table(&mut vms[fetcher], &next, &tampered);
-    assert_eq!(vms[fetcher].metric("gammaroute.table_rejected"), Some(3));
+    assert_eq!(
+        vms[fetcher].metric("gammaroute.table_rejected_total"),
+        Some(3)
+    );
     assert_eq!(
         cluster_of(&mut vms[fetcher]).as_deref(),
         Some("default/v1:80")
@@ -286,7 +312,7 @@ fn a_table_that_trapped_a_vm_is_not_fetched_again_by_the_next() {
     tick_all(&mut vms);
     // The next fetcher treats v9 as rejected: no fetch at once (it would trap again) …
     let fetcher = (0..2)
-        .find(|&i| vms[i].metric("gammaroute.table_rejected") == Some(1))
+        .find(|&i| vms[i].metric("gammaroute.table_rejected_total") == Some(1))
         .expect("one VM found the trapped attempt");
     assert!(
         vms[fetcher]
@@ -317,7 +343,10 @@ fn a_table_that_trapped_a_vm_is_not_fetched_again_by_the_next() {
     let attempt = vms[0].shared().get(&format!("gammaroute/{ROLE}/attempt"));
     assert_eq!(attempt.map(|(v, _)| v), Some(Vec::new()));
     // The table that compiled was not counted as rejected.
-    assert_eq!(vms[fetcher].metric("gammaroute.table_rejected"), Some(1));
+    assert_eq!(
+        vms[fetcher].metric("gammaroute.table_rejected_total"),
+        Some(1)
+    );
 }
 
 #[test]
@@ -329,7 +358,10 @@ fn config_pusher_down_keeps_the_table_and_backs_off() {
     let call = vm.http_calls()[0].clone();
     // No response at all (connection refused / reset), then 503s.
     vm.respond_http_call(call.token, &[], b"", &[]);
-    assert_eq!(vm.metric("gammaroute.fetch.failed"), Some(1));
+    assert_eq!(
+        vm.metric("gammaroute.result=.=failed;.;table_fetches_total"),
+        Some(1)
+    );
     assert!(vm.http_calls().is_empty(), "no retry at once");
     assert_eq!(cluster_of(vm).as_deref(), Some("default/v1:80"));
     // The first retry comes after ~500 ms (±20%), i.e. after 4 to 6 ticks of 100 ms.
@@ -411,7 +443,10 @@ fn a_fetcher_that_lost_the_lease_does_not_publish_its_late_answer() {
 
     // Now the stalled VM's long-poll returns an older table: dropped, not published.
     answer_table(&mut vms[stalled], &old_call, &table_to("default/v1:80"));
-    assert_eq!(vms[stalled].metric("gammaroute.fetch.superseded"), Some(1));
+    assert_eq!(
+        vms[stalled].metric("gammaroute.result=.=superseded;.;table_fetches_total"),
+        Some(1)
+    );
     assert!(
         vms[stalled].http_calls().is_empty(),
         "the VM without the lease does not poll again"
@@ -431,7 +466,10 @@ fn an_unknown_cluster_is_logged_and_retried() {
     assert!(vm.configure(&config(None)));
     vm.tick();
     assert!(vm.http_calls().is_empty());
-    assert_eq!(vm.metric("gammaroute.fetch.failed"), Some(1));
+    assert_eq!(
+        vm.metric("gammaroute.result=.=failed;.;table_fetches_total"),
+        Some(1)
+    );
     assert!(
         vm.logs()
             .iter()

@@ -116,10 +116,56 @@ fn routes_splits_and_filters_through_envoy() {
     // Metrics per route/rule/backend.
     assert!(
         gw.envoy
-            .stat("wasmcustom.gammaroute.rq.default.shop.rule_1.backend_1")
+            .stat("wasmcustom.gammaroute.route_namespace=.=default;.;route=.=shop;.;rule=.=1;.;backend=.=default/canary:80;.;requests_total")
             >= 52
     );
-    assert!(gw.envoy.stat("wasmcustom.gammaroute.local.no_route") >= 1);
+    assert!(
+        gw.envoy
+            .stat("wasmcustom.gammaroute.reason=.=no_route;.;local_replies_total")
+            >= 1
+    );
+
+    // The same counters on /stats/prometheus, labelled by the bootstrap's stats_tags.
+    let canary = gw
+        .envoy
+        .stat("wasmcustom.gammaroute.route_namespace=.=default;.;route=.=shop;.;rule=.=1;.;backend=.=default/canary:80;.;requests_total");
+    let prom = gw.envoy.prometheus();
+    for line in [
+        "# TYPE gammaroute_requests_total counter".to_string(),
+        format!(
+            "gammaroute_requests_total{{route_namespace=\"default\",route=\"shop\",rule=\"1\",backend=\"default/canary:80\"}} {canary}"
+        ),
+        "# TYPE gammaroute_local_replies_total counter".to_string(),
+        "# TYPE gammaroute_table_version gauge".to_string(),
+        "# TYPE gammaroute_table_applied_timestamp_seconds gauge".to_string(),
+    ] {
+        assert!(prom.lines().any(|l| l == line), "no `{line}` in\n{prom}");
+    }
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with("gammaroute_local_replies_total{reason=\"no_route\"} ")),
+        "{prom}"
+    );
+    let applied: u64 = prom
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("gammaroute_table_applied_timestamp_seconds{} ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no applied timestamp in\n{prom}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(applied <= now && now - applied < 600, "{applied} vs {now}");
+    // No gammaroute series is left with its labels in the name.
+    assert!(
+        !prom
+            .lines()
+            .any(|l| l.contains("gammaroute") && l.contains("_._")),
+        "{prom}"
+    );
 }
 
 #[test]

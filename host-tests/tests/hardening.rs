@@ -199,5 +199,9 @@ fn a_huge_repeated_header_on_a_regex_route_is_refused_cheaply() {
     let r = gw.get("h", "/re", &headers);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(served_by(&r), "api");
-    assert!(gw.envoy.stat("wasmcustom.gammaroute.regex_input_too_long") >= 1);
+    assert!(
+        gw.envoy
+            .stat("wasmcustom.gammaroute.regex_input_too_long_total")
+            >= 1
+    );
 }

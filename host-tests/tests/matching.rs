@@ -268,13 +268,17 @@ fn matching_precedence_hostnames_and_local_answers_through_envoy() {
     // The local answers are counted per reason.
     assert_eq!(
         gw.envoy
-            .stat("wasmcustom.gammaroute.local.backend_unavailable"),
+            .stat("wasmcustom.gammaroute.reason=.=backend_unavailable;.;local_replies_total"),
         failed
     );
-    assert_eq!(gw.envoy.stat("wasmcustom.gammaroute.local.no_backends"), 3);
     assert_eq!(
         gw.envoy
-            .stat("wasmcustom.gammaroute.rq.default.paths.rule_9.backend_0"),
+            .stat("wasmcustom.gammaroute.reason=.=no_backends;.;local_replies_total"),
+        3
+    );
+    assert_eq!(
+        gw.envoy
+            .stat("wasmcustom.gammaroute.route_namespace=.=default;.;route=.=paths;.;rule=.=9;.;backend=.=default/match:80;.;requests_total"),
         served
     );
 }

@@ -100,13 +100,18 @@ fn without_rule_stats_a_forward_makes_no_metric_call() {
         ])
     );
     assert!(
-        !vm.metrics().keys().any(|k| k.starts_with("gammaroute.rq.")),
+        !vm.metrics()
+            .keys()
+            .any(|k| k.ends_with(";.;requests_total")),
         "{:?}",
         vm.metrics()
     );
     // Local replies are still counted.
     vm.request("GET", "http://shop.example/nothing-here", &[]);
-    assert_eq!(vm.metric("gammaroute.local.no_route"), Some(1));
+    assert_eq!(
+        vm.metric("gammaroute.reason=.=no_route;.;local_replies_total"),
+        Some(1)
+    );
 }
 
 #[test]

@@ -75,11 +75,11 @@ fn header_modifiers_and_cluster() {
     assert_eq!(r.upstream_cluster(), Some("default/api:80"));
     assert_eq!(r.response_header("x-served-by"), None);
     assert_eq!(
-        vm.metric("gammaroute.rq.default.shop.rule_1.backend_0"),
+        vm.metric("gammaroute.route_namespace=.=default;.;route=.=shop;.;rule=.=1;.;backend=.=default/api:80;.;requests_total"),
         Some(1)
     );
     assert_eq!(
-        vm.metric("gammaroute.rq.default.shop.rule_0.backend_0"),
+        vm.metric("gammaroute.route_namespace=.=default;.;route=.=shop;.;rule=.=0;.;backend=.=default/canary:80;.;requests_total"),
         Some(1)
     );
 }
@@ -134,7 +134,10 @@ fn redirect_is_a_local_response() {
     assert_eq!(r.action, 1, "paused after a local response");
     assert_eq!(r.upstream_cluster(), None);
     assert_eq!(r.response_headers(), None);
-    assert_eq!(vm.metric("gammaroute.local.redirect"), Some(1));
+    assert_eq!(
+        vm.metric("gammaroute.reason=.=redirect;.;local_replies_total"),
+        Some(1)
+    );
 }
 
 #[test]
@@ -178,8 +181,14 @@ fn no_route_is_404_and_no_backends_is_500() {
     let local = r.local_response().expect("500");
     assert_eq!(local.status, 500);
     assert_eq!(local.header("content-type"), Some("text/plain"));
-    assert_eq!(vm.metric("gammaroute.local.no_route"), Some(1));
-    assert_eq!(vm.metric("gammaroute.local.no_backends"), Some(1));
+    assert_eq!(
+        vm.metric("gammaroute.reason=.=no_route;.;local_replies_total"),
+        Some(1)
+    );
+    assert_eq!(
+        vm.metric("gammaroute.reason=.=no_backends;.;local_replies_total"),
+        Some(1)
+    );
 }
 
 #[test]
@@ -208,7 +217,7 @@ fn malformed_configuration_is_rejected_with_a_log_line() {
             vm.logs()
         );
     }
-    assert_eq!(vm.metric("gammaroute.config_rejected"), Some(5));
+    assert_eq!(vm.metric("gammaroute.config_rejected_total"), Some(5));
     // A good configuration after bad ones still loads.
     assert!(vm.configure(&table().to_string()));
     assert!(vm
@@ -305,7 +314,7 @@ fn workers_share_data_but_not_memory() {
     );
     // Metrics are per VM.
     assert_eq!(
-        vm.metric("gammaroute.rq.default.shop.rule_1.backend_0"),
+        vm.metric("gammaroute.route_namespace=.=default;.;route=.=shop;.;rule=.=1;.;backend=.=default/api:80;.;requests_total"),
         None
     );
 }

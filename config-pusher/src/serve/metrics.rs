@@ -1,5 +1,7 @@
 //! `/metrics` in the Prometheus text exposition format (0.0.4), written by hand: a few counters,
-//! gauges and one histogram do not need a metrics framework.
+//! gauges and one histogram do not need a metrics framework. Besides config-pusher's own:
+//! `config_pusher_build_info` (the convention of `prometheus_build_info`) and the standard
+//! `process_*` family ([`Process`]).
 //!
 //! The change-to-published histogram follows Istio's `pilot_proxy_convergence_time` idea, on the
 //! control-plane side only: from the moment the source noticed a change to the moment the new
@@ -10,6 +12,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use super::process::Process;
 use super::publish::{Outcome, Tables};
 use crate::source::Snapshot;
 use crate::translate::Output;
@@ -96,8 +99,9 @@ impl Metrics {
         self.proxy_rejections.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The exposition text; `connected` proxies are counted by the caller.
-    pub fn render(&self, connected: usize) -> String {
+    /// The exposition text; `connected` proxies are counted and the `process` facts read by the
+    /// caller.
+    pub fn render(&self, connected: usize, process: Option<&Process>) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -107,6 +111,55 @@ impl Metrics {
         };
         let one = |v: String| vec![(String::new(), v)];
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        metric(
+            "config_pusher_build_info",
+            "gauge",
+            "Always 1; the version of the config-pusher binary as a label.",
+            &[(
+                format!("{{version=\"{}\"}}", escape(env!("CARGO_PKG_VERSION"))),
+                "1".into(),
+            )],
+        );
+        if let Some(p) = process {
+            metric(
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                &one(p.cpu_seconds.to_string()),
+            );
+            metric(
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                &one(p.resident_bytes.to_string()),
+            );
+            metric(
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size in bytes.",
+                &one(p.virtual_bytes.to_string()),
+            );
+            metric(
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since unix epoch in seconds.",
+                &one(p.start_time_seconds.to_string()),
+            );
+            metric(
+                "process_open_fds",
+                "gauge",
+                "Number of open file descriptors.",
+                &one(p.open_fds.to_string()),
+            );
+            if let Some(max) = p.max_fds {
+                metric(
+                    "process_max_fds",
+                    "gauge",
+                    "Maximum number of open file descriptors.",
+                    &one(max.to_string()),
+                );
+            }
+        }
         metric(
             "config_pusher_translations_total",
             "counter",

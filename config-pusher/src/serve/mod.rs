@@ -4,7 +4,8 @@
 //! - [`api`]: the HTTP routes (axum); [`headers`]: the pure request parsing they use;
 //! - [`publish`]: which table each role serves after a translation (pure);
 //! - [`state`]: the published tables and the change notification long-polls wait on;
-//! - [`proxies`]: what each proxy reports it runs; [`metrics`]: Prometheus text;
+//! - [`proxies`]: what each proxy reports it runs; [`programmed`]: the Gateways' `Programmed`
+//!   from it; [`metrics`]: Prometheus text;
 //! - [`token`]: the optional bearer token; [`xds`]: Envoy filesystem CDS for `--xds-dir`;
 //! - [`ui`]: the route map page (`/ui`) and its data (`/v1/map`).
 //!
@@ -28,6 +29,8 @@ pub mod api;
 pub mod headers;
 pub mod limits;
 pub mod metrics;
+pub mod process;
+pub mod programmed;
 pub mod proxies;
 pub mod publish;
 pub mod sds;
@@ -178,8 +181,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// Translates the current snapshot and every later [complete](Snapshot::complete) one; returns
-/// only when it cannot go on.
+/// How often `Programmed` is re-evaluated without news from the proxies: a proxy that stops
+/// asking counts as gone after [`proxies::CONNECTED_WINDOW`].
+const PROGRAMMED_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Translates the current snapshot and every later [complete](Snapshot::complete) one; between
+/// snapshots it follows what the proxies apply, republishing the statuses when a Gateway's
+/// `Programmed` changes ([`programmed`]). Returns only when it cannot go on.
 async fn translate_loop(
     state: Arc<State>,
     config: Config,
@@ -187,6 +195,7 @@ async fn translate_loop(
     mut sink: impl StatusSink,
     xds: Option<xds::Xds>,
 ) -> Stopped {
+    let mut proxies_changed = state.proxies.subscribe();
     loop {
         let snapshot = source.borrow_and_update().clone();
         if !snapshot.complete {
@@ -202,12 +211,12 @@ async fn translate_loop(
         let snap = snapshot.clone();
         let translated =
             tokio::task::spawn_blocking(move || translate::translate(&snap.store, &settings)).await;
-        let output = match translated {
+        let mut output = match translated {
             Ok(output) => output,
             Err(e) => return Stopped::Task(e.to_string()),
         };
         let previous = state.tables();
-        let (next, outcome) = publish::next_tables(&previous, &output);
+        let (next, outcome) = publish::next_tables(&previous, &output, snapshot.generation);
         // Clusters first, so a proxy that applies a new table finds its clusters in Envoy; the
         // clusters of the tables being replaced stay until the next translation.
         if let Some(xds) = &xds {
@@ -216,6 +225,15 @@ async fn translate_loop(
                 tracing::error!("xDS files not written: {e}");
             }
         }
+        let served: std::collections::BTreeMap<String, String> = next
+            .iter()
+            .map(|(role, p)| (role.clone(), p.version().to_string()))
+            .collect();
+        // Translation's statuses; `Programmed` is laid over a copy as the proxies report.
+        let translated = output.statuses.clone();
+        let mut verdicts =
+            programmed::verdicts(&translated, &served, &state.proxies.fleet(Instant::now()));
+        programmed::apply(&mut output.statuses, &verdicts);
         state.publish(&snapshot, &output, next, &outcome);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         for (role, version) in &outcome.changed {
@@ -236,8 +254,29 @@ async fn translate_loop(
             "translation done"
         );
         sink.publish(&snapshot, &output);
-        if source.changed().await.is_err() {
-            return Stopped::SourceEnded;
+        loop {
+            tokio::select! {
+                changed = source.changed() => match changed {
+                    Ok(()) => break,
+                    Err(_) => return Stopped::SourceEnded,
+                },
+                Ok(()) = proxies_changed.changed() => {}
+                () = tokio::time::sleep(PROGRAMMED_RECHECK) => {}
+            }
+            let now =
+                programmed::verdicts(&translated, &served, &state.proxies.fleet(Instant::now()));
+            if now != verdicts {
+                for (role, verdict) in &now {
+                    if verdicts.get(role) != Some(verdict) {
+                        tracing::info!(%role, ?verdict, "Programmed changed");
+                    }
+                }
+                verdicts = now;
+                output.statuses = translated.clone();
+                programmed::apply(&mut output.statuses, &verdicts);
+                state.publish_status(&snapshot, &output);
+                sink.publish(&snapshot, &output);
+            }
         }
     }
 }

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
+use tokio::sync::watch;
+
+use super::programmed::Fleet;
 
 /// A proxy counts as connected this long after its last request (or while it long-polls).
 pub const CONNECTED_WINDOW: Duration = Duration::from_secs(60);
@@ -76,9 +79,21 @@ pub struct Report<'a> {
 }
 
 /// Every proxy seen since start.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Proxies {
     inner: Mutex<BTreeMap<String, Proxy>>,
+    /// Bumped when a proxy appears, changes role or reports another applied version: what
+    /// `Programmed` depends on ([`super::programmed`]).
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Proxies {
+    fn default() -> Proxies {
+        Proxies {
+            inner: Mutex::default(),
+            changes: watch::channel(0).0,
+        }
+    }
 }
 
 impl Proxies {
@@ -95,7 +110,9 @@ impl Proxies {
         if r.id.len() > MAX_ID_BYTES {
             return None;
         }
-        self.with(|m| {
+        let mut changed = false;
+        let rejection = self.with(|m| {
+            changed = !m.contains_key(r.id);
             if m.len() >= MAX_PROXIES && !m.contains_key(r.id) {
                 prune(m, now);
             }
@@ -116,10 +133,13 @@ impl Proxies {
                 warned: VecDeque::new(),
             });
             p.seen_at = now;
+            changed |= p.view.role != r.role;
             p.view.role = r.role.to_string();
             // Absent: unchanged; empty: no table yet.
             if let Some(applied) = r.applied {
-                p.view.applied_version = Some(applied.to_string()).filter(|a| !a.is_empty());
+                let applied = Some(applied.to_string()).filter(|a| !a.is_empty());
+                changed |= p.view.applied_version != applied;
+                p.view.applied_version = applied;
             }
             p.view.last_seen = Timestamp::now().to_string();
             p.view.remote_addr = r.remote.to_string();
@@ -138,6 +158,29 @@ impl Proxies {
             }
             p.warned.push_back(version.to_string());
             Some(rejection)
+        });
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        rejection
+    }
+
+    /// Notified when what [`Proxies::fleet`] returns may have changed (other than by time).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// What the connected proxies (as [`Proxies::connected`] counts them) run, by role.
+    pub fn fleet(&self, now: Instant) -> Fleet {
+        self.with(|m| {
+            let mut fleet = Fleet::new();
+            for p in m.values().filter(|p| is_connected(p, now)) {
+                fleet
+                    .entry(p.view.role.clone())
+                    .or_default()
+                    .push(p.view.applied_version.clone());
+            }
+            fleet
         })
     }
 
@@ -160,12 +203,12 @@ impl Proxies {
 
     /// Proxies seen within [`CONNECTED_WINDOW`] of `now`, or long-polling.
     pub fn connected(&self, now: Instant) -> usize {
-        self.with(|m| {
-            m.values()
-                .filter(|p| p.view.waiting || now.duration_since(p.seen_at) < CONNECTED_WINDOW)
-                .count()
-        })
+        self.with(|m| m.values().filter(|p| is_connected(p, now)).count())
     }
+}
+
+fn is_connected(p: &Proxy, now: Instant) -> bool {
+    p.view.waiting || now.duration_since(p.seen_at) < CONNECTED_WINDOW
 }
 
 /// Makes room: forgets expired proxies, then the longest silent ones, down to 90% of
@@ -228,6 +271,42 @@ mod tests {
         proxies.polling("envoy-1", -1, t0);
         assert_eq!(proxies.connected(t0 + CONNECTED_WINDOW * 2), 0);
         assert_eq!(proxies.connected(t0 + CONNECTED_WINDOW / 2), 1);
+    }
+
+    #[test]
+    fn the_fleet_is_what_connected_proxies_run_and_changes_notify() {
+        let proxies = Proxies::default();
+        let mut changes = proxies.subscribe();
+        let t0 = Instant::now();
+        let report = |id, role, applied| Report {
+            id,
+            role,
+            applied,
+            rejected: None,
+            remote: SocketAddr::from(([127, 0, 0, 1], 5000)),
+        };
+        proxies.seen(&report("a", "gateway/ns/gw", Some("")), t0);
+        assert!(changes.has_changed().unwrap(), "a new proxy");
+        changes.mark_unchanged();
+        proxies.seen(&report("a", "gateway/ns/gw", None), t0);
+        proxies.seen(&report("a", "gateway/ns/gw", Some("")), t0);
+        assert!(!changes.has_changed().unwrap(), "nothing new");
+        proxies.seen(&report("a", "gateway/ns/gw", Some("v1")), t0);
+        assert!(changes.has_changed().unwrap(), "another applied version");
+        let later = t0 + CONNECTED_WINDOW;
+        proxies.seen(&report("b", "mesh/x", None), later);
+        assert_eq!(
+            proxies.fleet(t0),
+            Fleet::from([
+                ("gateway/ns/gw".to_string(), vec![Some("v1".to_string())]),
+                ("mesh/x".to_string(), vec![None]),
+            ])
+        );
+        assert_eq!(
+            proxies.fleet(later),
+            Fleet::from([("mesh/x".to_string(), vec![None])]),
+            "a proxy silent for the connected window no longer counts"
+        );
     }
 
     #[test]

@@ -95,15 +95,7 @@ impl State {
     /// Publishes one translation: tables, status, metrics; wakes the long-polls if a table
     /// changed. `next` and `outcome` come from [`next_tables`].
     pub fn publish(&self, snapshot: &Snapshot, output: &Output, next: Tables, outcome: &Outcome) {
-        let report = Report::from_problems(&snapshot.store, &snapshot.problems, vec![], output);
-        let json = serde_json::to_string_pretty(&report)
-            .map(|j| j + "\n")
-            .unwrap_or_else(|e| format!("{{\"error\": {:?}}}\n", e.to_string()));
-        let status = StatusText {
-            yaml: serde_yaml_ng::to_string(&report).unwrap_or_else(|e| format!("error: {e}\n")),
-            map_etag: map_etag(&next, &json),
-            json,
-        };
+        let status = status_text(snapshot, output, &next);
         self.metrics.translated(snapshot, output, &next, outcome);
         // Tables before the status: whoever reads the status (and its map ETag) first then
         // finds tables at least as new as that ETag says.
@@ -120,6 +112,30 @@ impl State {
         if !outcome.changed.is_empty() || !outcome.removed.is_empty() {
             self.changes.send_modify(|n| *n += 1);
         }
+    }
+}
+
+impl State {
+    /// Replaces the status only (the tables stay): `Programmed` changed with what the proxies run.
+    pub fn publish_status(&self, snapshot: &Snapshot, output: &Output) {
+        let status = Arc::new(status_text(snapshot, output, &self.tables()));
+        match self.status.write() {
+            Ok(mut s) => *s = status,
+            Err(p) => *p.into_inner() = status,
+        }
+    }
+}
+
+/// `/v1/status` (YAML and JSON) and the route map's ETag for `output` served with `tables`.
+fn status_text(snapshot: &Snapshot, output: &Output, tables: &Tables) -> StatusText {
+    let report = Report::from_problems(&snapshot.store, &snapshot.problems, vec![], output);
+    let json = serde_json::to_string_pretty(&report)
+        .map(|j| j + "\n")
+        .unwrap_or_else(|e| format!("{{\"error\": {:?}}}\n", e.to_string()));
+    StatusText {
+        yaml: serde_yaml_ng::to_string(&report).unwrap_or_else(|e| format!("error: {e}\n")),
+        map_etag: map_etag(tables, &json),
+        json,
     }
 }
 

@@ -71,6 +71,10 @@ pub enum Reason {
     Invalid,
     PortUnavailable,
     InvalidCertificateRef,
+    /// Gateway / listener `Programmed=False` while no proxy runs the served table
+    /// (`GatewayReasonPending`, `ListenerReasonPending`): set by `serve` only
+    /// (`serve::programmed`), never by translation, so no golden file shows it.
+    Pending,
 }
 
 impl Reason {
@@ -118,6 +122,7 @@ impl Reason {
             Reason::Invalid => "Invalid",
             Reason::PortUnavailable => "PortUnavailable",
             Reason::InvalidCertificateRef => "InvalidCertificateRef",
+            Reason::Pending => "Pending",
         }
     }
 }
@@ -357,6 +362,7 @@ mod tests {
             Reason::Accepted,
             Reason::ResolvedRefs,
             Reason::Programmed,
+            Reason::Pending,
         ]) {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }

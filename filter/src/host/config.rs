@@ -49,7 +49,7 @@ pub struct PluginConfig {
     /// `ORIGINAL_DST` cluster). Without it such requests are left to Envoy's route unchanged.
     #[serde(default)]
     pub passthrough_cluster: Option<String>,
-    /// Count requests per route, rule and backend (`gammaroute.rq.…`). One Envoy stat per
+    /// Count requests per route, rule and backend (`gammaroute_requests_total`). One Envoy stat per
     /// forwarded-to (rule, backend) per worker, and one host call per request: large tables can
     /// turn it off and keep the totals Envoy counts anyway.
     #[serde(default = "default_true")]

@@ -7,6 +7,7 @@ use super::config::PluginConfig;
 use super::stats::count;
 use super::updates;
 use super::vm::{with_vm, Loaded, Root};
+use crate::metrics;
 
 /// Configures root context `root` from the `size`-byte plugin configuration; `false` refuses it.
 pub(super) fn configure(root: u32, size: usize) -> bool {
@@ -57,5 +58,5 @@ fn reject(message: &str) {
         LogLevel::Error,
         &format!("gammaroute: configuration rejected: {message}"),
     );
-    count("gammaroute.config_rejected");
+    count(metrics::CONFIG_REJECTED);
 }

@@ -1,17 +1,16 @@
-//! The filter's Envoy stats (shown under `wasmcustom.`): request counters per route, rule and
-//! backend, local-reply counters, fetch counters and the table-version gauge. Best effort: a host
-//! without metrics must still route.
+//! The filter's Envoy stats (shown under `wasmcustom.`, named in [`crate::metrics`]): request
+//! counters per route, rule and backend, local-reply counters, fetch counters and the table
+//! gauges. Best effort: a host without metrics must still route.
 
 use rustc_hash::FxHashMap;
 
 use super::abi::{self, LogLevel, MetricType, Status};
+use crate::metrics;
 use crate::router::{Outcome, Selection};
 use crate::table::RouteTable;
 
-/// Per route/rule/backend request counters and local-reply counters, defined on first use.
-/// Names (Envoy shows them under `wasmcustom.`):
-/// `gammaroute.rq.<namespace>.<route>.rule_<index>.backend_<position>`,
-/// `gammaroute.local.<reason>`.
+/// Per route/rule/backend request counters and local-reply counters, defined on first use
+/// ([`metrics::requests`], [`metrics::local_replies`]).
 #[derive(Default)]
 pub(super) struct Metrics {
     ids: FxHashMap<(u32, u32, u32), u32>,
@@ -36,12 +35,11 @@ impl Metrics {
                     None => {
                         let name = table.routes.get(sel.route as usize).and_then(|r| {
                             let rule = r.rules.get(sel.rule as usize)?;
-                            Some(format!(
-                                "gammaroute.rq.{}.{}.rule_{}.backend_{}",
-                                stat_safe(&r.namespace),
-                                stat_safe(&r.name),
+                            Some(metrics::requests(
+                                &r.namespace,
+                                &r.name,
                                 rule.index,
-                                fwd.backend
+                                fwd.cluster,
                             ))
                         });
                         let id = name.and_then(|n| define(MetricType::Counter, &n));
@@ -57,7 +55,7 @@ impl Metrics {
                 match self.local.get(reason) {
                     Some(id) => Some(*id),
                     None => {
-                        let id = define(MetricType::Counter, &format!("gammaroute.local.{reason}"));
+                        let id = define(MetricType::Counter, &metrics::local_replies(reason));
                         if let Some(id) = id {
                             self.local.insert(reason, id);
                         }
@@ -71,11 +69,6 @@ impl Metrics {
             increment(id);
         }
     }
-}
-
-/// Envoy splits stat names on `.`: keep each name one segment.
-fn stat_safe(s: &str) -> String {
-    s.replace('.', "_")
 }
 
 /// Increments the counter `name` (defined on first use).
@@ -114,15 +107,38 @@ fn metric_failed(what: &str, status: Status) {
     }
 }
 
-/// The applied table version as a gauge: its first 12 hex digits as a number.
-pub(super) fn record_version(version: &str) {
+/// A table was applied: the version gauge (its first 12 hex digits as a number) and the applied
+/// and confirmed times.
+pub(super) fn record_applied(version: &str) {
     let value = version
         .get(..12)
         .and_then(|v| u64::from_str_radix(v, 16).ok())
         .unwrap_or(0);
-    if let Some(id) = define(MetricType::Gauge, "gammaroute.table_version") {
+    gauge(metrics::TABLE_VERSION, value);
+    if let Some(now) = now_seconds() {
+        gauge(metrics::TABLE_APPLIED, now);
+        gauge(metrics::TABLE_CONFIRMED, now);
+    }
+}
+
+/// config-pusher confirmed the table in force (`304`).
+pub(super) fn record_confirmed() {
+    if let Some(now) = now_seconds() {
+        gauge(metrics::TABLE_CONFIRMED, now);
+    }
+}
+
+fn now_seconds() -> Option<u64> {
+    abi::now_nanos()
+        .map(|n| n / 1_000_000_000)
+        .map_err(|s| metric_failed("clock", s))
+        .ok()
+}
+
+fn gauge(name: &str, value: u64) {
+    if let Some(id) = define(MetricType::Gauge, name) {
         if let Err(s) = abi::record_metric(id, value) {
-            metric_failed("gammaroute.table_version", s);
+            metric_failed(name, s);
         }
     }
 }

@@ -10,6 +10,7 @@ use super::abi::{self, LogLevel, Map, Status};
 use super::envoy::{self, Contract, Plan};
 use super::stats::count;
 use super::vm::{next_draw, Loaded, Op, Stream, Vm};
+use crate::metrics;
 use crate::router::{Destination, HeaderOp, Outcome, Request};
 
 /// proxy-wasm `FilterHeadersStatus::Continue`.
@@ -88,6 +89,12 @@ fn route_with(
             .map_or("", |(_, v)| v.as_str())
     };
     let destination = destination(loaded)?;
+    // The SNI is only needed where a request can be misdirected: a port with several listeners.
+    let sni = if loaded.router.has_shared_ports() {
+        abi::property(&["connection", "requested_server_name"])?.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let req = Request {
         method: pseudo(":method"),
         scheme: pseudo(":scheme"),
@@ -95,6 +102,8 @@ fn route_with(
         path: pseudo(":path"),
         headers,
         destination,
+        // A name that is not UTF-8 matches no listener hostname: treated as no SNI.
+        server_name: std::str::from_utf8(&sni).unwrap_or(""),
     };
     let decision = loaded.router.decide(&req, draw);
     if let Ok(mut metrics) = loaded.metrics.try_borrow_mut() {
@@ -108,7 +117,7 @@ fn route_with(
     // Values too long for a regex did not match (table/regex.rs MAX_INPUT_LEN): visible to
     // operators as one count per request.
     if loaded.router.take_oversized_regex_inputs() > 0 {
-        count("gammaroute.regex_input_too_long");
+        count(metrics::REGEX_INPUT_TOO_LONG);
     }
     let contract = Contract {
         mirror_slots: loaded.mirror_slots,
@@ -138,7 +147,7 @@ fn route_with(
                 Err(s) => return Err(s),
             }
             if dropped_mirrors > 0 {
-                count("gammaroute.mirror_dropped");
+                count(metrics::MIRROR_DROPPED);
             }
             if !response.is_empty() {
                 stream.response = response.iter().map(own).collect();

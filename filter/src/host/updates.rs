@@ -11,8 +11,9 @@ use std::rc::Rc;
 use super::abi::{self, Buffer, LogLevel, Map, Status};
 use super::config::PluginConfig;
 use super::fetch::{self, CallResponse, Fetch, Fetched, Keys, Lease};
-use super::stats::count;
+use super::stats::{count, record_confirmed};
 use super::vm::{next_draw, Dynamic, Loaded, Root, Vm};
+use crate::metrics::{self, FetchResult};
 use crate::table::{self, wire};
 
 /// Sets up fetching for a root context being configured: the tick, the lease identity, and the
@@ -102,7 +103,7 @@ pub(super) fn tick(vm: &mut Vm, root: u32) {
                     dynamic.fetch.wait_ms(now)
                 ),
             );
-            count("gammaroute.fetch.failed");
+            count(&metrics::table_fetches(FetchResult::Failed));
         }
     }
 }
@@ -138,8 +139,23 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
     };
     let call = CallResponse::from_headers(&response_headers, body_size);
     let etag = call.etag;
+    let generation = call.generation;
     match dynamic.fetch.on_response(source, call, now, draw) {
-        Fetched::NotModified => count("gammaroute.fetch.not_modified"),
+        Fetched::NotModified => {
+            count(&metrics::table_fetches(FetchResult::NotModified));
+            record_confirmed();
+        }
+        Fetched::Older { generation } => {
+            abi::log(
+                LogLevel::Info,
+                &format!(
+                    "gammaroute: config-pusher sent table {} of generation {generation}, older than the one in force (a replica that lags?): keeping version {:?}",
+                    source.role,
+                    state_version(&state.loaded),
+                ),
+            );
+            count(&metrics::table_fetches(FetchResult::Older));
+        }
         Fetched::Failed(message) => {
             abi::log(
                 LogLevel::Warn,
@@ -150,7 +166,7 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
                     dynamic.fetch.wait_ms(now)
                 ),
             );
-            count("gammaroute.fetch.failed");
+            count(&metrics::table_fetches(FetchResult::Failed));
         }
         Fetched::Refused { version, message } => rejected(source, &version, &message),
         // The lease may have passed to another VM during the long-poll (this one stalled past
@@ -167,10 +183,18 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
                 Ok((loaded, encoded)) => {
                     let version = loaded.router.version().to_string();
                     dynamic.fetch.applied(&version);
-                    count("gammaroute.fetch.ok");
+                    dynamic.fetch.applied_generation(generation.unwrap_or(0));
+                    count(&metrics::table_fetches(FetchResult::Ok));
                     // Decoding and compiling a large table can outlast the lease.
                     let now = now_ms().unwrap_or(now);
-                    if still_holds(dynamic, now) && publish(dynamic, published, &version, &encoded)
+                    if still_holds(dynamic, now)
+                        && publish(
+                            dynamic,
+                            published,
+                            &version,
+                            generation.unwrap_or(0),
+                            &encoded,
+                        )
                     {
                         state.install(loaded);
                     } else {
@@ -230,7 +254,7 @@ fn rejected(source: &super::config::SourceConfig, version: &str, message: &str) 
             source.role
         ),
     );
-    count("gammaroute.table_rejected");
+    count(metrics::TABLE_REJECTED);
 }
 
 fn superseded(source: &super::config::SourceConfig) {
@@ -241,13 +265,14 @@ fn superseded(source: &super::config::SourceConfig) {
             source.role
         ),
     );
-    count("gammaroute.fetch.superseded");
+    count(&metrics::table_fetches(FetchResult::Superseded));
 }
 
-/// The CAS tokens of the published table and version keys, read before a fetched table is
+/// The CAS tokens of the published generation, table and version keys, read before a fetched table is
 /// compiled (0 when a key is not there yet, or cannot be read: then the write is unconditional).
 #[derive(Clone, Copy)]
 struct Published {
+    generation_cas: u32,
     table_cas: u32,
     version_cas: u32,
 }
@@ -259,25 +284,38 @@ impl Published {
             _ => 0,
         };
         Published {
+            generation_cas: cas(&keys.generation),
             table_cas: cas(&keys.table),
             version_cas: cas(&keys.version),
         }
     }
 }
 
-/// Writes a table for the other VMs: the table first, then its version (readers go by the
-/// version key), each with CAS against what was there before compiling. False when another
+/// Writes a table for the other VMs: its generation and the table first, then its version
+/// (readers go by the version key), each with CAS against what was there before compiling. False when another
 /// VM published in between (CAS mismatch) or the host refused the write: then this table is
 /// not the newest and is not installed either.
-fn publish(dynamic: &Dynamic, published: Published, version: &str, encoded: &[u8]) -> bool {
-    let written =
-        abi::set_shared_data(&dynamic.keys.table, encoded, published.table_cas).and_then(|()| {
-            abi::set_shared_data(
-                &dynamic.keys.version,
-                version.as_bytes(),
-                published.version_cas,
-            )
-        });
+fn publish(
+    dynamic: &Dynamic,
+    published: Published,
+    version: &str,
+    generation: u64,
+    encoded: &[u8],
+) -> bool {
+    let generation = generation.to_string();
+    let written = abi::set_shared_data(
+        &dynamic.keys.generation,
+        generation.as_bytes(),
+        published.generation_cas,
+    )
+    .and_then(|()| abi::set_shared_data(&dynamic.keys.table, encoded, published.table_cas))
+    .and_then(|()| {
+        abi::set_shared_data(
+            &dynamic.keys.version,
+            version.as_bytes(),
+            published.version_cas,
+        )
+    });
     match written {
         Ok(()) => true,
         Err(s) => {
@@ -371,6 +409,13 @@ fn sync(state: &mut Root) {
     {
         Ok(router) => {
             dynamic.fetch.applied(router.version());
+            // Read after the version: a VM that fetches later must not go below it.
+            if let Ok(Some((bytes, _))) = abi::shared_data(&dynamic.keys.generation) {
+                let generation = std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|g| g.parse().ok());
+                dynamic.fetch.applied_generation(generation.unwrap_or(0));
+            }
             let loaded = Loaded::new(&dynamic.config, router);
             state.install(loaded);
         }
@@ -381,7 +426,7 @@ fn sync(state: &mut Root) {
                     "gammaroute: table version {published} from shared data refused, the table in force stays: {message}"
                 ),
             );
-            count("gammaroute.table_rejected");
+            count(metrics::TABLE_REJECTED);
             dynamic.refused = published;
         }
     }

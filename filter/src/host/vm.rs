@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 use super::abi::{self, LogLevel};
 use super::config::PluginConfig;
 use super::fetch::{Fetch, Keys};
-use super::stats::{record_version, Metrics};
+use super::stats::{record_applied, Metrics};
 use crate::router::Router;
 
 /// A table in force: the compiled router and the Envoy-side settings.
@@ -62,7 +62,7 @@ impl Root {
                 loaded.router.table().routes.len()
             ),
         );
-        record_version(loaded.router.version());
+        record_applied(loaded.router.version());
         self.loaded = Some(Rc::new(loaded));
     }
 }

@@ -18,7 +18,7 @@ pub const SIZE_LIMIT: usize = 8 * 1024;
 /// Longest value (path, header value joined, query parameter) a regex is run against, in bytes.
 /// Matching is linear in the input, but Envoy lets a header reach 60 KiB, or more when it is sent
 /// many times and joined; a longer value does not match, and the host counts it
-/// (`gammaroute.regex_input_too_long`). Routing keys (paths, tokens, versions) are far shorter.
+/// (`gammaroute_regex_input_too_long_total`). Routing keys (paths, tokens, versions) are far shorter.
 pub const MAX_INPUT_LEN: usize = 4096;
 /// Deepest nesting of groups and repetitions.
 pub const NEST_LIMIT: u32 = 32;
