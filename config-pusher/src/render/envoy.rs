@@ -39,8 +39,9 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootst
 /// slot.
 pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
     // The TLS slots default to one plaintext chain, so callers without TLS need not know them.
-    let defaults: BTreeMap<&str, String> =
-        tls::slots(&tls::Plan::default(), "").into_iter().collect();
+    let defaults: BTreeMap<&str, String> = tls::slots(&tls::TlsPlan::default(), "")
+        .into_iter()
+        .collect();
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(at) = rest.find("{{") {
@@ -196,7 +197,7 @@ pub fn static_clusters(clusters: &[(&str, Vec<SocketAddr>)]) -> String {
 
 /// How bootstraps are rendered (the `render` flags).
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct BootstrapOptions {
     /// `WASM_PATH`: the filter module Envoy loads.
     pub wasm: String,
     /// `--listen IP[:PORT]` for gateways (see the module docs).
@@ -278,9 +279,9 @@ impl Pusher {
 /// The Envoy cluster rendered for [`Pusher`].
 pub const PUSHER_CLUSTER: &str = "gammaroute-config-pusher";
 
-impl Default for Options {
+impl Default for BootstrapOptions {
     fn default() -> Self {
-        Options {
+        BootstrapOptions {
             wasm: "target/wasm32-wasip1/release/gammaroute_filter.wasm".into(),
             listen: None,
             backends: BTreeMap::new(),
@@ -357,7 +358,7 @@ pub struct Bootstrap {
     pub yaml: String,
     /// Things the reader should know (e.g. HTTPS listeners left out).
     pub notes: Vec<String>,
-    /// The SDS files the bootstrap's TLS chains read (written into [`Options::sds_dir`]).
+    /// The SDS files the bootstrap's TLS chains read (written into [`BootstrapOptions::sds_dir`]).
     pub sds: Vec<tls::SdsFile>,
 }
 
@@ -371,9 +372,13 @@ pub enum Rendered {
 }
 
 /// The bootstrap for one table. `Err` for flags that cannot apply to it.
-pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result<Rendered, String> {
+pub fn bootstrap(
+    store: &Store,
+    table: &RouteTable,
+    options: &BootstrapOptions,
+) -> Result<Rendered, String> {
     let mut notes = Vec::new();
-    let mut plan = tls::Plan::default();
+    let mut plan = tls::TlsPlan::default();
     let (listen, listener_port) = if let Some(rest) = table.role.strip_prefix("gateway/") {
         let key = rest
             .split_once('/')
@@ -482,7 +487,7 @@ fn gateway_listen(
     store: &Store,
     key: &ObjectKey,
     table: &RouteTable,
-    options: &Options,
+    options: &BootstrapOptions,
     ports: &BTreeSet<u16>,
     notes: &mut Vec<String>,
 ) -> Result<Option<ListenPlan>, String> {
@@ -560,7 +565,7 @@ pub fn cluster_names(table: &RouteTable) -> BTreeSet<String> {
 }
 
 /// The clusters of a table (see the module docs for where endpoints come from).
-pub fn clusters(store: &Store, table: &RouteTable, options: &Options) -> Vec<Cluster> {
+pub fn clusters(store: &Store, table: &RouteTable, options: &BootstrapOptions) -> Vec<Cluster> {
     cluster_names(table)
         .into_iter()
         .map(|name| {

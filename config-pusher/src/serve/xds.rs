@@ -55,7 +55,7 @@ impl Xds {
         &self,
         store: &Store,
         tables: impl IntoIterator<Item = &'a RouteTable>,
-        options: &envoy::Options,
+        options: &envoy::BootstrapOptions,
     ) -> Result<(), XdsError> {
         // Certificates of HTTPS listeners beside cds.yaml (see [`super::sds`]).
         let tables: Vec<&RouteTable> = tables.into_iter().collect();
@@ -79,7 +79,7 @@ impl Xds {
 pub fn clusters<'a>(
     store: &Store,
     tables: impl IntoIterator<Item = &'a RouteTable>,
-    options: &envoy::Options,
+    options: &envoy::BootstrapOptions,
 ) -> Vec<envoy::Cluster> {
     let mut by_name = BTreeMap::new();
     for t in tables {
