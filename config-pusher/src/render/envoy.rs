@@ -226,9 +226,26 @@ pub struct Pusher {
     pub token: Option<String>,
 }
 
+/// A command-line value of `render` that does not parse (`--pusher`, `--listen`, `--backend`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    #[error("`{0}`: the port must be 1-65535")]
+    Port(String),
+    #[error("`{0}` is not HOST:PORT")]
+    NotHostPort(String),
+    #[error("`{0}` is not IP or IP:PORT")]
+    NotIp(String),
+    #[error("`{0}`: expected NS/SVC:PORT=ADDR:PORT")]
+    BackendSyntax(String),
+    #[error("`{0}`: expected NS/SVC:PORT")]
+    BackendName(String),
+    #[error("`{0}` is not ADDR:PORT")]
+    BackendAddress(String),
+}
+
 impl Pusher {
     /// Parses `HOST:PORT` (`[v6]:PORT` for IPv6).
-    pub fn parse(s: &str) -> Result<Pusher, String> {
+    pub fn parse(s: &str) -> Result<Pusher, FlagError> {
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Pusher {
                 host: addr.ip().to_string(),
@@ -247,14 +264,14 @@ impl Pusher {
                     .parse::<u16>()
                     .ok()
                     .filter(|p| *p != 0)
-                    .ok_or_else(|| format!("`{s}`: the port must be 1-65535"))?;
+                    .ok_or_else(|| FlagError::Port(s.to_string()))?;
                 Ok(Pusher {
                     host: host.to_string(),
                     port,
                     token: None,
                 })
             }
-            _ => Err(format!("`{s}` is not HOST:PORT")),
+            _ => Err(FlagError::NotHostPort(s.to_string())),
         }
     }
 
@@ -302,9 +319,9 @@ pub struct Listen {
 }
 
 impl std::str::FromStr for Listen {
-    type Err = String;
+    type Err = FlagError;
 
-    fn from_str(s: &str) -> Result<Listen, String> {
+    fn from_str(s: &str) -> Result<Listen, FlagError> {
         if let Ok(a) = s.parse::<SocketAddr>() {
             return Ok(Listen {
                 ip: a.ip(),
@@ -314,24 +331,24 @@ impl std::str::FromStr for Listen {
         let ip = s.trim_start_matches('[').trim_end_matches(']');
         ip.parse::<IpAddr>()
             .map(|ip| Listen { ip, port: None })
-            .map_err(|_| format!("`{s}` is not IP or IP:PORT"))
+            .map_err(|_| FlagError::NotIp(s.to_string()))
     }
 }
 
 /// Parses one `--backend NS/SVC:PORT=ADDR:PORT[,ADDR:PORT...]`.
-pub fn parse_backend(s: &str) -> Result<(String, Vec<SocketAddr>), String> {
+pub fn parse_backend(s: &str) -> Result<(String, Vec<SocketAddr>), FlagError> {
     let (name, addrs) = s
         .split_once('=')
-        .ok_or_else(|| format!("`{s}`: expected NS/SVC:PORT=ADDR:PORT"))?;
+        .ok_or_else(|| FlagError::BackendSyntax(s.to_string()))?;
     if parse_cluster_name(name).is_none() {
-        return Err(format!("`{name}`: expected NS/SVC:PORT"));
+        return Err(FlagError::BackendName(name.to_string()));
     }
     let addrs = addrs
         .split(',')
         .map(|a| {
             a.trim()
                 .parse::<SocketAddr>()
-                .map_err(|_| format!("`{a}` is not ADDR:PORT"))
+                .map_err(|_| FlagError::BackendAddress(a.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((name.to_string(), addrs))
@@ -647,6 +664,27 @@ pub fn service_ip(store: &Store, ns: &str, name: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Flag errors are typed; the CLI prints their text.
+    #[test]
+    fn flag_errors_are_typed() {
+        assert_eq!(
+            Pusher::parse("host:0").unwrap_err(),
+            FlagError::Port("host:0".into())
+        );
+        assert_eq!(
+            "nope".parse::<Listen>().unwrap_err().to_string(),
+            "`nope` is not IP or IP:PORT"
+        );
+        assert_eq!(
+            parse_backend("shop/web:80=x").unwrap_err(),
+            FlagError::BackendAddress("x".into())
+        );
+        assert_eq!(
+            parse_backend("shop/web=127.0.0.1:9000").unwrap_err(),
+            FlagError::BackendName("shop/web".into())
+        );
+    }
 
     #[test]
     fn pusher_addresses() {
