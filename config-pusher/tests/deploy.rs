@@ -516,7 +516,27 @@ fn istio_wasm_plugin_polls_config_pusher_and_routes_by_header() {
         assert_eq!(filter["kind"], "EnvoyFilter");
         let patches = filter["spec"]["configPatches"].as_array().unwrap();
         assert_eq!(patches[0]["patch"]["operation"], "INSERT_FIRST");
-        let route = &patches[1]["patch"]["value"];
+        // Every x-envoy-* and x-gamma-* header the application sends is stripped.
+        assert_eq!(
+            patches[0]["patch"]["value"]["typed_config"]["mutations"]["request_mutations"],
+            json!([
+                {"remove_on_match": {"key_matcher": {"prefix": "x-envoy-", "ignore_case": true}}},
+                {"remove_on_match": {"key_matcher": {"prefix": "x-gamma-", "ignore_case": true}}},
+            ])
+        );
+        // The outbound HCM normalises as the bootstraps do.
+        assert_eq!(patches[1]["applyTo"], "NETWORK_FILTER");
+        assert_eq!(patches[1]["patch"]["operation"], "MERGE");
+        let hcm = &patches[1]["patch"]["value"]["typed_config"];
+        assert_eq!(
+            hcm["path_with_escaped_slashes_action"],
+            "UNESCAPE_AND_REDIRECT"
+        );
+        assert_eq!(
+            hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+            "REJECT_REQUEST"
+        );
+        let route = &patches[2]["patch"]["value"];
         assert_eq!(route["route"]["cluster_header"], "x-gamma-cluster");
         assert_eq!(route["route"]["timeout"], "0s");
         assert_eq!(route["match"]["headers"][0]["name"], "x-gamma-cluster");

@@ -30,7 +30,18 @@ impl Proxy {
     /// Starts a gateway: one echo backend per cluster name (`<ns>/<service>:<port>`, each on its
     /// own loopback address) and Envoy with `plugin_config` (the table inline).
     pub fn start(echo_bin: &str, plugin_config: &serde_json::Value, clusters: &[&str]) -> Proxy {
-        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[])
+        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[], &|t| t)
+    }
+
+    /// [`Proxy::start`] on `envoy-configs/bootstrap.yaml` as `edit` changes it (a setting an
+    /// operator might add, a layer removed to test the next one).
+    pub fn start_edited(
+        echo_bin: &str,
+        plugin_config: &serde_json::Value,
+        clusters: &[&str],
+        edit: &dyn Fn(String) -> String,
+    ) -> Proxy {
+        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[], edit)
     }
 
     /// Starts a mesh sidecar bound to the Service frontends `frontends` (ClusterIP:port on
@@ -45,7 +56,14 @@ impl Proxy {
             !frontends.is_empty(),
             "a sidecar needs at least one Service frontend"
         );
-        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, frontends)
+        Proxy::start_on(
+            BOOTSTRAP,
+            echo_bin,
+            plugin_config,
+            clusters,
+            frontends,
+            &|t| t,
+        )
     }
 
     /// Starts the pod sidecar of `envoy-configs/sidecar-original-dst.yaml` listening on
@@ -57,7 +75,14 @@ impl Proxy {
         clusters: &[&str],
         listen: SocketAddr,
     ) -> Proxy {
-        Proxy::start_on(ORIGINAL_DST, echo_bin, plugin_config, clusters, &[listen])
+        Proxy::start_on(
+            ORIGINAL_DST,
+            echo_bin,
+            plugin_config,
+            clusters,
+            &[listen],
+            &|t| t,
+        )
     }
 
     fn start_on(
@@ -66,14 +91,17 @@ impl Proxy {
         plugin_config: &serde_json::Value,
         clusters: &[&str],
         frontends: &[SocketAddr],
+        edit: &dyn Fn(String) -> String,
     ) -> Proxy {
         let backends = start_backends(echo_bin, clusters, 10);
         let endpoint_list: Vec<(&str, Vec<SocketAddr>)> = backends
             .iter()
             .map(|(name, e)| (name.as_str(), vec![e.addr]))
             .collect();
-        let template = std::fs::read_to_string(crate::workspace_root().join(template))
-            .unwrap_or_else(|e| panic!("{template}: {e}"));
+        let template = edit(
+            std::fs::read_to_string(crate::workspace_root().join(template))
+                .unwrap_or_else(|e| panic!("{template}: {e}")),
+        );
         let first = frontends
             .first()
             .copied()

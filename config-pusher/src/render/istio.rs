@@ -11,8 +11,11 @@
 //! change).
 //!
 //! **EnvoyFilter** (Istio does not let us own the route table, docs/architecture.md "The Envoy contract"):
-//! - `HTTP_FILTER` `INSERT_FIRST`: a `header_mutation` filter stripping client-sent `x-gamma-*`
-//!   headers, first in the chain, so before the wasm filter whatever Istio's filter order is;
+//! - `HTTP_FILTER` `INSERT_FIRST`: a `header_mutation` filter stripping application-sent
+//!   `x-envoy-*` and `x-gamma-*` headers, first in the chain, so before the wasm filter whatever
+//!   Istio's filter order is;
+//! - `NETWORK_FILTER` `MERGE` on the outbound HCM: `path_with_escaped_slashes_action:
+//!   UNESCAPE_AND_REDIRECT` and `headers_with_underscores_action: REJECT_REQUEST`;
 //! - `HTTP_ROUTE` `INSERT_FIRST` in every outbound virtual host: a route that applies only when the
 //!   filter wrote `x-gamma-cluster` (so Services without HTTPRoutes keep Istio's routing), with
 //!   `cluster_header`, `timeout: 0s` and the mirror slots — the catch-all of
@@ -69,6 +72,8 @@ impl Default for IstioOptions {
 
 /// The header the filter writes the chosen cluster into, and the mirror slot headers.
 const CLUSTER_HEADER: &str = "x-gamma-cluster";
+/// Request-header prefixes the strip filter removes from what the application sends.
+const STRIPPED_PREFIXES: [&str; 2] = ["x-envoy-", "x-gamma-"];
 
 fn mirror_header(n: u8) -> String {
     format!("x-gamma-mirror-{n}")
@@ -154,9 +159,12 @@ pub fn manifests(
         "spec": spec,
     });
     let slots: Vec<String> = (0..options.mirror_slots).map(mirror_header).collect();
-    let strip: Vec<Value> = std::iter::once(CLUSTER_HEADER.to_string())
-        .chain(slots.iter().cloned())
-        .map(|h| json!({"remove": h}))
+    // Every x-envoy-* (Envoy's router obeys them: timeouts, retries, hedging, stats) and x-gamma-*
+    // (cluster, mirrors) header the application sends, first in the outbound chain: Istio's own
+    // filters add theirs (x-envoy-peer-metadata) after it.
+    let strip: Vec<Value> = STRIPPED_PREFIXES
+        .iter()
+        .map(|p| json!({"remove_on_match": {"key_matcher": {"prefix": p, "ignore_case": true}}}))
         .collect();
     let mirrors: Vec<Value> = slots
         .iter()
@@ -182,6 +190,23 @@ pub fn manifests(
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
                         "mutations": {"request_mutations": strip},
+                    },
+                }},
+            },
+            {
+                // The request normalisation of envoy-configs/bootstrap.yaml, on the outbound HCM
+                // (Istio sets normalize_path and merge_slashes itself by its meshConfig
+                // pathNormalization): `/a/..%2Fadmin` is redirected to `/admin` before gammaroute
+                // matches it, and `x_tenant` headers are refused.
+                "applyTo": "NETWORK_FILTER",
+                "match": {"context": "SIDECAR_OUTBOUND",
+                          "listener": {"filterChain": {"filter": {"name": hcm}}}},
+                "patch": {"operation": "MERGE", "value": {
+                    "name": hcm,
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+                        "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
                     },
                 }},
             },

@@ -105,6 +105,11 @@ fn route_with(
             &decision.outcome,
         );
     }
+    // Values too long for a regex did not match (table/regex.rs MAX_INPUT_LEN): visible to
+    // operators as one count per request.
+    if loaded.router.take_oversized_regex_inputs() > 0 {
+        count("gammaroute.regex_input_too_long");
+    }
     let contract = Contract {
         mirror_slots: loaded.mirror_slots,
         passthrough_cluster: loaded.passthrough_cluster.as_deref(),
@@ -115,6 +120,7 @@ fn route_with(
             response,
             dropped_mirrors,
         } => {
+            envoy::strip_reserved(&mut request, headers);
             envoy::prune(&mut request, |name| {
                 headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
             });
