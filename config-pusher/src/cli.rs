@@ -7,13 +7,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::check::Report;
-use crate::cluster;
 use crate::explain::{self, HttpRequest, ParentSpec};
+use crate::kubernetes;
 use crate::map;
 use crate::render::{self, envoy};
 use crate::serve;
 use crate::source::files;
-use crate::source::watch::{self, Debounce};
+use crate::source::watcher::{self, Debounce};
 use crate::store::Store;
 use crate::translate::{self, Output, Settings, DEFAULT_CONTROLLER_NAME};
 
@@ -362,7 +362,7 @@ pub enum CliError {
     #[error(transparent)]
     Explain(#[from] explain::ExplainError),
     #[error("--kube: {0}")]
-    Cluster(#[from] cluster::ClusterError),
+    Cluster(#[from] kubernetes::ClusterError),
 }
 
 /// Runs a parsed command line; `Ok` carries the exit code.
@@ -409,7 +409,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 .as_deref()
                 .map(read_secret)
                 .transpose()?;
-            let istio = istio.istio.then(|| render::istio::Options {
+            let istio = istio.istio.then(|| render::istio::IstioOptions {
                 url: istio.wasm_url,
                 sha256: istio.wasm_sha256,
                 domain: clusters.cluster_domain.clone(),
@@ -417,9 +417,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 token: istio.config_pusher_token,
                 secret,
                 inline: istio.istio_inline,
-                ..render::istio::Options::default()
+                ..render::istio::IstioOptions::default()
             });
-            let options = envoy::Options {
+            let options = envoy::BootstrapOptions {
                 wasm: wasm.display().to_string(),
                 listen,
                 backends: clusters.backend.into_iter().collect(),
@@ -539,15 +539,15 @@ fn load(input: &Input, quiet: bool) -> Result<(Store, files::LoadReport, Output)
 /// How long `--kube` waits for every kind to list.
 const KUBE_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `--kube` for `check`, `explain` and `render`: the cluster read once ([`cluster::read_once`]).
+/// `--kube` for `check`, `explain` and `render`: the cluster read once ([`kubernetes::read_once`]).
 fn read_cluster() -> Result<(Store, files::LoadReport), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Invalid(format!("tokio runtime: {e}")))?;
     let snapshot = runtime.block_on(async {
-        let client = cluster::connect().await?;
-        cluster::read_once(client, KUBE_READ_TIMEOUT).await
+        let client = kubernetes::connect().await?;
+        kubernetes::read_once(client, KUBE_READ_TIMEOUT).await
     })?;
     Ok((
         snapshot.store.clone(),
@@ -559,8 +559,8 @@ fn read_cluster() -> Result<(Store, files::LoadReport), CliError> {
 pub fn render(
     input: &Input,
     out: &Path,
-    options: &envoy::Options,
-    istio: Option<&render::istio::Options>,
+    options: &envoy::BootstrapOptions,
+    istio: Option<&render::istio::IstioOptions>,
     graph: bool,
 ) -> Result<(), CliError> {
     let (store, report, output) = load(input, false)?;
@@ -679,10 +679,10 @@ fn serve(
         settings: Settings {
             controller_name: input.controller_name.clone(),
         },
-        clusters: envoy::Options {
+        clusters: envoy::BootstrapOptions {
             backends: clusters.backend.into_iter().collect(),
             cluster_domain: clusters.cluster_domain,
-            ..envoy::Options::default()
+            ..envoy::BootstrapOptions::default()
         },
     };
     // Read before the runtime starts: a blocking read has no place on it.
@@ -712,16 +712,16 @@ fn serve(
             }
             Some(from) if !input.kube => {
                 let source =
-                    watch::spawn(from, debounce).map_err(|e| CliError::Invalid(e.to_string()))?;
+                    watcher::spawn(from, debounce).map_err(|e| CliError::Invalid(e.to_string()))?;
                 serve::run(config, source, serve::NoStatus).await
             }
             _ => {
-                let client = cluster::connect()
+                let client = kubernetes::connect()
                     .await
                     .map_err(|e| CliError::Invalid(e.to_string()))?;
-                let running = cluster::start(
+                let running = kubernetes::start(
                     client,
-                    cluster::Options::from_env(input.controller_name.clone()),
+                    kubernetes::RunOptions::from_env(input.controller_name.clone()),
                 );
                 serve::run(config, running.snapshots, running.statuses).await
             }

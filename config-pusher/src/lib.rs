@@ -7,8 +7,8 @@
 pub mod auth;
 pub mod check;
 pub mod cli;
-pub mod cluster;
 pub mod explain;
+pub mod kubernetes;
 pub mod map;
 pub mod render;
 pub mod serve;

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use config_pusher::source::kube as kube_source;
-use config_pusher::source::watch::Debounce;
+use config_pusher::source::watcher::Debounce;
 use config_pusher::source::Snapshot;
-use config_pusher::status::kube::{self as status_kube, Outcome, StatusPublisher, Writer};
+use config_pusher::status::kube::{self as status_kube, StatusPublisher, WriteOutcome, Writer};
 use config_pusher::status::lease::{self, Elector, LeaseConfig};
 use config_pusher::store::ObjectKey;
 use config_pusher::translate::status::{
@@ -405,13 +405,13 @@ async fn serve_publishes_nothing_until_every_kind_has_listed() {
     // A CRD that is not installed is a definitive answer: it counts as listed and empty.
     scripts.remove("/apis/gateway.networking.k8s.io/v1beta1/referencegrants");
     let log = apiserver(handle, scripts);
-    let options = config_pusher::cluster::Options {
+    let options = config_pusher::kubernetes::RunOptions {
         controller_name: US.into(),
         lease: None,
         resync: Duration::from_secs(60),
         debounce: fast(),
     };
-    let running = config_pusher::cluster::start(client, options);
+    let running = config_pusher::kubernetes::start(client, options);
     let addr = free_addr();
     let served = tokio::spawn(config_pusher::serve::run(
         serve_config(addr),
@@ -572,7 +572,7 @@ async fn write_started(
     entry: Value,
 ) -> (
     Handle,
-    tokio::task::JoinHandle<Result<Outcome, status_kube::WriteError>>,
+    tokio::task::JoinHandle<Result<WriteOutcome, status_kube::WriteError>>,
 ) {
     let (client, mut handle) = mock();
     let writer = Writer::new(client, US);
@@ -608,7 +608,7 @@ async fn status_patch_goes_to_the_status_url_and_keeps_other_controllers() {
         "2026-01-01T00:00:00Z"
     );
     respond(send, StatusCode::OK, &live_route("6", 1, parents.clone()));
-    assert_eq!(write.await.unwrap().unwrap(), Outcome::Patched);
+    assert_eq!(write.await.unwrap().unwrap(), WriteOutcome::Patched);
 }
 
 #[tokio::test]
@@ -631,7 +631,7 @@ async fn conflict_is_retried_with_a_fresh_read() {
     assert_eq!(parents[..2], [istio_entry("a"), istio_entry("b")]);
     assert_eq!(parents.len(), 3);
     respond(send, StatusCode::OK, &live_route("8", 1, parents.clone()));
-    assert_eq!(write.await.unwrap().unwrap(), Outcome::Patched);
+    assert_eq!(write.await.unwrap().unwrap(), WriteOutcome::Patched);
 }
 
 #[tokio::test]
@@ -654,14 +654,14 @@ async fn no_patch_when_only_the_time_differs_and_stale_generations_are_skipped()
         StatusCode::OK,
         &live_route("5", 1, written["parents"].as_array().unwrap().clone()),
     );
-    assert_eq!(write.await.unwrap().unwrap(), Outcome::Unchanged);
+    assert_eq!(write.await.unwrap().unwrap(), WriteOutcome::Unchanged);
 
     // The route changed (generation 2) after this translation: skip, a newer one is coming.
     let write =
         tokio::spawn(async move { writer.write(&our_doc(1), "2026-01-01T00:00:00Z").await });
     let (_, send) = expect(&mut handle, "GET", ROUTE_PATH).await;
     respond(send, StatusCode::OK, &live_route("9", 2, vec![]));
-    assert_eq!(write.await.unwrap().unwrap(), Outcome::Stale);
+    assert_eq!(write.await.unwrap().unwrap(), WriteOutcome::Stale);
 
     // Neither sent a PATCH.
     assert_no_request(&mut handle, 200, "no further request").await;
@@ -1069,7 +1069,7 @@ async fn read_once_gives_check_and_explain_what_serve_sees() {
     }
     apiserver(handle, scripts);
 
-    let snapshot = config_pusher::cluster::read_once(client, Duration::from_secs(10))
+    let snapshot = config_pusher::kubernetes::read_once(client, Duration::from_secs(10))
         .await
         .unwrap();
     assert!(snapshot.complete);
@@ -1113,7 +1113,7 @@ async fn read_once_fails_clearly_when_a_kind_never_lists() {
         kube_status(500, "InternalError"),
     )]);
     apiserver(handle, scripts);
-    let e = config_pusher::cluster::read_once(client, Duration::from_millis(1500))
+    let e = config_pusher::kubernetes::read_once(client, Duration::from_millis(1500))
         .await
         .unwrap_err();
     assert!(

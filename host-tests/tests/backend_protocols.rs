@@ -92,7 +92,7 @@ fn h2c_and_websocket_backends_and_h2c_clients() {
     let (store, report) = files::load(&dir);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let output = translate::translate(&store, &Settings::default());
-    let options = bootstrap::Options {
+    let options = bootstrap::BootstrapOptions {
         wasm: wasm_path().display().to_string(),
         listen: Some(ip.to_string().parse().unwrap()),
         backends: [
@@ -101,7 +101,7 @@ fn h2c_and_websocket_backends_and_h2c_clients() {
             ("app/ws:80".to_string(), vec![ws.addr]),
         ]
         .into(),
-        ..bootstrap::Options::default()
+        ..bootstrap::BootstrapOptions::default()
     };
     let rendered = render::render(&store, &output, &options).unwrap();
     let gw = rendered

@@ -29,9 +29,9 @@ fn scenarios() -> Vec<PathBuf> {
 
 #[test]
 fn every_rendered_bootstrap_passes_envoy_validation() {
-    let options = bootstrap::Options {
+    let options = bootstrap::BootstrapOptions {
         wasm: gammaroute_host_tests::wasm_path().display().to_string(),
-        ..bootstrap::Options::default()
+        ..bootstrap::BootstrapOptions::default()
     };
     let mut validated = 0;
     let mut failures = Vec::new();
@@ -67,11 +67,11 @@ fn listen_override_and_backends_validate() {
     let (store, _) = files::load(&dir);
     let output = translate::translate(&store, &Settings::default());
     let backend: SocketAddr = "127.0.0.1:9001".parse().unwrap();
-    let options = bootstrap::Options {
+    let options = bootstrap::BootstrapOptions {
         wasm: gammaroute_host_tests::wasm_path().display().to_string(),
         listen: Some("127.0.0.1:18080".parse().unwrap()),
         backends: [("shop/web-v1:80".to_string(), vec![backend])].into(),
-        ..bootstrap::Options::default()
+        ..bootstrap::BootstrapOptions::default()
     };
     let rendered = render::render(&store, &output, &options).unwrap();
     let gw = rendered

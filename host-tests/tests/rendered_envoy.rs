@@ -52,14 +52,14 @@ fn the_examples_gateway_rendered_by_config_pusher_routes_traffic_in_envoy() {
     let (store, report) = files::load(&workspace_root().join("examples"));
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let output = translate::translate(&store, &Settings::default());
-    let options = bootstrap::Options {
+    let options = bootstrap::BootstrapOptions {
         wasm: wasm_path().display().to_string(),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         backends: echoes
             .iter()
             .map(|(c, e)| (c.to_string(), vec![e.addr]))
             .collect(),
-        ..bootstrap::Options::default()
+        ..bootstrap::BootstrapOptions::default()
     };
     let rendered = render::render(&store, &output, &options).unwrap();
     let gw = rendered

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use config_pusher::render::{self, envoy as bootstrap};
 use config_pusher::serve;
-use config_pusher::source::watch::{self, Debounce};
+use config_pusher::source::watcher::{self, Debounce};
 use config_pusher::translate::{self, Settings};
 use gammaroute_host_tests::{envoy::Envoy, http, live, wasm_path};
 
@@ -42,7 +42,7 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
     std::fs::write(dir.join("api.yaml"), service("api")).unwrap();
 
     let endpoint = |port| vec![SocketAddr::from(([127, 0, 0, 1], port))];
-    let options = bootstrap::Options {
+    let options = bootstrap::BootstrapOptions {
         wasm: wasm_path().display().to_string(),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         backends: [
@@ -51,7 +51,7 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
         ]
         .into(),
         cds_dir: Some(xds_dir.display().to_string()),
-        ..bootstrap::Options::default()
+        ..bootstrap::BootstrapOptions::default()
     };
 
     // config-pusher serve, in process.
@@ -70,7 +70,7 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
     };
     let debounce = Debounce::new(Duration::from_millis(50), Duration::from_secs(5));
     runtime.block_on(async {
-        let source = watch::spawn(&dir, debounce).unwrap();
+        let source = watcher::spawn(&dir, debounce).unwrap();
         tokio::spawn(serve::run(config, source, serve::NoStatus));
     });
     let cds = xds_dir.join(serve::xds::CDS_FILE);

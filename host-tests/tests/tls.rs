@@ -189,7 +189,7 @@ fn render_for(
     yaml: &str,
     input: &Path,
     sds: &Path,
-    options: &bootstrap::Options,
+    options: &bootstrap::BootstrapOptions,
 ) -> (render::Rendered, String, usize) {
     std::fs::write(input.join("all.yaml"), yaml).unwrap();
     let (store, report) = files::load(input);
@@ -233,12 +233,12 @@ fn https_listeners_terminate_tls_per_sni_and_pick_up_rotated_certificates() {
         "app",
         "shop",
     );
-    let options = bootstrap::Options {
+    let options = bootstrap::BootstrapOptions {
         wasm: wasm_path().display().to_string(),
         listen: Some(ip.to_string().parse().unwrap()),
         backends: [("app/shop:80".to_string(), vec![echo.addr])].into(),
         sds_dir: Some(sds.display().to_string()),
-        ..bootstrap::Options::default()
+        ..bootstrap::BootstrapOptions::default()
     };
     let secrets = |shop: &(PathBuf, PathBuf)| {
         tls_secret("shop-cert", &shop.0, &shop.1) + &tls_secret("wild-cert", &wild.0, &wild.1)

@@ -40,8 +40,9 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootst
 pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
     // The TLS slots default to one plaintext chain, so callers without TLS need not know them;
     // the stats tags are the filter's own (one list, in `gammaroute_filter::metrics`).
-    let mut defaults: BTreeMap<&str, String> =
-        tls::slots(&tls::Plan::default(), "").into_iter().collect();
+    let mut defaults: BTreeMap<&str, String> = tls::slots(&tls::TlsPlan::default(), "")
+        .into_iter()
+        .collect();
     defaults.insert("STATS_TAGS", gammaroute_filter::metrics::stats_tags_yaml());
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -234,7 +235,7 @@ pub fn static_clusters(clusters: &[(&str, Vec<SocketAddr>)]) -> String {
 
 /// How bootstraps are rendered (the `render` flags).
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct BootstrapOptions {
     /// `WASM_PATH`: the filter module Envoy loads.
     pub wasm: String,
     /// `--listen IP[:PORT]` for gateways (see the module docs).
@@ -263,9 +264,26 @@ pub struct Pusher {
     pub token: Option<String>,
 }
 
+/// A command-line value of `render` that does not parse (`--pusher`, `--listen`, `--backend`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    #[error("`{0}`: the port must be 1-65535")]
+    Port(String),
+    #[error("`{0}` is not HOST:PORT")]
+    NotHostPort(String),
+    #[error("`{0}` is not IP or IP:PORT")]
+    NotIp(String),
+    #[error("`{0}`: expected NS/SVC:PORT=ADDR:PORT")]
+    BackendSyntax(String),
+    #[error("`{0}`: expected NS/SVC:PORT")]
+    BackendName(String),
+    #[error("`{0}` is not ADDR:PORT")]
+    BackendAddress(String),
+}
+
 impl Pusher {
     /// Parses `HOST:PORT` (`[v6]:PORT` for IPv6).
-    pub fn parse(s: &str) -> Result<Pusher, String> {
+    pub fn parse(s: &str) -> Result<Pusher, FlagError> {
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Pusher {
                 host: addr.ip().to_string(),
@@ -284,14 +302,14 @@ impl Pusher {
                     .parse::<u16>()
                     .ok()
                     .filter(|p| *p != 0)
-                    .ok_or_else(|| format!("`{s}`: the port must be 1-65535"))?;
+                    .ok_or_else(|| FlagError::Port(s.to_string()))?;
                 Ok(Pusher {
                     host: host.to_string(),
                     port,
                     token: None,
                 })
             }
-            _ => Err(format!("`{s}` is not HOST:PORT")),
+            _ => Err(FlagError::NotHostPort(s.to_string())),
         }
     }
 
@@ -316,9 +334,9 @@ impl Pusher {
 /// The Envoy cluster rendered for [`Pusher`].
 pub const PUSHER_CLUSTER: &str = "gammaroute-config-pusher";
 
-impl Default for Options {
+impl Default for BootstrapOptions {
     fn default() -> Self {
-        Options {
+        BootstrapOptions {
             wasm: "target/wasm32-wasip1/release/gammaroute_filter.wasm".into(),
             listen: None,
             backends: BTreeMap::new(),
@@ -339,9 +357,9 @@ pub struct Listen {
 }
 
 impl std::str::FromStr for Listen {
-    type Err = String;
+    type Err = FlagError;
 
-    fn from_str(s: &str) -> Result<Listen, String> {
+    fn from_str(s: &str) -> Result<Listen, FlagError> {
         if let Ok(a) = s.parse::<SocketAddr>() {
             return Ok(Listen {
                 ip: a.ip(),
@@ -351,24 +369,24 @@ impl std::str::FromStr for Listen {
         let ip = s.trim_start_matches('[').trim_end_matches(']');
         ip.parse::<IpAddr>()
             .map(|ip| Listen { ip, port: None })
-            .map_err(|_| format!("`{s}` is not IP or IP:PORT"))
+            .map_err(|_| FlagError::NotIp(s.to_string()))
     }
 }
 
 /// Parses one `--backend NS/SVC:PORT=ADDR:PORT[,ADDR:PORT...]`.
-pub fn parse_backend(s: &str) -> Result<(String, Vec<SocketAddr>), String> {
+pub fn parse_backend(s: &str) -> Result<(String, Vec<SocketAddr>), FlagError> {
     let (name, addrs) = s
         .split_once('=')
-        .ok_or_else(|| format!("`{s}`: expected NS/SVC:PORT=ADDR:PORT"))?;
+        .ok_or_else(|| FlagError::BackendSyntax(s.to_string()))?;
     if parse_cluster_name(name).is_none() {
-        return Err(format!("`{name}`: expected NS/SVC:PORT"));
+        return Err(FlagError::BackendName(name.to_string()));
     }
     let addrs = addrs
         .split(',')
         .map(|a| {
             a.trim()
                 .parse::<SocketAddr>()
-                .map_err(|_| format!("`{a}` is not ADDR:PORT"))
+                .map_err(|_| FlagError::BackendAddress(a.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((name.to_string(), addrs))
@@ -395,7 +413,7 @@ pub struct Bootstrap {
     pub yaml: String,
     /// Things the reader should know (e.g. HTTPS listeners left out).
     pub notes: Vec<String>,
-    /// The SDS files the bootstrap's TLS chains read (written into [`Options::sds_dir`]).
+    /// The SDS files the bootstrap's TLS chains read (written into [`BootstrapOptions::sds_dir`]).
     pub sds: Vec<tls::SdsFile>,
 }
 
@@ -409,9 +427,13 @@ pub enum Rendered {
 }
 
 /// The bootstrap for one table. `Err` for flags that cannot apply to it.
-pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result<Rendered, String> {
+pub fn bootstrap(
+    store: &Store,
+    table: &RouteTable,
+    options: &BootstrapOptions,
+) -> Result<Rendered, String> {
     let mut notes = Vec::new();
-    let mut plan = tls::Plan::default();
+    let mut plan = tls::TlsPlan::default();
     let (listen, listener_port) = if let Some(rest) = table.role.strip_prefix("gateway/") {
         let key = rest
             .split_once('/')
@@ -521,7 +543,7 @@ fn gateway_listen(
     store: &Store,
     key: &ObjectKey,
     table: &RouteTable,
-    options: &Options,
+    options: &BootstrapOptions,
     ports: &BTreeSet<u16>,
     notes: &mut Vec<String>,
 ) -> Result<Option<ListenPlan>, String> {
@@ -599,7 +621,7 @@ pub fn cluster_names(table: &RouteTable) -> BTreeSet<String> {
 }
 
 /// The clusters of a table (see the module docs for where endpoints come from).
-pub fn clusters(store: &Store, table: &RouteTable, options: &Options) -> Vec<Cluster> {
+pub fn clusters(store: &Store, table: &RouteTable, options: &BootstrapOptions) -> Vec<Cluster> {
     cluster_names(table)
         .into_iter()
         .map(|name| {
@@ -704,6 +726,27 @@ pub fn service_ip(store: &Store, ns: &str, name: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Flag errors are typed; the CLI prints their text.
+    #[test]
+    fn flag_errors_are_typed() {
+        assert_eq!(
+            Pusher::parse("host:0").unwrap_err(),
+            FlagError::Port("host:0".into())
+        );
+        assert_eq!(
+            "nope".parse::<Listen>().unwrap_err().to_string(),
+            "`nope` is not IP or IP:PORT"
+        );
+        assert_eq!(
+            parse_backend("shop/web:80=x").unwrap_err(),
+            FlagError::BackendAddress("x".into())
+        );
+        assert_eq!(
+            parse_backend("shop/web=127.0.0.1:9000").unwrap_err(),
+            FlagError::BackendName("shop/web".into())
+        );
+    }
 
     #[test]
     fn pusher_addresses() {

@@ -86,7 +86,7 @@ impl std::str::FromStr for Sha256 {
 
 /// `render --istio` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
+pub struct IstioOptions {
     /// `WasmPlugin.spec.url`.
     pub url: WasmUrl,
     /// `WasmPlugin.spec.sha256`, checked by istio-agent after the pull.
@@ -107,9 +107,9 @@ pub struct Options {
     pub mirror_slots: u8,
 }
 
-impl Default for Options {
+impl Default for IstioOptions {
     fn default() -> Self {
-        Options {
+        IstioOptions {
             url: WasmUrl(DEFAULT_WASM_URL.into()),
             sha256: None,
             domain: "cluster.local".into(),
@@ -133,7 +133,7 @@ fn mirror_header(n: u8) -> String {
 }
 
 /// The filter's `source` for `role`: Istio's outbound cluster of config-pusher and its authority.
-pub fn source(role: &str, options: &Options) -> Result<Value, String> {
+pub fn source(role: &str, options: &IstioOptions) -> Result<Value, String> {
     let (ns, rest) = options.config_pusher.split_once('/').ok_or_else(|| {
         format!(
             "--config-pusher {:?}: not <namespace>/<name>:<port>",
@@ -167,7 +167,7 @@ pub fn source(role: &str, options: &Options) -> Result<Value, String> {
 }
 
 /// The `pluginConfig` for one mesh table.
-pub fn plugin_config(table: &RouteTable, options: &Options) -> Result<Value, String> {
+pub fn plugin_config(table: &RouteTable, options: &IstioOptions) -> Result<Value, String> {
     let mut config = json!({
         "clusterNaming": {"istio": {"domain": options.domain}},
         "mirrorSlots": options.mirror_slots,
@@ -188,7 +188,11 @@ pub fn plugin_config(table: &RouteTable, options: &Options) -> Result<Value, Str
 }
 
 /// The WasmPlugin and EnvoyFilter for mesh client namespace `namespace`, as one YAML stream.
-pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Result<String, String> {
+pub fn manifests(
+    namespace: &str,
+    table: &RouteTable,
+    options: &IstioOptions,
+) -> Result<String, String> {
     let labels = json!({"app.kubernetes.io/part-of": "gammaroute"});
     let mut spec = json!({
         "url": options.url.0,
@@ -289,16 +293,16 @@ mod tests {
 
     #[test]
     fn source_names_istio_cluster() {
-        let s = source("mesh/shop", &Options::default()).unwrap();
+        let s = source("mesh/shop", &IstioOptions::default()).unwrap();
         assert_eq!(
             s,
             json!({"cluster": "outbound|18000||config-pusher.gammaroute-system.svc.cluster.local",
                    "authority": "config-pusher.gammaroute-system.svc.cluster.local:18000",
                    "role": "mesh/shop", "longPollSeconds": 30})
         );
-        let bad = Options {
+        let bad = IstioOptions {
             config_pusher: "config-pusher".into(),
-            ..Options::default()
+            ..IstioOptions::default()
         };
         assert!(source("mesh/shop", &bad)
             .unwrap_err()

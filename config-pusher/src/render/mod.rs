@@ -73,7 +73,7 @@ impl Rendered {
 pub fn render(
     store: &Store,
     output: &Output,
-    options: &envoy::Options,
+    options: &envoy::BootstrapOptions,
 ) -> Result<Rendered, String> {
     render_with(store, output, options, None)
 }
@@ -82,8 +82,8 @@ pub fn render(
 pub fn render_with(
     store: &Store,
     output: &Output,
-    options: &envoy::Options,
-    istio: Option<&istio::Options>,
+    options: &envoy::BootstrapOptions,
+    istio: Option<&istio::IstioOptions>,
 ) -> Result<Rendered, String> {
     let mut out = Rendered::default();
     let file = |path: String, kind, role: Option<&str>, content: Vec<u8>| File {
@@ -224,7 +224,8 @@ mod tests {
             }
             .with_version();
             output.tables.insert(role.into(), t);
-            let e = render(&Store::new(), &output, &envoy::Options::default()).unwrap_err();
+            let e =
+                render(&Store::new(), &output, &envoy::BootstrapOptions::default()).unwrap_err();
             assert!(e.contains("refusing to write"), "{e}");
         }
     }

@@ -60,7 +60,7 @@ impl std::fmt::Debug for SdsFile {
 
 /// What a Gateway's bootstrap binds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct TlsPlan {
     /// Every Gateway port the listener binds.
     pub ports: BTreeSet<u16>,
     pub chains: Vec<Chain>,
@@ -69,7 +69,7 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
-impl Plan {
+impl TlsPlan {
     /// Whether any chain terminates TLS (then the listener needs `tls_inspector`).
     pub fn has_tls(&self) -> bool {
         self.chains.iter().any(|c| !c.secrets.is_empty())
@@ -78,8 +78,8 @@ impl Plan {
 
 /// The chains for the table of Gateway `key`. `sds_dir` `None`: HTTPS listeners are left out
 /// with a note (the bootstrap has nowhere to read certificates from).
-pub fn plan(store: &Store, key: &ObjectKey, table: &RouteTable, sds_dir: Option<&str>) -> Plan {
-    let mut plan = Plan::default();
+pub fn plan(store: &Store, key: &ObjectKey, table: &RouteTable, sds_dir: Option<&str>) -> TlsPlan {
+    let mut plan = TlsPlan::default();
     let spec = store.gateways.get(key).map(|g| &g.object.spec);
     let mut http_ports = BTreeSet::new();
     let mut tls: BTreeMap<u16, Vec<Served>> = BTreeMap::new();
@@ -212,7 +212,7 @@ pub fn chain_keys(chain: &Chain, sds: &[SdsFile], sds_dir: &str) -> String {
 
 /// The template slots for a plan: `FIRST_CHAIN_TLS` (keys of the first chain), `MORE_CHAINS`
 /// (the other chains, each reusing the first one's filters) and `LISTENER_FILTERS`.
-pub fn slots(plan: &Plan, sds_dir: &str) -> [(&'static str, String); 3] {
+pub fn slots(plan: &TlsPlan, sds_dir: &str) -> [(&'static str, String); 3] {
     let first = plan
         .chains
         .first()

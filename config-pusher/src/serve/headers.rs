@@ -27,9 +27,14 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// A `?wait=` that is not a duration (answered 400 with this text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("wait={0:?}: expected a duration such as 30s, 500ms or 30")]
+pub struct BadWait(pub String);
+
 /// `?wait=`: `30s`, `500ms`, `2m`, or bare seconds (`30`, `1.5`); capped at [`MAX_WAIT`].
-pub fn parse_wait(s: &str) -> Result<Duration, String> {
-    let bad = || format!("wait={s:?}: expected a duration such as 30s, 500ms or 30");
+pub fn parse_wait(s: &str) -> Result<Duration, BadWait> {
+    let bad = || BadWait(s.to_string());
     let (number, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(at) => s.split_at(at),
         None => (s, "s"),
@@ -99,7 +104,7 @@ mod tests {
         assert_eq!(parse_wait("5m"), Ok(MAX_WAIT));
         assert_eq!(parse_wait("3600s"), Ok(MAX_WAIT));
         for bad in ["", "s", "abc", "10h", "-1s", "1e9999"] {
-            assert!(parse_wait(bad).is_err(), "{bad}");
+            assert_eq!(parse_wait(bad), Err(BadWait(bad.to_string())), "{bad}");
         }
     }
 

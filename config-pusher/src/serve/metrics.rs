@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::process::Process;
-use super::publish::{Outcome, Tables};
+use super::publish::{TableChanges, Tables};
 use crate::source::Snapshot;
 use crate::translate::Output;
 
@@ -58,7 +58,13 @@ impl Metrics {
     }
 
     /// A translation was published.
-    pub fn translated(&self, snapshot: &Snapshot, output: &Output, next: &Tables, o: &Outcome) {
+    pub fn translated(
+        &self,
+        snapshot: &Snapshot,
+        output: &Output,
+        next: &Tables,
+        o: &TableChanges,
+    ) {
         self.translations.fetch_add(1, Ordering::Relaxed);
         self.table_rejections
             .fetch_add(output.errors.len() as u64, Ordering::Relaxed);

@@ -52,7 +52,7 @@ pub struct Config {
     pub xds_dir: Option<PathBuf>,
     pub settings: Settings,
     /// Cluster endpoints for `--xds-dir` (`--backend`, `--cluster-domain`), as `render` uses them.
-    pub clusters: envoy::Options,
+    pub clusters: envoy::BootstrapOptions,
     /// Bounds on open long-polls (`--max-long-polls`, `--max-long-polls-per-role`).
     pub limits: limits::Limits,
 }

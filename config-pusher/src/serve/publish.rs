@@ -52,7 +52,7 @@ pub type Tables = BTreeMap<String, Arc<Published>>;
 
 /// What a translation changed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub struct TableChanges {
     /// Roles with a new version, and the version.
     pub changed: Vec<(String, String)>,
     /// Roles that no longer exist.
@@ -64,8 +64,8 @@ pub struct Outcome {
 /// The tables to serve after `output`: new versions replace old ones, unchanged versions keep
 /// their encodings, rejected roles keep their previous table, roles gone are removed; new
 /// versions are of `generation`, the snapshot's. Pure.
-pub fn next_tables(previous: &Tables, output: &Output, generation: u64) -> (Tables, Outcome) {
-    let mut outcome = Outcome::default();
+pub fn next_tables(previous: &Tables, output: &Output, generation: u64) -> (Tables, TableChanges) {
+    let mut outcome = TableChanges::default();
     let mut next = Tables::new();
     let rejected: std::collections::BTreeSet<&str> =
         output.errors.iter().map(|e| e.role.as_str()).collect();
@@ -145,7 +145,7 @@ mod tests {
         assert_eq!(o1.changed.len(), 2);
         // Same content: same Arc, nothing changed.
         let (t2, o2) = next_tables(&t1, &output(&[a1.clone(), b1.clone()], &[]), 2);
-        assert_eq!(o2, Outcome::default());
+        assert_eq!(o2, TableChanges::default());
         assert!(Arc::ptr_eq(&t1["gateway/ns/a"], &t2["gateway/ns/a"]));
         // a changes, b's new table is rejected (translate replaced it by an empty one).
         let a2 = table("gateway/ns/a", "r2");

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::limits::{Limits, Slots};
 use super::metrics::Metrics;
 use super::proxies::Proxies;
-use super::publish::{Outcome, Published, Tables};
+use super::publish::{Published, TableChanges, Tables};
 use super::token::Token;
 use crate::check::Report;
 use crate::source::Snapshot;
@@ -94,7 +94,13 @@ impl State {
 
     /// Publishes one translation: tables, status, metrics; wakes the long-polls if a table
     /// changed. `next` and `outcome` come from [`next_tables`].
-    pub fn publish(&self, snapshot: &Snapshot, output: &Output, next: Tables, outcome: &Outcome) {
+    pub fn publish(
+        &self,
+        snapshot: &Snapshot,
+        output: &Output,
+        next: Tables,
+        outcome: &TableChanges,
+    ) {
         let status = status_text(snapshot, output, &next);
         self.metrics.translated(snapshot, output, &next, outcome);
         // Tables before the status: whoever reads the status (and its map ETag) first then

@@ -68,7 +68,7 @@ impl Xds {
         &self,
         store: &Store,
         tables: impl IntoIterator<Item = &'a RouteTable>,
-        options: &envoy::Options,
+        options: &envoy::BootstrapOptions,
     ) -> Result<(), XdsError> {
         // Certificates of HTTPS listeners beside cds.yaml (see [`super::sds`]).
         let tables: Vec<&RouteTable> = tables.into_iter().collect();
@@ -118,7 +118,7 @@ fn with_inherited(cds: &str, inherited: Vec<serde_yaml_ng::Value>) -> String {
 pub fn clusters<'a>(
     store: &Store,
     tables: impl IntoIterator<Item = &'a RouteTable>,
-    options: &envoy::Options,
+    options: &envoy::BootstrapOptions,
 ) -> Vec<envoy::Cluster> {
     let mut by_name = BTreeMap::new();
     for t in tables {
@@ -156,7 +156,7 @@ mod tests {
         let old = "resources:\n- {\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster, name: demo/a:80}\n";
         std::fs::write(dir.join(CDS_FILE), old).unwrap();
         let xds = Xds::new(dir.clone()).unwrap();
-        let options = envoy::Options::default();
+        let options = envoy::BootstrapOptions::default();
         xds.write(&Store::new(), [], &options).unwrap();
         let first = std::fs::read_to_string(dir.join(CDS_FILE)).unwrap();
         assert!(first.contains("demo/a:80"), "{first}");

@@ -1,6 +1,6 @@
 //! A folder of YAML as the parsed objects of each of its files — IO-free, so the one-shot load
 //! (`check`, `render`, `explain`: [`super::files::load`]) and the watched folder of `serve`
-//! ([`super::watch`]) are the same code: the IO edge ([`super::files::sync`]) reads the files and
+//! ([`super::watcher`]) are the same code: the IO edge ([`super::files::sync`]) reads the files and
 //! tells the cache what it found ([`FolderCache::apply`], [`FolderCache::unreadable`],
 //! [`FolderCache::delete`]); [`FolderCache::snapshot`] builds the store.
 //!

@@ -30,7 +30,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 
-use super::watch::Debounce;
+use super::watcher::Debounce;
 use super::{DecodeError, Live, LiveObjects, Problem, Snapshot, SnapshotSender, GATEWAY_API_GROUP};
 use crate::store::{Kind, Object, ObjectKey, Store};
 

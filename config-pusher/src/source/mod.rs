@@ -17,7 +17,7 @@ pub mod files;
 pub mod folder;
 pub mod kube;
 pub mod parse;
-pub mod watch;
+pub mod watcher;
 
 /// Everything a source knows at one moment: what `translate` reads, and what it could not load.
 #[derive(Debug, Clone)]

@@ -33,7 +33,7 @@ pub const MAX_ATTEMPTS: usize = 5;
 
 /// What writing one object's status did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum WriteOutcome {
     Patched,
     /// The live status already says it.
     Unchanged,
@@ -109,7 +109,7 @@ impl Writer {
     }
 
     /// Writes one object's status, reading it first (see the module docs).
-    pub async fn write(&self, doc: &StatusDoc, now: &str) -> Result<Outcome, WriteError> {
+    pub async fn write(&self, doc: &StatusDoc, now: &str) -> Result<WriteOutcome, WriteError> {
         self.write_from(doc, now, None).await
     }
 
@@ -121,7 +121,7 @@ impl Writer {
         doc: &StatusDoc,
         now: &str,
         cached: Option<&Live>,
-    ) -> Result<Outcome, WriteError> {
+    ) -> Result<WriteOutcome, WriteError> {
         let api = self.api(doc)?;
         let name = &doc.metadata.name;
         let err = |source| WriteError::Api {
@@ -135,7 +135,7 @@ impl Writer {
                 Some(live) => live,
                 None => {
                     let Some(object) = api.get_opt(name).await.map_err(err)? else {
-                        return Ok(Outcome::Gone);
+                        return Ok(WriteOutcome::Gone);
                     };
                     Live {
                         resource_version: object.metadata.resource_version.clone(),
@@ -145,10 +145,10 @@ impl Writer {
                 }
             };
             if super::stale(doc, live.generation) {
-                return Ok(Outcome::Stale);
+                return Ok(WriteOutcome::Stale);
             }
             let Some(status) = super::desired(&live.status, doc, &self.controller, now) else {
-                return Ok(Outcome::Unchanged);
+                return Ok(WriteOutcome::Unchanged);
             };
             let patch = json!({
                 "apiVersion": doc.api_version,
@@ -160,11 +160,11 @@ impl Writer {
                 .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Ok(_) => return Ok(Outcome::Patched),
+                Ok(_) => return Ok(WriteOutcome::Patched),
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     tracing::debug!(kind = doc.kind, name = %object_name(&doc.metadata), "status conflict; re-reading");
                 }
-                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Outcome::Gone),
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(WriteOutcome::Gone),
                 Err(e) => return Err(err(e)),
             }
         }
@@ -186,7 +186,7 @@ impl Writer {
         routes: &mut BTreeSet<ObjectKey>,
         now: &str,
         leader: &watch::Receiver<bool>,
-    ) -> Vec<(StatusDoc, Result<Outcome, WriteError>)> {
+    ) -> Vec<(StatusDoc, Result<WriteOutcome, WriteError>)> {
         let mut docs = output.statuses.clone();
         let current: BTreeSet<ObjectKey> = docs
             .iter()
@@ -216,7 +216,7 @@ impl Writer {
                 r = self.write_from(&doc, now, cached(live, &doc)) => r,
             };
             match &result {
-                Ok(Outcome::Patched) => {
+                Ok(WriteOutcome::Patched) => {
                     tracing::info!(kind = doc.kind, name = %object_name(&doc.metadata), "status written")
                 }
                 Ok(_) => {}

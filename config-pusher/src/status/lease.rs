@@ -51,7 +51,7 @@ impl LeaseConfig {
 
 /// What to do with the Lease as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub enum LeaseStep {
     /// No Lease yet: create it with us as holder.
     Create,
     /// We hold it: renew.
@@ -105,16 +105,16 @@ impl Elector {
     }
 
     /// Decides from the Lease as read at `now` (`None`: it does not exist); see the module docs.
-    pub fn plan(&mut self, lease: Option<&LeaseSpec>, now: Instant) -> Plan {
+    pub fn plan(&mut self, lease: Option<&LeaseSpec>, now: Instant) -> LeaseStep {
         let Some(spec) = lease else {
-            return Plan::Create;
+            return LeaseStep::Create;
         };
         let holder = spec.holder_identity.as_deref().unwrap_or_default();
         if holder == self.cfg.identity {
-            return Plan::Renew;
+            return LeaseStep::Renew;
         }
         if holder.is_empty() {
-            return Plan::TakeOver;
+            return LeaseStep::TakeOver;
         }
         let same = self
             .observed
@@ -137,9 +137,9 @@ impl Elector {
             .as_ref()
             .is_some_and(|o| now.saturating_duration_since(o.at) >= duration);
         if expired {
-            Plan::TakeOver
+            LeaseStep::TakeOver
         } else {
-            Plan::Wait {
+            LeaseStep::Wait {
                 holder: holder.to_string(),
             }
         }
@@ -171,15 +171,15 @@ impl Elector {
         // Only written, never compared with anyone's clock.
         let now = Timestamp::now();
         let result = match (&plan, current.as_ref()) {
-            (Plan::Wait { .. }, _) => return Ok(false),
-            (Plan::Create, _) | (_, None) => {
+            (LeaseStep::Wait { .. }, _) => return Ok(false),
+            (LeaseStep::Create, _) | (_, None) => {
                 let lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(cfg.name.clone()),
                         namespace: Some(cfg.namespace.clone()),
                         ..ObjectMeta::default()
                     },
-                    spec: Some(spec_for(None, &Plan::Create, &cfg, now)),
+                    spec: Some(spec_for(None, &LeaseStep::Create, &cfg, now)),
                 };
                 api.create(&PostParams::default(), &lease).await
             }
@@ -191,7 +191,7 @@ impl Elector {
         };
         match result {
             Ok(_) => {
-                if plan != Plan::Renew {
+                if plan != LeaseStep::Renew {
                     tracing::info!(lease = %cfg.name, identity = %cfg.identity, "lease acquired: this replica writes status");
                 }
                 Ok(true)
@@ -203,14 +203,19 @@ impl Elector {
 }
 
 /// The spec we write for a plan.
-fn spec_for(old: Option<&LeaseSpec>, plan: &Plan, cfg: &LeaseConfig, now: Timestamp) -> LeaseSpec {
+fn spec_for(
+    old: Option<&LeaseSpec>,
+    plan: &LeaseStep,
+    cfg: &LeaseConfig,
+    now: Timestamp,
+) -> LeaseSpec {
     let now_t = MicroTime(now);
     let seconds = i32::try_from(cfg.duration.as_secs()).unwrap_or(i32::MAX);
     let mut spec = old.cloned().unwrap_or_default();
-    if *plan != Plan::Renew {
+    if *plan != LeaseStep::Renew {
         spec.acquire_time = Some(now_t.clone());
         spec.lease_transitions = Some(match plan {
-            Plan::Create => 0,
+            LeaseStep::Create => 0,
             _ => spec.lease_transitions.unwrap_or(0).saturating_add(1),
         });
     }
@@ -287,24 +292,24 @@ mod tests {
         let mut e = Elector::new(LeaseConfig::new("ns", "a"));
         let epoch: Timestamp = "2000-01-01T00:00:00Z".parse().unwrap();
         let future: Timestamp = "2100-01-01T00:00:00Z".parse().unwrap();
-        assert_eq!(e.plan(None, t0), Plan::Create);
-        assert_eq!(e.plan(Some(&spec("a", epoch, 15)), t0), Plan::Renew);
-        assert_eq!(e.plan(Some(&spec("", epoch, 15)), t0), Plan::TakeOver);
-        let wait = Plan::Wait { holder: "b".into() };
+        assert_eq!(e.plan(None, t0), LeaseStep::Create);
+        assert_eq!(e.plan(Some(&spec("a", epoch, 15)), t0), LeaseStep::Renew);
+        assert_eq!(e.plan(Some(&spec("", epoch, 15)), t0), LeaseStep::TakeOver);
+        let wait = LeaseStep::Wait { holder: "b".into() };
         // A renewTime 26 years old (a skewed clock) is not expired when first seen...
         assert_eq!(e.plan(Some(&spec("b", epoch, 15)), t0), wait);
         assert_eq!(e.plan(Some(&spec("b", epoch, 15)), t0 + s(14)), wait);
         // ...only 15 s of ours without a change.
         assert_eq!(
             e.plan(Some(&spec("b", epoch, 15)), t0 + s(15)),
-            Plan::TakeOver
+            LeaseStep::TakeOver
         );
         // A renewal (whatever its timestamp) restarts the count; one in the future expires too.
         assert_eq!(e.plan(Some(&spec("b", future, 15)), t0 + s(16)), wait);
         assert_eq!(e.plan(Some(&spec("b", future, 15)), t0 + s(30)), wait);
         assert_eq!(
             e.plan(Some(&spec("b", future, 15)), t0 + s(31)),
-            Plan::TakeOver
+            LeaseStep::TakeOver
         );
         // Holding: until 2/3 of the duration after the last renewal started.
         assert!(!e.held(t0));
@@ -323,13 +328,13 @@ mod tests {
         old.lease_transitions = Some(4);
         old.acquire_time = Some(MicroTime(t));
         let later = t.checked_add(SignedDuration::from_secs(60)).unwrap();
-        let taken = spec_for(Some(&old), &Plan::TakeOver, &cfg, later);
+        let taken = spec_for(Some(&old), &LeaseStep::TakeOver, &cfg, later);
         assert_eq!(taken.holder_identity.as_deref(), Some("a"));
         assert_eq!(taken.lease_transitions, Some(5));
         assert_eq!(taken.acquire_time, Some(MicroTime(later)));
         let renewed = spec_for(
             Some(&taken),
-            &Plan::Renew,
+            &LeaseStep::Renew,
             &cfg,
             later.checked_add(SignedDuration::from_secs(2)).unwrap(),
         );

@@ -23,7 +23,7 @@ use super::Context;
 
 /// What one Gateway API filter becomes.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum FilterConversion {
     Filter(Filter),
     /// A RequestMirror whose backend is invalid: not configured, reported in `ResolvedRefs`.
     DroppedMirror(RouteProblem),
@@ -43,7 +43,7 @@ pub fn convert(
     namespace: &str,
     ctx: Context,
     f: &HttpRouteRulesFilters,
-) -> Result<Outcome, Invalid> {
+) -> Result<FilterConversion, Invalid> {
     let missing = |field: &str| {
         Invalid(format!(
             "filter type {} needs field {field}",
@@ -56,7 +56,7 @@ pub fn convert(
                 .request_header_modifier
                 .as_ref()
                 .ok_or_else(|| missing("requestHeaderModifier"))?;
-            Outcome::Filter(Filter::RequestHeaderModifier(header_modifier(
+            FilterConversion::Filter(Filter::RequestHeaderModifier(header_modifier(
                 m.set
                     .iter()
                     .flatten()
@@ -73,7 +73,7 @@ pub fn convert(
                 .response_header_modifier
                 .as_ref()
                 .ok_or_else(|| missing("responseHeaderModifier"))?;
-            Outcome::Filter(Filter::ResponseHeaderModifier(header_modifier(
+            FilterConversion::Filter(Filter::ResponseHeaderModifier(header_modifier(
                 m.set
                     .iter()
                     .flatten()
@@ -123,7 +123,7 @@ pub fn convert(
                         ))
                     })?,
             };
-            Outcome::Filter(Filter::RequestRedirect(Redirect {
+            FilterConversion::Filter(Filter::RequestRedirect(Redirect {
                 scheme: r.scheme.as_ref().map(|s| {
                     match s {
                         Scheme::Http => "http",
@@ -157,7 +157,7 @@ pub fn convert(
                     ),
                 }),
             };
-            Outcome::Filter(Filter::UrlRewrite(UrlRewrite {
+            FilterConversion::Filter(Filter::UrlRewrite(UrlRewrite {
                 hostname: r.hostname.clone(),
                 path,
             }))
@@ -200,24 +200,24 @@ pub fn convert(
                 },
             );
             match (target, problem) {
-                (_, Some(p)) => Outcome::DroppedMirror(RouteProblem {
+                (_, Some(p)) => FilterConversion::DroppedMirror(RouteProblem {
                     reason: p.reason,
                     message: format!("RequestMirror {}", p.message),
                 }),
                 (BackendTarget::Cluster(cluster), None) => {
-                    Outcome::Filter(Filter::RequestMirror(Mirror {
+                    FilterConversion::Filter(Filter::RequestMirror(Mirror {
                         cluster,
                         numerator,
                         denominator,
                     }))
                 }
                 // No ready endpoints: mirroring nowhere is what a mirror does anyway.
-                (BackendTarget::Unavailable { .. }, None) => Outcome::Skip,
+                (BackendTarget::Unavailable { .. }, None) => FilterConversion::Skip,
             }
         }
         Type::Cors => {
             let c = f.cors.as_ref().ok_or_else(|| missing("cors"))?;
-            Outcome::Filter(Filter::Cors(Cors {
+            FilterConversion::Filter(Filter::Cors(Cors {
                 allow_origins: c.allow_origins.clone().unwrap_or_default(),
                 allow_credentials: c.allow_credentials.unwrap_or(false),
                 allow_methods: c.allow_methods.clone().unwrap_or_default(),
@@ -238,12 +238,12 @@ pub fn convert(
                 || "(none)".to_string(),
                 |e| format!("{}.{} {}", e.kind, e.group, e.name),
             );
-            Outcome::FailClosed(RouteProblem {
+            FilterConversion::FailClosed(RouteProblem {
                 reason: Reason::InvalidKind,
                 message: format!("ExtensionRef filter {what} is not supported: requests get 500"),
             })
         }
-        Type::ExternalAuth => Outcome::FailClosed(RouteProblem {
+        Type::ExternalAuth => FilterConversion::FailClosed(RouteProblem {
             reason: Reason::InvalidKind,
             message: "ExternalAuth filter is not supported: requests get 500".into(),
         }),

@@ -18,7 +18,7 @@ use gateway_api::experimental::httproutes::{
 };
 
 use super::backend::{self, Index, Ref};
-use super::filter::{self, Invalid, Outcome};
+use super::filter::{self, FilterConversion, Invalid};
 use super::status::{Reason, RouteProblem};
 use super::Context;
 
@@ -104,10 +104,10 @@ fn rule(
     let mut filters = Vec::new();
     for f in r.filters.iter().flatten() {
         match filter::convert(idx, ns, ctx, f).map_err(unsupported)? {
-            Outcome::Filter(f) => filters.push(f),
-            Outcome::Skip => {}
-            Outcome::DroppedMirror(p) => problems.push(p),
-            Outcome::FailClosed(p) => fail_closed = fail_closed.or(Some(p)),
+            FilterConversion::Filter(f) => filters.push(f),
+            FilterConversion::Skip => {}
+            FilterConversion::DroppedMirror(p) => problems.push(p),
+            FilterConversion::FailClosed(p) => fail_closed = fail_closed.or(Some(p)),
         }
     }
     let mut backends = Vec::new();
@@ -135,10 +135,10 @@ fn rule(
         for f in b.filters.iter().flatten() {
             let f = filter::from_backend_filter(f).map_err(unsupported)?;
             match filter::convert(idx, ns, ctx, &f).map_err(unsupported)? {
-                Outcome::Filter(f) => bfilters.push(f),
-                Outcome::Skip => {}
-                Outcome::DroppedMirror(p) => problems.push(p),
-                Outcome::FailClosed(p) => {
+                FilterConversion::Filter(f) => bfilters.push(f),
+                FilterConversion::Skip => {}
+                FilterConversion::DroppedMirror(p) => problems.push(p),
+                FilterConversion::FailClosed(p) => {
                     target = BackendTarget::Unavailable {
                         status: 500,
                         reason: p.message.clone(),

@@ -17,14 +17,14 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use crate::source::watch::Debounce;
+use crate::source::watcher::Debounce;
 use crate::source::Snapshot;
 use crate::status::kube::{StatusPublisher, Writer};
 use crate::status::lease::LeaseConfig;
 
 /// How to run.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct RunOptions {
     /// Our `controllerName` (status entries with it are ours).
     pub controller_name: String,
     /// `None`: no election, always write status.
@@ -34,16 +34,16 @@ pub struct Options {
     pub debounce: Debounce,
 }
 
-impl Options {
-    /// Options from the environment (`POD_NAMESPACE`, `POD_NAME`; see the module docs).
-    pub fn from_env(controller_name: impl Into<String>) -> Options {
+impl RunOptions {
+    /// RunOptions from the environment (`POD_NAMESPACE`, `POD_NAME`; see the module docs).
+    pub fn from_env(controller_name: impl Into<String>) -> RunOptions {
         let lease = std::env::var("POD_NAMESPACE").ok().map(|ns| {
             let identity = std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| format!("config-pusher-{}", std::process::id()));
             LeaseConfig::new(ns, identity)
         });
-        Options {
+        RunOptions {
             controller_name: controller_name.into(),
             lease,
             resync: Duration::from_secs(60),
@@ -110,7 +110,7 @@ pub struct Running {
 }
 
 /// Starts the watchers, the election and the status writer as tasks on the current runtime.
-pub fn start(client: Client, options: Options) -> Running {
+pub fn start(client: Client, options: RunOptions) -> Running {
     let (tx, snapshots) = watch::channel(Snapshot::pending());
     tokio::spawn(crate::source::kube::run(
         client.clone(),
