@@ -30,7 +30,7 @@ impl Proxy {
     /// Starts a gateway: one echo backend per cluster name (`<ns>/<service>:<port>`, each on its
     /// own loopback address) and Envoy with `plugin_config` (the table inline).
     pub fn start(echo_bin: &str, plugin_config: &serde_json::Value, clusters: &[&str]) -> Proxy {
-        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[])
+        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[], &[])
     }
 
     /// Starts a mesh sidecar bound to the Service frontends `frontends` (ClusterIP:port on
@@ -41,11 +41,30 @@ impl Proxy {
         clusters: &[&str],
         frontends: &[SocketAddr],
     ) -> Proxy {
+        Proxy::sidecar_with(echo_bin, plugin_config, clusters, frontends, &[])
+    }
+
+    /// [`Proxy::sidecar`] with more static clusters that are not echo backends (e.g. the way to
+    /// config-pusher: `("gammaroute-config-pusher", addr)`).
+    pub fn sidecar_with(
+        echo_bin: &str,
+        plugin_config: &serde_json::Value,
+        clusters: &[&str],
+        frontends: &[SocketAddr],
+        extra_clusters: &[(&str, SocketAddr)],
+    ) -> Proxy {
         assert!(
             !frontends.is_empty(),
             "a sidecar needs at least one Service frontend"
         );
-        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, frontends)
+        Proxy::start_on(
+            BOOTSTRAP,
+            echo_bin,
+            plugin_config,
+            clusters,
+            frontends,
+            extra_clusters,
+        )
     }
 
     /// Starts the pod sidecar of `envoy-configs/sidecar-original-dst.yaml` listening on
@@ -57,7 +76,14 @@ impl Proxy {
         clusters: &[&str],
         listen: SocketAddr,
     ) -> Proxy {
-        Proxy::start_on(ORIGINAL_DST, echo_bin, plugin_config, clusters, &[listen])
+        Proxy::start_on(
+            ORIGINAL_DST,
+            echo_bin,
+            plugin_config,
+            clusters,
+            &[listen],
+            &[],
+        )
     }
 
     fn start_on(
@@ -66,11 +92,13 @@ impl Proxy {
         plugin_config: &serde_json::Value,
         clusters: &[&str],
         frontends: &[SocketAddr],
+        extra_clusters: &[(&str, SocketAddr)],
     ) -> Proxy {
         let backends = start_backends(echo_bin, clusters, 10);
         let endpoint_list: Vec<(&str, Vec<SocketAddr>)> = backends
             .iter()
             .map(|(name, e)| (name.as_str(), vec![e.addr]))
+            .chain(extra_clusters.iter().map(|(name, a)| (*name, vec![*a])))
             .collect();
         let template = std::fs::read_to_string(crate::workspace_root().join(template))
             .unwrap_or_else(|e| panic!("{template}: {e}"));

@@ -1,11 +1,16 @@
 //! gammaroute in a real Envoy as a GAMMA sidecar: the parent Service is the address the client
 //! called (ClusterIP:port), producer routes apply to every client namespace and a namespace's
-//! consumer routes take over for that namespace only.
+//! consumer routes take over for that namespace only; whatever no route applies to — no table yet,
+//! an unrouted Service or port — reaches the Service it was sent to, untouched.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gammaroute_host_tests::fixture::Proxy;
-use gammaroute_host_tests::http::Response;
+use gammaroute_host_tests::http::{self, Response};
+use gammaroute_host_tests::live::{free_port, Pusher, Scratch};
 use serde_json::{json, Value};
 
 const ECHO: &str = env!("CARGO_BIN_EXE_echo");
@@ -98,4 +103,216 @@ fn parent_is_the_called_service_and_consumer_routes_win_in_their_namespace() {
     assert_eq!(served_by(&r), "web");
     let r = frontend_ns.request_to(frontend("127.30.1.2"), "GET", "web.shop", "/nope", &[]);
     assert_eq!(r.status, 404);
+}
+
+/// The Services of the default-routing tests, on frontends `127.41.<n>.x`: `shop/api` (ports 18080
+/// and 18081), `shop/web` (18080), `other/db` (18080, 18081), and `shop/api-v2`, the backend of
+/// the one route (`shop/api-to-v2`, on `api` port 18080 only: `parentRef.port`, MeshPorts).
+fn mesh_folder(n: u8) -> String {
+    let svc = |ns: &str, name: &str, ip: u8, ports: &[u16]| {
+        let ports: Vec<String> = ports
+            .iter()
+            .map(|p| format!("{{port: {p}, name: p{p}}}"))
+            .collect();
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{clusterIP: 127.41.{n}.{ip}, ports: [{}]}}\n---\n",
+            ports.join(", ")
+        )
+    };
+    let mut out = "apiVersion: v1\nkind: Namespace\nmetadata: {name: frontend}\n---\n".to_string();
+    out += &svc("shop", "api", 1, &[18080, 18081]);
+    out += &svc("shop", "web", 2, &[18080]);
+    out += &svc("other", "db", 3, &[18080, 18081]);
+    out += &svc("shop", "api-v2", 4, &[8080]);
+    out += "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api-to-v2, namespace: shop}
+spec:
+  parentRefs: [{group: \"\", kind: Service, name: api, port: 18080}]
+  rules:
+  - backendRefs: [{name: api-v2, port: 8080}]
+";
+    out
+}
+
+/// Every frontend of [`mesh_folder`] with the cluster of its own Service port.
+fn mesh_frontends(n: u8) -> Vec<(SocketAddr, &'static str)> {
+    let at = |ip: u8, port: u16| SocketAddr::from(([127, 41, n, ip], port));
+    vec![
+        (at(1, 18080), "shop/api:18080"),
+        (at(1, 18081), "shop/api:18081"),
+        (at(2, 18080), "shop/web:18080"),
+        (at(3, 18080), "other/db:18080"),
+        (at(3, 18081), "other/db:18081"),
+    ]
+}
+
+/// A sidecar of namespace `frontend` that fetches its table from `pusher` (no inline table), with
+/// `frontends` as `render` writes it.
+fn fetching_sidecar(n: u8, pusher: SocketAddr, tick_ms: u32) -> Proxy {
+    let frontends = mesh_frontends(n);
+    let map: serde_json::Map<String, Value> = frontends
+        .iter()
+        .map(|(a, c)| (a.to_string(), json!(c)))
+        .collect();
+    let source = json!({"cluster": "gammaroute-config-pusher", "authority": pusher.to_string(),
+                            "role": "mesh/frontend", "tickMs": tick_ms, "longPollSeconds": 5});
+    let config = json!({"source": source, "frontends": map});
+    let mut clusters: Vec<&str> = frontends.iter().map(|(_, c)| *c).collect();
+    clusters.push("shop/api-v2:8080");
+    let addrs: Vec<SocketAddr> = frontends.iter().map(|(a, _)| *a).collect();
+    Proxy::sidecar_with(
+        ECHO,
+        &config,
+        &clusters,
+        &addrs,
+        &[("gammaroute-config-pusher", pusher)],
+    )
+}
+
+/// Sends one request to each frontend — with another Service's name in `Host` and a client-sent
+/// `x-gamma-cluster` naming yet another — and checks that the frontend's own Service port served
+/// it untouched (no header edits).
+fn each_frontend_reaches_its_own_service(proxy: &Proxy, n: u8, except: &[SocketAddr]) {
+    for (i, (addr, cluster)) in mesh_frontends(n).into_iter().enumerate() {
+        if except.contains(&addr) {
+            continue;
+        }
+        static ROUND: AtomicU64 = AtomicU64::new(0);
+        let id = format!("own-{n}-{i}-{}", ROUND.fetch_add(1, Ordering::Relaxed));
+        let r = proxy.request_to(
+            addr,
+            "GET",
+            "web.shop.svc.cluster.local",
+            "/some/path",
+            &[("x-echo-id", &id), ("x-gamma-cluster", "other/db:18081")],
+        );
+        assert_eq!(r.status, 200, "{addr}: {}", r.text());
+        let (_, seen) = proxy.backends[cluster].seen(&id);
+        assert_eq!(seen, 1, "{addr} should reach {cluster}: {}", r.text());
+        let headers = r.json()["headers"].clone();
+        assert!(headers.get("X-Gamma-Cluster").is_none(), "{headers}");
+        assert!(headers.get("X-Envoy-Max-Retries").is_none(), "{headers}");
+        assert_eq!(r.json()["path"], json!("/some/path"));
+    }
+}
+
+/// GEP-1294 / MeshBasic, MeshPorts: a sidecar that has no table yet — config-pusher is down —
+/// leaves every request to the Service it was sent to; once config-pusher is up it routes, with
+/// not one failed request across the change, and a port the route does not name keeps going to
+/// its own Service.
+#[test]
+fn without_a_table_every_request_reaches_its_service_then_routes_without_a_failure() {
+    let n = 1;
+    let pusher_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let proxy = fetching_sidecar(n, pusher_addr, 100);
+    each_frontend_reaches_its_own_service(&proxy, n, &[]);
+    assert!(
+        proxy
+            .envoy
+            .stat("wasmcustom.gammaroute.no_table_passthrough")
+            >= 5
+    );
+
+    // Load on the routed frontend while config-pusher comes up.
+    let api = mesh_frontends(n)[0].0;
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop, failures) = (Arc::clone(&stop), Arc::clone(&failures));
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let ok = http::send(api, "GET", "/load", &[("host", "api.shop")])
+                    .is_ok_and(|r| r.status == 200);
+                if !ok {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                sent += 1;
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let folder = Scratch::new("mesh-default");
+    folder.write("all.yaml", &mesh_folder(n));
+    let _pusher = Pusher::start_on(&folder.0, pusher_addr, &[]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = proxy.request_to(api, "GET", "api.shop", "/", &[]);
+        if served_by(&r) == "api-v2" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the table never arrived:\n{}",
+            proxy.envoy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let sent = load.join().unwrap();
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "of {sent} requests");
+    assert!(sent > 10, "{sent}");
+    assert!(
+        proxy
+            .envoy
+            .log()
+            .contains("requests passed untouched to default Service routing"),
+        "{}",
+        proxy.envoy.log()
+    );
+
+    // Routed: api port 18080, whatever the Host says (MeshFrontendHostname). Everything else —
+    // api's other port (MeshPorts), web, db — still reaches its own Service.
+    for host in ["api.shop", "web.shop", "db.other.svc.cluster.local"] {
+        let r = proxy.request_to(api, "GET", host, "/", &[]);
+        assert_eq!(served_by(&r), "api-v2", "{host}");
+    }
+    each_frontend_reaches_its_own_service(&proxy, n, &[api]);
+}
+
+/// A sidecar that config-pusher refuses (401: no token) is a sidecar without a table: every
+/// request reaches the Service it was sent to.
+#[test]
+fn a_sidecar_config_pusher_refuses_passes_every_request() {
+    let n = 2;
+    let folder = Scratch::new("mesh-401");
+    folder.write("all.yaml", &mesh_folder(n));
+    let secret = Scratch::new("mesh-401-secret");
+    secret.write("secret", "s3cret-s3cret-s3cret-s3cret-s3cret");
+    let secret_file = secret.0.join("secret").display().to_string();
+    let pusher = Pusher::start(&folder.0, &["--token-file", &secret_file]);
+    let proxy = fetching_sidecar(n, pusher.addr, 100);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.envoy.stat("wasmcustom.gammaroute.fetch.failed") == 0 {
+        assert!(Instant::now() < deadline, "{}", proxy.envoy.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    each_frontend_reaches_its_own_service(&proxy, n, &[]);
+    assert!(proxy.envoy.log().contains("401"), "{}", proxy.envoy.log());
+}
+
+/// The first fetch does not wait for a whole `tickMs`: with a 30 s tick, a sidecar whose
+/// config-pusher is up routes with its table as soon as Envoy is up (tens of ms on an idle
+/// machine; the bound leaves room for a loaded one).
+#[test]
+fn the_first_table_is_fetched_at_once_not_a_tick_later() {
+    let n = 3;
+    let folder = Scratch::new("mesh-first");
+    folder.write("all.yaml", &mesh_folder(n));
+    let pusher = Pusher::start(&folder.0, &[]);
+    let proxy = fetching_sidecar(n, pusher.addr, 30_000);
+    let up = Instant::now();
+    let api = mesh_frontends(n)[0].0;
+    while served_by(&proxy.request_to(api, "GET", "api.shop", "/", &[])) != "api-v2" {
+        assert!(
+            up.elapsed() < Duration::from_secs(12),
+            "no table 12 s after Envoy started:\n{}",
+            proxy.envoy.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("first table in force {:?} after Envoy was up", up.elapsed());
 }

@@ -8,8 +8,12 @@
 //! which Gateway port it serves (`listenerPort`), which needs the Gateway's listeners to
 //! share one port. HTTPS listeners are bound with TLS filter chains and SDS certificates
 //! ([`super::tls`]) when an SDS directory is given, else left out (never served in plaintext).
-//! A mesh bootstrap (per client namespace) binds every routed Service frontend (ClusterIP:port)
-//! of its table, the sidecar of `envoy-configs/` without iptables.
+//! A mesh bootstrap (per client namespace, with or without routes) binds every Service frontend
+//! (ClusterIP:port of every TCP port) of the cluster, the sidecar of `envoy-configs/` without
+//! iptables, and tells the filter each frontend's own cluster (`frontends`): a destination no
+//! route applies to goes there unchanged, as in a mesh without gammaroute (GEP-1294: routes bind
+//! only the Service ports they name). Headless and ExternalName Services have no frontend to
+//! bind: clients reach their pods or external names directly, past the sidecar.
 //!
 //! **Clusters**, one per cluster name the table uses (backends and mirrors), in this order of
 //! preference: a `--backend NS/SVC:PORT=ADDR:PORT` override (STATIC); the ready endpoints of the
@@ -386,17 +390,10 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
             None => return Ok(Rendered::Skipped(notes.join("; "))),
         }
     } else {
-        let mut addrs = Vec::new();
-        for s in &table.services {
-            for p in &s.ports {
-                for ip in &s.cluster_ips {
-                    addrs.push(SocketAddr::new(*ip, p.port));
-                }
-            }
-        }
+        let addrs: Vec<SocketAddr> = frontends(store).into_keys().collect();
         if addrs.is_empty() {
             return Ok(Rendered::Skipped(
-                "no routed Service, nothing to bind".into(),
+                "no Service with a ClusterIP, nothing to bind".into(),
             ));
         }
         (addrs, None)
@@ -429,6 +426,13 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
     }
     if let Some(p) = listener_port {
         config.insert("listenerPort".into(), p.into());
+    }
+    if table.role.starts_with("mesh/") {
+        let map: serde_json::Map<String, serde_json::Value> = frontends(store)
+            .into_iter()
+            .map(|(addr, cluster)| (addr.to_string(), cluster.into()))
+            .collect();
+        config.insert("frontends".into(), map.into());
     }
     let (first, additional) = listen
         .split_first()
@@ -559,9 +563,41 @@ pub fn cluster_names(table: &RouteTable) -> BTreeSet<String> {
     out
 }
 
-/// The clusters of a table (see the module docs for where endpoints come from).
+/// Every Service frontend of the store — each ClusterIP with each TCP port — and the cluster of
+/// that Service port (`<ns>/<svc>:<port>`): what a mesh sidecar binds, and where a request no
+/// route applies to goes.
+pub fn frontends(store: &Store) -> BTreeMap<SocketAddr, String> {
+    let mut out = BTreeMap::new();
+    for (key, svc) in &store.services {
+        let spec = svc.object.spec.clone().unwrap_or_default();
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let ips = mesh::cluster_ips(&svc.object);
+        let ports = spec
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .filter_map(|p| u16::try_from(p.port).ok().filter(|p| *p != 0));
+        for port in ports {
+            for ip in &ips {
+                out.entry(SocketAddr::new(*ip, port))
+                    .or_insert_with(|| format!("{}/{}:{port}", key.namespace, key.name));
+            }
+        }
+    }
+    out
+}
+
+/// The clusters of a table (see the module docs for where endpoints come from); for a mesh table
+/// also every Service frontend's own cluster ([`frontends`]).
 pub fn clusters(store: &Store, table: &RouteTable, options: &Options) -> Vec<Cluster> {
-    cluster_names(table)
+    let mut names = cluster_names(table);
+    if table.role.starts_with("mesh/") {
+        names.extend(frontends(store).into_values());
+    }
+    names
         .into_iter()
         .map(|name| {
             let endpoints = if let Some(addrs) = options.backends.get(&name) {

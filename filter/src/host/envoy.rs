@@ -83,19 +83,24 @@ pub fn plan<'d>(decision: &Decision<'d>, contract: Contract<'d>) -> Plan<'d> {
         // Not a routed destination: the passthrough cluster if there is one. Either way any
         // client-sent control header goes, so a bootstrap without the native strip filter is
         // not open to steering (without a passthrough cluster Envoy then answers 503).
-        Outcome::Passthrough => {
-            let mut request = Ops::new();
-            match contract.passthrough_cluster {
-                Some(cluster) => request.push(HeaderOp::Set(CLUSTER_HEADER.into(), cluster.into())),
-                None => request.push(HeaderOp::Remove(CLUSTER_HEADER.into())),
-            }
-            remove_mirror_slots(&mut request, 0, contract.mirror_slots);
-            Plan::Continue {
-                request,
-                response: Vec::new(),
-                dropped_mirrors: 0,
-            }
-        }
+        Outcome::Passthrough => passthrough(contract),
+    }
+}
+
+/// A request no route applies to (an unrouted destination, or a mesh sidecar without a table
+/// yet): to `contract.passthrough_cluster` with no other change, or, without one, to whatever
+/// the host's own routing picks. Client-sent control headers are removed either way.
+pub fn passthrough(contract: Contract<'_>) -> Plan<'_> {
+    let mut request = Ops::new();
+    match contract.passthrough_cluster {
+        Some(cluster) => request.push(HeaderOp::Set(CLUSTER_HEADER.into(), cluster.into())),
+        None => request.push(HeaderOp::Remove(CLUSTER_HEADER.into())),
+    }
+    remove_mirror_slots(&mut request, 0, contract.mirror_slots);
+    Plan::Continue {
+        request,
+        response: Vec::new(),
+        dropped_mirrors: 0,
     }
 }
 

@@ -15,6 +15,12 @@ use super::stats::count;
 use super::vm::{next_draw, Dynamic, Loaded, Root, Vm};
 use crate::table::{self, wire};
 
+/// The first tick's delay. The first fetch cannot start in `on_configure`: Envoy configures a VM
+/// on its main thread that never ticks and whose calls are never answered (observed on 1.40: a
+/// call dispatched there stayed unanswered, and its fetcher lease blocked the other VMs until it
+/// expired), so it starts on the first tick, which comes this soon rather than `tickMs` later.
+pub(super) const FIRST_TICK_MS: u32 = 20;
+
 /// Sets up fetching for a root context being configured: the tick, the lease identity, and the
 /// newest table already in shared data (a VM that starts or restarts after the others does not
 /// serve an older table, or 503, until its first tick).
@@ -27,7 +33,7 @@ pub(super) fn start(
     let Some(source) = &config.source else {
         return Ok(());
     };
-    abi::set_tick_period(source.tick_ms)
+    abi::set_tick_period(source.tick_ms.min(FIRST_TICK_MS))
         .map_err(|s| format!("the host refused a tick period (status {})", s.0))?;
     let number = vm_number(vm);
     let proxy_id = match &source.proxy_id {
@@ -46,6 +52,7 @@ pub(super) fn start(
         holder: (number << 32) | u64::from(root),
         proxy_id,
         refused: String::new(),
+        ticking: false,
     });
     sync(state);
     Ok(())
@@ -58,8 +65,18 @@ pub(super) fn tick(vm: &mut Vm, root: u32) {
     let Some(state) = vm.roots.get_mut(&root) else {
         return;
     };
-    if state.dynamic.is_none() {
+    let Some(dynamic) = state.dynamic.as_mut() else {
         return;
+    };
+    if !dynamic.ticking {
+        // From the first tick on, the configured period (see FIRST_TICK_MS).
+        match abi::set_tick_period(dynamic.config.source.as_ref().map_or(FIRST_TICK_MS, |s| s.tick_ms)) {
+            Ok(()) => dynamic.ticking = true,
+            Err(s) => abi::log(
+                LogLevel::Warn,
+                &format!("gammaroute: the host refused the tick period (status {}); retrying on the next tick", s.0),
+            ),
+        }
     }
     sync(state);
     let Some(dynamic) = state.dynamic.as_mut() else {
