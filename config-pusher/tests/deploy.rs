@@ -498,7 +498,15 @@ fn istio_wasm_plugin_polls_config_pusher_and_routes_by_header() {
         assert_eq!(plugin["metadata"]["namespace"], ns.as_str());
         let spec = &plugin["spec"];
         assert_eq!(spec["match"], json!([{"mode": "CLIENT"}]));
-        assert_eq!(spec["failStrategy"], "FAIL_RELOAD");
+        // A module istio-agent cannot fetch, or that crashes, leaves the namespace's requests to
+        // istiod's routing (anything else: a deny-all filter for a failed fetch).
+        assert_eq!(spec["failStrategy"], "FAIL_OPEN");
+        for doc in docs {
+            assert_eq!(
+                doc["metadata"]["annotations"]["gammaroute.dev/min-istio-version"],
+                "1.28"
+            );
+        }
         assert_eq!(spec["phase"], "UNSPECIFIED_PHASE");
         assert!(spec["url"].as_str().unwrap().starts_with("oci://"));
         let config = &spec["pluginConfig"];
@@ -516,10 +524,23 @@ fn istio_wasm_plugin_polls_config_pusher_and_routes_by_header() {
         assert_eq!(filter["kind"], "EnvoyFilter");
         let patches = filter["spec"]["configPatches"].as_array().unwrap();
         assert_eq!(patches[0]["patch"]["operation"], "INSERT_FIRST");
+        // The client-sent control headers go in a native filter, first in the chain: not part of
+        // the module, so a failed module cannot let a client steer.
+        assert_eq!(patches[0]["applyTo"], "HTTP_FILTER");
+        assert_eq!(
+            patches[0]["patch"]["value"]["typed_config"]["mutations"]["request_mutations"][0],
+            json!({"remove": "x-gamma-cluster"})
+        );
         let route = &patches[1]["patch"]["value"];
+        assert_eq!(patches[1]["patch"]["operation"], "INSERT_FIRST");
         assert_eq!(route["route"]["cluster_header"], "x-gamma-cluster");
         assert_eq!(route["route"]["timeout"], "0s");
-        assert_eq!(route["match"]["headers"][0]["name"], "x-gamma-cluster");
+        // Only requests the filter routed: everything else (no table, unrouted Services and
+        // ports, a failed module) keeps istiod's routes, its own GAMMA included.
+        assert_eq!(
+            route["match"]["headers"],
+            json!([{"name": "x-gamma-cluster", "present_match": true}])
+        );
     }
 }
 

@@ -3,8 +3,11 @@
 //!
 //! **WasmPlugin** (istio/api `extensions/v1alpha1/wasm.proto`, docs/envoy.md "Istio"):
 //! `match: [{mode: CLIENT}]` (GAMMA routing is the client's outbound side), `phase:
-//! UNSPECIFIED_PHASE` (just before the router), `failStrategy: FAIL_RELOAD` (a crashed VM is
-//! reloaded; FAIL_OPEN would silently fall back to Istio's own routing). `pluginConfig` is the
+//! UNSPECIFIED_PHASE` (just before the router), `failStrategy: FAIL_OPEN`: with any other value
+//! istio-agent answers a module it cannot fetch with a deny-all filter, cutting the namespace's
+//! outbound HTTP; with `FAIL_OPEN` a module that cannot be fetched or that crashes leaves requests
+//! to istiod's routing — a mesh sidecar's transparent behaviour — while the header strip below,
+//! a separate native filter, still keeps clients from steering. `pluginConfig` is the
 //! filter's configuration: `clusterNaming: {istio: {domain}}` and either a `source` (the filter
 //! long-polls config-pusher for table `mesh/<ns>` through Istio's outbound cluster of the
 //! config-pusher Service) or, with `--istio-inline`, the table itself (static; re-render on
@@ -17,6 +20,16 @@
 //!   filter wrote `x-gamma-cluster` (so Services without HTTPRoutes keep Istio's routing), with
 //!   `cluster_header`, `timeout: 0s` and the mirror slots — the catch-all of
 //!   `envoy-configs/bootstrap.yaml` with Istio cluster names (`outbound|<port>||<fqdn>`).
+//!
+//! **Versions**: Istio ≥ 1.28 ([`MIN_ISTIO`]): older istiod drops `request_headers_mutations` of
+//! mirror policies silently (mirror copies would keep the slot headers).
+//!
+//! **Next to istiod's own GAMMA**: istiod programs every HTTPRoute whose parent is a Service into
+//! the sidecars' outbound routes too. In a namespace with these manifests, gammaroute's route is
+//! first in every outbound virtual host and wins whenever the filter routes; what it does not
+//! route (no table yet, a Service or port without routes, a failed module) falls to istiod's
+//! routes, built from the same HTTPRoutes. A namespace without them is routed by istiod alone:
+//! applying a namespace's file is how a user chooses gammaroute for that namespace's clients.
 //!
 //! Gateway roles are not rendered: an Istio ingress gateway's workload selector is not part of the
 //! Gateway API objects; use the standalone bootstraps for gateways.
@@ -66,6 +79,10 @@ impl Default for Options {
         }
     }
 }
+
+/// The oldest Istio the manifests work with (see the module docs), also written to each object
+/// as the `gammaroute.dev/min-istio-version` annotation.
+pub const MIN_ISTIO: &str = "1.28";
 
 /// The header the filter writes the chosen cluster into, and the mirror slot headers.
 const CLUSTER_HEADER: &str = "x-gamma-cluster";
@@ -132,11 +149,12 @@ pub fn plugin_config(table: &RouteTable, options: &Options) -> Result<Value, Str
 /// The WasmPlugin and EnvoyFilter for mesh client namespace `namespace`, as one YAML stream.
 pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Result<String, String> {
     let labels = json!({"app.kubernetes.io/part-of": "gammaroute"});
+    let annotations = json!({"gammaroute.dev/min-istio-version": MIN_ISTIO});
     let mut spec = json!({
         "url": options.url,
         "pluginName": "gammaroute",
         "phase": "UNSPECIFIED_PHASE",
-        "failStrategy": "FAIL_RELOAD",
+        "failStrategy": "FAIL_OPEN",
         "match": [{"mode": "CLIENT"}],
         "pluginConfig": plugin_config(table, options)?,
     });
@@ -146,7 +164,8 @@ pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Resu
     let wasm_plugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
-        "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels},
+        "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels,
+                     "annotations": annotations},
         "spec": spec,
     });
     let slots: Vec<String> = (0..options.mirror_slots).map(mirror_header).collect();
@@ -167,7 +186,8 @@ pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Resu
     let envoy_filter = json!({
         "apiVersion": "networking.istio.io/v1alpha3",
         "kind": "EnvoyFilter",
-        "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels},
+        "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels,
+                     "annotations": annotations},
         "spec": {"configPatches": [
             {
                 "applyTo": "HTTP_FILTER",
