@@ -124,6 +124,8 @@ impl Proxy {
             ("CLUSTERS", render::static_clusters(&endpoint_list)),
             ("DYNAMIC_RESOURCES", String::new()),
         ]);
+        let mut values = values;
+        values.insert("BACKOFF_ROUTES", backoff_routes(plugin_config));
         let bootstrap = render::fill(&template, &values).unwrap_or_else(|e| panic!("{e}"));
         let envoy = Envoy::start(&bootstrap);
         let addr = envoy.listener("gammaroute");
@@ -170,6 +172,22 @@ impl Proxy {
         all.extend_from_slice(headers);
         http::send(self.addr, method, path, &all)
             .unwrap_or_else(|e| panic!("{method} http://{host}{path}: {e}\n{}", self.envoy.log()))
+    }
+}
+
+/// `BACKOFF_ROUTES` for the inline table of a plugin configuration, as `render` writes them.
+fn backoff_routes(plugin_config: &serde_json::Value) -> String {
+    use gammaroute_filter::table::{wire, RouteTable};
+    let Some(table) = plugin_config.get("table") else {
+        return String::new();
+    };
+    let parsed = serde_json::from_value::<wire::RouteTable>(table.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|t| RouteTable::try_from(t).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(t) => render::backoff_routes(&t),
+        // A test of a refused table: Envoy refuses it through the filter, not here.
+        Err(_) => String::new(),
     }
 }
 

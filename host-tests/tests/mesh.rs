@@ -316,3 +316,76 @@ fn the_first_table_is_fetched_at_once_not_a_tick_later() {
     }
     eprintln!("first table in force {:?} after Envoy was up", up.elapsed());
 }
+
+/// GEP-1731 `retry.backoff`, the canonical GAMMA example (`retry: {attempts: 3, backoff: 100ms}`,
+/// `timeouts.request: 10s` on a Service parent) with a 200 ms back-off: Envoy retries through the
+/// back-off's own route (`retry_back_off.base_interval`), not with its 25 ms default. With the
+/// default, three retries wait at most 25 + 75 + 175 ms in all; with base 200 ms the waits are
+/// drawn from [0, 200), [0, 600) and [0, 1400) ms, so the slowest of four requests waits longer
+/// than 300 ms but with a probability below 10⁻⁴.
+#[test]
+fn retry_backoff_is_applied_by_envoy() {
+    let rule = |backoff: Option<u64>| {
+        let mut retry = json!({"attempts": 3, "codes": [503]});
+        if let Some(ms) = backoff {
+            retry["backoffMs"] = json!(ms);
+        }
+        json!({"index": 0, "matches": [{"rank": 0, "path": {"prefix": "/"}}],
+               "timeouts": {"requestMs": 10000}, "retry": retry,
+               "backends": [{"weight": 1, "cluster": "shop/api:8080"}]})
+    };
+    let config = json!({"table": {
+        "role": "mesh/frontend",
+        "services": [
+            {"namespace": "shop", "name": "api", "clusterIps": ["127.41.4.1"],
+             "ports": [{"port": 18080, "origin": "producer", "attachments": [{"route": 0}]}]},
+            {"namespace": "shop", "name": "web", "clusterIps": ["127.41.4.2"],
+             "ports": [{"port": 18080, "origin": "producer", "attachments": [{"route": 1}]}]}
+        ],
+        "routes": [
+            {"namespace": "shop", "name": "api-retry", "rules": [rule(Some(200))]},
+            {"namespace": "shop", "name": "web-retry", "rules": [rule(None)]}
+        ]
+    }});
+    let with_backoff = frontend("127.41.4.1");
+    let without = frontend("127.41.4.2");
+    let proxy = Proxy::sidecar(ECHO, &config, &["shop/api:8080"], &[with_backoff, without]);
+    let mut slowest = Duration::ZERO;
+    for i in 0..4 {
+        for (to, label) in [(with_backoff, "b"), (without, "d")] {
+            let id = format!("backoff-{label}-{i}");
+            let started = Instant::now();
+            let r = proxy.request_to(
+                to,
+                "GET",
+                "api.shop",
+                "/",
+                &[("x-echo-id", &id), ("x-echo-fail-first", "3")],
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(proxy.backends["shop/api:8080"].seen(&id).1, 4, "{id}");
+            assert!(r.json()["headers"].get("X-Gamma-Backoff-Ms").is_none());
+            if label == "b" {
+                slowest = slowest.max(started.elapsed());
+            }
+        }
+    }
+    assert!(slowest > Duration::from_millis(300), "{slowest:?}");
+    // The back-off route carried the retries of `api`, the catch-all those of `web`.
+    let stat = "vhost.all.route.gammaroute-backoff-200ms.upstream_rq_retry";
+    assert_eq!(proxy.envoy.stat(stat), 12, "{stat}");
+    // A client cannot pick a back-off route by sending the header itself.
+    let r = proxy.request_to(
+        without,
+        "GET",
+        "web.shop",
+        "/",
+        &[
+            ("x-gamma-backoff-ms", "200"),
+            ("x-echo-id", "spoof"),
+            ("x-echo-fail-first", "1"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(proxy.envoy.stat(stat), 12, "{stat}");
+}

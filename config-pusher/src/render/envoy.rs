@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
+use gammaroute_filter::host::envoy::BACKOFF_HEADER;
 use gammaroute_filter::table::{wire, BackendTarget, Filter, RouteTable, Rule};
 use serde::Serialize;
 
@@ -43,8 +44,9 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootst
 /// slot.
 pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
     // The TLS slots default to one plaintext chain, so callers without TLS need not know them.
-    let defaults: BTreeMap<&str, String> =
+    let mut defaults: BTreeMap<&str, String> =
         tls::slots(&tls::Plan::default(), "").into_iter().collect();
+    defaults.insert("BACKOFF_ROUTES", String::new());
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(at) = rest.find("{{") {
@@ -91,6 +93,57 @@ fn socket_address(host: impl std::fmt::Display, port: u16) -> String {
         "{{socket_address: {{address: {}, port_value: {port}}}}}",
         yaml_string(&host.to_string())
     )
+}
+
+/// Every distinct `retry.backoff` of a table, in milliseconds.
+pub fn backoffs(table: &RouteTable) -> BTreeSet<u64> {
+    table
+        .routes
+        .iter()
+        .flat_map(|r| &r.rules)
+        .filter_map(|rule| rule.retry.as_ref()?.backoff_ms)
+        .collect()
+}
+
+/// `BACKOFF_ROUTES`: per distinct `retry.backoff` of the table (GEP-1731), a copy of the
+/// templates' catch-all route taken when the filter writes that back-off into
+/// `x-gamma-backoff-ms`, with `retry_policy.retry_back_off.base_interval` = the back-off (Envoy's
+/// jittered exponential back-off, capped at 10 × base; the filter's `x-envoy-*` headers still set
+/// the attempts and conditions). Envoy has no request header for a back-off. A table with `n`
+/// distinct back-offs has `n + 1` Envoy routes; a request without a back-off fails the first
+/// header match of each and takes the catch-all.
+pub fn backoff_routes(table: &RouteTable) -> String {
+    let slots = ["x-gamma-mirror-0", "x-gamma-mirror-1"];
+    let cleaned: Vec<String> = slots.iter().map(|s| format!("{{remove: {s}}}")).collect();
+    let mirrors: Vec<String> = slots
+        .iter()
+        .map(|s| {
+            format!(
+                "{{cluster_header: {s}, request_headers_mutations: [{}]}}",
+                cleaned.join(", ")
+            )
+        })
+        .collect();
+    backoffs(table)
+        .into_iter()
+        .map(|ms| {
+            format!(
+                "              - name: gammaroute-backoff-{ms}ms
+                stat_prefix: gammaroute-backoff-{ms}ms
+                match: {{prefix: \"/\", headers: [{{name: {BACKOFF_HEADER}, string_match: {{exact: \"{ms}\"}}}}]}}
+                request_headers_to_remove: [x-gamma-cluster, {BACKOFF_HEADER}]
+                route:
+                  cluster_header: x-gamma-cluster
+                  timeout: 0s
+                  retry_policy: {{retry_back_off: {{base_interval: {}.{:03}s}}}}
+                  request_mirror_policies: [{}]
+",
+                ms / 1000,
+                ms % 1000,
+                mirrors.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Where a cluster's endpoints come from.
@@ -444,6 +497,7 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
         ("LISTEN_PORT", first.port().to_string()),
         ("LISTEN_ADDITIONAL", additional_addresses(additional)),
         ("WASM_PATH", options.wasm.clone()),
+        ("BACKOFF_ROUTES", backoff_routes(table)),
         (
             "PLUGIN_CONFIG",
             yaml_string(&serde_json::Value::Object(config).to_string()),

@@ -36,7 +36,10 @@
 
 use serde_json::{json, Value};
 
+use gammaroute_filter::host::envoy::BACKOFF_HEADER;
 use gammaroute_filter::table::{wire, RouteTable};
+
+use super::envoy;
 
 use crate::auth::Secret;
 
@@ -169,7 +172,8 @@ pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Resu
         "spec": spec,
     });
     let slots: Vec<String> = (0..options.mirror_slots).map(mirror_header).collect();
-    let strip: Vec<Value> = std::iter::once(CLUSTER_HEADER.to_string())
+    let strip: Vec<Value> = [CLUSTER_HEADER.to_string(), BACKOFF_HEADER.to_string()]
+        .into_iter()
         .chain(slots.iter().cloned())
         .map(|h| json!({"remove": h}))
         .collect();
@@ -183,39 +187,61 @@ pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Resu
         })
         .collect();
     let hcm = "envoy.filters.network.http_connection_manager";
+    let route_patch = |name: String, headers: Value, retry_policy: Option<Value>| {
+        let mut route = json!({
+            "cluster_header": CLUSTER_HEADER,
+            "timeout": "0s",
+            "request_mirror_policies": mirrors,
+        });
+        if let (Some(policy), Some(m)) = (retry_policy, route.as_object_mut()) {
+            m.insert("retry_policy".into(), policy);
+        }
+        json!({
+            "applyTo": "HTTP_ROUTE",
+            "match": {"context": "SIDECAR_OUTBOUND", "routeConfiguration": {"vhost": {}}},
+            "patch": {"operation": "INSERT_FIRST", "value": {
+                "name": name,
+                "match": {"prefix": "/", "headers": headers},
+                "request_headers_to_remove": [CLUSTER_HEADER, BACKOFF_HEADER],
+                "route": route,
+            }},
+        })
+    };
+    let mut patches = vec![
+        json!({
+            "applyTo": "HTTP_FILTER",
+            "match": {"context": "SIDECAR_OUTBOUND",
+                      "listener": {"filterChain": {"filter": {"name": hcm}}}},
+            "patch": {"operation": "INSERT_FIRST", "value": {
+                "name": "gammaroute.strip-control-headers",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                    "mutations": {"request_mutations": strip},
+                },
+            }},
+        }),
+        route_patch(
+            "gammaroute".into(),
+            json!([{"name": CLUSTER_HEADER, "present_match": true}]),
+            None,
+        ),
+    ];
+    // Inserted first, so before the plain route: one per distinct retry.backoff (GEP-1731),
+    // as in the standalone bootstraps (`envoy::backoff_routes`).
+    for ms in envoy::backoffs(table) {
+        patches.push(route_patch(
+            format!("gammaroute-backoff-{ms}ms"),
+            json!([{"name": CLUSTER_HEADER, "present_match": true},
+                   {"name": BACKOFF_HEADER, "string_match": {"exact": ms.to_string()}}]),
+            Some(json!({"retry_back_off": {"base_interval": format!("{}.{:03}s", ms / 1000, ms % 1000)}})),
+        ));
+    }
     let envoy_filter = json!({
         "apiVersion": "networking.istio.io/v1alpha3",
         "kind": "EnvoyFilter",
         "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels,
                      "annotations": annotations},
-        "spec": {"configPatches": [
-            {
-                "applyTo": "HTTP_FILTER",
-                "match": {"context": "SIDECAR_OUTBOUND",
-                          "listener": {"filterChain": {"filter": {"name": hcm}}}},
-                "patch": {"operation": "INSERT_FIRST", "value": {
-                    "name": "gammaroute.strip-control-headers",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-                        "mutations": {"request_mutations": strip},
-                    },
-                }},
-            },
-            {
-                "applyTo": "HTTP_ROUTE",
-                "match": {"context": "SIDECAR_OUTBOUND", "routeConfiguration": {"vhost": {}}},
-                "patch": {"operation": "INSERT_FIRST", "value": {
-                    "name": "gammaroute",
-                    "match": {"prefix": "/", "headers": [{"name": CLUSTER_HEADER, "present_match": true}]},
-                    "request_headers_to_remove": [CLUSTER_HEADER],
-                    "route": {
-                        "cluster_header": CLUSTER_HEADER,
-                        "timeout": "0s",
-                        "request_mirror_policies": mirrors,
-                    },
-                }},
-            },
-        ]},
+        "spec": {"configPatches": patches},
     });
     let mut out = String::new();
     for doc in [wasm_plugin, envoy_filter] {
@@ -228,6 +254,50 @@ pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_retry_backoff_gets_its_route_and_the_header_is_stripped() {
+        let rule = |ms: u64| {
+            json!({"index": 0, "matches": [{"rank": 0, "path": {"prefix": "/"}}],
+                   "retry": {"attempts": 3, "backoffMs": ms},
+                   "backends": [{"weight": 1, "cluster": "shop/api:80"}]})
+        };
+        let table: wire::RouteTable = serde_json::from_value(json!({
+            "role": "mesh/shop",
+            "routes": [{"namespace": "shop", "name": "a", "rules": [rule(100), rule(2500)]},
+                       {"namespace": "shop", "name": "b", "rules": [rule(100)]}]
+        }))
+        .unwrap();
+        let table = RouteTable::try_from(table).unwrap();
+        let yaml = manifests("shop", &table, &Options::default()).unwrap();
+        let docs: Vec<Value> = yaml
+            .split("---\n")
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| serde_yaml_ng::from_str(d).unwrap())
+            .collect();
+        let patches = docs[1]["spec"]["configPatches"].as_array().unwrap();
+        let strip = &patches[0]["patch"]["value"]["typed_config"]["mutations"]["request_mutations"];
+        assert!(strip
+            .as_array()
+            .unwrap()
+            .contains(&json!({"remove": "x-gamma-backoff-ms"})));
+        // The plain route and one per distinct back-off: 100 ms and 2.5 s.
+        let routes: Vec<&Value> = patches
+            .iter()
+            .skip(1)
+            .map(|p| &p["patch"]["value"])
+            .collect();
+        assert_eq!(routes.len(), 3);
+        assert_eq!(routes[1]["name"], "gammaroute-backoff-100ms");
+        assert_eq!(
+            routes[2]["route"]["retry_policy"],
+            json!({"retry_back_off": {"base_interval": "2.500s"}})
+        );
+        assert_eq!(
+            routes[2]["match"]["headers"][1],
+            json!({"name": "x-gamma-backoff-ms", "string_match": {"exact": "2500"}})
+        );
+    }
 
     #[test]
     fn source_names_istio_cluster() {
