@@ -389,3 +389,131 @@ fn retry_backoff_is_applied_by_envoy() {
     assert_eq!(r.status, 200);
     assert_eq!(proxy.envoy.stat(stat), 12, "{stat}");
 }
+
+/// The upstream Mesh HTTPRoute conformance tests' features through a real sidecar (parent: the
+/// Service `shop/echo` at `127.41.5.1:18080`, Host naming another Service): simple routing
+/// (MeshHTTPRouteSimpleSameNamespace), path and header matching (MeshHTTPRouteMatching), query
+/// parameters (MeshHTTPRouteQueryParamMatching), request header edits
+/// (MeshHTTPRouteRequestHeaderModifier), redirects of host and status 303/307/308, path, port and
+/// scheme (MeshHTTPRoute30xRedirect*, MeshHTTPRouteRedirect*), path rewrite
+/// (MeshHTTPRouteRewritePath) and weights (MeshHTTPRouteWeight, MeshTrafficSplit).
+#[test]
+fn mesh_httproute_features_apply_through_a_sidecar() {
+    let v1 = "shop/echo-v1:8080";
+    let v2 = "shop/echo-v2:8080";
+    let to = |cluster: &str| json!([{"weight": 1, "cluster": cluster}]);
+    let exact = |rank: u32, path: &str| json!([{"rank": rank, "path": {"exact": path}}]);
+    let redirect = |index: u32, path: &str, redirect: Value| json!({"index": index, "matches": exact(index, path), "filters": [{"requestRedirect": redirect}]});
+    let rules = json!([
+        redirect(0, "/redirect/303", json!({"hostname": "example.org", "statusCode": 303})),
+        redirect(1, "/redirect/307", json!({"hostname": "example.org", "statusCode": 307})),
+        redirect(2, "/redirect/308", json!({"statusCode": 308})),
+        redirect(3, "/redirect/path", json!({"path": {"replaceFullPath": "/new"}, "statusCode": 302})),
+        redirect(4, "/redirect/port", json!({"port": 8083, "statusCode": 302})),
+        redirect(5, "/redirect/scheme", json!({"scheme": "https", "statusCode": 302})),
+        {"index": 6, "matches": [{"rank": 6, "path": {"prefix": "/rewrite"}}],
+         "filters": [{"urlRewrite": {"path": {"replacePrefixMatch": "/one"}}}], "backends": to(v1)},
+        {"index": 7, "matches": [{"rank": 7, "path": {"prefix": "/header"}}],
+         "filters": [{"requestHeaderModifier": {
+             "set": [{"name": "x-header-set", "value": "set"}],
+             "add": [{"name": "x-header-add", "value": "add"}],
+             "remove": ["x-header-remove"]}}],
+         "backends": to(v1)},
+        {"index": 8, "matches": [{"rank": 8, "path": {"prefix": "/match"},
+                                  "headers": [{"name": "x-version", "value": {"exact": "two"}}]}],
+         "backends": to(v2)},
+        {"index": 9, "matches": [{"rank": 9, "path": {"prefix": "/match"}}], "backends": to(v1)},
+        {"index": 10, "matches": [{"rank": 10, "path": {"prefix": "/q"},
+                                   "queryParams": [{"name": "animal", "value": {"exact": "whale"}}]}],
+         "backends": to(v2)},
+        {"index": 11, "matches": [{"rank": 11, "path": {"prefix": "/weight"}}],
+         "backends": [{"weight": 70, "cluster": v1}, {"weight": 30, "cluster": v2}]},
+        {"index": 12, "matches": [{"rank": 12, "path": {"prefix": "/"}}], "backends": to(v1)}
+    ]);
+    let config = json!({"table": {
+        "role": "mesh/shop",
+        "services": [{"namespace": "shop", "name": "echo", "clusterIps": ["127.41.5.1"],
+                      "ports": [{"port": 18080, "origin": "producer", "attachments": [{"route": 0}]}]}],
+        "routes": [{"namespace": "shop", "name": "echo", "rules": rules}]
+    }});
+    let echo = frontend("127.41.5.1");
+    let proxy = Proxy::sidecar(ECHO, &config, &[v1, v2], &[echo]);
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        proxy.request_to(echo, "GET", "other.shop.svc.cluster.local", path, headers)
+    };
+
+    // The Service port (18080) is kept in `Location` unless the redirect names another port or
+    // a scheme whose default port it then uses.
+    for (path, status, location) in [
+        (
+            "/redirect/303",
+            303,
+            "http://example.org:18080/redirect/303",
+        ),
+        (
+            "/redirect/307",
+            307,
+            "http://example.org:18080/redirect/307",
+        ),
+        (
+            "/redirect/308",
+            308,
+            "http://other.shop.svc.cluster.local:18080/redirect/308",
+        ),
+        (
+            "/redirect/path",
+            302,
+            "http://other.shop.svc.cluster.local:18080/new",
+        ),
+        (
+            "/redirect/port",
+            302,
+            "http://other.shop.svc.cluster.local:8083/redirect/port",
+        ),
+        (
+            "/redirect/scheme",
+            302,
+            "https://other.shop.svc.cluster.local/redirect/scheme",
+        ),
+    ] {
+        let r = get(path, &[]);
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(r.header("location"), Some(location), "{path}");
+    }
+
+    let r = get("/rewrite/x", &[]);
+    assert_eq!(served_by(&r), "echo-v1");
+    assert_eq!(r.json()["path"], json!("/one/x"));
+
+    let r = get(
+        "/header",
+        &[("x-header-add", "client"), ("x-header-remove", "gone")],
+    );
+    let headers = &r.json()["headers"];
+    assert_eq!(headers["X-Header-Set"], json!(["set"]));
+    assert_eq!(headers["X-Header-Add"], json!(["client", "add"]));
+    assert!(headers.get("X-Header-Remove").is_none(), "{headers}");
+
+    assert_eq!(
+        served_by(&get("/match", &[("x-version", "two")])),
+        "echo-v2"
+    );
+    assert_eq!(
+        served_by(&get("/match", &[("x-version", "one")])),
+        "echo-v1"
+    );
+    assert_eq!(served_by(&get("/q?animal=whale", &[])), "echo-v2");
+    assert_eq!(served_by(&get("/q?animal=dolphin", &[])), "echo-v1");
+    assert_eq!(served_by(&get("/anything", &[])), "echo-v1");
+
+    let mut v2_count = 0;
+    for _ in 0..200 {
+        if served_by(&get("/weight", &[])) == "echo-v2" {
+            v2_count += 1;
+        }
+    }
+    assert!(
+        (30..=90).contains(&v2_count),
+        "{v2_count} of 200 on v2 (30%)"
+    );
+}
