@@ -2072,7 +2072,7 @@ fn a_table_with_an_invalid_regex_is_rejected_whole() {
     fill_defaults(&mut table);
     let table = table_of(table);
     let err = Router::compile(table).expect_err("invalid regex");
-    assert!(err.at.contains("rules[1]"), "{err}");
+    assert!(err.at.to_string().contains("rules[1]"), "{err}");
 }
 
 #[test]

@@ -108,7 +108,11 @@ mod tests {
                 .map(|r| TableRejected {
                     role: r.to_string(),
                     error: table::TableError {
-                        at: "routes[0]".into(),
+                        at: table::Location::Table(vec![table::Step::Item {
+                            list: "routes",
+                            index: 0,
+                            label: table::ItemLabel::None,
+                        }]),
                         kind: table::TableErrorKind::Proto("test".into()),
                     },
                 })

@@ -1,7 +1,7 @@
 //! The VM's state: root contexts (one per plugin configuration) with the table in force and,
 //! with a `source`, their fetch state; HTTP streams with the table they started with; the VM's
-//! random numbers. Data and the one accessor ([`with_vm`]); the entry points that change it are
-//! in `exports` (requests, configuration) and `updates` (table fetching).
+//! random numbers. Data, its context bookkeeping and the one accessor ([`with_vm`]); the flows
+//! that change it are `configure`, `stream` (requests) and `updates` (table fetching).
 //!
 //! Each stream keeps an `Rc` of the table its root had when the stream started, so a
 //! reconfiguration or a table update never changes routing under a request in flight.
@@ -128,6 +128,38 @@ pub(super) struct Vm {
     /// xorshift64 state for weighted picks, mirror sampling and back-off jitter, seeded from the
     /// clock.
     pub(super) rng: u64,
+}
+
+impl Vm {
+    /// `proxy_on_context_create`: a root context (`parent` 0) starts without a table; an HTTP
+    /// stream takes its root's table in force, which it keeps to the end.
+    pub(super) fn create_context(&mut self, context: u32, parent: u32) {
+        if parent == 0 {
+            self.roots.entry(context).or_default();
+        } else {
+            let root = self.roots.get(&parent);
+            let loaded = root.and_then(|r| r.loaded.clone());
+            let transparent = match loaded {
+                Some(_) => None,
+                None => root.and_then(|r| r.transparent.clone()),
+            };
+            self.streams.insert(
+                context,
+                Stream {
+                    loaded,
+                    transparent,
+                    response: Vec::new(),
+                },
+            );
+        }
+    }
+
+    /// `proxy_on_delete`: forgets a stream, or else the root context of that id.
+    pub(super) fn delete_context(&mut self, context: u32) {
+        if self.streams.remove(&context).is_none() {
+            self.roots.remove(&context);
+        }
+    }
 }
 
 thread_local! {

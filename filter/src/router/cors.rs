@@ -8,6 +8,10 @@ use super::request::Request;
 use crate::table::origin::OriginPattern;
 use crate::table::Cors;
 
+// `origins` below are the filter's `allowOrigins` as the table check parsed them
+// ([`crate::table::CorsOrigins`]): a request is compared against them without parsing the
+// entries again.
+
 /// `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
 pub fn is_preflight(req: &Request<'_>) -> bool {
     req.method == "OPTIONS"
@@ -19,13 +23,14 @@ pub fn is_preflight(req: &Request<'_>) -> bool {
 /// plain 200 the browser treats as a refusal).
 pub fn preflight_headers<'r>(
     cors: &'r Cors,
+    origins: &[OriginPattern],
     req: &Request<'_>,
 ) -> Vec<(Cow<'r, str>, Cow<'r, str>)> {
     let mut out = Vec::new();
-    let Some(origin) = allowed_origin(cors, req) else {
+    let Some(origin) = allowed_origin(origins, req) else {
         return out;
     };
-    push_origin(&mut out, cors, origin);
+    push_origin(&mut out, cors, origins, origin);
     if let Some(method) = req.header("access-control-request-method") {
         if let Some(v) = list_or_star(&cors.allow_methods, cors.allow_credentials, &method) {
             out.push(("access-control-allow-methods".into(), v));
@@ -46,13 +51,14 @@ pub fn preflight_headers<'r>(
 /// Response headers for an actual (non-preflight) cross-origin request.
 pub fn response_headers<'r>(
     cors: &'r Cors,
+    origins: &[OriginPattern],
     req: &Request<'_>,
 ) -> Vec<(Cow<'r, str>, Cow<'r, str>)> {
     let mut out = Vec::new();
-    let Some(origin) = allowed_origin(cors, req) else {
+    let Some(origin) = allowed_origin(origins, req) else {
         return out;
     };
-    push_origin(&mut out, cors, origin);
+    push_origin(&mut out, cors, origins, origin);
     // exposeHeaders `*` with credentials: "the gateway cannot use the `*`", and the upstream's
     // header names are not known when the request is routed, so nothing is exposed.
     let star_with_credentials =
@@ -66,9 +72,14 @@ pub fn response_headers<'r>(
     out
 }
 
-fn push_origin<'r>(out: &mut Vec<(Cow<'r, str>, Cow<'r, str>)>, cors: &Cors, origin: String) {
+fn push_origin<'r>(
+    out: &mut Vec<(Cow<'r, str>, Cow<'r, str>)>,
+    cors: &Cors,
+    origins: &[OriginPattern],
+    origin: String,
+) {
     // `*` is only allowed without credentials; echoing the origin varies the response by it.
-    let wildcard = !cors.allow_credentials && cors.allow_origins.iter().any(|o| o == "*");
+    let wildcard = !cors.allow_credentials && origins.contains(&OriginPattern::Any);
     if wildcard {
         out.push(("access-control-allow-origin".into(), "*".into()));
     } else {
@@ -100,21 +111,14 @@ fn list_or_star<'r>(
     Some(list.join(", ").into())
 }
 
-/// The request's `Origin` if it is allowed.
-fn allowed_origin(cors: &Cors, req: &Request<'_>) -> Option<String> {
+/// The request's `Origin` if one of the filter's parsed `allowOrigins` allows it
+/// ([`OriginPattern::matches`]).
+fn allowed_origin(origins: &[OriginPattern], req: &Request<'_>) -> Option<String> {
     let origin = req.header("origin")?;
-    cors.allow_origins
+    origins
         .iter()
-        .any(|pattern| origin_matches(pattern, &origin))
+        .any(|pattern| pattern.matches(&origin))
         .then(|| origin.into_owned())
-}
-
-/// `allowOrigins` entry against an `Origin`, by the table's one origin parser
-/// ([`OriginPattern`]): scheme and port exact (default port by scheme), host exact or `*.suffix`
-/// matching one or more labels to the left; a lone `*` matches everything. An entry the table
-/// check would refuse matches nothing.
-pub fn origin_matches(pattern: &str, origin: &str) -> bool {
-    OriginPattern::parse(pattern).is_ok_and(|p| p.matches(origin))
 }
 
 #[cfg(test)]
@@ -122,6 +126,18 @@ mod tests {
     use super::*;
     use crate::router::request::Destination;
     use std::net::{IpAddr, Ipv4Addr};
+
+    fn origin_matches(pattern: &str, origin: &str) -> bool {
+        OriginPattern::parse(pattern).is_ok_and(|p| p.matches(origin))
+    }
+
+    /// The filter's origins as the table check parses them.
+    fn parsed(c: &Cors) -> Vec<OriginPattern> {
+        c.allow_origins
+            .iter()
+            .map(|o| OriginPattern::parse(o).unwrap())
+            .collect()
+    }
 
     #[test]
     fn origins() {
@@ -196,7 +212,7 @@ mod tests {
         let r = req("OPTIONS", &headers);
         assert!(is_preflight(&r));
         let c = cors();
-        let got = preflight_headers(&c, &r);
+        let got = preflight_headers(&c, &parsed(&c), &r);
         let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (&**k, &**v)).collect();
         assert_eq!(
             got,
@@ -218,7 +234,8 @@ mod tests {
             ("origin", "https://evil.test"),
             ("access-control-request-method", "GET"),
         ]);
-        assert!(preflight_headers(&cors(), &req("OPTIONS", &headers)).is_empty());
+        let c = cors();
+        assert!(preflight_headers(&c, &parsed(&c), &req("OPTIONS", &headers)).is_empty());
         // Not a preflight without Access-Control-Request-Method.
         assert!(!is_preflight(&req(
             "OPTIONS",
@@ -230,15 +247,15 @@ mod tests {
     fn actual_request_headers() {
         let headers = h(&[("origin", "https://app.example.com")]);
         let c = cors();
-        let got = response_headers(&c, &req("GET", &headers));
+        let got = response_headers(&c, &parsed(&c), &req("GET", &headers));
         assert!(got
             .iter()
             .any(|(k, v)| k == "access-control-expose-headers" && v == "x-trace"));
         let mut open = cors();
         open.allow_origins = vec!["*".into()];
         open.allow_credentials = false;
-        let got = response_headers(&open, &req("GET", &headers));
+        let got = response_headers(&open, &parsed(&open), &req("GET", &headers));
         assert_eq!(got.first().map(|(_, v)| v.as_ref()), Some("*"));
-        assert!(response_headers(&c, &req("GET", &[])).is_empty());
+        assert!(response_headers(&c, &parsed(&c), &req("GET", &[])).is_empty());
     }
 }

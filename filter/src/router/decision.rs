@@ -5,9 +5,10 @@ use std::borrow::Cow;
 
 use super::request::Request;
 use super::{cors, rewrite, ParentRef, Selected, Selection};
+use crate::table::origin::OriginPattern;
 use crate::table::{
-    Backend, BackendTarget, Cors, Filter, HeaderModifier, Match, PathMatch, Retry, Route,
-    RouteTable, Rule, Timeouts,
+    Backend, BackendTarget, Cors, CorsOrigins, Filter, FilterAt, HeaderModifier, Match, PathMatch,
+    Retry, Route, RouteTable, Rule, Timeouts,
 };
 
 /// The router's answer for one request.
@@ -116,8 +117,10 @@ pub fn splitmix64(state: &mut u64) -> u64 {
 }
 
 /// Builds the decision for a selection. Shared by [`super::Router`] and the reference router.
+/// `origins` are the table's CORS origins, parsed ([`crate::table::ValidTable::origins`]).
 pub fn build<'r>(
     table: &'r RouteTable,
+    origins: &CorsOrigins,
     selection: Selection,
     req: &Request<'_>,
     draw: u64,
@@ -126,7 +129,14 @@ pub fn build<'r>(
         Selection::NoParent if table.role.starts_with("mesh/") => Outcome::Passthrough,
         Selection::NoParent | Selection::NoMatch(_) => local(404, LocalReason::NoRoute),
         Selection::Matched(sel) => match resolve(table, sel) {
-            Some((_, rule, matched, port)) => apply_rule(rule, matched, port, req, draw),
+            Some((_, rule, matched, port)) => {
+                let origins = RuleOrigins {
+                    all: origins,
+                    route: sel.route,
+                    rule: sel.rule,
+                };
+                apply_rule(rule, matched, port, req, draw, origins)
+            }
             // Unreachable for a validated table; answer like a miss rather than trap.
             None => local(404, LocalReason::NoRoute),
         },
@@ -184,31 +194,53 @@ struct Edits<'r> {
     mirrors: Vec<&'r str>,
 }
 
+/// The parsed CORS origins of the selected rule's filters.
+#[derive(Clone, Copy)]
+struct RuleOrigins<'o> {
+    all: &'o CorsOrigins,
+    route: u32,
+    rule: u32,
+}
+
+impl<'o> RuleOrigins<'o> {
+    /// The origins of filter `filter` of the rule's list (`backend: None`) or a backend's.
+    fn of(&self, backend: Option<u32>, filter: usize) -> &'o [OriginPattern] {
+        self.all.get(FilterAt {
+            route: self.route,
+            rule: self.rule,
+            backend,
+            filter: u32::try_from(filter).unwrap_or(u32::MAX),
+        })
+    }
+}
+
 fn apply_rule<'r>(
     rule: &'r Rule,
     matched: &'r Match,
     parent_port: u16,
     req: &Request<'_>,
     draw: u64,
+    origins: RuleOrigins<'_>,
 ) -> Outcome<'r> {
     let mut draws = Draws(draw);
     let mut edits = Edits::default();
 
     // A preflight is answered before any other filter: the proxy is its final authority.
-    let cors = rule.filters.iter().find_map(|f| match f {
-        Filter::Cors(c) => Some(c),
+    let cors = rule.filters.iter().enumerate().find_map(|(i, f)| match f {
+        Filter::Cors(c) => Some((i, c)),
         _ => None,
     });
-    if let Some(cors) = cors.filter(|_| cors::is_preflight(req)) {
+    if let Some((i, cors)) = cors.filter(|_| cors::is_preflight(req)) {
         return Outcome::Respond(LocalResponse {
             status: 200,
             reason: LocalReason::CorsPreflight,
-            headers: cors::preflight_headers(cors, req),
+            headers: cors::preflight_headers(cors, origins.of(None, i), req),
         });
     }
 
     if let Some(redirect) = apply_filters(
         &rule.filters,
+        |i| origins.of(None, i),
         &mut edits,
         &matched.path,
         parent_port,
@@ -223,6 +255,7 @@ fn apply_rule<'r>(
     };
     if let Some(redirect) = apply_filters(
         &backend.filters,
+        |i| origins.of(Some(index), i),
         &mut edits,
         &matched.path,
         parent_port,
@@ -251,8 +284,10 @@ fn apply_rule<'r>(
 
 /// Applies filters in order ("SHOULD implement filters in the order they are specified").
 /// Returns the redirect response if one of them is a RequestRedirect.
-fn apply_filters<'r>(
+/// `origins(i)` are the parsed CORS origins of `filters[i]`.
+fn apply_filters<'r, 'o>(
     filters: &'r [Filter],
+    origins: impl Fn(usize) -> &'o [OriginPattern],
     edits: &mut Edits<'r>,
     matched: &PathMatch,
     parent_port: u16,
@@ -280,14 +315,15 @@ fn apply_filters<'r>(
                     edits.mirrors.push(&m.cluster);
                 }
             }
-            Filter::Cors(c) => push_cors(&mut edits.response, c, req),
+            Filter::Cors(c) => push_cors(&mut edits.response, c, origins(i), req),
             Filter::RequestRedirect(r) => {
                 // The redirect is the response: response-side filters listed after it edit it
                 // too (only URLRewrite is incompatible with a redirect; the rest must combine).
-                for later in filters.get(i + 1..).unwrap_or_default() {
+                let rest = filters.get(i + 1..).unwrap_or_default();
+                for (j, later) in (i + 1..).zip(rest) {
                     match later {
                         Filter::ResponseHeaderModifier(m) => push_ops(&mut edits.response, m),
-                        Filter::Cors(c) => push_cors(&mut edits.response, c, req),
+                        Filter::Cors(c) => push_cors(&mut edits.response, c, origins(j), req),
                         _ => {}
                     }
                 }
@@ -309,8 +345,13 @@ fn apply_filters<'r>(
 
 /// CORS response headers for an actual request. `Vary: Origin` is appended, not set: the
 /// upstream's own `Vary` (say `Accept-Encoding`) must survive (RFC 9110 §12.5.5).
-fn push_cors<'r>(ops: &mut Vec<HeaderOp<'r>>, c: &'r Cors, req: &Request<'_>) {
-    for (name, value) in cors::response_headers(c, req) {
+fn push_cors<'r>(
+    ops: &mut Vec<HeaderOp<'r>>,
+    c: &'r Cors,
+    origins: &[OriginPattern],
+    req: &Request<'_>,
+) {
+    for (name, value) in cors::response_headers(c, origins, req) {
         if name.eq_ignore_ascii_case("vary") {
             ops.push(HeaderOp::Add(name, value));
         } else {

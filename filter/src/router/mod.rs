@@ -22,7 +22,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use crate::table::{CheckedMatch, RouteTable, TableError, ValidTable};
+use crate::table::{CheckedMatch, CorsOrigins, RouteTable, TableError, ValidTable};
 
 pub mod cors;
 pub mod decision;
@@ -87,6 +87,8 @@ pub struct Router {
     matches: Vec<CheckedMatch>,
     /// The path indexes' entries, numbered per attachment: each is a position in `matches`.
     entries: Vec<u32>,
+    /// Every CORS filter's origins, parsed when the table was checked.
+    origins: CorsOrigins,
 }
 
 impl Router {
@@ -110,7 +112,7 @@ impl Router {
     /// which mirrors fire, so tests can pin it.
     pub fn decide<'r>(&'r self, req: &Request<'_>, draw: u64) -> Decision<'r> {
         let selection = self.select(req);
-        decision::build(&self.table, selection, req, draw)
+        decision::build(&self.table, &self.origins, selection, req, draw)
     }
 
     /// Finds the parent and the highest-precedence matching entry.
@@ -185,7 +187,7 @@ impl Router {
                 ));
             }
         }
-        let (table, matches) = valid.into_parts();
+        let (table, matches, origins) = valid.into_parts();
         Router {
             table,
             listeners,
@@ -194,6 +196,7 @@ impl Router {
             service_slots,
             matches,
             entries,
+            origins,
         }
     }
 }

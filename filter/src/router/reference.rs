@@ -57,7 +57,7 @@ use super::decision::{self, Decision};
 use super::request::Request;
 use super::{ParentRef, Selected, Selection};
 use crate::table::{
-    Attachment, HeaderMatch, Match, PathMatch, QueryParamMatch, RouteTable, ValueMatch,
+    Attachment, CorsOrigins, HeaderMatch, Match, PathMatch, QueryParamMatch, RouteTable, ValueMatch,
 };
 
 /// Selects the parent and the winning match for `req`, the slow and obvious way.
@@ -207,6 +207,8 @@ pub struct Reference<'t> {
     /// Every regex of the table by pattern; `None` for a pattern that does not compile (a
     /// validated table has none), which then never matches.
     regexes: HashMap<&'t str, Option<Regex>>,
+    /// Every CORS filter's origins, parsed here (not taken from the checks it is compared with).
+    origins: CorsOrigins,
 }
 
 impl<'t> Reference<'t> {
@@ -232,7 +234,11 @@ impl<'t> Reference<'t> {
                 }
             }
         }
-        Reference { table, regexes }
+        Reference {
+            table,
+            regexes,
+            origins: CorsOrigins::of(table),
+        }
     }
 
     /// See [`select`].
@@ -254,7 +260,7 @@ impl<'t> Reference<'t> {
 
     /// See [`decide`].
     pub fn decide(&self, req: &Request<'_>, draw: u64) -> Decision<'t> {
-        decision::build(self.table, self.select(req), req, draw)
+        decision::build(self.table, &self.origins, self.select(req), req, draw)
     }
 
     /// Every candidate of `parent` for `req`, in table order: the entries [`Reference::evaluate`]

@@ -1,10 +1,13 @@
-//! A match as the checks leave it: compiled, ready to be tested against a request. Data only, in
+//! A match as the checks leave it: compiled, ready to be tested against a request; and CORS
+//! origins as they leave them: parsed. Data only, in
 //! its own module so that the checks ([`super::validate`]) that produce it do not import
 //! [`super::ValidTable`], which carries it (imports run one way: valid → validate → checked).
 
 use regex_lite::Regex;
+use rustc_hash::FxHashMap;
 
-use super::PathMatch;
+use super::origin::OriginPattern;
+use super::{Filter, PathMatch, RouteTable};
 
 /// One `HTTPRouteMatch` ready to be tested against a request: the conditions a path index cannot
 /// decide, compiled.
@@ -38,5 +41,69 @@ impl CheckedValue {
             CheckedValue::Exact(s) => **s == *actual,
             CheckedValue::Regex(re) => re.is_match(actual),
         }
+    }
+}
+
+/// Where a filter is in a table: its route, its rule's position, the filter list it is in (the
+/// rule's, or a backend's) and its position there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FilterAt {
+    pub route: u32,
+    pub rule: u32,
+    /// `None`: the rule's `filters`; `Some(b)`: `backends[b].filters`.
+    pub backend: Option<u32>,
+    pub filter: u32,
+}
+
+/// The parsed `allowOrigins` of every CORS filter of a table, kept by the check that parsed them
+/// so a cross-origin request is compared against parsed patterns, never against the entries'
+/// text (GEP-1767, `HTTPCORSFilter.allowOrigins`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CorsOrigins(FxHashMap<FilterAt, Box<[OriginPattern]>>);
+
+impl CorsOrigins {
+    /// Parses every CORS filter's origins of `table` on its own, skipping entries that do not
+    /// parse (a checked table has none; they would match nothing). For the reference router,
+    /// which must not depend on the checks it is compared with; a [`super::ValidTable`] keeps the
+    /// ones its check parsed.
+    pub fn of(table: &RouteTable) -> CorsOrigins {
+        let mut out = CorsOrigins::default();
+        for (route, r) in (0u32..).zip(&table.routes) {
+            for (rule, rl) in (0u32..).zip(&r.rules) {
+                let lists = std::iter::once((None, &rl.filters)).chain(
+                    (0u32..)
+                        .zip(&rl.backends)
+                        .map(|(b, backend)| (Some(b), &backend.filters)),
+                );
+                for (backend, filters) in lists {
+                    for (filter, f) in (0u32..).zip(filters) {
+                        if let Filter::Cors(c) = f {
+                            let parsed = c
+                                .allow_origins
+                                .iter()
+                                .filter_map(|o| OriginPattern::parse(o).ok())
+                                .collect();
+                            let at = FilterAt {
+                                route,
+                                rule,
+                                backend,
+                                filter,
+                            };
+                            out.insert(at, parsed);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The parsed origins of the CORS filter at `at` (empty when there is none: nothing allowed).
+    pub fn get(&self, at: FilterAt) -> &[OriginPattern] {
+        self.0.get(&at).map_or(&[], |o| o)
+    }
+
+    pub(crate) fn insert(&mut self, at: FilterAt, origins: Box<[OriginPattern]>) {
+        self.0.insert(at, origins);
     }
 }

@@ -8,7 +8,7 @@
 
 use prost::Message as _;
 
-use super::{validate, versioned, wire, RouteTable, TableError, TableErrorKind};
+use super::{validate, versioned, wire, Location, RouteTable, TableError, TableErrorKind};
 
 /// Parses, versions and validates a JSON table (the JSON form of [`wire`]: camelCase, unknown
 /// fields refused). Syntax and shape errors carry serde's line and column.
@@ -34,7 +34,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<wire::RouteTable, TableError> {
 /// [`parse_json`] for the protobuf encoding.
 pub fn parse_proto(bytes: &[u8]) -> Result<wire::RouteTable, TableError> {
     wire::RouteTable::decode(bytes).map_err(|e| TableError {
-        at: "protobuf document".to_string(),
+        at: Location::ProtobufDocument,
         kind: TableErrorKind::Proto(e.to_string()),
     })
 }
@@ -63,7 +63,7 @@ fn json_error(e: &serde_json::Error) -> TableError {
     let suffix = format!(" at line {line} column {column}");
     let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
     TableError {
-        at: format!("line {line}, column {column}"),
+        at: Location::JsonText { line, column },
         kind: TableErrorKind::Json {
             line,
             column,
@@ -119,7 +119,7 @@ mod tests {
             decode_proto(&encode_proto(&tampered)),
         ] {
             let e = result.unwrap_err();
-            assert_eq!(e.at, "version");
+            assert_eq!(e.at.to_string(), "version");
             assert_eq!(
                 e.kind,
                 TableErrorKind::VersionMismatch {
@@ -164,9 +164,9 @@ mod tests {
         t.routes[0].rules[0].matches[0].method = Some("get".into());
         let want = "routes[0] (shop/web).rules[0] (canary).matches[0].method";
         let e = decode_json(encode_json(&t).as_bytes()).unwrap_err();
-        assert_eq!(e.at, want);
+        assert_eq!(e.at.to_string(), want);
         let e = decode_proto(&encode_proto(&t)).unwrap_err();
-        assert_eq!(e.at, want);
+        assert_eq!(e.at.to_string(), want);
         assert!(matches!(e.kind, TableErrorKind::InvalidMethod(_)));
     }
 
@@ -200,20 +200,20 @@ mod tests {
             b"{\"role\": \"mesh/a\", \"listeners\": [{\"name\": \"a\", \"port\": 70000}]}",
         )
         .unwrap_err();
-        assert_eq!(e.at, "listeners[0] (a).port");
+        assert_eq!(e.at.to_string(), "listeners[0] (a).port");
         assert!(matches!(e.kind, TableErrorKind::OutOfRange { .. }), "{e}");
         let e = decode_json(
             b"{\"role\": \"mesh/a\", \"services\": [{\"namespace\": \"a\", \"name\": \"b\", \"clusterIps\": [\"10.0.0\"], \"ports\": []}]}",
         )
         .unwrap_err();
-        assert_eq!(e.at, "services[0] (a/b).clusterIps[0]");
+        assert_eq!(e.at.to_string(), "services[0] (a/b).clusterIps[0]");
         assert_eq!(e.kind, TableErrorKind::InvalidIp("10.0.0".into()));
         // Deep nesting hits serde_json's recursion limit, not the stack.
         let deep = "[".repeat(100_000);
         assert!(decode_json(deep.as_bytes()).is_err());
 
         let e = decode_json(b"{\n  \"role\": \"mesh/a\",\n  \"rutes\": []\n}").unwrap_err();
-        assert_eq!(e.at, "line 3, column 9");
+        assert_eq!(e.at.to_string(), "line 3, column 9");
         assert_eq!(
             e.to_string(),
             "line 3, column 9: invalid JSON: unknown field `rutes`, expected one of `version`, \
@@ -232,11 +232,11 @@ mod tests {
         ] {
             let e = decode_proto(bytes).unwrap_err();
             assert!(matches!(e.kind, TableErrorKind::Proto(_)), "{e}");
-            assert_eq!(e.at, "protobuf document");
+            assert_eq!(e.at.to_string(), "protobuf document");
         }
         // Empty input is a valid empty message, refused by validation (no role).
         let e = decode_proto(&[]).unwrap_err();
-        assert_eq!(e.at, "role");
+        assert_eq!(e.at.to_string(), "role");
         // Every truncation of a valid table is refused (truncated field, or a declared version
         // that no longer matches the content), and nothing panics.
         let full = encode_proto(&gateway().with_version());

@@ -20,14 +20,16 @@ use std::net::IpAddr;
 
 mod checked;
 mod codec;
+pub mod location;
 pub mod origin;
 pub mod regex;
 mod valid;
 pub mod validate;
 pub mod wire;
 
-pub use checked::{CheckedMatch, CheckedValue};
+pub use checked::{CheckedMatch, CheckedValue, CorsOrigins, FilterAt};
 pub use codec::{decode_json, decode_proto, encode_json, encode_proto, parse_json, parse_proto};
+pub use location::{ItemLabel, Location, Step};
 pub use valid::ValidTable;
 pub use validate::{validate, validate_rule, TableError, TableErrorKind};
 
@@ -369,7 +371,7 @@ fn checked_version(declared: String, computed: String) -> Result<String, TableEr
         Ok(computed)
     } else {
         Err(TableError {
-            at: "version".to_string(),
+            at: Location::Table(vec![Step::Field("version")]),
             kind: TableErrorKind::VersionMismatch { declared, computed },
         })
     }

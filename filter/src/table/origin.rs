@@ -5,37 +5,53 @@
 //! Before this module the check and the router each had their own parser with different rules
 //! (the router's also took IPv6 literals and any scheme in a pattern).
 
-/// A parsed `allowOrigins` entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OriginPattern<'a> {
+/// A parsed `allowOrigins` entry. Owned, so a checked table keeps it and a request is compared
+/// against it without parsing the entry again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPattern {
     /// `*`: every origin (also `null`).
     Any,
     /// `<scheme>://<host>[:<port>]`.
     Site {
-        /// `http` or `https`.
-        scheme: &'a str,
-        host: HostPattern<'a>,
+        scheme: Scheme,
+        host: HostPattern,
         /// The explicit port, else the scheme's (80, 443).
         port: u16,
     },
 }
 
 /// The host part of an [`OriginPattern::Site`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostPattern<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
     /// `*`: any host.
     Any,
     /// `*.example.com`: one or more labels, then this suffix (kept with its leading `.`).
-    Suffix(&'a str),
+    Suffix(Box<str>),
     /// `example.com`, compared ASCII case-insensitively.
-    Exact(&'a str),
+    Exact(Box<str>),
 }
 
-impl<'a> OriginPattern<'a> {
+/// The scheme of an [`OriginPattern::Site`]: CORSOrigin allows only these two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl OriginPattern {
     /// CORSOrigin: `*`, or `http(s)://` + host (`*`, or an optional `*.` then labels of letters,
     /// digits and `-`) + optional `:port`. Ports must also fit 1-65535 (the CRD allows any 5
     /// digits; no request could match a larger one).
-    pub fn parse(o: &'a str) -> Result<OriginPattern<'a>, &'static str> {
+    pub fn parse(o: &str) -> Result<OriginPattern, &'static str> {
         if o == "*" {
             return Ok(OriginPattern::Any);
         }
@@ -45,9 +61,9 @@ impl<'a> OriginPattern<'a> {
         let Some((scheme, rest)) = o.split_once("://") else {
             return Err("must be `*` or <scheme>://<host>[:<port>]");
         };
-        let default_port = match scheme {
-            "http" => 80,
-            "https" => 443,
+        let (scheme, default_port) = match scheme {
+            "http" => (Scheme::Http, 80),
+            "https" => (Scheme::Https, 443),
             _ => return Err("the scheme must be http or https"),
         };
         let (host, port) = match rest.rsplit_once(':') {
@@ -86,8 +102,8 @@ impl<'a> OriginPattern<'a> {
             }
         }
         let host = match host.strip_prefix('*') {
-            Some(suffix) => HostPattern::Suffix(suffix),
-            None => HostPattern::Exact(host),
+            Some(suffix) => HostPattern::Suffix(suffix.into()),
+            None => HostPattern::Exact(host.into()),
         };
         Ok(OriginPattern::Site { scheme, host, port })
     }
@@ -103,7 +119,7 @@ impl<'a> OriginPattern<'a> {
         let Some(o) = RequestOrigin::parse(origin) else {
             return false;
         };
-        if !scheme.eq_ignore_ascii_case(o.scheme) || Some(*port) != o.port {
+        if !scheme.as_str().eq_ignore_ascii_case(o.scheme) || Some(*port) != o.port {
             return false;
         }
         match host {
@@ -183,16 +199,16 @@ mod tests {
         assert_eq!(
             OriginPattern::parse("https://*.example.com"),
             Ok(OriginPattern::Site {
-                scheme: "https",
-                host: HostPattern::Suffix(".example.com"),
+                scheme: Scheme::Https,
+                host: HostPattern::Suffix(".example.com".into()),
                 port: 443,
             })
         );
         assert_eq!(
             OriginPattern::parse("http://a:8080"),
             Ok(OriginPattern::Site {
-                scheme: "http",
-                host: HostPattern::Exact("a"),
+                scheme: Scheme::Http,
+                host: HostPattern::Exact("a".into()),
                 port: 8080,
             })
         );

@@ -3,11 +3,12 @@
 //! [`ValidTable`] can only be made by checking a table ([`TryFrom`]), so a function that takes one
 //! (`Router::build`) cannot meet an unchecked table and cannot fail. The checks keep their work:
 //! each match's regular expressions are compiled once, here, and its header names lowercased, so
-//! the router indexes [`CheckedMatch`]es instead of compiling the table again (before this, a
+//! the router indexes [`CheckedMatch`]es instead of compiling the table again; CORS origins are
+//! parsed once, here, not per cross-origin request (before this, a
 //! table's regexes were compiled by validation, by a second validation and once per attachment by
 //! the router).
 
-use super::checked::CheckedMatch;
+use super::checked::{CheckedMatch, CorsOrigins};
 use super::{validate, versioned, wire, RouteTable, TableError};
 
 /// A checked table: [`RouteTable`] plus the compiled form of every match, in table order
@@ -18,6 +19,8 @@ pub struct ValidTable {
     matches: Vec<CheckedMatch>,
     /// `matches[route_starts[r]..route_starts[r + 1]]` are route `r`'s (one more entry than routes).
     route_starts: Vec<usize>,
+    /// Every CORS filter's `allowOrigins`, parsed once here rather than per request.
+    origins: CorsOrigins,
 }
 
 impl ValidTable {
@@ -36,10 +39,15 @@ impl ValidTable {
         (start, self.matches.get(start..end).unwrap_or_default())
     }
 
-    /// The table and every compiled match, in table order (positions as [`Self::route_matches`]
-    /// reports them).
-    pub fn into_parts(self) -> (RouteTable, Vec<CheckedMatch>) {
-        (self.table, self.matches)
+    /// The parsed `allowOrigins` of every CORS filter.
+    pub fn origins(&self) -> &CorsOrigins {
+        &self.origins
+    }
+
+    /// The table, every compiled match in table order (positions as [`Self::route_matches`]
+    /// reports them) and the parsed CORS origins.
+    pub fn into_parts(self) -> (RouteTable, Vec<CheckedMatch>, CorsOrigins) {
+        (self.table, self.matches, self.origins)
     }
 }
 
@@ -48,11 +56,12 @@ impl TryFrom<RouteTable> for ValidTable {
     type Error = TableError;
 
     fn try_from(table: RouteTable) -> Result<ValidTable, TableError> {
-        let (matches, route_starts) = validate::check(&table)?;
+        let kept = validate::check(&table)?;
         Ok(ValidTable {
             table,
-            matches,
-            route_starts,
+            matches: kept.matches,
+            route_starts: kept.route_starts,
+            origins: kept.origins,
         })
     }
 }
@@ -64,5 +73,53 @@ impl TryFrom<wire::RouteTable> for ValidTable {
 
     fn try_from(msg: wire::RouteTable) -> Result<ValidTable, TableError> {
         ValidTable::try_from(versioned(msg)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::origin::{HostPattern, OriginPattern, Scheme};
+    use crate::table::validate::fixtures::gateway;
+    use crate::table::{Cors, Filter, FilterAt};
+
+    /// The check parses every CORS filter's origins, rule- and backend-level, and the table keeps
+    /// them for the router (which never parses an origin pattern per request).
+    #[test]
+    fn keeps_parsed_cors_origins() {
+        let mut table = gateway();
+        table.routes[0].rules[0].backends[0]
+            .filters
+            .push(Filter::Cors(Cors {
+                allow_origins: vec!["*".into()],
+                max_age_seconds: 5,
+                ..Cors::default()
+            }));
+        let valid = ValidTable::try_from(table.clone()).unwrap();
+        let at = |backend, filter| FilterAt {
+            route: 0,
+            rule: 0,
+            backend,
+            filter,
+        };
+        assert_eq!(
+            valid.origins().get(at(None, 5)),
+            &[
+                OriginPattern::Site {
+                    scheme: Scheme::Https,
+                    host: HostPattern::Suffix(".example.com".into()),
+                    port: 443,
+                },
+                OriginPattern::Site {
+                    scheme: Scheme::Http,
+                    host: HostPattern::Exact("localhost".into()),
+                    port: 8080,
+                },
+            ]
+        );
+        assert_eq!(valid.origins().get(at(Some(0), 1)), &[OriginPattern::Any]);
+        assert!(valid.origins().get(at(None, 0)).is_empty());
+        // The reference router parses on its own and finds the same.
+        assert_eq!(valid.origins(), &CorsOrigins::of(&table));
     }
 }

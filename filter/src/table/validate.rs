@@ -15,13 +15,14 @@
 //! `routes[3] (shop/web).rules[0].matches[1].headers[2].name: invalid header name "x y": ...`.
 //! Offending values are shown escaped and cut to [`SHOWN_VALUE_MAX`] bytes.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
-use super::checked::{CheckedMatch, CheckedValue};
+use super::checked::{CheckedMatch, CheckedValue, CorsOrigins, FilterAt};
+pub use super::location::SHOWN_VALUE_MAX;
+use super::location::{shown, ItemLabel, Location, Step};
 use super::origin::OriginPattern;
 use super::{
     regex, Backend, BackendTarget, Cors, Filter, HeaderModifier, Match, MeshService, Mirror,
@@ -83,14 +84,12 @@ pub mod limits {
 
 use limits::*;
 
-/// Longest offending value quoted in an error, in bytes; longer ones are cut and end in `…`.
-pub const SHOWN_VALUE_MAX: usize = 256;
-
-/// A table rejected: `at` names the element (`routes[3] (shop/web).rules[0].matches[1]...`).
+/// A table rejected: `at` names the element (`routes[3] (shop/web).rules[0].matches[1]...`), as
+/// a structured [`Location`] that is rendered to text only for display.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{at}: {kind}")]
 pub struct TableError {
-    pub at: String,
+    pub at: Location,
     pub kind: TableErrorKind,
 }
 
@@ -223,21 +222,7 @@ pub enum TableErrorKind {
     },
 }
 
-/// `value` escaped-ready and cut to [`SHOWN_VALUE_MAX`] bytes at a character boundary.
-pub(crate) fn shown(value: &str) -> String {
-    if value.len() <= SHOWN_VALUE_MAX {
-        return value.to_string();
-    }
-    let mut end = SHOWN_VALUE_MAX;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut out = value.get(..end).unwrap_or_default().to_string();
-    out.push('…');
-    out
-}
-
-/// A position in the table, rendered only when an error is reported: validation walks every
+/// A position in the table, made a [`Location`] only when an error is reported: validation walks every
 /// element of every table, errors are rare, so the happy path allocates nothing for paths.
 #[derive(Clone, Copy)]
 pub(crate) struct At<'a> {
@@ -312,62 +297,44 @@ impl<'a> At<'a> {
 
     pub(crate) fn err(&self, kind: TableErrorKind) -> TableError {
         TableError {
-            at: self.render(),
+            at: self.location(),
             kind,
         }
     }
 
-    pub(crate) fn render(&self) -> String {
-        let mut segs = Vec::new();
+    /// The owned, structured form of this position (built only when an error is reported).
+    pub(crate) fn location(&self) -> Location {
+        let mut steps = Vec::new();
+        let mut rule_root = false;
         let mut cur = Some(self);
         while let Some(at) = cur {
-            segs.push(at.seg);
+            match at.seg {
+                Seg::Root => {}
+                Seg::Rule => rule_root = true,
+                Seg::Field(name) => steps.push(Step::Field(name)),
+                Seg::Item { list, index, label } => steps.push(Step::Item {
+                    list,
+                    index,
+                    label: match label {
+                        Label::None => ItemLabel::None,
+                        Label::Name(n) => ItemLabel::Name(n.to_string()),
+                        Label::Qualified(ns, n) => ItemLabel::Qualified {
+                            namespace: ns.to_string(),
+                            name: n.to_string(),
+                        },
+                        Label::Port(p) => ItemLabel::Port(p),
+                        Label::Kind(k) => ItemLabel::Kind(k),
+                    },
+                }),
+            }
             cur = at.parent;
         }
-        let mut out = String::new();
-        let mut root = "table";
-        for seg in segs.iter().rev() {
-            let (name, item) = match seg {
-                Seg::Root => continue,
-                Seg::Rule => {
-                    root = "rule";
-                    continue;
-                }
-                Seg::Field(name) => (*name, None),
-                Seg::Item { list, index, label } => (*list, Some((index, label))),
-            };
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(name);
-            if let Some((index, label)) = item {
-                let _ = write!(out, "[{index}]");
-                match label {
-                    Label::None => {}
-                    Label::Name(n) => {
-                        let _ = write!(out, " ({})", shown(n).escape_debug());
-                    }
-                    Label::Qualified(ns, n) => {
-                        let _ = write!(
-                            out,
-                            " ({}/{})",
-                            shown(ns).escape_debug(),
-                            shown(n).escape_debug()
-                        );
-                    }
-                    Label::Port(p) => {
-                        let _ = write!(out, " ({p})");
-                    }
-                    Label::Kind(k) => {
-                        let _ = write!(out, " ({k})");
-                    }
-                }
-            }
+        steps.reverse();
+        if rule_root {
+            Location::Rule(steps)
+        } else {
+            Location::Table(steps)
         }
-        if out.is_empty() {
-            out.push_str(root);
-        }
-        out
     }
 }
 
@@ -382,12 +349,22 @@ pub fn validate(table: &RouteTable) -> Result<(), TableError> {
 /// rule is dropped, not the whole table). Errors are placed relative to the rule
 /// (`matches[0].headers[1].name`; `rule` for the rule itself).
 pub fn validate_rule(rule: &Rule) -> Result<(), TableError> {
-    let mut out = Vec::new();
-    self::rule(&At::RULE, rule, 0, 0, &mut out)
+    self::rule(&At::RULE, rule, 0, 0, &mut Kept::default())
 }
 
-/// [`validate`], keeping every match compiled, in table order, and where each route's start.
-pub(crate) fn check(table: &RouteTable) -> Result<(Vec<CheckedMatch>, Vec<usize>), TableError> {
+/// What the checks keep for the router (carried by a [`super::ValidTable`]).
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    /// Every match compiled, in table order (routes, then rules, then matches).
+    pub matches: Vec<CheckedMatch>,
+    /// `matches[route_starts[r]..route_starts[r + 1]]` are route `r`'s (filled by [`check`] only).
+    pub route_starts: Vec<usize>,
+    /// Every CORS filter's `allowOrigins`, parsed.
+    pub origins: CorsOrigins,
+}
+
+/// [`validate`], keeping what the checks compiled and parsed.
+pub(crate) fn check(table: &RouteTable) -> Result<Kept, TableError> {
     let root = At::ROOT;
     match role(&root, &table.role)? {
         RoleKind::Gateway if !table.services.is_empty() => {
@@ -444,10 +421,12 @@ pub(crate) fn check(table: &RouteTable) -> Result<(Vec<CheckedMatch>, Vec<usize>
         MAX_REGEXES,
     )?;
 
-    let mut matches = Vec::new();
-    let mut route_starts = Vec::with_capacity(table.routes.len() + 1);
+    let mut kept = Kept {
+        route_starts: Vec::with_capacity(table.routes.len() + 1),
+        ..Kept::default()
+    };
     for (i, r) in (0u32..).zip(&table.routes) {
-        route_starts.push(matches.len());
+        kept.route_starts.push(kept.matches.len());
         route(
             &root.labeled(
                 "routes",
@@ -456,11 +435,11 @@ pub(crate) fn check(table: &RouteTable) -> Result<(Vec<CheckedMatch>, Vec<usize>
             ),
             r,
             i,
-            &mut matches,
+            &mut kept,
         )?;
     }
-    route_starts.push(matches.len());
-    Ok((matches, route_starts))
+    kept.route_starts.push(kept.matches.len());
+    Ok(kept)
 }
 
 enum RoleKind {
@@ -668,7 +647,7 @@ fn attachments(
 }
 
 /// One HTTPRoute.
-fn route(at: &At, r: &Route, index: u32, out: &mut Vec<CheckedMatch>) -> Result<(), TableError> {
+fn route(at: &At, r: &Route, index: u32, kept: &mut Kept) -> Result<(), TableError> {
     k8s_name(&at.field("namespace"), "namespace", &r.namespace, dns_label)?;
     k8s_name(&at.field("name"), "route name", &r.name, dns_subdomain)?;
     for (i, rl) in (0u32..).zip(&r.rules) {
@@ -677,7 +656,7 @@ fn route(at: &At, r: &Route, index: u32, out: &mut Vec<CheckedMatch>) -> Result<
             rl,
             index,
             i,
-            out,
+            kept,
         )?;
     }
     Ok(())
@@ -689,7 +668,7 @@ fn rule(
     rule: &Rule,
     route: u32,
     position: u32,
-    out: &mut Vec<CheckedMatch>,
+    kept: &mut Kept,
 ) -> Result<(), TableError> {
     // `rules[].name`: SectionName (GEP-995).
     if let Some(name) = &rule.name {
@@ -703,9 +682,14 @@ fn rule(
     for (i, m) in (0u32..).zip(&rule.matches) {
         let mut checked = match_(&at.item("matches", i as usize), m)?;
         (checked.route, checked.rule, checked.matched) = (route, position, i);
-        out.push(checked);
+        kept.matches.push(checked);
     }
-    filters(at, &rule.filters, &rule.matches)?;
+    let list = FilterList {
+        route,
+        rule: position,
+        backend: None,
+    };
+    filters(at, &rule.filters, &rule.matches, list, kept)?;
     // CEL on HTTPRouteRule: "RequestRedirect filter must not be used together with backendRefs".
     if let Some(filter) = rule
         .filters
@@ -724,12 +708,22 @@ fn rule(
         rule.backends.len(),
         MAX_BACKENDS,
     )?;
-    for (i, b) in rule.backends.iter().enumerate() {
+    for (i, b) in (0u32..).zip(&rule.backends) {
         let label = match &b.target {
             BackendTarget::Cluster(c) => Label::Name(c),
             BackendTarget::Unavailable { .. } => Label::Kind("unavailable"),
         };
-        backend(&at.labeled("backends", i, label), b, &rule.matches)?;
+        let list = FilterList {
+            backend: Some(i),
+            ..list
+        };
+        backend(
+            &at.labeled("backends", i as usize, label),
+            b,
+            &rule.matches,
+            list,
+            kept,
+        )?;
     }
     if let Some(t) = &rule.timeouts {
         timeouts(&at.field("timeouts"), t)?;
@@ -849,7 +843,21 @@ fn compiles(at: &At, pattern: &str) -> Result<regex_lite::Regex, TableError> {
 }
 
 /// Rule- or backend-level filters (HTTPRouteFilter lists).
-fn filters(owner: &At, list: &[Filter], matches: &[Match]) -> Result<(), TableError> {
+/// Which filter list is being checked: a rule's (`backend: None`) or one of its backends'.
+#[derive(Clone, Copy)]
+struct FilterList {
+    route: u32,
+    rule: u32,
+    backend: Option<u32>,
+}
+
+fn filters(
+    owner: &At,
+    list: &[Filter],
+    matches: &[Match],
+    place: FilterList,
+    kept: &mut Kept,
+) -> Result<(), TableError> {
     too_many(&owner.field("filters"), "filters", list.len(), MAX_FILTERS)?;
     let mut seen = SeenFilters::default();
     for (i, f) in list.iter().enumerate() {
@@ -872,7 +880,16 @@ fn filters(owner: &At, list: &[Filter], matches: &[Match]) -> Result<(), TableEr
             Filter::RequestRedirect(r) => redirect(&at, r, matches)?,
             Filter::UrlRewrite(r) => url_rewrite(&at, r, matches)?,
             Filter::RequestMirror(m) => mirror(&at, m)?,
-            Filter::Cors(c) => cors(&at, c)?,
+            Filter::Cors(c) => {
+                let origins = cors(&at, c)?;
+                let at = FilterAt {
+                    route: place.route,
+                    rule: place.rule,
+                    backend: place.backend,
+                    filter: u32::try_from(i).unwrap_or(u32::MAX),
+                };
+                kept.origins.insert(at, origins);
+            }
         }
         // CEL: "May specify either httpRouteFilterRequestRedirect or httpRouteFilterRequestRewrite,
         // but not both".
@@ -1054,7 +1071,8 @@ fn mirror(at: &At, m: &Mirror) -> Result<(), TableError> {
 }
 
 /// `CORS` (HTTPCORSFilter, GEP-1767).
-fn cors(at: &At, c: &Cors) -> Result<(), TableError> {
+/// Returns the parsed origins, which the router keeps.
+fn cors(at: &At, c: &Cors) -> Result<Box<[OriginPattern]>, TableError> {
     let origins = at.field("allowOrigins");
     too_many(
         &origins,
@@ -1062,15 +1080,20 @@ fn cors(at: &At, c: &Cors) -> Result<(), TableError> {
         c.allow_origins.len(),
         MAX_CORS_ORIGINS,
     )?;
-    for (i, o) in c.allow_origins.iter().enumerate() {
-        OriginPattern::parse(o).map_err(|reason| {
-            at.item("allowOrigins", i)
-                .err(TableErrorKind::InvalidOrigin {
-                    value: shown(o),
-                    reason,
-                })
-        })?;
-    }
+    let parsed = c
+        .allow_origins
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            OriginPattern::parse(o).map_err(|reason| {
+                at.item("allowOrigins", i)
+                    .err(TableErrorKind::InvalidOrigin {
+                        value: shown(o),
+                        reason,
+                    })
+            })
+        })
+        .collect::<Result<Box<[OriginPattern]>, TableError>>()?;
     // CEL: "AllowOrigins cannot contain '*' alongside other origins" (same for methods, headers).
     wildcard_alone(&origins, &c.allow_origins)?;
 
@@ -1111,7 +1134,7 @@ fn cors(at: &At, c: &Cors) -> Result<(), TableError> {
     for (i, h) in c.expose_headers.iter().enumerate() {
         header_name(&at.item("exposeHeaders", i), h)?;
     }
-    Ok(())
+    Ok(parsed)
 }
 
 fn wildcard_alone(at: &At, list: &[String]) -> Result<(), TableError> {
@@ -1122,7 +1145,13 @@ fn wildcard_alone(at: &At, list: &[String]) -> Result<(), TableError> {
 }
 
 /// A weighted backend (`backendRefs[]`).
-fn backend(at: &At, b: &Backend, matches: &[Match]) -> Result<(), TableError> {
+fn backend(
+    at: &At,
+    b: &Backend,
+    matches: &[Match],
+    place: FilterList,
+    kept: &mut Kept,
+) -> Result<(), TableError> {
     // `weight`: 0-1,000,000.
     if b.weight > MAX_WEIGHT {
         return Err(at.field("weight").err(TableErrorKind::OutOfRange {
@@ -1149,7 +1178,7 @@ fn backend(at: &At, b: &Backend, matches: &[Match]) -> Result<(), TableError> {
             no_crlf(&uat.field("reason"), reason)?;
         }
     }
-    filters(at, &b.filters, matches)
+    filters(at, &b.filters, matches, place, kept)
 }
 
 /// An Envoy cluster name: it is written into the `x-gamma-cluster` request header.
@@ -1560,7 +1589,7 @@ mod tests {
     macro_rules! rejects {
         ($table:expr, $at:expr, $kind:pat) => {{
             let err = validate(&$table).expect_err("the table should be rejected");
-            assert_eq!(err.at, $at, "wrong element for: {err}");
+            assert_eq!(err.at.to_string(), $at, "wrong element for: {err}");
             assert!(matches!(err.kind, $kind), "wrong kind: {err}");
             err
         }};
@@ -1956,6 +1985,47 @@ mod tests {
             t.routes[1].rules[0].matches[0].method = Some(ok.into());
             validate(&t).unwrap();
         }
+    }
+
+    /// The path is data: a caller finds the failing route, rule and field without parsing text,
+    /// and a rule checked alone is rooted at the rule.
+    #[test]
+    fn error_paths_are_structured() {
+        let mut t = gateway();
+        t.routes[0].rules[0].matches[0].headers[0].name = "x y".into();
+        let e = validate(&t).unwrap_err();
+        let item = |list, index, label| Step::Item { list, index, label };
+        assert_eq!(
+            e.at,
+            Location::Table(vec![
+                item(
+                    "routes",
+                    0,
+                    ItemLabel::Qualified {
+                        namespace: "shop".into(),
+                        name: "web".into()
+                    }
+                ),
+                item("rules", 0, ItemLabel::Name("canary".into())),
+                item("matches", 0, ItemLabel::None),
+                item("headers", 0, ItemLabel::None),
+                Step::Field("name"),
+            ])
+        );
+        assert_eq!(
+            (e.at.item("routes"), e.at.item("rules")),
+            (Some(0), Some(0))
+        );
+        let e = validate_rule(&t.routes[0].rules[0]).unwrap_err();
+        assert_eq!(
+            e.at,
+            Location::Rule(vec![
+                item("matches", 0, ItemLabel::None),
+                item("headers", 0, ItemLabel::None),
+                Step::Field("name"),
+            ])
+        );
+        assert_eq!(e.at.to_string(), "matches[0].headers[0].name");
     }
 
     #[test]
@@ -2726,7 +2796,7 @@ mod tests {
         let mut t = gateway();
         t.routes[0].name = "a\nb".into();
         let e = validate(&t).unwrap_err();
-        assert_eq!(e.at, "routes[0] (shop/a\\nb).name");
+        assert_eq!(e.at.to_string(), "routes[0] (shop/a\\nb).name");
         assert!(!e.to_string().contains('\n'), "{e}");
     }
 }

@@ -42,7 +42,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::validate::{shown, At, Label, TableError, TableErrorKind};
+use super::location::shown;
+use super::validate::{At, Label, TableError, TableErrorKind};
 
 // ---------------------------------------------------------------------------------------------
 // Messages (the order of fields is the JSON key order; prost encodes in tag order)
@@ -1164,7 +1165,7 @@ mod tests {
             let mut w = RouteTable::from(&gateway());
             mutate(&mut w);
             let e = to_model(w).unwrap_err();
-            assert_eq!(e.at, at, "{e}");
+            assert_eq!(e.at.to_string(), at, "{e}");
             assert!(
                 matches!(e.kind, TableErrorKind::OutOfRange { max: 65535, .. }),
                 "{e}"
@@ -1173,7 +1174,10 @@ mod tests {
         let mut w = RouteTable::from(&mesh());
         w.services[0].ports[1].port = 65_536 + 8080;
         let e = to_model(w).unwrap_err();
-        assert_eq!(e.at, "services[0] (shop/web).ports[1] (73616).port");
+        assert_eq!(
+            e.at.to_string(),
+            "services[0] (shop/web).ports[1] (73616).port"
+        );
     }
 
     #[test]
@@ -1190,7 +1194,11 @@ mod tests {
             let mut w = RouteTable::from(&mesh());
             w.services[0].cluster_ips[1] = bad.into();
             let e = to_model(w).unwrap_err();
-            assert_eq!(e.at, "services[0] (shop/web).clusterIps[1]", "{e}");
+            assert_eq!(
+                e.at.to_string(),
+                "services[0] (shop/web).clusterIps[1]",
+                "{e}"
+            );
             assert_eq!(e.kind, TableErrorKind::InvalidIp(bad.into()));
         }
     }
@@ -1219,13 +1227,16 @@ mod tests {
             let mut w = RouteTable::from(&gateway());
             mutate(&mut w);
             let e = to_model(w).unwrap_err();
-            assert_eq!(e.at, at, "{e}");
+            assert_eq!(e.at.to_string(), at, "{e}");
             assert!(matches!(e.kind, TableErrorKind::Missing { .. }), "{e}");
         }
         let mut w = RouteTable::from(&gateway());
         w.routes[1].rules[0].backends[0].target = None;
         let e = to_model(w).unwrap_err();
-        assert_eq!(e.at, "routes[1] (other/api.v1).rules[0].backends[0]");
+        assert_eq!(
+            e.at.to_string(),
+            "routes[1] (other/api.v1).rules[0].backends[0]"
+        );
         assert_eq!(
             e.to_string(),
             "routes[1] (other/api.v1).rules[0].backends[0]: required field is not set \
@@ -1235,7 +1246,10 @@ mod tests {
         let mut w = RouteTable::from(&mesh());
         w.services[1].ports[0].origin = RouteOrigin::Unspecified as i32;
         let e = to_model(w).unwrap_err();
-        assert_eq!(e.at, "services[1] (shop/db-proxy).ports[0] (80).origin");
+        assert_eq!(
+            e.at.to_string(),
+            "services[1] (shop/db-proxy).ports[0] (80).origin"
+        );
         assert!(matches!(e.kind, TableErrorKind::Missing { .. }), "{e}");
         let mut w = RouteTable::from(&mesh());
         w.services[1].ports[0].origin = 7;
