@@ -190,8 +190,10 @@ pub(super) struct Dynamic {
     pub(super) proxy_id: String,
     /// A version read from shared data that failed to compile here (not retried until it changes).
     pub(super) refused: String,
-    /// The tick period is `tickMs` (set on the first tick; until then `FIRST_TICK_MS`).
-    pub(super) ticking: bool,
+    /// The tick period set now (`updates::FIRST_TICK_MS`, then at most
+    /// `updates::NO_TABLE_TICK_MAX_MS` until a table is in force, then `tickMs`); the fetcher
+    /// lease lasts 8 of them.
+    pub(super) period_ms: u32,
 }
 
 /// xorshift64: the VM's cheap random numbers (weighted picks, mirror sampling, back-off jitter).
