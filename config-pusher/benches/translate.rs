@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use config_pusher::source::files::{load_str, LoadReport};
 use config_pusher::store::Store;
+use config_pusher::translate::status::status_text;
 use config_pusher::translate::{translate, Settings};
 use criterion::Criterion;
 
@@ -108,7 +109,7 @@ fn check(store: &Store) {
             let types: Vec<(&str, &str)> = p
                 .conditions
                 .iter()
-                .map(|c| (c.type_.as_str(), c.status.as_str()))
+                .map(|c| (c.type_.as_str(), status_text(c.status)))
                 .collect();
             assert_eq!(
                 types,

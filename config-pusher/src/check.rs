@@ -14,7 +14,9 @@ use serde::Serialize;
 use crate::source::files::LoadReport;
 use crate::source::Problem;
 use crate::store::{ObjectKey, Store};
-use crate::translate::status::{reason, Condition, RouteParentStatus, Status, StatusDoc};
+use crate::translate::status::{
+    status_text, Condition, ConditionType, RouteParentStatus, Status, StatusDoc,
+};
 use crate::translate::Output;
 
 /// A document that failed to load.
@@ -77,21 +79,30 @@ impl Report {
             let name = display_name(doc);
             match &doc.status {
                 Status::GatewayClass(s) => {
-                    bad(&mut problems, &name, &s.conditions, &[reason::ACCEPTED]);
+                    bad(
+                        &mut problems,
+                        &name,
+                        &s.conditions,
+                        &[ConditionType::Accepted],
+                    );
                 }
                 Status::Gateway(s) => {
-                    let wanted = [reason::ACCEPTED, reason::PROGRAMMED];
+                    let wanted = [ConditionType::Accepted, ConditionType::Programmed];
                     bad(&mut problems, &name, &s.conditions, &wanted);
                     for l in &s.listeners {
                         let at = format!("{name} listener {}", l.name);
-                        let wanted = [reason::ACCEPTED, reason::RESOLVED_REFS, reason::PROGRAMMED];
+                        let wanted = [
+                            ConditionType::Accepted,
+                            ConditionType::ResolvedRefs,
+                            ConditionType::Programmed,
+                        ];
                         bad(&mut problems, &at, &l.conditions, &wanted);
                     }
                 }
                 Status::HttpRoute(s) => {
                     for p in &s.parents {
                         let at = format!("{name} → {}", parent_name(p, doc));
-                        let wanted = [reason::ACCEPTED, reason::RESOLVED_REFS];
+                        let wanted = [ConditionType::Accepted, ConditionType::ResolvedRefs];
                         bad(&mut problems, &at, &p.conditions, &wanted);
                     }
                 }
@@ -117,7 +128,7 @@ impl Report {
             .filter_map(|d| match &d.status {
                 Status::GatewayClass(s) => Some(vec![
                     d.metadata.name.clone(),
-                    cell(&s.conditions, reason::ACCEPTED),
+                    cell(&s.conditions, ConditionType::Accepted),
                 ]),
                 _ => None,
             })
@@ -143,8 +154,8 @@ impl Report {
                 key.to_string(),
                 spec.map_or("?".into(), |g| g.gateway_class_name.clone()),
                 dash(addresses.join(",")),
-                cell(&s.conditions, reason::ACCEPTED),
-                cell(&s.conditions, reason::PROGRAMMED),
+                cell(&s.conditions, ConditionType::Accepted),
+                cell(&s.conditions, ConditionType::Programmed),
             ]);
             for l in &s.listeners {
                 let ls = spec.and_then(|g| g.listeners.iter().find(|x| x.name == l.name));
@@ -155,10 +166,10 @@ impl Report {
                     ls.map_or("?".into(), |x| x.protocol.clone()),
                     dash(ls.and_then(|x| x.hostname.clone()).unwrap_or_default()),
                     l.attached_routes.to_string(),
-                    cell(&l.conditions, reason::ACCEPTED),
-                    cell(&l.conditions, reason::RESOLVED_REFS),
-                    cell(&l.conditions, reason::CONFLICTED),
-                    cell(&l.conditions, reason::PROGRAMMED),
+                    cell(&l.conditions, ConditionType::Accepted),
+                    cell(&l.conditions, ConditionType::ResolvedRefs),
+                    cell(&l.conditions, ConditionType::Conflicted),
+                    cell(&l.conditions, ConditionType::Programmed),
                 ]);
             }
         }
@@ -204,9 +215,9 @@ impl Report {
                     key.to_string(),
                     dash(hostnames.clone()),
                     parent_name(p, d),
-                    cell(&p.conditions, reason::ACCEPTED),
-                    cell(&p.conditions, reason::RESOLVED_REFS),
-                    cell(&p.conditions, reason::PARTIALLY_INVALID),
+                    cell(&p.conditions, ConditionType::Accepted),
+                    cell(&p.conditions, ConditionType::ResolvedRefs),
+                    cell(&p.conditions, ConditionType::PartiallyInvalid),
                 ]);
             }
         }
@@ -277,29 +288,32 @@ fn parent_name(p: &RouteParentStatus, route: &StatusDoc) -> String {
 }
 
 /// A condition as a cell: `True`, `False (Reason)`; `-` when absent.
-fn cell(conditions: &[Condition], type_: &str) -> String {
+fn cell(conditions: &[Condition], type_: ConditionType) -> String {
     match conditions.iter().find(|c| c.type_ == type_) {
         None => "-".into(),
-        Some(c) if fine(c) => c.status.clone(),
-        Some(c) => format!("{} ({})", c.status, c.reason),
+        Some(c) if fine(c) => status_text(c.status).into(),
+        Some(c) => format!("{} ({})", status_text(c.status), c.reason),
     }
 }
 
 /// Whether a condition is in its good state (`Conflicted` and `PartiallyInvalid` are good when
 /// False).
 fn fine(c: &Condition) -> bool {
-    match c.type_.as_str() {
-        reason::CONFLICTED | reason::PARTIALLY_INVALID => !c.is_true(),
+    match c.type_ {
+        ConditionType::Conflicted | ConditionType::PartiallyInvalid => !c.is_true(),
         _ => c.is_true(),
     }
 }
 
 /// Adds a problem per condition not fine, and per wanted condition that is missing.
-fn bad(problems: &mut Vec<String>, at: &str, conditions: &[Condition], wanted: &[&str]) {
+fn bad(problems: &mut Vec<String>, at: &str, conditions: &[Condition], wanted: &[ConditionType]) {
     for c in conditions.iter().filter(|c| !fine(c)) {
         problems.push(format!(
             "{at}: {}={} {}: {}",
-            c.type_, c.status, c.reason, c.message
+            c.type_,
+            status_text(c.status),
+            c.reason,
+            c.message
         ));
     }
     for w in wanted {

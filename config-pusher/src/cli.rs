@@ -347,6 +347,8 @@ pub enum CliError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Explain(#[from] explain::ExplainError),
 }
 
 /// Runs a parsed command line; `Ok` carries the exit code.
@@ -599,10 +601,9 @@ pub fn explain(
     request: &str,
     headers: &[String],
 ) -> Result<u8, CliError> {
-    let req = HttpRequest::parse(request, headers).map_err(CliError::Invalid)?;
+    let req = HttpRequest::parse(request, headers)?;
     let (store, _, output) = load(input, false)?;
-    let target = explain::target(&store, &output, parent, client_namespace, &req)
-        .map_err(CliError::Invalid)?;
+    let target = explain::target(&store, &output, parent, client_namespace, &req)?;
     let table = output
         .tables
         .get(&target.role)

@@ -26,6 +26,45 @@ use crate::render::envoy;
 use crate::store::{ObjectKey, Store};
 use crate::translate::Output;
 
+/// Why `explain` cannot start: a `--parent`, request or header it cannot read, or a parent the
+/// input does not serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExplainError {
+    #[error("`{0}`: expected gateway/NS/NAME[/LISTENER] or service/NS/NAME:PORT")]
+    ParentSyntax(String),
+    #[error("`{0}`: expected a URL like http://host/path")]
+    NotAUrl(String),
+    #[error("`{0}`: the scheme must be http or https")]
+    Scheme(String),
+    #[error("header `{0}`: expected 'name: value'")]
+    HeaderSyntax(String),
+    #[error("`{0}`: no host")]
+    NoHost(String),
+    #[error(
+        "Gateway {key} is not served by this controller (class {class}); see `config-pusher check`"
+    )]
+    GatewayNotServed { key: ObjectKey, class: String },
+    #[error("no Gateway {0} in the input")]
+    NoGateway(ObjectKey),
+    #[error("no namespace {0} in the input")]
+    NoNamespace(String),
+    #[error("Service {0} is not in the input or has no ClusterIP")]
+    NoServiceIp(ObjectKey),
+    #[error("listener {listener} of Gateway {key} is not programmed (see `config-pusher check`)")]
+    ListenerNotProgrammed { key: ObjectKey, listener: String },
+    #[error("Gateway {key} has no listener {listener}; it has: {listeners}")]
+    NoSuchListener {
+        key: ObjectKey,
+        listener: String,
+        /// `name (port N)`, comma-separated.
+        listeners: String,
+    },
+    #[error("Gateway {0} has no programmed listener (see `config-pusher check`)")]
+    NoProgrammedListener(ObjectKey),
+    #[error("Gateway {key} listens on several ports: name a listener (--parent gateway/{}/{}/LISTENER) or put the port in the URL; listeners: {listeners}", .key.namespace, .key.name)]
+    SeveralPorts { key: ObjectKey, listeners: String },
+}
+
 /// `--parent`: `gateway/NS/NAME[/LISTENER]` or `service/NS/NAME:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParentSpec {
@@ -42,11 +81,10 @@ pub enum ParentSpec {
 }
 
 impl std::str::FromStr for ParentSpec {
-    type Err = String;
+    type Err = ExplainError;
 
-    fn from_str(s: &str) -> Result<ParentSpec, String> {
-        let usage =
-            || format!("`{s}`: expected gateway/NS/NAME[/LISTENER] or service/NS/NAME:PORT");
+    fn from_str(s: &str) -> Result<ParentSpec, ExplainError> {
+        let usage = || ExplainError::ParentSyntax(s.to_string());
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
             ["gateway", ns, name] | ["gateway", ns, name, ""]
@@ -96,7 +134,7 @@ pub struct HttpRequest {
 
 impl HttpRequest {
     /// Parses `GET http://host/path?q` (the method defaults to GET) and `name: value` headers.
-    pub fn parse(line: &str, headers: &[String]) -> Result<HttpRequest, String> {
+    pub fn parse(line: &str, headers: &[String]) -> Result<HttpRequest, ExplainError> {
         let line = line.trim();
         let (method, url) = match line.split_once(char::is_whitespace) {
             Some((m, u)) => (m.to_string(), u.trim()),
@@ -104,10 +142,10 @@ impl HttpRequest {
         };
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| format!("`{url}`: expected a URL like http://host/path"))?;
+            .ok_or_else(|| ExplainError::NotAUrl(url.to_string()))?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
-            return Err(format!("`{url}`: the scheme must be http or https"));
+            return Err(ExplainError::Scheme(url.to_string()));
         }
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (rest.get(..i).unwrap_or(rest), rest.get(i..).unwrap_or("/")),
@@ -123,7 +161,7 @@ impl HttpRequest {
         for h in headers {
             let (name, value) = h
                 .split_once(':')
-                .ok_or_else(|| format!("header `{h}`: expected 'name: value'"))?;
+                .ok_or_else(|| ExplainError::HeaderSyntax(h.clone()))?;
             let name = name.trim().to_ascii_lowercase();
             let value = value.trim().to_string();
             if name == "host" {
@@ -133,7 +171,7 @@ impl HttpRequest {
             }
         }
         if authority.is_empty() {
-            return Err(format!("`{url}`: no host"));
+            return Err(ExplainError::NoHost(url.to_string()));
         }
         Ok(HttpRequest {
             method: method.to_ascii_uppercase(),
@@ -171,7 +209,7 @@ pub fn target(
     parent: &ParentSpec,
     client_namespace: Option<&str>,
     req: &HttpRequest,
-) -> Result<Target, String> {
+) -> Result<Target, ExplainError> {
     match parent {
         ParentSpec::Gateway {
             namespace,
@@ -182,11 +220,11 @@ pub fn target(
             let key = ObjectKey::new(namespace, name);
             let Some(table) = output.tables.get(&role) else {
                 return Err(match store.gateways.get(&key) {
-                    Some(g) => format!(
-                        "Gateway {key} is not served by this controller (class {}); see `config-pusher check`",
-                        g.object.spec.gateway_class_name
-                    ),
-                    None => format!("no Gateway {key} in the input"),
+                    Some(g) => ExplainError::GatewayNotServed {
+                        class: g.object.spec.gateway_class_name.clone(),
+                        key,
+                    },
+                    None => ExplainError::NoGateway(key),
                 });
             };
             let port = gateway_port(store, &key, table, listener.as_deref(), req)?;
@@ -206,11 +244,10 @@ pub fn target(
             let client = client_namespace.unwrap_or(namespace);
             let role = format!("mesh/{client}");
             if !output.tables.contains_key(&role) {
-                return Err(format!("no namespace {client} in the input"));
+                return Err(ExplainError::NoNamespace(client.to_string()));
             }
-            let ip = envoy::service_ip(store, namespace, name).ok_or_else(|| {
-                format!("Service {namespace}/{name} is not in the input or has no ClusterIP")
-            })?;
+            let ip = envoy::service_ip(store, namespace, name)
+                .ok_or_else(|| ExplainError::NoServiceIp(ObjectKey::new(namespace, name)))?;
             Ok(Target {
                 role,
                 destination: Destination { ip, port: *port },
@@ -227,7 +264,7 @@ fn gateway_port(
     table: &RouteTable,
     listener: Option<&str>,
     req: &HttpRequest,
-) -> Result<u16, String> {
+) -> Result<u16, ExplainError> {
     let names = || {
         table
             .listeners
@@ -244,15 +281,15 @@ fn gateway_port(
             .gateways
             .get(key)
             .is_some_and(|g| g.object.spec.listeners.iter().any(|l| l.name == wanted));
+        let (key, listener) = (key.clone(), wanted.to_string());
         return Err(if declared {
-            format!(
-                "listener {wanted} of Gateway {key} is not programmed (see `config-pusher check`)"
-            )
+            ExplainError::ListenerNotProgrammed { key, listener }
         } else {
-            format!(
-                "Gateway {key} has no listener {wanted}; it has: {}",
-                names()
-            )
+            ExplainError::NoSuchListener {
+                key,
+                listener,
+                listeners: names(),
+            }
         });
     }
     let ports: BTreeSet<u16> = table.listeners.iter().map(|l| l.port).collect();
@@ -272,16 +309,12 @@ fn gateway_port(
         return Ok(default);
     }
     if ports.is_empty() {
-        return Err(format!(
-            "Gateway {key} has no programmed listener (see `config-pusher check`)"
-        ));
+        return Err(ExplainError::NoProgrammedListener(key.clone()));
     }
-    Err(format!(
-        "Gateway {key} listens on several ports: name a listener (--parent gateway/{}/{}/LISTENER) or put the port in the URL; listeners: {}",
-        key.namespace,
-        key.name,
-        names()
-    ))
+    Err(ExplainError::SeveralPorts {
+        key: key.clone(),
+        listeners: names(),
+    })
 }
 
 /// What `explain` found.

@@ -524,15 +524,31 @@ fn istio_wasm_plugin_polls_config_pusher_and_routes_by_header() {
         assert_eq!(filter["kind"], "EnvoyFilter");
         let patches = filter["spec"]["configPatches"].as_array().unwrap();
         assert_eq!(patches[0]["patch"]["operation"], "INSERT_FIRST");
-        // The client-sent control headers go in a native filter, first in the chain: not part of
-        // the module, so a failed module cannot let a client steer.
-        assert_eq!(patches[0]["applyTo"], "HTTP_FILTER");
+        // Every x-envoy-* and x-gamma-* header the application sends is stripped.
         assert_eq!(
-            patches[0]["patch"]["value"]["typed_config"]["mutations"]["request_mutations"][0],
-            json!({"remove": "x-gamma-cluster"})
+            patches[0]["patch"]["value"]["typed_config"]["mutations"]["request_mutations"],
+            json!([
+                {"remove_on_match": {"key_matcher": {"prefix": "x-envoy-", "ignore_case": true}}},
+                {"remove_on_match": {"key_matcher": {"prefix": "x-gamma-", "ignore_case": true}}},
+            ])
         );
-        let route = &patches[1]["patch"]["value"];
-        assert_eq!(patches[1]["patch"]["operation"], "INSERT_FIRST");
+        // The outbound HCM normalises as the bootstraps do.
+        assert_eq!(patches[1]["applyTo"], "NETWORK_FILTER");
+        assert_eq!(patches[1]["patch"]["operation"], "MERGE");
+        let hcm = &patches[1]["patch"]["value"]["typed_config"];
+        assert_eq!(
+            hcm["path_with_escaped_slashes_action"],
+            "UNESCAPE_AND_REDIRECT"
+        );
+        assert_eq!(
+            hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+            "REJECT_REQUEST"
+        );
+        // The strip filter is native, not part of the module: a failed module cannot let a
+        // client steer.
+        assert_eq!(patches[0]["applyTo"], "HTTP_FILTER");
+        let route = &patches[2]["patch"]["value"];
+        assert_eq!(patches[2]["patch"]["operation"], "INSERT_FIRST");
         assert_eq!(route["route"]["cluster_header"], "x-gamma-cluster");
         assert_eq!(route["route"]["timeout"], "0s");
         // Only requests the filter routed: everything else (no table, unrouted Services and

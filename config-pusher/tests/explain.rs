@@ -224,5 +224,23 @@ fn bad_arguments_are_explained() {
     let req = HttpRequest::parse("http://h/", &[]).unwrap();
     assert!(explain::target(&store, &out, &missing, None, &req)
         .unwrap_err()
+        .to_string()
         .contains("no Gateway web/nope"));
+}
+
+/// Errors are typed (the CLI prints their text): a caller can tell a bad URL from a bad header.
+#[test]
+fn parse_errors_are_typed() {
+    use config_pusher::explain::ExplainError;
+    assert_eq!(
+        HttpRequest::parse("GET ftp://h/", &[]),
+        Err(ExplainError::Scheme("ftp://h/".into()))
+    );
+    let e = HttpRequest::parse("http://h/", &["no-colon".into()]).unwrap_err();
+    assert_eq!(e, ExplainError::HeaderSyntax("no-colon".into()));
+    assert_eq!(e.to_string(), "header `no-colon`: expected 'name: value'");
+    assert_eq!(
+        "gateway/ns".parse::<ParentSpec>(),
+        Err(ExplainError::ParentSyntax("gateway/ns".into()))
+    );
 }

@@ -126,7 +126,7 @@ fn golden_files_cover_every_reason_and_filter() {
             inputs.push_str(&std::fs::read_to_string(input.join(n)).unwrap());
         }
     }
-    let missing: Vec<&str> = status::reason::REASONS
+    let missing: Vec<status::Reason> = status::Reason::PROBLEMS
         .iter()
         .copied()
         .filter(|r| !statuses.contains(&format!("reason: {r}\n")))

@@ -13,7 +13,8 @@ use config_pusher::status::kube::{self as status_kube, Outcome, StatusPublisher,
 use config_pusher::status::lease::{self, Elector, LeaseConfig};
 use config_pusher::store::ObjectKey;
 use config_pusher::translate::status::{
-    Condition, Meta, ParentRef, RouteParentStatus, RouteStatus, Status, StatusDoc,
+    Condition, ConditionType, Meta, ParentRef, Reason, RouteParentStatus, RouteStatus, Status,
+    StatusDoc,
 };
 use config_pusher::translate::Output;
 use http::{Request, Response, StatusCode};
@@ -524,9 +525,9 @@ fn our_doc(generation: i64) -> StatusDoc {
                 },
                 controller_name: US.into(),
                 conditions: vec![Condition::new(
-                    "Accepted",
+                    ConditionType::Accepted,
                     true,
-                    "Accepted",
+                    Reason::Accepted,
                     "accepted",
                     Some(generation),
                 )],

@@ -66,8 +66,8 @@ fn reference_grant_applies_to_gateway_parents_only() {
         .find(|d| d.kind == "HTTPRoute")
         .unwrap()
         .route_parents();
-    assert_eq!(parents[0].conditions[1].reason, "RefNotPermitted");
-    assert_eq!(parents[1].conditions[1].reason, "ResolvedRefs");
+    assert_eq!(parents[0].conditions[1].reason.as_str(), "RefNotPermitted");
+    assert_eq!(parents[1].conditions[1].reason.as_str(), "ResolvedRefs");
 }
 
 #[test]

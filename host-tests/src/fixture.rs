@@ -30,7 +30,26 @@ impl Proxy {
     /// Starts a gateway: one echo backend per cluster name (`<ns>/<service>:<port>`, each on its
     /// own loopback address) and Envoy with `plugin_config` (the table inline).
     pub fn start(echo_bin: &str, plugin_config: &serde_json::Value, clusters: &[&str]) -> Proxy {
-        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[], &[])
+        Proxy::start_on(
+            BOOTSTRAP,
+            echo_bin,
+            plugin_config,
+            clusters,
+            &[],
+            &[],
+            &|t| t,
+        )
+    }
+
+    /// [`Proxy::start`] on `envoy-configs/bootstrap.yaml` as `edit` changes it (a setting an
+    /// operator might add, a layer removed to test the next one).
+    pub fn start_edited(
+        echo_bin: &str,
+        plugin_config: &serde_json::Value,
+        clusters: &[&str],
+        edit: &dyn Fn(String) -> String,
+    ) -> Proxy {
+        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[], &[], edit)
     }
 
     /// Starts a mesh sidecar bound to the Service frontends `frontends` (ClusterIP:port on
@@ -64,6 +83,7 @@ impl Proxy {
             clusters,
             frontends,
             extra_clusters,
+            &|t| t,
         )
     }
 
@@ -83,6 +103,7 @@ impl Proxy {
             clusters,
             &[listen],
             &[],
+            &|t| t,
         )
     }
 
@@ -93,6 +114,7 @@ impl Proxy {
         clusters: &[&str],
         frontends: &[SocketAddr],
         extra_clusters: &[(&str, SocketAddr)],
+        edit: &dyn Fn(String) -> String,
     ) -> Proxy {
         let backends = start_backends(echo_bin, clusters, 10);
         let endpoint_list: Vec<(&str, Vec<SocketAddr>)> = backends
@@ -100,8 +122,10 @@ impl Proxy {
             .map(|(name, e)| (name.as_str(), vec![e.addr]))
             .chain(extra_clusters.iter().map(|(name, a)| (*name, vec![*a])))
             .collect();
-        let template = std::fs::read_to_string(crate::workspace_root().join(template))
-            .unwrap_or_else(|e| panic!("{template}: {e}"));
+        let template = edit(
+            std::fs::read_to_string(crate::workspace_root().join(template))
+                .unwrap_or_else(|e| panic!("{template}: {e}")),
+        );
         let first = frontends
             .first()
             .copied()

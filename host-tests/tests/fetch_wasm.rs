@@ -87,6 +87,22 @@ fn answer_table(vm: &mut WasmHost, call: &HttpCall, t: &RouteTable) {
     );
 }
 
+/// After a rejected table: no fetch at once (config-pusher would answer the same table), then
+/// one once the back-off has passed; returns it and how many ticks that took.
+fn backs_off(vms: &mut [WasmHost], fetcher: usize) -> (HttpCall, u64) {
+    assert!(
+        calls(vms).is_empty(),
+        "a rejected table is followed by a back-off, not an immediate fetch"
+    );
+    let mut ticks = 0;
+    while vms[fetcher].http_calls().is_empty() {
+        vms[fetcher].tick();
+        ticks += 1;
+        assert!(ticks <= 40, "no fetch after {ticks} ticks");
+    }
+    (the_call(vms).1, ticks)
+}
+
 fn cluster_of(vm: &mut WasmHost) -> Option<String> {
     let r = vm.request("GET", "http://shop.example/", &[]);
     match r.local_response() {
@@ -187,6 +203,7 @@ fn a_bad_table_is_rejected_whole_reported_and_not_fetched_again() {
         .logs()
         .iter()
         .any(|(_, l)| l.contains("rejected") && l.contains(&bad.version)));
+    let (next, first_wait) = backs_off(&mut vms, fetcher);
     tick_all(&mut vms);
     for vm in vms.iter_mut() {
         assert_eq!(
@@ -195,7 +212,6 @@ fn a_bad_table_is_rejected_whole_reported_and_not_fetched_again() {
             "last good stays"
         );
     }
-    let (_, next) = the_call(&vms);
     assert_eq!(
         next.header("if-none-match"),
         Some(format!("\"{}\"", bad.version).as_str()),
@@ -224,7 +240,11 @@ fn a_bad_table_is_rejected_whole_reported_and_not_fetched_again() {
         b"\xff\xff\xff\xff",
         &[],
     );
-    let (_, next) = the_call(&vms);
+    let (next, second_wait) = backs_off(&mut vms, fetcher);
+    assert!(
+        second_wait > first_wait,
+        "rejections in a row back off longer: {first_wait} then {second_wait} ticks"
+    );
     assert_eq!(next.header("if-none-match"), Some("\"junk\""));
     let mut tampered = table_to("default/v3:80");
     tampered.version = v1.version.clone();
@@ -236,7 +256,7 @@ fn a_bad_table_is_rejected_whole_reported_and_not_fetched_again() {
     );
 
     // JSON works as well as protobuf.
-    let (_, next) = the_call(&vms);
+    let (next, _) = backs_off(&mut vms, fetcher);
     let v4 = table_to("default/v4:80");
     let etag = format!("\"{}\"", v4.version);
     vms[fetcher].respond_http_call(

@@ -14,8 +14,11 @@
 //! change).
 //!
 //! **EnvoyFilter** (Istio does not let us own the route table, docs/architecture.md "The Envoy contract"):
-//! - `HTTP_FILTER` `INSERT_FIRST`: a `header_mutation` filter stripping client-sent `x-gamma-*`
-//!   headers, first in the chain, so before the wasm filter whatever Istio's filter order is;
+//! - `HTTP_FILTER` `INSERT_FIRST`: a `header_mutation` filter stripping application-sent
+//!   `x-envoy-*` and `x-gamma-*` headers, first in the chain, so before the wasm filter whatever
+//!   Istio's filter order is;
+//! - `NETWORK_FILTER` `MERGE` on the outbound HCM: `path_with_escaped_slashes_action:
+//!   UNESCAPE_AND_REDIRECT` and `headers_with_underscores_action: REJECT_REQUEST`;
 //! - `HTTP_ROUTE` `INSERT_FIRST` in every outbound virtual host: a route that applies only when the
 //!   filter wrote `x-gamma-cluster` (so Services without HTTPRoutes keep Istio's routing), with
 //!   `cluster_header`, `timeout: 0s` and the mirror slots — the catch-all of
@@ -89,6 +92,8 @@ pub const MIN_ISTIO: &str = "1.28";
 
 /// The header the filter writes the chosen cluster into, and the mirror slot headers.
 const CLUSTER_HEADER: &str = "x-gamma-cluster";
+/// Request-header prefixes the strip filter removes from what the application sends.
+const STRIPPED_PREFIXES: [&str; 2] = ["x-envoy-", "x-gamma-"];
 
 fn mirror_header(n: u8) -> String {
     format!("x-gamma-mirror-{n}")
@@ -172,10 +177,12 @@ pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Resu
         "spec": spec,
     });
     let slots: Vec<String> = (0..options.mirror_slots).map(mirror_header).collect();
-    let strip: Vec<Value> = [CLUSTER_HEADER.to_string(), BACKOFF_HEADER.to_string()]
-        .into_iter()
-        .chain(slots.iter().cloned())
-        .map(|h| json!({"remove": h}))
+    // Every x-envoy-* (Envoy's router obeys them: timeouts, retries, hedging, stats) and x-gamma-*
+    // (cluster, mirrors) header the application sends, first in the outbound chain: Istio's own
+    // filters add theirs (x-envoy-peer-metadata) after it.
+    let strip: Vec<Value> = STRIPPED_PREFIXES
+        .iter()
+        .map(|p| json!({"remove_on_match": {"key_matcher": {"prefix": p, "ignore_case": true}}}))
         .collect();
     let mirrors: Vec<Value> = slots
         .iter()
@@ -217,6 +224,23 @@ pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Resu
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
                     "mutations": {"request_mutations": strip},
+                },
+            }},
+        }),
+        // The request normalisation of envoy-configs/bootstrap.yaml, on the outbound HCM
+        // (Istio sets normalize_path and merge_slashes itself by its meshConfig
+        // pathNormalization): `/a/..%2Fadmin` is redirected to `/admin` before gammaroute
+        // matches it, and `x_tenant` headers are refused.
+        json!({
+            "applyTo": "NETWORK_FILTER",
+            "match": {"context": "SIDECAR_OUTBOUND",
+                      "listener": {"filterChain": {"filter": {"name": hcm}}}},
+            "patch": {"operation": "MERGE", "value": {
+                "name": hcm,
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+                    "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
                 },
             }},
         }),
@@ -276,15 +300,15 @@ mod tests {
             .map(|d| serde_yaml_ng::from_str(d).unwrap())
             .collect();
         let patches = docs[1]["spec"]["configPatches"].as_array().unwrap();
+        // Client-sent x-gamma-backoff-ms goes with every x-gamma-* header.
         let strip = &patches[0]["patch"]["value"]["typed_config"]["mutations"]["request_mutations"];
-        assert!(strip
-            .as_array()
-            .unwrap()
-            .contains(&json!({"remove": "x-gamma-backoff-ms"})));
+        assert!(strip.as_array().unwrap().contains(
+            &json!({"remove_on_match": {"key_matcher": {"prefix": "x-gamma-", "ignore_case": true}}})
+        ));
         // The plain route and one per distinct back-off: 100 ms and 2.5 s.
         let routes: Vec<&Value> = patches
             .iter()
-            .skip(1)
+            .filter(|p| p["applyTo"] == "HTTP_ROUTE")
             .map(|p| &p["patch"]["value"])
             .collect();
         assert_eq!(routes.len(), 3);

@@ -11,12 +11,20 @@ use std::path::Path;
 
 use gammaroute_filter::table::RouteTable;
 
-use super::xds::XdsError;
 use crate::render::tls;
 use crate::store::{ObjectKey, Store};
 
+/// An SDS file that could not be written (reported like every other `--xds-dir` write).
+#[derive(Debug, thiserror::Error)]
+#[error("--xds-dir {path}: {source}")]
+pub struct SdsError {
+    pub path: std::path::PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Writes the SDS file of every certificate the gateway tables serve; returns how many changed.
-pub fn write(dir: &Path, store: &Store, tables: &[&RouteTable]) -> Result<usize, XdsError> {
+pub fn write(dir: &Path, store: &Store, tables: &[&RouteTable]) -> Result<usize, SdsError> {
     let shown = dir.display().to_string();
     let mut files: BTreeMap<String, tls::SdsFile> = BTreeMap::new();
     for t in tables {
@@ -38,7 +46,7 @@ pub fn write(dir: &Path, store: &Store, tables: &[&RouteTable]) -> Result<usize,
         if std::fs::read(&path).is_ok_and(|old| old == f.content.as_bytes()) {
             continue;
         }
-        write_private(&path, f.content.as_bytes()).map_err(|source| XdsError::Io {
+        write_private(&path, f.content.as_bytes()).map_err(|source| SdsError {
             path: path.clone(),
             source,
         })?;

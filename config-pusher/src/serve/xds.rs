@@ -25,6 +25,8 @@ pub enum XdsError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Sds(#[from] super::sds::SdsError),
 }
 
 /// The xDS directory, and what was last written there.

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::files::{self, Skipped};
+use super::parse::{self, Skipped};
 use super::Problem;
 use crate::store::{Kind, Object, ObjectKey, Store};
 
@@ -97,7 +97,7 @@ impl FolderCache {
             state.failed(&shown, vec![Problem::file(&shown, message)]);
             return;
         }
-        let parsed = files::parse_str(&shown, text);
+        let parsed = parse::parse_str(&shown, text);
         state.skipped = parsed.skipped;
         if parsed.errors.is_empty() {
             state.good = Some(parsed.objects);

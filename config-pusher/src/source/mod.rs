@@ -16,6 +16,7 @@ use crate::store::{Kind, Object, Store};
 pub mod files;
 pub mod folder;
 pub mod kube;
+pub mod parse;
 pub mod watch;
 
 /// Everything a source knows at one moment: what `translate` reads, and what it could not load.

@@ -153,7 +153,8 @@ pub fn stale(doc: &StatusDoc, live_generation: Option<i64>) -> bool {
 mod tests {
     use super::*;
     use crate::translate::status::{
-        Condition, GatewayClassStatus, Meta, ParentRef, RouteParentStatus, RouteStatus,
+        Condition, ConditionType, GatewayClassStatus, Meta, ParentRef, Reason, RouteParentStatus,
+        RouteStatus,
     };
     use serde_json::json;
 
@@ -181,12 +182,12 @@ mod tests {
                     },
                     controller_name: US.into(),
                     conditions: vec![Condition::new(
-                        "Accepted",
+                        ConditionType::Accepted,
                         accepted,
                         if accepted {
-                            "Accepted"
+                            Reason::Accepted
                         } else {
-                            "NotAllowedByListeners"
+                            Reason::NotAllowedByListeners
                         },
                         "m",
                         Some(generation),
@@ -271,7 +272,13 @@ mod tests {
                 name: "gammaroute".into(),
             },
             status: Status::GatewayClass(GatewayClassStatus {
-                conditions: vec![Condition::new("Accepted", true, "Accepted", "ok", Some(3))],
+                conditions: vec![Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::Accepted,
+                    "ok",
+                    Some(3),
+                )],
             }),
         };
         // The CRD default before any controller wrote: Accepted Unknown.

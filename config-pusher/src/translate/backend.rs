@@ -27,7 +27,7 @@ use gammaroute_filter::table::BackendTarget;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::status::reason;
+use super::status::{Reason, RouteProblem};
 use super::Context;
 use crate::store::{ObjectKey, Store};
 
@@ -39,13 +39,6 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// `appProtocol` values the filter can forward (absent is plain HTTP/1.1 or h2 by negotiation).
 const SUPPORTED_APP_PROTOCOLS: [&str; 4] = ["http", "kubernetes.io/h2c", "kubernetes.io/ws", "h2c"];
-
-/// A reference problem for `ResolvedRefs=False`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefProblem {
-    pub reason: &'static str,
-    pub message: String,
-}
 
 /// Lookups translate needs often, built once per run.
 pub struct Index<'s> {
@@ -150,18 +143,18 @@ pub fn resolve(
     route_namespace: &str,
     ctx: Context,
     r: Ref,
-) -> (BackendTarget, Option<RefProblem>) {
+) -> (BackendTarget, Option<RouteProblem>) {
     let group = r.group.unwrap_or("");
     let kind = r.kind.unwrap_or("Service");
     let namespace = r.namespace.unwrap_or(route_namespace);
     let shown = format!("{namespace}/{}", r.name);
-    let fail = |reason: &'static str, message: String| {
+    let fail = |reason: Reason, message: String| {
         (
             BackendTarget::Unavailable {
                 status: 500,
                 reason: message.clone(),
             },
-            Some(RefProblem { reason, message }),
+            Some(RouteProblem { reason, message }),
         )
     };
     if !group.is_empty() || kind != "Service" {
@@ -171,7 +164,7 @@ pub fn resolve(
             format!("{kind}.{group}")
         };
         return fail(
-            reason::INVALID_KIND,
+            Reason::InvalidKind,
             format!("backendRef {shown}: kind {gk} is not supported (only core Services)"),
         );
     }
@@ -180,7 +173,7 @@ pub fn resolve(
         && !idx.granted(route_namespace, namespace, r.name)
     {
         return fail(
-            reason::REF_NOT_PERMITTED,
+            Reason::RefNotPermitted,
             format!(
                 "backendRef {shown}: no ReferenceGrant in namespace {namespace} allows HTTPRoutes from namespace {route_namespace} to refer to this Service"
             ),
@@ -188,33 +181,33 @@ pub fn resolve(
     }
     let Some(service) = idx.service(namespace, r.name) else {
         return fail(
-            reason::BACKEND_NOT_FOUND,
+            Reason::BackendNotFound,
             format!("backendRef {shown}: Service not found"),
         );
     };
     let spec = service.spec.clone().unwrap_or_default();
     if spec.type_.as_deref() == Some("ExternalName") {
         return fail(
-            reason::INVALID_KIND,
+            Reason::InvalidKind,
             format!("backendRef {shown}: ExternalName Services are not supported"),
         );
     }
     let Some(port) = r.port else {
         return fail(
-            reason::BACKEND_NOT_FOUND,
+            Reason::BackendNotFound,
             format!("backendRef {shown}: port is required for a Service backend"),
         );
     };
     let Some(sp) = spec.ports.iter().flatten().find(|p| p.port == port) else {
         return fail(
-            reason::BACKEND_NOT_FOUND,
+            Reason::BackendNotFound,
             format!("backendRef {shown}: Service has no port {port}"),
         );
     };
     if let Some(proto) = sp.protocol.as_deref() {
         if proto != "TCP" {
             return fail(
-                reason::UNSUPPORTED_PROTOCOL,
+                Reason::UnsupportedProtocol,
                 format!("backendRef {shown}: port {port} uses protocol {proto}, not TCP"),
             );
         }
@@ -225,7 +218,7 @@ pub fn resolve(
             .any(|s| s.eq_ignore_ascii_case(app))
         {
             return fail(
-                reason::UNSUPPORTED_PROTOCOL,
+                Reason::UnsupportedProtocol,
                 format!(
                     "backendRef {shown}: port {port} has appProtocol {app} (supported: http, kubernetes.io/h2c, kubernetes.io/ws)"
                 ),
@@ -234,7 +227,7 @@ pub fn resolve(
     }
     let Ok(port16) = u16::try_from(port) else {
         return fail(
-            reason::BACKEND_NOT_FOUND,
+            Reason::BackendNotFound,
             format!("backendRef {shown}: invalid port {port}"),
         );
     };

@@ -17,8 +17,8 @@ use gateway_api::experimental::httproutes::{
     HttpRouteRulesFiltersUrlRewritePathType as RewritePathType,
 };
 
-use super::backend::{self, Index, Ref, RefProblem};
-use super::status::reason;
+use super::backend::{self, Index, Ref};
+use super::status::{Reason, RouteProblem};
 use super::Context;
 
 /// What one Gateway API filter becomes.
@@ -26,11 +26,11 @@ use super::Context;
 pub enum Outcome {
     Filter(Filter),
     /// A RequestMirror whose backend is invalid: not configured, reported in `ResolvedRefs`.
-    DroppedMirror(RefProblem),
+    DroppedMirror(RouteProblem),
     /// A mirror to a Service without ready endpoints: nothing to send, nothing to report.
     Skip,
     /// A filter that cannot be honoured: requests that reach it must fail with 500.
-    FailClosed(RefProblem),
+    FailClosed(RouteProblem),
 }
 
 /// A filter that makes its rule invalid (rule dropped, `UnsupportedValue`).
@@ -200,7 +200,7 @@ pub fn convert(
                 },
             );
             match (target, problem) {
-                (_, Some(p)) => Outcome::DroppedMirror(RefProblem {
+                (_, Some(p)) => Outcome::DroppedMirror(RouteProblem {
                     reason: p.reason,
                     message: format!("RequestMirror {}", p.message),
                 }),
@@ -238,13 +238,13 @@ pub fn convert(
                 || "(none)".to_string(),
                 |e| format!("{}.{} {}", e.kind, e.group, e.name),
             );
-            Outcome::FailClosed(RefProblem {
-                reason: reason::INVALID_KIND,
+            Outcome::FailClosed(RouteProblem {
+                reason: Reason::InvalidKind,
                 message: format!("ExtensionRef filter {what} is not supported: requests get 500"),
             })
         }
-        Type::ExternalAuth => Outcome::FailClosed(RefProblem {
-            reason: reason::INVALID_KIND,
+        Type::ExternalAuth => Outcome::FailClosed(RouteProblem {
+            reason: Reason::InvalidKind,
             message: "ExternalAuth filter is not supported: requests get 500".into(),
         }),
     })

@@ -22,7 +22,9 @@ use gateway_api::experimental::httproutes::HttpRouteParentRefs;
 
 use super::backend::GATEWAY_GROUP;
 use super::hostname;
-use super::status::{reason, Condition, GatewayAddress, RouteGroupKind};
+use super::status::{
+    Condition, ConditionType, GatewayAddress, Reason, RouteGroupKind, RouteProblem,
+};
 use super::{tls, Settings};
 use crate::store::{ObjectKey, Store};
 
@@ -56,6 +58,17 @@ pub struct ListenerInfo {
     pub attached: BTreeSet<ObjectKey>,
 }
 
+impl ListenerInfo {
+    /// Whether the listener's status says it is programmed.
+    pub fn programmed(&self) -> bool {
+        self.usable
+            && self
+                .conditions
+                .iter()
+                .any(|c| c.type_ == ConditionType::Programmed && c.status)
+    }
+}
+
 /// One Gateway of our classes.
 #[derive(Debug, Clone)]
 pub struct GatewayInfo {
@@ -73,9 +86,9 @@ pub fn classes(store: &Store, settings: &Settings) -> BTreeMap<String, Vec<Condi
         .filter(|(_, c)| c.object.spec.controller_name == settings.controller_name)
         .map(|(name, c)| {
             let conditions = vec![Condition::new(
-                reason::ACCEPTED,
+                ConditionType::Accepted,
                 true,
-                "Accepted",
+                Reason::Accepted,
                 format!("Handled by {}", settings.controller_name),
                 c.object.metadata.generation,
             )];
@@ -102,7 +115,7 @@ fn gateway(store: &Store, key: &ObjectKey, g: &Gateway) -> GatewayInfo {
         .iter()
         .map(|l| {
             let mut info = listener(l, generation);
-            tls::apply(store, &key.namespace, l, &mut info, generation);
+            apply_tls(store, &key.namespace, l, &mut info, generation);
             info
         })
         .collect();
@@ -119,7 +132,7 @@ fn gateway(store: &Store, key: &ObjectKey, g: &Gateway) -> GatewayInfo {
     for l in listeners.iter_mut().filter(|l| l.usable) {
         let conflict = if protocols.get(&l.port).is_some_and(|p| p.len() > 1) {
             Some((
-                reason::PROTOCOL_CONFLICT,
+                Reason::ProtocolConflict,
                 format!(
                     "another listener on port {} uses a different protocol",
                     l.port
@@ -130,7 +143,7 @@ fn gateway(store: &Store, key: &ObjectKey, g: &Gateway) -> GatewayInfo {
             .is_some_and(|n| *n > 1)
         {
             Some((
-                reason::HOSTNAME_CONFLICT,
+                Reason::HostnameConflict,
                 format!(
                     "another listener on port {} has the same hostname {}",
                     l.port,
@@ -145,14 +158,14 @@ fn gateway(store: &Store, key: &ObjectKey, g: &Gateway) -> GatewayInfo {
             l.unusable_reason = format!("listener {} is conflicted: {message}", l.name);
             set(
                 &mut l.conditions,
-                Condition::new(reason::CONFLICTED, true, why, message, generation),
+                Condition::new(ConditionType::Conflicted, true, why, message, generation),
             );
             set(
                 &mut l.conditions,
                 Condition::new(
-                    reason::PROGRAMMED,
+                    ConditionType::Programmed,
                     false,
-                    reason::INVALID,
+                    Reason::Invalid,
                     "Listener is conflicted",
                     generation,
                 ),
@@ -179,6 +192,62 @@ fn gateway(store: &Store, key: &ObjectKey, g: &Gateway) -> GatewayInfo {
     }
 }
 
+/// Sets the TLS part of a listener's status: `Accepted=False` for Passthrough, else
+/// `ResolvedRefs=False` and `Programmed=False` when a certificate ref does not resolve.
+fn apply_tls(
+    store: &Store,
+    gateway_ns: &str,
+    spec: &GatewayListeners,
+    info: &mut ListenerInfo,
+    generation: Option<i64>,
+) {
+    if !info.usable {
+        return;
+    }
+    let errors = match tls::resolve(store, gateway_ns, spec) {
+        Ok(_) => return,
+        Err(errors) => errors,
+    };
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let c = |t: ConditionType, r: Reason, m: &str| Condition::new(t, false, r, m, generation);
+    if errors.contains(&tls::TlsError::Passthrough) {
+        info.usable = false;
+        info.unusable_reason = format!("listener {}: {message}", info.name);
+        set(
+            &mut info.conditions,
+            c(
+                ConditionType::Accepted,
+                Reason::UnsupportedProtocol,
+                &message,
+            ),
+        );
+    } else {
+        // RefNotPermitted wins: it is the one a user fixes elsewhere (a ReferenceGrant).
+        let why = errors
+            .iter()
+            .map(tls::TlsError::reason)
+            .find(|r| *r == Reason::RefNotPermitted)
+            .unwrap_or(Reason::InvalidCertificateRef);
+        set(
+            &mut info.conditions,
+            c(ConditionType::ResolvedRefs, why, &message),
+        );
+    }
+    let programmed = if info.usable {
+        "Listener TLS certificates are not resolved"
+    } else {
+        "Listener is not valid"
+    };
+    set(
+        &mut info.conditions,
+        c(ConditionType::Programmed, Reason::Invalid, programmed),
+    );
+}
+
 fn set(conditions: &mut Vec<Condition>, c: Condition) {
     match conditions.iter_mut().find(|x| x.type_ == c.type_) {
         Some(x) => *x = c,
@@ -187,7 +256,8 @@ fn set(conditions: &mut Vec<Condition>, c: Condition) {
 }
 
 fn listener(l: &GatewayListeners, generation: Option<i64>) -> ListenerInfo {
-    let c = |t: &str, ok: bool, r: &str, m: &str| Condition::new(t, ok, r, m, generation);
+    let c =
+        |t: ConditionType, ok: bool, r: Reason, m: &str| Condition::new(t, ok, r, m, generation);
     let mut conditions = Vec::new();
     let mut usable = true;
     let mut unusable_reason = String::new();
@@ -200,25 +270,25 @@ fn listener(l: &GatewayListeners, generation: Option<i64>) -> ListenerInfo {
             l.name, l.protocol
         );
         conditions.push(c(
-            reason::ACCEPTED,
+            ConditionType::Accepted,
             false,
-            reason::UNSUPPORTED_PROTOCOL,
+            Reason::UnsupportedProtocol,
             &unusable_reason,
         ));
     } else if port.is_none() {
         usable = false;
         unusable_reason = format!("listener {} has an invalid port {}", l.name, l.port);
         conditions.push(c(
-            reason::ACCEPTED,
+            ConditionType::Accepted,
             false,
-            reason::PORT_UNAVAILABLE,
+            Reason::PortUnavailable,
             &unusable_reason,
         ));
     } else {
         conditions.push(c(
-            reason::ACCEPTED,
+            ConditionType::Accepted,
             true,
-            "Accepted",
+            Reason::Accepted,
             "Listener is accepted",
         ));
     }
@@ -252,16 +322,16 @@ fn listener(l: &GatewayListeners, generation: Option<i64>) -> ListenerInfo {
     let takes_http_routes = !supported_kinds.is_empty();
     if invalid_kinds.is_empty() {
         conditions.push(c(
-            reason::RESOLVED_REFS,
+            ConditionType::ResolvedRefs,
             true,
-            "ResolvedRefs",
+            Reason::ResolvedRefs,
             "All references are resolved",
         ));
     } else {
         conditions.push(c(
-            reason::RESOLVED_REFS,
+            ConditionType::ResolvedRefs,
             false,
-            reason::INVALID_ROUTE_KINDS,
+            Reason::InvalidRouteKinds,
             &format!(
                 "unsupported route kinds: {} (only HTTPRoute)",
                 invalid_kinds.join(", ")
@@ -269,23 +339,23 @@ fn listener(l: &GatewayListeners, generation: Option<i64>) -> ListenerInfo {
         ));
     }
     conditions.push(c(
-        reason::CONFLICTED,
+        ConditionType::Conflicted,
         false,
-        reason::NO_CONFLICTS,
+        Reason::NoConflicts,
         "No conflicts",
     ));
     if usable {
         conditions.push(c(
-            reason::PROGRAMMED,
+            ConditionType::Programmed,
             true,
-            "Programmed",
+            Reason::Programmed,
             "Listener is programmed",
         ));
     } else {
         conditions.push(c(
-            reason::PROGRAMMED,
+            ConditionType::Programmed,
             false,
-            reason::INVALID,
+            Reason::Invalid,
             "Listener is not valid",
         ));
     }
@@ -344,7 +414,7 @@ pub fn attach(
     route_ns: &str,
     route_hostnames: &[String],
     namespaces: &BTreeMap<String, BTreeMap<String, String>>,
-) -> Result<Attachments, (&'static str, String)> {
+) -> Result<Attachments, RouteProblem> {
     let candidates: Vec<(usize, &ListenerInfo)> = gw
         .listeners
         .iter()
@@ -359,18 +429,18 @@ pub fn attach(
             (None, Some(p)) => format!("no listener on port {p}"),
             (None, None) => "the Gateway has no listeners".into(),
         };
-        return Err((
-            reason::NO_MATCHING_PARENT,
+        return Err(RouteProblem::new(
+            Reason::NoMatchingParent,
             format!("Gateway {}: {what}", gw.key),
         ));
     }
     let empty = BTreeMap::new();
     let labels = namespaces.get(route_ns).unwrap_or(&empty);
     let mut out = Vec::new();
-    let mut refusals: Vec<(u8, &'static str, String)> = Vec::new();
+    let mut refusals: Vec<(u8, Reason, String)> = Vec::new();
     for (i, l) in candidates {
         if !l.usable {
-            refusals.push((0, reason::NO_MATCHING_PARENT, l.unusable_reason.clone()));
+            refusals.push((0, Reason::NoMatchingParent, l.unusable_reason.clone()));
             continue;
         }
         let ns_ok = match &l.namespaces {
@@ -387,14 +457,14 @@ pub fn attach(
             } else {
                 format!("listener {} does not allow HTTPRoutes", l.name)
             };
-            refusals.push((2, reason::NOT_ALLOWED_BY_LISTENERS, why));
+            refusals.push((2, Reason::NotAllowedByListeners, why));
             continue;
         }
         match hostname::effective(l.hostname.as_deref(), route_hostnames) {
             Some(hosts) => out.push((i, hosts)),
             None => refusals.push((
                 1,
-                reason::NO_MATCHING_LISTENER_HOSTNAME,
+                Reason::NoMatchingListenerHostname,
                 format!(
                     "no route hostname matches listener {} hostname {}",
                     l.name,
@@ -410,14 +480,14 @@ pub fn attach(
     let reason = refusals
         .iter()
         .find(|r| r.0 == best)
-        .map_or(reason::NO_MATCHING_PARENT, |r| r.1);
+        .map_or(Reason::NoMatchingParent, |r| r.1);
     let message = refusals
         .iter()
         .filter(|r| r.0 == best)
         .map(|r| r.2.as_str())
         .collect::<Vec<_>>()
         .join("; ");
-    Err((reason, message))
+    Err(RouteProblem { reason, message })
 }
 
 /// Gateway-level conditions from its listeners.
@@ -426,12 +496,18 @@ pub fn gateway_conditions(gw: &GatewayInfo) -> Vec<Condition> {
     let usable = gw.listeners.iter().filter(|l| l.usable).count();
     let invalid = gw.listeners.len() - usable;
     let accepted = if invalid == 0 {
-        Condition::new(reason::ACCEPTED, true, "Accepted", "Gateway is accepted", g)
+        Condition::new(
+            ConditionType::Accepted,
+            true,
+            Reason::Accepted,
+            "Gateway is accepted",
+            g,
+        )
     } else {
         Condition::new(
-            reason::ACCEPTED,
+            ConditionType::Accepted,
             usable > 0,
-            reason::LISTENERS_NOT_VALID,
+            Reason::ListenersNotValid,
             format!(
                 "{invalid} of {} listeners are not valid",
                 gw.listeners.len()
@@ -440,7 +516,7 @@ pub fn gateway_conditions(gw: &GatewayInfo) -> Vec<Condition> {
         )
     };
     // A listener with unresolved certificates takes routes but is not programmed (see [`tls`]).
-    let programmed = gw.listeners.iter().filter(|l| tls::programmed(l)).count();
+    let programmed = gw.listeners.iter().filter(|l| l.programmed()).count();
     let programmed = if programmed > 0 {
         let message = if programmed == usable {
             "Gateway is programmed".to_string()
@@ -450,12 +526,18 @@ pub fn gateway_conditions(gw: &GatewayInfo) -> Vec<Condition> {
                 gw.listeners.len()
             )
         };
-        Condition::new(reason::PROGRAMMED, true, "Programmed", message, g)
+        Condition::new(
+            ConditionType::Programmed,
+            true,
+            Reason::Programmed,
+            message,
+            g,
+        )
     } else {
         Condition::new(
-            reason::PROGRAMMED,
+            ConditionType::Programmed,
             false,
-            reason::INVALID,
+            Reason::Invalid,
             if usable > 0 {
                 "Gateway has no programmed listener"
             } else {

@@ -22,7 +22,7 @@ use gateway_api::experimental::httproutes::HttpRouteParentRefs;
 use k8s_openapi::api::core::v1::Service;
 
 use super::backend::Index;
-use super::status::reason;
+use super::status::{Reason, RouteProblem};
 use crate::store::ObjectKey;
 
 /// A Service parent resolved: its ports (by value) that the parentRef selects.
@@ -79,10 +79,15 @@ pub fn resolve(
     idx: &Index,
     parent: &HttpRouteParentRefs,
     route_ns: &str,
-) -> Result<Parent, (&'static str, String)> {
+) -> Result<Parent, RouteProblem> {
     let ns = parent.namespace.as_deref().unwrap_or(route_ns);
     let key = ObjectKey::new(ns, parent.name.clone());
-    let no = |m: String| Err((reason::NO_MATCHING_PARENT, format!("Service {key}: {m}")));
+    let no = |m: String| {
+        Err(RouteProblem::new(
+            Reason::NoMatchingParent,
+            format!("Service {key}: {m}"),
+        ))
+    };
     if parent.group.as_deref() != Some("") {
         return no("a Service parentRef needs group \"\" (the core API group)".into());
     }

@@ -34,7 +34,7 @@ pub mod tls;
 
 use backend::{Index, GATEWAY_GROUP};
 use route::Converted;
-use status::{reason, Condition, StatusDoc};
+use status::{Condition, ConditionType, Reason, RouteProblem, StatusDoc};
 
 /// The default `GatewayClass.spec.controllerName` config-pusher serves.
 pub const DEFAULT_CONTROLLER_NAME: &str = "gammaroute.dev/config-pusher";
@@ -123,7 +123,7 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
                 section_name: p.section_name.clone(),
                 port: p.port,
             };
-            let (ctx, attached): (Context, Result<(), (&'static str, String)>) =
+            let (ctx, attached): (Context, Result<(), RouteProblem>) =
                 match (group.as_str(), kind.as_str()) {
                     (GATEWAY_GROUP, "Gateway") => {
                         let gkey = ObjectKey::new(
@@ -527,35 +527,43 @@ fn finish(out: &mut Output, role: String, accepted: Result<RouteTable, table::Ta
 /// The conditions of one route parent.
 fn route_conditions(
     conv: &Converted,
-    attached: Result<(), (&'static str, String)>,
+    attached: Result<(), RouteProblem>,
     g: Option<i64>,
 ) -> Vec<Condition> {
     let accepted = match attached {
-        Err((why, message)) => Condition::new(reason::ACCEPTED, false, why, message, g),
+        Err(RouteProblem { reason, message }) => {
+            Condition::new(ConditionType::Accepted, false, reason, message, g)
+        }
         Ok(()) if conv.all_dropped() => {
             let why = conv
                 .dropped
                 .first()
-                .map_or(reason::UNSUPPORTED_VALUE, |d| d.reason);
+                .map_or(Reason::UnsupportedValue, |d| d.reason);
             let message = if conv.total_rules == 0 {
                 "the route has no rules".to_string()
             } else {
                 format!("All rules are invalid: {}", dropped_message(conv))
             };
-            Condition::new(reason::ACCEPTED, false, why, message, g)
+            Condition::new(ConditionType::Accepted, false, why, message, g)
         }
-        Ok(()) => Condition::new(reason::ACCEPTED, true, "Accepted", "Route is accepted", g),
+        Ok(()) => Condition::new(
+            ConditionType::Accepted,
+            true,
+            Reason::Accepted,
+            "Route is accepted",
+            g,
+        ),
     };
     let resolved = match conv.unresolved.first() {
         None => Condition::new(
-            reason::RESOLVED_REFS,
+            ConditionType::ResolvedRefs,
             true,
-            "ResolvedRefs",
+            Reason::ResolvedRefs,
             "All references are resolved",
             g,
         ),
         Some(first) => Condition::new(
-            reason::RESOLVED_REFS,
+            ConditionType::ResolvedRefs,
             false,
             first.reason,
             conv.unresolved
@@ -569,11 +577,11 @@ fn route_conditions(
     let partially = (accepted.is_true() && !conv.dropped.is_empty()).then(|| {
         let indexes: Vec<String> = conv.dropped.iter().map(|d| d.rule.to_string()).collect();
         Condition::new(
-            reason::PARTIALLY_INVALID,
+            ConditionType::PartiallyInvalid,
             true,
             conv.dropped
                 .first()
-                .map_or(reason::UNSUPPORTED_VALUE, |d| d.reason),
+                .map_or(Reason::UnsupportedValue, |d| d.reason),
             format!(
                 "Dropped Rule(s) [{}]: {}",
                 indexes.join(", "),

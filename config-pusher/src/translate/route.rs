@@ -17,9 +17,9 @@ use gateway_api::experimental::httproutes::{
     HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
 };
 
-use super::backend::{self, Index, Ref, RefProblem};
+use super::backend::{self, Index, Ref};
 use super::filter::{self, Invalid, Outcome};
-use super::status::reason;
+use super::status::{Reason, RouteProblem};
 use super::Context;
 
 /// A rule that was dropped.
@@ -27,7 +27,7 @@ use super::Context;
 pub struct Dropped {
     pub rule: u32,
     /// `UnsupportedValue` or `IncompatibleFilters`.
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -38,7 +38,7 @@ pub struct Converted {
     pub route: Route,
     pub dropped: Vec<Dropped>,
     /// Reference problems (`ResolvedRefs=False`), in rule order.
-    pub unresolved: Vec<RefProblem>,
+    pub unresolved: Vec<RouteProblem>,
     /// Rules in the HTTPRoute.
     pub total_rules: usize,
 }
@@ -72,7 +72,7 @@ pub fn convert(idx: &Index, ns: &str, name: &str, route: &HttpRoute, ctx: Contex
                 out.unresolved.extend(problems);
                 out.route.rules.push(rule);
             }
-            Err((reason, message)) => out.dropped.push(Dropped {
+            Err(RouteProblem { reason, message }) => out.dropped.push(Dropped {
                 rule: index,
                 reason,
                 message,
@@ -89,9 +89,9 @@ fn rule(
     ctx: Context,
     index: u32,
     r: &HttpRouteRules,
-    problems: &mut Vec<RefProblem>,
-) -> Result<Rule, (&'static str, String)> {
-    let unsupported = |Invalid(m): Invalid| (reason::UNSUPPORTED_VALUE, m);
+    problems: &mut Vec<RouteProblem>,
+) -> Result<Rule, RouteProblem> {
+    let unsupported = |Invalid(m): Invalid| RouteProblem::new(Reason::UnsupportedValue, m);
     let matches = match r.matches.as_deref() {
         None | Some([]) => vec![default_match()],
         Some(ms) => ms
@@ -100,7 +100,7 @@ fn rule(
             .collect::<Result<Vec<_>, _>>()
             .map_err(unsupported)?,
     };
-    let mut fail_closed: Option<RefProblem> = None;
+    let mut fail_closed: Option<RouteProblem> = None;
     let mut filters = Vec::new();
     for f in r.filters.iter().flatten() {
         match filter::convert(idx, ns, ctx, f).map_err(unsupported)? {
@@ -113,8 +113,8 @@ fn rule(
     let mut backends = Vec::new();
     for b in r.backend_refs.iter().flatten() {
         let weight = u32::try_from(b.weight.unwrap_or(1)).map_err(|_| {
-            (
-                reason::UNSUPPORTED_VALUE,
+            RouteProblem::new(
+                Reason::UnsupportedValue,
                 format!("backendRef {}: negative weight", b.name),
             )
         })?;
@@ -330,7 +330,7 @@ fn retry(r: &gateway_api::experimental::httproutes::HttpRouteRulesRetry) -> Resu
 
 /// Runs the filter's own check of a rule ([`table::validate_rule`]), so only rules the filter
 /// accepts are kept.
-fn check(rule: Rule) -> Result<Rule, (&'static str, String)> {
+fn check(rule: Rule) -> Result<Rule, RouteProblem> {
     match table::validate_rule(&rule) {
         Ok(()) => Ok(rule),
         Err(e) => {
@@ -338,11 +338,11 @@ fn check(rule: Rule) -> Result<Rule, (&'static str, String)> {
                 TableErrorKind::RedirectWithRewrite { .. }
                 | TableErrorKind::RedirectWithBackends { .. }
                 | TableErrorKind::ReplacePrefixMatchWithoutPrefix { .. } => {
-                    reason::INCOMPATIBLE_FILTERS
+                    Reason::IncompatibleFilters
                 }
-                _ => reason::UNSUPPORTED_VALUE,
+                _ => Reason::UnsupportedValue,
             };
-            Err((reason, e.to_string()))
+            Err(RouteProblem::new(reason, e.to_string()))
         }
     }
 }

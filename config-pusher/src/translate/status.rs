@@ -10,61 +10,139 @@
 //! HTTPRoute `status.parents` holds only the entries of our controller; the writer keeps other
 //! controllers' entries.
 
+use std::fmt;
+
 use serde::Serialize;
 
-/// Condition types and reasons (Gateway API v1.6.1 `shared_types.go`, `gateway_types.go`,
-/// `gatewayclass_types.go`). gateway-api-rs has the Gateway ones only; Route ones are defined here.
-pub mod reason {
-    // Condition types.
-    pub const ACCEPTED: &str = "Accepted";
-    pub const RESOLVED_REFS: &str = "ResolvedRefs";
-    pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
-    pub const PROGRAMMED: &str = "Programmed";
-    pub const CONFLICTED: &str = "Conflicted";
+/// `Condition.type` of the conditions gammaroute writes (Gateway API v1.6.1 `shared_types.go`,
+/// `gateway_types.go`, `gatewayclass_types.go`); serialized as the API's strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum ConditionType {
+    Accepted,
+    ResolvedRefs,
+    PartiallyInvalid,
+    Programmed,
+    Conflicted,
+}
 
+impl ConditionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Accepted => "Accepted",
+            ConditionType::ResolvedRefs => "ResolvedRefs",
+            ConditionType::PartiallyInvalid => "PartiallyInvalid",
+            ConditionType::Programmed => "Programmed",
+            ConditionType::Conflicted => "Conflicted",
+        }
+    }
+}
+
+impl fmt::Display for ConditionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `Condition.reason` values gammaroute writes (same sources as [`ConditionType`]; gateway-api-rs
+/// has the Gateway ones only). Serialized as the API's strings, which are the variant names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Reason {
+    // The positive reason of each condition type.
+    Accepted,
+    ResolvedRefs,
+    Programmed,
     // Route Accepted reasons.
-    pub const NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
-    pub const NO_MATCHING_LISTENER_HOSTNAME: &str = "NoMatchingListenerHostname";
-    pub const NO_MATCHING_PARENT: &str = "NoMatchingParent";
-    pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
-    pub const INCOMPATIBLE_FILTERS: &str = "IncompatibleFilters";
+    NotAllowedByListeners,
+    NoMatchingListenerHostname,
+    NoMatchingParent,
+    UnsupportedValue,
+    IncompatibleFilters,
     // Route ResolvedRefs reasons.
-    pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
-    pub const INVALID_KIND: &str = "InvalidKind";
-    pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
-    pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
-
+    RefNotPermitted,
+    InvalidKind,
+    BackendNotFound,
+    UnsupportedProtocol,
     // Gateway / listener reasons.
-    pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
-    pub const INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
-    pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
-    pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";
-    pub const NO_CONFLICTS: &str = "NoConflicts";
-    pub const INVALID: &str = "Invalid";
-    pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
-    pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
+    ListenersNotValid,
+    InvalidRouteKinds,
+    HostnameConflict,
+    ProtocolConflict,
+    NoConflicts,
+    Invalid,
+    PortUnavailable,
+    InvalidCertificateRef,
+}
 
-    /// Every reason above that is not also a condition type: the golden files must show each one
-    /// (`config-pusher/tests/golden.rs`).
-    pub const REASONS: &[&str] = &[
-        NOT_ALLOWED_BY_LISTENERS,
-        NO_MATCHING_LISTENER_HOSTNAME,
-        NO_MATCHING_PARENT,
-        UNSUPPORTED_VALUE,
-        INCOMPATIBLE_FILTERS,
-        REF_NOT_PERMITTED,
-        INVALID_KIND,
-        BACKEND_NOT_FOUND,
-        UNSUPPORTED_PROTOCOL,
-        LISTENERS_NOT_VALID,
-        INVALID_ROUTE_KINDS,
-        HOSTNAME_CONFLICT,
-        PROTOCOL_CONFLICT,
-        NO_CONFLICTS,
-        INVALID,
-        PORT_UNAVAILABLE,
-        INVALID_CERTIFICATE_REF,
+impl Reason {
+    /// Every reason that is not also a condition type's positive reason: the golden files must
+    /// show each one (`config-pusher/tests/golden.rs`).
+    pub const PROBLEMS: &[Reason] = &[
+        Reason::NotAllowedByListeners,
+        Reason::NoMatchingListenerHostname,
+        Reason::NoMatchingParent,
+        Reason::UnsupportedValue,
+        Reason::IncompatibleFilters,
+        Reason::RefNotPermitted,
+        Reason::InvalidKind,
+        Reason::BackendNotFound,
+        Reason::UnsupportedProtocol,
+        Reason::ListenersNotValid,
+        Reason::InvalidRouteKinds,
+        Reason::HostnameConflict,
+        Reason::ProtocolConflict,
+        Reason::NoConflicts,
+        Reason::Invalid,
+        Reason::PortUnavailable,
+        Reason::InvalidCertificateRef,
     ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Accepted => "Accepted",
+            Reason::ResolvedRefs => "ResolvedRefs",
+            Reason::Programmed => "Programmed",
+            Reason::NotAllowedByListeners => "NotAllowedByListeners",
+            Reason::NoMatchingListenerHostname => "NoMatchingListenerHostname",
+            Reason::NoMatchingParent => "NoMatchingParent",
+            Reason::UnsupportedValue => "UnsupportedValue",
+            Reason::IncompatibleFilters => "IncompatibleFilters",
+            Reason::RefNotPermitted => "RefNotPermitted",
+            Reason::InvalidKind => "InvalidKind",
+            Reason::BackendNotFound => "BackendNotFound",
+            Reason::UnsupportedProtocol => "UnsupportedProtocol",
+            Reason::ListenersNotValid => "ListenersNotValid",
+            Reason::InvalidRouteKinds => "InvalidRouteKinds",
+            Reason::HostnameConflict => "HostnameConflict",
+            Reason::ProtocolConflict => "ProtocolConflict",
+            Reason::NoConflicts => "NoConflicts",
+            Reason::Invalid => "Invalid",
+            Reason::PortUnavailable => "PortUnavailable",
+            Reason::InvalidCertificateRef => "InvalidCertificateRef",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a route (or one of its rules, filters or backends) is not accepted as it is: the reason a
+/// condition reports and the message that explains it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteProblem {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl RouteProblem {
+    pub fn new(reason: Reason, message: impl Into<String>) -> RouteProblem {
+        RouteProblem {
+            reason,
+            message: message.into(),
+        }
+    }
 }
 
 /// A `metav1.Condition` without `lastTransitionTime` (see the module docs).
@@ -72,34 +150,48 @@ pub mod reason {
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
-    pub type_: String,
-    /// `"True"` or `"False"`.
-    pub status: String,
-    pub reason: String,
+    pub type_: ConditionType,
+    /// Serialized as `"True"` or `"False"` (`metav1.ConditionStatus`).
+    #[serde(serialize_with = "true_false")]
+    pub status: bool,
+    pub reason: Reason,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
 
+fn true_false<S: serde::Serializer>(status: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(status_text(*status))
+}
+
+/// `metav1.ConditionStatus` text of a condition status (`Unknown` is never written).
+pub fn status_text(status: bool) -> &'static str {
+    if status {
+        "True"
+    } else {
+        "False"
+    }
+}
+
 impl Condition {
     pub fn new(
-        type_: &str,
+        type_: ConditionType,
         ok: bool,
-        reason: &str,
+        reason: Reason,
         message: impl Into<String>,
         generation: Option<i64>,
     ) -> Condition {
         Condition {
-            type_: type_.to_string(),
-            status: if ok { "True" } else { "False" }.to_string(),
-            reason: reason.to_string(),
+            type_,
+            status: ok,
+            reason,
             message: message.into(),
             observed_generation: generation,
         }
     }
 
     pub fn is_true(&self) -> bool {
-        self.status == "True"
+        self.status
     }
 }
 
@@ -217,7 +309,7 @@ impl StatusDoc {
     }
 
     /// A condition of this object (not of its listeners or parents) by type.
-    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+    pub fn condition(&self, type_: ConditionType) -> Option<&Condition> {
         let list = match &self.status {
             Status::GatewayClass(s) => &s.conditions,
             Status::Gateway(s) => &s.conditions,
@@ -237,4 +329,36 @@ pub fn to_yaml(docs: &[StatusDoc]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed condition serializes exactly as `metav1.Condition` text: the status as
+    /// `"True"`/`"False"`, type and reason as the Gateway API strings.
+    #[test]
+    fn conditions_serialize_as_the_api_strings() {
+        let c = Condition::new(
+            ConditionType::PartiallyInvalid,
+            true,
+            Reason::UnsupportedValue,
+            "m",
+            Some(2),
+        );
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::json!({"type": "PartiallyInvalid", "status": "True",
+                "reason": "UnsupportedValue", "message": "m", "observedGeneration": 2})
+        );
+        let c = Condition::new(ConditionType::Accepted, false, Reason::Invalid, "m", None);
+        assert_eq!(serde_json::to_value(&c).unwrap()["status"], "False");
+        for r in Reason::PROBLEMS.iter().chain(&[
+            Reason::Accepted,
+            Reason::ResolvedRefs,
+            Reason::Programmed,
+        ]) {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
 }

@@ -1,5 +1,5 @@
-//! TLS termination of Gateway listeners: `spec.listeners[].tls` resolved to certificates, and the
-//! listener conditions that follow from it.
+//! TLS termination of Gateway listeners: `spec.listeners[].tls` resolved to certificates, or the
+//! errors whose listener conditions `gateway::apply_tls` sets.
 //!
 //! - `tls.mode: Terminate` (the default) with `certificateRefs`: each ref must be group `""`, kind
 //!   `Secret` (both defaults); a ref into another namespace needs a ReferenceGrant in the Secret's
@@ -28,8 +28,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::backend::GATEWAY_GROUP;
-use super::gateway::ListenerInfo;
-use super::status::{reason, Condition};
+use super::status::Reason;
 use crate::store::secret::{PrivateKey, TLS_SECRET_TYPE};
 use crate::store::{ObjectKey, Store};
 
@@ -84,11 +83,11 @@ pub enum TlsError {
 
 impl TlsError {
     /// The listener `ResolvedRefs` reason (`Accepted` reason for [`TlsError::Passthrough`]).
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            TlsError::Passthrough => reason::UNSUPPORTED_PROTOCOL,
-            TlsError::NotPermitted { .. } => reason::REF_NOT_PERMITTED,
-            _ => reason::INVALID_CERTIFICATE_REF,
+            TlsError::Passthrough => Reason::UnsupportedProtocol,
+            TlsError::NotPermitted { .. } => Reason::RefNotPermitted,
+            _ => Reason::InvalidCertificateRef,
         }
     }
 }
@@ -208,72 +207,4 @@ fn granted(store: &Store, from_ns: &str, secret: &ObjectKey) -> bool {
                         && t.name.as_deref().is_none_or(|n| n == secret.name)
                 })
         })
-}
-
-/// Sets the TLS part of a listener's status: `Accepted=False` for Passthrough, else
-/// `ResolvedRefs=False` and `Programmed=False` when a certificate ref does not resolve.
-pub fn apply(
-    store: &Store,
-    gateway_ns: &str,
-    spec: &GatewayListeners,
-    info: &mut ListenerInfo,
-    generation: Option<i64>,
-) {
-    if !info.usable {
-        return;
-    }
-    let errors = match resolve(store, gateway_ns, spec) {
-        Ok(_) => return,
-        Err(errors) => errors,
-    };
-    let message = errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ");
-    let c = |t: &str, r: &str, m: &str| Condition::new(t, false, r, m, generation);
-    if errors.contains(&TlsError::Passthrough) {
-        info.usable = false;
-        info.unusable_reason = format!("listener {}: {message}", info.name);
-        set(
-            &mut info.conditions,
-            c(reason::ACCEPTED, reason::UNSUPPORTED_PROTOCOL, &message),
-        );
-    } else {
-        // RefNotPermitted wins: it is the one a user fixes elsewhere (a ReferenceGrant).
-        let why = errors
-            .iter()
-            .map(TlsError::reason)
-            .find(|r| *r == reason::REF_NOT_PERMITTED)
-            .unwrap_or(reason::INVALID_CERTIFICATE_REF);
-        set(
-            &mut info.conditions,
-            c(reason::RESOLVED_REFS, why, &message),
-        );
-    }
-    let programmed = if info.usable {
-        "Listener TLS certificates are not resolved"
-    } else {
-        "Listener is not valid"
-    };
-    set(
-        &mut info.conditions,
-        c(reason::PROGRAMMED, reason::INVALID, programmed),
-    );
-}
-
-/// Whether a listener's status says it is programmed.
-pub fn programmed(info: &ListenerInfo) -> bool {
-    info.usable
-        && info
-            .conditions
-            .iter()
-            .any(|c| c.type_ == reason::PROGRAMMED && c.status == "True")
-}
-
-fn set(conditions: &mut Vec<Condition>, c: Condition) {
-    match conditions.iter_mut().find(|x| x.type_ == c.type_) {
-        Some(x) => *x = c,
-        None => conditions.push(c),
-    }
 }

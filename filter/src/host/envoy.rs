@@ -220,6 +220,65 @@ pub fn prune<'d>(ops: &mut Ops<'d>, present: impl Fn(&str) -> bool) {
     }
 }
 
+/// Request headers Envoy obeys when a request carries them (Envoy docs, "HTTP header
+/// manipulation" of the router filter and the HTTP connection manager; `original_dst` clusters
+/// for the last): timeouts, retries, hedging, stats, tracing, the original destination. The
+/// HCM drops some of them from requests it deems external, but keeps all for "internal" ones.
+/// (`x-envoy-internal` is not among them: with `use_remote_address` the HCM sets or removes it
+/// itself, and upstreams may rely on it.)
+pub const OBEYED_ENVOY_HEADERS: [&str; 16] = [
+    "x-envoy-decorator-operation",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-force-trace",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-ip-tags",
+    "x-envoy-max-retries",
+    "x-envoy-original-dst-host",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retry-on",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-stream-duration-ms",
+];
+
+/// Whether a client-sent request header is the filter's alone: every `x-gamma-*` and each
+/// header of [`OBEYED_ENVOY_HEADERS`] (not every `x-envoy-*`: under Istio the sidecar's own
+/// filters add `x-envoy-peer-metadata` before gammaroute runs).
+fn controls_routing(name: &str) -> bool {
+    let gamma = "x-gamma-";
+    name.get(..gamma.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(gamma))
+        || OBEYED_ENVOY_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Removes every request header Envoy or gammaroute's Envoy route would obey ([`controls_routing`])
+/// that the request carries and the plan does not already set or remove, so these headers are
+/// the filter's or nobody's — also from a client Envoy deems internal. The bootstraps strip
+/// every `x-envoy-*` and `x-gamma-*` natively before gammaroute; this covers a bootstrap without
+/// that filter. Appended after the plan's own operations, and only for headers present: a clean
+/// request costs nothing.
+pub fn strip_reserved<'d>(ops: &mut Ops<'d>, headers: &'d [(String, String)]) {
+    for (name, _) in headers {
+        if !controls_routing(name) {
+            continue;
+        }
+        let planned = ops.iter().any(|op| match op {
+            HeaderOp::Set(n, _) | HeaderOp::Add(n, _) | HeaderOp::Remove(n) => {
+                n.eq_ignore_ascii_case(name)
+            }
+        });
+        if !planned {
+            ops.push(HeaderOp::Remove(Cow::Borrowed(name.as_str())));
+        }
+    }
+}
+
 fn set_or_remove(ops: &mut Ops<'_>, name: &'static str, value: Option<String>) {
     ops.push(match value {
         Some(v) => HeaderOp::Set(name.into(), v.into()),
@@ -399,6 +458,54 @@ mod tests {
         );
         prune(&mut request, |_| false);
         assert_eq!(names(&request), vec!["set x-gamma-cluster=c"]);
+    }
+
+    #[test]
+    fn strip_reserved_removes_every_client_control_header_once() {
+        let d = decision(Outcome::Forward(Forward {
+            backend: 0,
+            cluster: "c",
+            request_headers: vec![],
+            authority: None,
+            path: None,
+            response_headers: vec![],
+            mirrors: vec![],
+            timeouts: Timeouts::default(),
+            retry: None,
+        }));
+        let headers: Vec<(String, String)> = [
+            (":path", "/"),
+            ("x-envoy-retry-grpc-on", "cancelled"),
+            ("x-envoy-hedge-on-per-try-timeout", "true"),
+            ("x-envoy-upstream-alt-stat-name", "x"),
+            ("x-envoy-max-retries", "9"),
+            ("x-gamma-cluster", "evil"),
+            ("x-gamma-anything", "1"),
+            ("x-envoyish", "kept"),
+            // Added by Istio's sidecar filters before gammaroute: not the router's to obey.
+            ("x-envoy-peer-metadata", "kept"),
+            ("user-agent", "curl"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let Plan::Continue { mut request, .. } = plan(&d, contract()) else {
+            panic!("not a forward plan");
+        };
+        strip_reserved(&mut request, &headers);
+        prune(&mut request, |n| headers.iter().any(|(k, _)| k == n));
+        assert_eq!(
+            names(&request),
+            vec![
+                "set x-gamma-cluster=c",
+                // Planned already: removed once, not twice.
+                "remove x-envoy-max-retries",
+                "remove x-envoy-retry-grpc-on",
+                "remove x-envoy-hedge-on-per-try-timeout",
+                "remove x-envoy-upstream-alt-stat-name",
+                "remove x-gamma-anything",
+            ]
+        );
     }
 
     #[test]

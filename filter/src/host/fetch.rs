@@ -258,17 +258,19 @@ impl Fetch {
                     now_ms.saturating_add(u64::from(source.poll_interval_ms))
                 };
             }
-            Fetched::Table { .. } | Fetched::Refused { .. } => {
-                self.failures = 0;
+            // Failures are reset only once the table is applied ([`Fetch::applied`]): a table
+            // rejected after decoding backs off like a failure ([`Fetch::rejected`]).
+            Fetched::Table { .. } => {
                 self.next_attempt_ms = if source.long_poll_seconds > 0 {
                     now_ms
                 } else {
                     now_ms.saturating_add(u64::from(source.poll_interval_ms))
                 };
             }
-        }
-        if let Fetched::Refused { version, message } = &fetched {
-            self.rejected(version, message);
+            Fetched::Refused { version, message } => {
+                let (version, message) = (version.clone(), message.clone());
+                self.rejected(&version, &message, now_ms, draw);
+            }
         }
         fetched
     }
@@ -276,10 +278,15 @@ impl Fetch {
     /// A table was applied: it is now what `If-None-Match` names.
     pub fn applied(&mut self, version: &str) {
         self.seen = version.to_string();
+        self.failures = 0;
     }
 
-    /// A table was rejected: remember it so that it is reported, and not fetched again.
-    pub fn rejected(&mut self, version: &str, message: &str) {
+    /// A table was rejected: remember it so that it is reported and not fetched again, and back
+    /// off like a failure. Never an immediate re-fetch: a table rejected before it said its
+    /// version, answered without an `ETag`, leaves `If-None-Match` unchanged, so config-pusher
+    /// would answer the same bad table at once, in a loop.
+    pub fn rejected(&mut self, version: &str, message: &str, now_ms: u64, draw: u64) {
+        self.fail(now_ms, draw);
         if !version.is_empty() {
             self.seen = version.to_string();
         }
@@ -464,7 +471,7 @@ mod tests {
         assert_eq!(get(&first, "x-gammaroute-proxy").as_deref(), Some("node-1"));
 
         fetch.applied("v1");
-        fetch.rejected("v2", "routes[0].rules[0]: bad\nregex");
+        fetch.rejected("v2", "routes[0].rules[0]: bad\nregex", 0, 0);
         let next = fetch.request_headers(&src, "v1", "node-1");
         assert_eq!(get(&next, "if-none-match").as_deref(), Some("\"v2\""));
         assert_eq!(get(&next, "x-gammaroute-applied").as_deref(), Some("v1"));
@@ -528,6 +535,47 @@ mod tests {
         assert!(headers
             .iter()
             .any(|(k, v)| *k == "x-gammaroute-rejected" && v.contains("maxTableBytes")));
+        // ...and not at once: a rejection backs off (500 ms ± 20%).
+        assert!(!fetch.due(&src, 50_001));
+        assert!(fetch.due(&src, 50_601));
+    }
+
+    #[test]
+    fn rejected_tables_back_off_growing_until_one_is_applied() {
+        let src = source(30);
+        let mut fetch = Fetch::default();
+        // A table without a version or ETag that does not decode, answered three times.
+        let mut waits = Vec::new();
+        let mut now = 0;
+        for token in 0..3 {
+            assert!(fetch.due(&src, now), "due at {now}");
+            fetch.started(token, now);
+            let answer = CallResponse {
+                status: Some(200),
+                content_type: Some("application/x-protobuf"),
+                etag: None,
+                body_size: 10,
+            };
+            assert_eq!(
+                fetch.on_response(&src, answer, now, 0),
+                Fetched::Table { proto: true }
+            );
+            fetch.rejected("", "invalid protobuf", now, 0);
+            let wait = fetch.wait_ms(now);
+            waits.push(wait);
+            now += wait;
+        }
+        // 500 ms doubling (the draw 0 takes the low end of the ±20% jitter).
+        assert_eq!(waits, [400, 800, 1600]);
+        // A good table resets the back-off: the next long-poll starts at once.
+        fetch.started(9, now);
+        fetch.on_response(&src, ok(10), now, 0);
+        fetch.applied("v3");
+        assert!(fetch.due(&src, now));
+        fetch.started(10, now);
+        fetch.on_response(&src, ok(10), now, 0);
+        fetch.rejected("v4", "bad", now, 0);
+        assert_eq!(fetch.wait_ms(now), 400, "back to the base back-off");
     }
 
     #[test]

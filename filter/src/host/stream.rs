@@ -111,7 +111,8 @@ fn untouched(transparent: &Transparent) -> Result<u32, Status> {
 
 /// Executes a plan's request header writes (those that change something, [`envoy::prune`]) and
 /// clears the route cache.
-fn apply(request: &mut envoy::Ops<'_>, headers: &[(String, String)]) -> Result<(), Status> {
+fn apply<'d>(request: &mut envoy::Ops<'d>, headers: &'d [(String, String)]) -> Result<(), Status> {
+    envoy::strip_reserved(request, headers);
     envoy::prune(request, |name| {
         headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
     });
@@ -167,6 +168,11 @@ fn route_with(
             &decision.selection,
             &decision.outcome,
         );
+    }
+    // Values too long for a regex did not match (table/regex.rs MAX_INPUT_LEN): visible to
+    // operators as one count per request.
+    if loaded.router.take_oversized_regex_inputs() > 0 {
+        count("gammaroute.regex_input_too_long");
     }
     let contract = Contract {
         mirror_slots: loaded.mirror_slots,

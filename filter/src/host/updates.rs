@@ -193,12 +193,13 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
             }
             Err((version, message)) => {
                 let version = fetch::refused_version(version, etag);
-                dynamic.fetch.rejected(&version, &message);
+                dynamic.fetch.rejected(&version, &message, now, draw);
                 rejected(source, &version, &message);
             }
         },
     }
-    // Long-poll again at once rather than on the next tick.
+    // Long-poll again at once rather than on the next tick (when due: not after a rejection or
+    // a failure, which back off).
     tick(vm, root);
 }
 

@@ -2,14 +2,24 @@
 //! index has found a candidate. The match was compiled when the table was checked
 //! ([`crate::table::ValidTable`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::request::Request;
+use crate::table::regex::bounded_match;
 use crate::table::CheckedMatch;
 
 /// Every condition the path index does not decide: regex path, method (exact, so HEAD is not
-/// GET), headers (absent header never matches), query parameters.
-pub fn matches(m: &CheckedMatch, req: &Request<'_>) -> bool {
+/// GET), headers (absent header never matches), query parameters. A value too long for a regex
+/// does not match and adds one to `oversized` (see [`crate::table::regex::MAX_INPUT_LEN`]).
+pub fn matches(m: &CheckedMatch, req: &Request<'_>, oversized: &AtomicU64) -> bool {
+    let counted = |result: Option<bool>| {
+        result.unwrap_or_else(|| {
+            oversized.fetch_add(1, Ordering::Relaxed);
+            false
+        })
+    };
     if let Some(re) = &m.path_regex {
-        if !re.is_match(req.path_only()) {
+        if !counted(bounded_match(re, req.path_only())) {
             return false;
         }
     }
@@ -18,10 +28,11 @@ pub fn matches(m: &CheckedMatch, req: &Request<'_>) -> bool {
             return false;
         }
     }
-    m.headers
-        .iter()
-        .all(|(name, v)| req.header(name).is_some_and(|actual| v.holds(&actual)))
-        && m.query
-            .iter()
-            .all(|(name, v)| req.query_param(name).is_some_and(|actual| v.holds(&actual)))
+    m.headers.iter().all(|(name, v)| {
+        req.header(name)
+            .is_some_and(|actual| counted(v.holds(&actual)))
+    }) && m.query.iter().all(|(name, v)| {
+        req.query_param(name)
+            .is_some_and(|actual| counted(v.holds(&actual)))
+    })
 }

@@ -19,6 +19,7 @@
 //! with the naive [`reference`] router that the differential test compares against.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::FxHashMap;
 
@@ -89,6 +90,10 @@ pub struct Router {
     entries: Vec<u32>,
     /// Every CORS filter's origins, parsed when the table was checked.
     origins: CorsOrigins,
+    /// Values that were too long to run a regex against (they did not match), since the last
+    /// [`Router::take_oversized_regex_inputs`]. A statistic for the host to publish, never read
+    /// by routing, so the router stays immutable in every way that matters.
+    oversized_regex_inputs: AtomicU64,
 }
 
 impl Router {
@@ -129,7 +134,7 @@ impl Router {
             let found = group.find(path, &self.entries, |&e| {
                 self.matches
                     .get(e as usize)
-                    .is_some_and(|m| matcher::matches(m, req))
+                    .is_some_and(|m| matcher::matches(m, req, &self.oversized_regex_inputs))
             });
             if let Some(entry) = found.and_then(|&e| self.matches.get(e as usize)) {
                 return Selection::Matched(Selected {
@@ -141,6 +146,12 @@ impl Router {
             }
         }
         Selection::NoMatch(parent)
+    }
+
+    /// How many values were too long for a regex since the last call (see
+    /// [`crate::table::regex::MAX_INPUT_LEN`]), and resets the count.
+    pub fn take_oversized_regex_inputs(&self) -> u64 {
+        self.oversized_regex_inputs.swap(0, Ordering::Relaxed)
     }
 
     fn parent(&self, req: &Request<'_>, host: &str) -> Option<(ParentRef, usize)> {
@@ -197,6 +208,7 @@ impl Router {
             matches,
             entries,
             origins,
+            oversized_regex_inputs: AtomicU64::new(0),
         }
     }
 }

@@ -56,6 +56,7 @@ use regex_lite::Regex;
 use super::decision::{self, Decision};
 use super::request::Request;
 use super::{ParentRef, Selected, Selection};
+use crate::table::regex::bounded_match;
 use crate::table::{
     Attachment, CorsOrigins, HeaderMatch, Match, PathMatch, QueryParamMatch, RouteTable, ValueMatch,
 };
@@ -364,10 +365,11 @@ impl<'t> Reference<'t> {
 
     fn regex_matches(&self, pattern: &str, actual: &str) -> bool {
         match self.regexes.get(pattern) {
-            Some(Some(re)) => re.is_match(actual),
+            Some(Some(re)) => bounded_match(re, actual).unwrap_or(false),
             Some(None) => false,
             // Not from this table (cannot happen); compile it rather than guess.
-            None => crate::table::regex::compile(pattern).is_ok_and(|re| re.is_match(actual)),
+            None => crate::table::regex::compile(pattern)
+                .is_ok_and(|re| bounded_match(&re, actual).unwrap_or(false)),
         }
     }
 }

@@ -55,16 +55,32 @@ impl<'a> Request<'a> {
     /// times is seen as its values joined with `,` (RFC 9110 §5.3), as Envoy's own header matcher
     /// sees it; the spec leaves repeated headers implementation-specific.
     pub fn header(&self, name: &str) -> Option<Cow<'a, str>> {
-        let mut found: Option<Cow<'a, str>> = None;
-        for (n, v) in self.headers {
-            if n.eq_ignore_ascii_case(name) {
-                found = Some(match found {
-                    None => Cow::Borrowed(v.as_str()),
-                    Some(prev) => Cow::Owned(format!("{prev},{v}")),
-                });
-            }
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        let Some(second) = values.next() else {
+            return Some(Cow::Borrowed(first));
+        };
+        // Repeated: one allocation of the final size, so a header sent n times costs O(total
+        // length), not O(n²) (each `format!` of the growing prefix copied it again).
+        let rest = || {
+            self.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .skip(2)
+                .map(|(_, v)| v.as_str())
+        };
+        let len = rest().fold(first.len() + 1 + second.len(), |n, v| n + 1 + v.len());
+        let mut joined = String::with_capacity(len);
+        joined.push_str(first);
+        for v in std::iter::once(second).chain(rest()) {
+            joined.push(',');
+            joined.push_str(v);
         }
-        found
+        Some(Cow::Owned(joined))
     }
 
     /// The value of query parameter `name` (case-sensitive, percent-decoded), first occurrence

@@ -35,11 +35,13 @@ pub enum CheckedValue {
 }
 
 impl CheckedValue {
-    /// Whether `actual` satisfies the condition (a regex must match the whole value).
-    pub fn holds(&self, actual: &str) -> bool {
+    /// Whether `actual` satisfies the condition (a regex must match the whole value); `None` when
+    /// `actual` is too long for a regex to be run against it
+    /// ([`crate::table::regex::MAX_INPUT_LEN`]), which the caller counts as no match.
+    pub fn holds(&self, actual: &str) -> Option<bool> {
         match self {
-            CheckedValue::Exact(s) => **s == *actual,
-            CheckedValue::Regex(re) => re.is_match(actual),
+            CheckedValue::Exact(s) => Some(**s == *actual),
+            CheckedValue::Regex(re) => super::regex::bounded_match(re, actual),
         }
     }
 }

@@ -31,12 +31,24 @@ pub fn parse_json(bytes: &[u8]) -> Result<wire::RouteTable, TableError> {
     serde_json::from_slice(bytes).map_err(|e| json_error(&e))
 }
 
-/// [`parse_json`] for the protobuf encoding.
+/// [`parse_json`] for the protobuf encoding. prost skips fields it does not know; the document
+/// is refused when it had any (its canonical re-encoding is shorter than what was read), as JSON
+/// refuses unknown keys, so an older filter never routes with part of a newer table dropped.
 pub fn parse_proto(bytes: &[u8]) -> Result<wire::RouteTable, TableError> {
-    wire::RouteTable::decode(bytes).map_err(|e| TableError {
+    let msg = wire::RouteTable::decode(bytes).map_err(|e| TableError {
         at: Location::ProtobufDocument,
         kind: TableErrorKind::Proto(e.to_string()),
-    })
+    })?;
+    let read = msg.encoded_len();
+    if read != bytes.len() {
+        return Err(TableError {
+            at: Location::ProtobufDocument,
+            kind: TableErrorKind::UnknownFields {
+                unread: bytes.len().abs_diff(read),
+            },
+        });
+    }
+    Ok(msg)
 }
 
 /// Pretty-printed JSON with a trailing newline. Stable: field order is the model's declaration
@@ -250,12 +262,32 @@ mod tests {
     }
 
     #[test]
-    fn unknown_proto_fields_are_skipped() {
-        // Forward compatibility on the wire: a field this filter does not know is ignored (the
-        // version check then decides whether the table is the one that was sent).
-        let mut bytes = encode_proto(&gateway());
-        bytes.extend_from_slice(&[0xa0, 0x06, 0x01]); // field 100, varint 1
-        assert_eq!(decode_proto(&bytes).unwrap(), gateway().with_version());
+    fn unknown_proto_fields_are_refused_with_a_clear_reason() {
+        // Version skew: a newer config-pusher's field is not silently dropped, whether or not
+        // the table declares a version (without one, the hash cannot catch it).
+        for t in [gateway(), gateway().with_version()] {
+            let mut bytes = encode_proto(&t);
+            bytes.extend_from_slice(&[0xa0, 0x06, 0x01]); // field 100, varint 1
+            let e = decode_proto(&bytes).unwrap_err();
+            assert_eq!(e.kind, TableErrorKind::UnknownFields { unread: 3 }, "{e}");
+            assert!(e.to_string().contains("does not know"), "{e}");
+            assert!(parse_proto(&bytes).is_err());
+        }
+        // In a nested message too (an unknown field inside routes[0]).
+        let w = wire::RouteTable::from(&gateway());
+        let mut route = w.routes[0].encode_to_vec();
+        route.extend_from_slice(&[0xa0, 0x06, 0x01]);
+        let mut rest = w.clone();
+        rest.routes.remove(0);
+        let mut bytes = Vec::new();
+        prost::encoding::encode_key(5, prost::encoding::WireType::LengthDelimited, &mut bytes);
+        prost::encoding::encode_varint(route.len() as u64, &mut bytes);
+        bytes.extend_from_slice(&route);
+        bytes.extend_from_slice(&rest.encode_to_vec());
+        assert!(matches!(
+            parse_proto(&bytes).unwrap_err().kind,
+            TableErrorKind::UnknownFields { unread: 3 }
+        ));
     }
 
     fn config() -> ProptestConfig {

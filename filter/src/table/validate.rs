@@ -50,6 +50,11 @@ pub mod limits {
     /// µs to a program of up to [`crate::table::regex::SIZE_LIMIT`] bytes; 10k bounds a table load
     /// to well under a second.
     pub const MAX_REGEXES: usize = 10_000;
+    /// Total bytes of regular-expression source over the routes. [`MAX_REGEXES`] alone would
+    /// still let a table ask every VM to compile 10k programs of up to
+    /// [`crate::table::regex::SIZE_LIMIT`] bytes each (~80 MiB per VM); 256 KiB of source is
+    /// hundreds of typical patterns and bounds that load.
+    pub const MAX_REGEX_SOURCE_BYTES: usize = 256 * 1024;
     /// `matches[].headers` (CRD maxItems 16): checked per candidate, per request.
     pub const MAX_HEADER_MATCHES: usize = 16;
     /// `matches[].queryParams` (CRD maxItems 16): checked per candidate, per request.
@@ -107,6 +112,11 @@ pub enum TableErrorKind {
     /// The protobuf document does not decode.
     #[error("invalid protobuf: {0}")]
     Proto(String),
+    /// The protobuf document carries bytes this filter does not decode: fields of a newer
+    /// schema (docs/adding-a-table-field.md, "Compatibility"). Ignoring them would route with
+    /// part of the table silently lost.
+    #[error("{unread} bytes of fields this filter does not know (a table from a newer config-pusher?): refused whole; upgrade the filters before config-pusher")]
+    UnknownFields { unread: usize },
     /// A required protobuf oneof or enum is not set.
     #[error("required field is not set (expected one of: {expected})")]
     Missing { expected: &'static str },
@@ -184,6 +194,19 @@ pub enum TableErrorKind {
     /// A string that cannot be used where it goes (a header value, a cluster name, ...).
     #[error("invalid value {value:?}: {reason}")]
     InvalidValue { value: String, reason: &'static str },
+    /// A header modifier setting or adding an `x-envoy-*` or `x-gamma-*` header: Envoy's router
+    /// obeys the first (timeouts, retries, stat names), gammaroute's Envoy route the second
+    /// (cluster, mirrors); only the filter itself sets them, from the rule's own fields.
+    #[error("header {value:?} is reserved: {prefix}* headers steer {steers}, so routes cannot set or add them (remove is allowed)")]
+    ReservedHeader {
+        value: String,
+        prefix: &'static str,
+        steers: &'static str,
+    },
+    /// The table's regular expressions exceed the total source budget
+    /// ([`limits::MAX_REGEX_SOURCE_BYTES`]).
+    #[error("regular expressions total {bytes} bytes of source, the budget is {max}")]
+    RegexBudget { bytes: usize, max: usize },
 
     // --- filters and backends ---
     /// A status code outside the allowed set.
@@ -400,6 +423,15 @@ pub(crate) fn check(table: &RouteTable) -> Result<Kept, TableError> {
         route_regexes,
         MAX_REGEXES,
     )?;
+    let regex_bytes = counts
+        .iter()
+        .fold(0usize, |n, c| n.saturating_add(c.regex_bytes));
+    if regex_bytes > MAX_REGEX_SOURCE_BYTES {
+        return Err(root.field("routes").err(TableErrorKind::RegexBudget {
+            bytes: regex_bytes,
+            max: MAX_REGEX_SOURCE_BYTES,
+        }));
+    }
 
     let mut attached = Attached {
         counts: &counts,
@@ -474,6 +506,8 @@ fn too_many(at: &At, what: &'static str, count: usize, max: usize) -> Result<(),
 struct RouteCounts {
     matches: usize,
     regexes: usize,
+    /// Bytes of regex source (see [`limits::MAX_REGEX_SOURCE_BYTES`]).
+    regex_bytes: usize,
 }
 
 impl RouteCounts {
@@ -481,19 +515,27 @@ impl RouteCounts {
         let mut c = RouteCounts {
             matches: 0,
             regexes: 0,
+            regex_bytes: 0,
         };
         for m in route.rules.iter().flat_map(|r| &r.matches) {
             c.matches = c.matches.saturating_add(1);
-            let regexes = usize::from(matches!(m.path, PathMatch::Regex(_)))
-                + m.headers
-                    .iter()
-                    .filter(|h| matches!(h.value, ValueMatch::Regex(_)))
-                    .count()
-                + m.query_params
-                    .iter()
-                    .filter(|q| matches!(q.value, ValueMatch::Regex(_)))
-                    .count();
-            c.regexes = c.regexes.saturating_add(regexes);
+            let path = match &m.path {
+                PathMatch::Regex(p) => Some(p.as_str()),
+                _ => None,
+            };
+            let values = m
+                .headers
+                .iter()
+                .map(|h| &h.value)
+                .chain(m.query_params.iter().map(|q| &q.value))
+                .filter_map(|v| match v {
+                    ValueMatch::Regex(p) => Some(p.as_str()),
+                    ValueMatch::Exact(_) => None,
+                });
+            for pattern in path.into_iter().chain(values) {
+                c.regexes = c.regexes.saturating_add(1);
+                c.regex_bytes = c.regex_bytes.saturating_add(pattern.len());
+            }
         }
         c
     }
@@ -935,6 +977,23 @@ impl SeenFilters {
     }
 }
 
+/// Header-name prefixes no route may set or add, with what they steer (see
+/// [`TableErrorKind::ReservedHeader`]). Envoy's router honours `x-envoy-*` request headers
+/// (Envoy docs, "Router — HTTP header manipulation") and downstream Envoys `x-envoy-*` response
+/// headers; `x-gamma-*` names gammaroute's cluster and mirror slots.
+const RESERVED_HEADER_PREFIXES: [(&str, &str); 2] = [
+    ("x-envoy-", "Envoy's router (timeouts, retries, stats)"),
+    ("x-gamma-", "gammaroute's Envoy route (cluster, mirrors)"),
+];
+
+/// The reserved prefix `name` starts with (ASCII case-insensitive), with what it steers.
+pub fn reserved_header(name: &str) -> Option<(&'static str, &'static str)> {
+    RESERVED_HEADER_PREFIXES.into_iter().find(|(prefix, _)| {
+        name.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    })
+}
+
 /// `RequestHeaderModifier` / `ResponseHeaderModifier` (HTTPHeaderFilter).
 fn header_modifier(at: &At, m: &HeaderModifier) -> Result<(), TableError> {
     for (list, entries) in [("set", &m.set), ("add", &m.add)] {
@@ -947,6 +1006,13 @@ fn header_modifier(at: &At, m: &HeaderModifier) -> Result<(), TableError> {
         for (i, h) in entries.iter().enumerate() {
             let hat = at.item(list, i);
             header_name(&hat.field("name"), &h.name)?;
+            if let Some((prefix, steers)) = reserved_header(&h.name) {
+                return Err(hat.field("name").err(TableErrorKind::ReservedHeader {
+                    value: shown(&h.name),
+                    prefix,
+                    steers,
+                }));
+            }
             // `set`/`add` are list maps keyed by name; "the first entry with an equivalent name
             // MUST be considered", but the router applies every entry.
             if let Some(first) = entries
@@ -2272,6 +2338,66 @@ mod tests {
             TableErrorKind::Duplicate { .. }
         );
 
+        // x-envoy-* and x-gamma-* are the filter's alone (any case, set or add, request or
+        // response); removing them is harmless and allowed.
+        for (list, name) in [
+            ("set", "x-envoy-retry-grpc-on"),
+            ("add", "X-Envoy-Upstream-Alt-Stat-Name"),
+            ("set", "x-gamma-cluster"),
+            ("add", "x-gamma-mirror-0"),
+        ] {
+            let mut t = gateway();
+            let mut m = modifier(&mut t);
+            let h = Header {
+                name: name.into(),
+                value: "1".into(),
+            };
+            match list {
+                "set" => m.set.push(h),
+                _ => m.add.push(h),
+            }
+            let index = if list == "set" {
+                m.set.len()
+            } else {
+                m.add.len()
+            } - 1;
+            set(&mut t, m);
+            let err = rejects!(
+                t,
+                format!("{at}.{list}[{index}].name"),
+                TableErrorKind::ReservedHeader { .. }
+            );
+            assert!(err.to_string().contains("is reserved"), "{err}");
+        }
+        let mut t = gateway();
+        let response = t.routes[0].rules[0]
+            .filters
+            .iter()
+            .position(|f| matches!(f, Filter::ResponseHeaderModifier(_)))
+            .unwrap();
+        *rule0_filter(&mut t, response) = Filter::ResponseHeaderModifier(HeaderModifier {
+            set: vec![Header {
+                name: "x-envoy-overloaded".into(),
+                value: "true".into(),
+            }],
+            add: vec![],
+            remove: vec![],
+        });
+        rejects!(
+            t,
+            format!("{RULE0}.filters[{response}] (ResponseHeaderModifier).set[0].name"),
+            TableErrorKind::ReservedHeader { .. }
+        );
+        let mut t = gateway();
+        let mut m = modifier(&mut t);
+        m.remove.push("x-envoy-retry-on".into());
+        m.set.push(Header {
+            name: "x-envoyish".into(),
+            value: "1".into(),
+        });
+        set(&mut t, m);
+        validate(&t).unwrap();
+
         // The same name in `set` and `add` is not a conflict.
         let mut t = gateway();
         let mut m = modifier(&mut t);
@@ -2751,6 +2877,25 @@ mod tests {
         t.listeners.clear();
         t.routes = vec![simple_route(0, (0..=MAX_REGEXES).map(regex).collect())];
         rejects!(t, "routes", TableErrorKind::TooMany { count: 10_001, .. });
+
+        // Fewer regexes, but more source than the budget: named, before any is compiled.
+        let long = |i: usize| Match {
+            path: PathMatch::Regex(format!("/r{i:04}/{}", "[a-z]".repeat(200))),
+            ..prefix(0)
+        };
+        let mut t = gateway();
+        t.listeners.clear();
+        let n = MAX_REGEX_SOURCE_BYTES / 1000 + 1;
+        t.routes = vec![simple_route(0, (0..n).map(long).collect())];
+        let err = rejects!(t, "routes", TableErrorKind::RegexBudget { .. });
+        assert!(err.to_string().contains("budget"), "{err}");
+        // Within the budget: many short patterns.
+        let short = |i: usize| Match {
+            path: PathMatch::Regex(format!("/r{i:05}/[a-z]+")),
+            ..prefix(0)
+        };
+        t.routes = vec![simple_route(0, (0..MAX_REGEXES).map(short).collect())];
+        validate(&t).unwrap();
 
         // An attachment costs a few bytes but makes the router compile the route again.
         let mut t = gateway();
