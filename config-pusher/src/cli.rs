@@ -204,6 +204,7 @@ pub enum Command {
         #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,
         /// '[METHOD] URL', e.g. 'GET http://shop.example.com/cart?id=1' (METHOD defaults to GET).
+        /// An https URL's host is also the connection's TLS server name (SNI).
         #[arg(value_name = "REQUEST")]
         request: String,
     },
@@ -243,12 +244,12 @@ pub struct IstioArgs {
     #[arg(
         long,
         value_name = "URL",
-        default_value = "oci://ghcr.io/gammaroute/gammaroute-wasm:0.1.0"
+        default_value = render::istio::DEFAULT_WASM_URL
     )]
-    pub wasm_url: String,
-    /// WasmPlugin sha256 of the module (64 hex digits).
+    pub wasm_url: render::istio::WasmUrl,
+    /// WasmPlugin sha256 of the module (64 lower-case hex digits).
     #[arg(long, value_name = "HEX")]
-    pub wasm_sha256: Option<String>,
+    pub wasm_sha256: Option<render::istio::Sha256>,
     /// config-pusher's Service, which the filter polls for its table.
     #[arg(
         long,

@@ -130,6 +130,9 @@ pub struct HttpRequest {
     /// Path with query string.
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The TLS server name (SNI) of an `https://` URL: its host, as `curl` sends it, whatever a
+    /// `-H host:` header says (so a coalesced connection's 421 can be explained). Empty for http.
+    pub server_name: String,
 }
 
 impl HttpRequest {
@@ -157,6 +160,11 @@ impl HttpRequest {
             path.to_string()
         };
         let mut authority = authority.to_string();
+        let server_name = if scheme == "https" {
+            gammaroute_filter::router::request::strip_port(&authority).to_string()
+        } else {
+            String::new()
+        };
         let mut parsed = Vec::new();
         for h in headers {
             let (name, value) = h
@@ -179,6 +187,7 @@ impl HttpRequest {
             authority,
             path,
             headers: parsed,
+            server_name,
         })
     }
 
@@ -191,6 +200,7 @@ impl HttpRequest {
             path: &self.path,
             headers: &self.headers,
             destination,
+            server_name: &self.server_name,
         }
     }
 }
@@ -342,10 +352,11 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
         .iter()
         .filter(|e| e.failed.is_none())
         .min_by_key(|e| e.candidate.key());
-    let own = match (parent, winner) {
-        (None, _) => Selection::NoParent,
-        (Some(p), None) => Selection::NoMatch(p),
-        (Some(_), Some(w)) => Selection::Matched(w.candidate.selected),
+    let own = match (reference::misdirected(table, req), parent, winner) {
+        (Some(connection), _, _) => Selection::Misdirected(connection),
+        (None, None, _) => Selection::NoParent,
+        (None, Some(p), None) => Selection::NoMatch(p),
+        (None, Some(_), Some(w)) => Selection::Matched(w.candidate.selected),
     };
     // The decision is built by shared code from the selection; compared anyway, for the draws
     // explain shows.
@@ -393,7 +404,7 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
     );
     let shown_parent = match compiled {
         Selection::NoParent => parent,
-        Selection::NoMatch(p) => Some(p),
+        Selection::NoMatch(p) | Selection::Misdirected(p) => Some(p),
         Selection::Matched(sel) => Some(sel.parent),
     };
     match shown_parent {
@@ -425,10 +436,20 @@ pub fn explain(table: &RouteTable, req: &Request<'_>) -> Result<Explanation, Tab
                 "404 (no_route): no route of this parent matches",
             );
         }
+        Selection::Misdirected(_) => {
+            w.line(
+                "decision",
+                &format!(
+                    "421 (misdirected): the TLS connection was made for {} (SNI), another listener than the Host's",
+                    req.server_name
+                ),
+            );
+        }
         Selection::Matched(sel) => matched(&mut w, table, &router, sel, &evaluated, req),
     }
 
-    if shown_parent.is_none() {
+    // No parent, or a misdirected request: no entry of the parent was looked at.
+    if shown_parent.is_none() || matches!(compiled, Selection::Misdirected(_)) {
         return Ok(Explanation {
             router: compiled,
             reference: naive,
@@ -774,6 +795,7 @@ fn selection_label(table: &RouteTable, s: Selection) -> String {
     match s {
         Selection::NoParent => "no parent".into(),
         Selection::NoMatch(p) => format!("no match on {}", parent_label(table, p)),
+        Selection::Misdirected(p) => format!("misdirected from {}", parent_label(table, p)),
         Selection::Matched(sel) => entry_label(table, sel),
     }
 }

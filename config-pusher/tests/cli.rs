@@ -384,3 +384,43 @@ fn log_format_json_writes_one_json_object_per_line() {
         "{first}"
     );
 }
+
+#[test]
+fn render_refuses_a_wasm_url_or_sha256_that_istio_cannot_use() {
+    let out = std::env::temp_dir().join(format!("gammaroute-cli-wasm-{}", std::process::id()));
+    let out = out.display().to_string();
+    let from = "tests/golden/header-routing/input";
+    let base = ["render", "--from", from, "--out", &out, "--istio"];
+    for (flag, value, says) in [
+        ("--wasm-sha256", "ABC", "64 lower-case hex digits"),
+        ("--wasm-sha256", &"A".repeat(64), "64 lower-case hex digits"),
+        (
+            "--wasm-url",
+            "ghcr.io/x/y:1",
+            "oci://, https://, http:// or file://",
+        ),
+    ] {
+        let mut args = base.to_vec();
+        args.extend([flag, value]);
+        let r = cli(&args);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(says), "{stderr}");
+    }
+    let mut args = base.to_vec();
+    let sha = "0123456789abcdef".repeat(4);
+    args.extend([
+        "--wasm-sha256",
+        &sha,
+        "--wasm-url",
+        "https://example.com/g.wasm",
+    ]);
+    let r = cli(&args);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -67,6 +67,9 @@ fn golden_explanations() {
         ("cross-namespace-mixed", "cross-namespace", "gateway/app/gw", None, "GET http://h/mixed", &[]),
         ("listener-wildcard", "listener-hostnames", "gateway/site/gw", None, "GET http://shop.example.com/", &[]),
         ("listener-any-hostname", "listener-hostnames", "gateway/site/gw", None, "GET http://other.net/", &[]),
+        // A connection made for shop.example.com (the https URL's host: its SNI) carrying a request for another listener's name.
+        ("tls-misdirected", "tls-listeners", "gateway/infra/edge/shop", None, "GET https://shop.example.com/", &["host: a.example.net"]),
+        ("tls-same-listener", "tls-listeners", "gateway/infra/edge/shop", None, "GET https://shop.example.com/", &[]),
         ("gamma-consumer", "gamma", "service/bookinfo/reviews:9080", Some("frontend"), "GET http://reviews/r", &["x-version: v3"]),
         ("gamma-503", "gamma", "service/bookinfo/reviews:9080", Some("batch"), "GET http://reviews/r", &["x-version: v3"]),
         ("gamma-passthrough", "gamma", "service/bookinfo/reviews:9090", Some("batch"), "GET http://reviews/r", &[]),

@@ -241,6 +241,7 @@ fn routers_route_golden_requests() {
                     ip: c.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
                     port: c.port,
                 },
+                server_name: "",
             };
             let d = router.decide(&req, c.draw);
             match (&d.outcome, &c) {

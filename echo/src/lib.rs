@@ -10,6 +10,10 @@
 //! - `x-echo-delay-ms: N` waits before answering;
 //! - `x-echo-response-header: name=value` (repeatable) adds response headers.
 //!
+//! A WebSocket handshake (`Upgrade: websocket`, RFC 6455 §4.2) is accepted with `101` and a
+//! correct `Sec-WebSocket-Accept`, plus `x-echo-service` naming this backend; afterwards every
+//! byte received is sent back unchanged (a raw echo: enough to prove the tunnel, not frame-aware).
+//!
 //! `GET /__echo/seen` (sent to the backend directly) reports how many requests it served, in total
 //! and per `x-echo-id`, and the last request seen with each id (the same JSON as the answer):
 //! mirror tests use it, since a mirror's answer never reaches the client.
@@ -107,7 +111,7 @@ async fn serve(args: Args) {
                     let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
                     // HTTP/1.1 and h2c (prior knowledge) on the same port.
                     let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }
@@ -120,10 +124,48 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The GUID of RFC 6455 §1.3, appended to the client's key for `Sec-WebSocket-Accept`.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`: base64(SHA-1(key + GUID)).
+pub fn websocket_accept(key: &str) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(format!("{key}{WEBSOCKET_GUID}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+/// Accepts a WebSocket handshake and echoes the upgraded connection's bytes.
+fn websocket(state: &State, mut req: Request<Incoming>, key: &str) -> Response<Full<Bytes>> {
+    let accept = websocket_accept(key);
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = upgrade.await {
+            let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut rd, &mut wr).await;
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-accept", accept)
+        .header("x-echo-service", state.args.service.as_str())
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
 async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let upgrade = header(&req, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    if let (true, Some(key)) = (
+        upgrade,
+        header(&req, "sec-websocket-key").map(str::to_string),
+    ) {
+        return Ok(websocket(&state, req, &key));
+    }
     if req.uri().path() == "/__echo/seen" {
         let seen = state
             .seen
@@ -245,4 +287,16 @@ fn canonical(name: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn websocket_accept_is_rfc_6455s() {
+        // RFC 6455 §1.3's worked example.
+        assert_eq!(
+            super::websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
 }

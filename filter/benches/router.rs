@@ -575,6 +575,7 @@ impl OwnedRequest {
                 ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
                 port: 80,
             },
+            server_name: "",
         }
     }
 }

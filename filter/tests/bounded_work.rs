@@ -56,6 +56,7 @@ fn request<'a>(path: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 80,
         },
+        server_name: "",
     }
 }
 

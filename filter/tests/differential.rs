@@ -71,6 +71,15 @@ const REQUEST_HOSTS: &[&str] = &[
     "[::1]:80",
 ];
 
+/// TLS names a client may send (SNI).
+const SERVER_NAMES: &[&str] = &[
+    "a.example.com",
+    "B.example.com",
+    "x.b.example.com",
+    "c.example.com",
+    "other.org",
+];
+
 /// Exact and PathPrefix values: valid Gateway API paths (no `//`).
 const MATCH_PATHS: &[&str] = &[
     "/", "/a", "/a/", "/a/b", "/a/b/", "/a/b/c", "/ab", "/ab/c", "/b",
@@ -441,6 +450,8 @@ struct RequestSpec {
     path: String,
     headers: Vec<(String, String)>,
     destination: Destination,
+    /// The TLS SNI (empty: plaintext).
+    server_name: &'static str,
 }
 
 impl RequestSpec {
@@ -452,6 +463,7 @@ impl RequestSpec {
             path: &self.path,
             headers: &self.headers,
             destination: self.destination,
+            server_name: self.server_name,
         }
     }
 }
@@ -466,9 +478,11 @@ fn request_spec() -> impl Strategy<Value = RequestSpec> {
         vec(select(REQUEST_HEADERS), 0..=3),
         prop_oneof![1 => Just(REQUEST_IPS[0]), 1 => select(REQUEST_IPS)],
         prop_oneof![5 => Just(80u16), 2 => Just(8080), 1 => Just(9090)],
+        // Mostly plaintext; else a TLS name, often the Host's own (without its port).
+        prop_oneof![3 => Just(""), 1 => select(&REQUEST_HOSTS[..7]), 1 => select(SERVER_NAMES)],
     )
         .prop_map(
-            |(method, authority, path, query, headers, dest_ip, port)| RequestSpec {
+            |(method, authority, path, query, headers, dest_ip, port, sni)| RequestSpec {
                 method,
                 authority,
                 path: format!("{path}{query}"),
@@ -480,6 +494,7 @@ fn request_spec() -> impl Strategy<Value = RequestSpec> {
                     ip: ip(dest_ip),
                     port,
                 },
+                server_name: sni.rsplit_once(':').map_or(sni, |(h, _)| h),
             },
         )
 }
@@ -495,6 +510,8 @@ struct Coverage {
     matched: Cell<u64>,
     no_match: Cell<u64>,
     no_parent: Cell<u64>,
+    /// The TLS name's listener is not the Host's: 421.
+    misdirected: Cell<u64>,
     mesh_matched: Cell<u64>,
     /// The winner's rank is not the lowest among the candidates: hostname specificity decided.
     hostname_beat_rank: Cell<u64>,
@@ -537,6 +554,7 @@ fn check(
         match expected {
             Selection::NoParent => bump(&cov.no_parent),
             Selection::NoMatch(_) => bump(&cov.no_match),
+            Selection::Misdirected(_) => bump(&cov.misdirected),
             Selection::Matched(sel) => {
                 bump(&cov.matched);
                 if matches!(sel.parent, ParentRef::ServicePort { .. }) {
@@ -603,13 +621,14 @@ fn compiled_router_agrees_with_reference() {
     let n = |c: &Cell<u64>| c.get();
     eprintln!(
         "differential: {cases} tables, {} requests × {} draws: matched {}, no match {}, \
-         no parent {}, mesh matched {}, hostname beat rank {}, table order decided {}, \
+         no parent {}, misdirected {}, mesh matched {}, hostname beat rank {}, table order decided {}, \
          contested {}, several listeners matched {}",
         n(&cov.requests),
         DRAWS.len(),
         n(&cov.matched),
         n(&cov.no_match),
         n(&cov.no_parent),
+        n(&cov.misdirected),
         n(&cov.mesh_matched),
         n(&cov.hostname_beat_rank),
         n(&cov.order_decided),
@@ -627,6 +646,7 @@ fn compiled_router_agrees_with_reference() {
         );
         for (what, count) in [
             ("mesh matches", n(&cov.mesh_matched)),
+            ("misdirected requests", n(&cov.misdirected)),
             ("hostname beating rank", n(&cov.hostname_beat_rank)),
             ("table-order ties", n(&cov.order_decided)),
             ("contested selections", n(&cov.contested)),
@@ -725,6 +745,7 @@ fn spec(
             ip: ip(dest.0),
             port: dest.1,
         },
+        server_name: "",
     }
 }
 

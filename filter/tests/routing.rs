@@ -117,6 +117,8 @@ struct Req {
     path: String,
     headers: Vec<(String, String)>,
     destination: Destination,
+    /// TLS SNI; empty for plaintext.
+    server_name: String,
 }
 
 fn req(method: &str, url: &str) -> Req {
@@ -145,6 +147,7 @@ fn req(method: &str, url: &str) -> Req {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port,
         },
+        server_name: String::new(),
     }
 }
 
@@ -158,6 +161,12 @@ impl Req {
         for (n, v) in headers {
             self = self.header(n, v);
         }
+        self
+    }
+
+    /// Sent on a TLS connection established for `name` (SNI).
+    fn sni(mut self, name: &str) -> Req {
+        self.server_name = name.to_string();
         self
     }
 
@@ -185,6 +194,7 @@ impl Req {
             path: &self.path,
             headers: &self.headers,
             destination: self.destination,
+            server_name: &self.server_name,
         }
     }
 }
@@ -204,7 +214,7 @@ impl Gw {
                     route.rules[s.rule as usize].index,
                 ))
             }
-            Selection::NoParent | Selection::NoMatch(_) => None,
+            Selection::NoParent | Selection::NoMatch(_) | Selection::Misdirected(_) => None,
         }
     }
 
@@ -1009,6 +1019,101 @@ fn no_listener_for_the_request_is_404() {
     }
 }
 
+/// Four HTTPS listeners on :443 as in upstream `HTTPRouteHTTPSListenerDetectMisdirectedRequests`:
+/// no hostname (route `v1` for example.org), `second-example.org` (`v2`), `*.wildcard.org`
+/// (`v3`) and `fourth-example.wildcard.org` (`v4`).
+fn https_listeners() -> Gw {
+    let routes =
+        ["v1", "v2", "v3", "v4"].map(|b| json!({ "name": b, "rules": [{ "backends": [b] }] }));
+    gw(json!({
+        "listeners": [
+            { "name": "https", "port": 443,
+              "attachments": [{ "route": 0, "hostnames": ["example.org"] }] },
+            { "name": "https-with-hostname", "port": 443, "hostname": "second-example.org",
+              "attachments": [{ "route": 1, "hostnames": ["second-example.org"] }] },
+            { "name": "https-with-wildcard-hostname", "port": 443, "hostname": "*.wildcard.org",
+              "attachments": [{ "route": 2, "hostnames": ["*.wildcard.org"] }] },
+            { "name": "https-with-hostname-matching-wildcard", "port": 443,
+              "hostname": "fourth-example.wildcard.org",
+              "attachments": [{ "route": 3, "hostnames": ["fourth-example.wildcard.org"] }] },
+        ],
+        "routes": routes,
+    }))
+}
+
+#[test]
+fn a_host_of_another_listener_than_the_connections_sni_is_misdirected() {
+    // HTTPRouteHTTPSListenerDetectMisdirectedRequests: a request whose Host belongs to another
+    // listener than the one its TLS connection (SNI) was made for gets 421 (RFC 9110 §15.5.20).
+    let g = https_listeners();
+    for (sni, host, want) in [
+        ("example.org", "example.org", "v1"),
+        ("example.org", "second-example.org", "421"),
+        ("example.org", "unknown-example.org", "404"),
+        ("second-example.org", "second-example.org", "v2"),
+        ("second-example.org", "example.org", "421"),
+        ("second-example.org", "unknown-example.org", "421"),
+        (
+            "third-example.wildcard.org",
+            "third-example.wildcard.org",
+            "v3",
+        ),
+        (
+            "third-example.wildcard.org",
+            "fifth-example.wildcard.org",
+            "v3",
+        ),
+        (
+            "third-example.wildcard.org",
+            "fourth-example.wildcard.org",
+            "421",
+        ),
+        ("third-example.wildcard.org", "second-example.org", "421"),
+        ("third-example.wildcard.org", "unknown-example.org", "421"),
+        (
+            "fourth-example.wildcard.org",
+            "fourth-example.wildcard.org",
+            "v4",
+        ),
+        (
+            "fourth-example.wildcard.org",
+            "fifth-example.wildcard.org",
+            "421",
+        ),
+        ("unknown-example.org", "example.org", "v1"),
+        ("unknown-example.org", "unknown-example.org", "404"),
+        // Names compare case-insensitively, the Host's port is ignored.
+        ("Second-Example.ORG", "second-example.org:443", "v2"),
+        // Plaintext (no SNI): no connection listener to compare with.
+        ("", "second-example.org", "v2"),
+    ] {
+        let r = req(
+            "GET",
+            &format!("https://{host}/detect-misdirected-requests"),
+        )
+        .sni(sni);
+        assert_eq!(g.answer(&r, 0), want, "SNI {sni:?}, Host {host}");
+    }
+    let r = req("GET", "https://example.org/").sni("second-example.org");
+    let d = g.decide(&r, 0);
+    assert_eq!(d.selection, Selection::Misdirected(ParentRef::Listener(1)));
+    assert_eq!(g.local(&r, 0).reason, LocalReason::Misdirected);
+}
+
+#[test]
+fn a_lone_listener_on_its_port_is_never_misdirected() {
+    // Every name reaches the one listener (and its certificate): nothing to misdirect, and the
+    // host need not even read the SNI (`Router::has_shared_ports`).
+    let g = on_port(
+        443,
+        json!([{ "name": "web", "rules": [{ "backends": ["web"] }] }]),
+    );
+    assert!(!g.router.has_shared_ports());
+    let r = req("GET", "https://a.example/").sni("b.example");
+    assert_eq!(g.answer(&r, 0), "web");
+    assert!(https_listeners().router.has_shared_ports());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Mesh parents (docs/semantics.md §4, §5)
 // ---------------------------------------------------------------------------------------------
@@ -1582,6 +1687,39 @@ fn redirect_explicit_port_is_kept() {
 }
 
 #[test]
+fn redirect_port_and_scheme_on_an_https_listener() {
+    // HTTPRouteRedirectPortAndScheme, `https-listener-*` cases: a listener on 443 reached over
+    // TLS; no scheme keeps the request's (https), no port derives it from the scheme or the
+    // listener, and well-known ports are left out.
+    for (scheme, port, want) in [
+        (None, None, "https://example.org/old"),
+        (None, Some(443), "https://example.org/old"),
+        (None, Some(8443), "https://example.org:8443/old"),
+        (Some("https"), None, "https://example.org/old"),
+        (Some("https"), Some(443), "https://example.org/old"),
+        (Some("https"), Some(8443), "https://example.org:8443/old"),
+        (Some("http"), None, "http://example.org/old"),
+        (Some("http"), Some(80), "http://example.org/old"),
+        (Some("http"), Some(8080), "http://example.org:8080/old"),
+    ] {
+        let mut redirect = json!({});
+        if let Some(s) = scheme {
+            redirect["scheme"] = json!(s);
+        }
+        if let Some(p) = port {
+            redirect["port"] = json!(p);
+        }
+        let g = redirecting(443, redirect);
+        let r = req("GET", "https://example.org/old").sni("example.org");
+        assert_eq!(
+            header(&g.local(&r, 0), "location").as_deref(),
+            Some(want),
+            "scheme {scheme:?} port {port:?}"
+        );
+    }
+}
+
+#[test]
 fn redirect_path_modifiers_keep_the_query() {
     // HTTPRequestRedirectFilter.path: ReplaceFullPath / ReplacePrefixMatch as in URLRewrite; query kept (docs/semantics.md §7).
     let g = redirecting(80, json!({ "path": { "replacePrefixMatch": "/new" } }));
@@ -1829,6 +1967,202 @@ fn cors_preflight_is_answered_locally() {
     assert_eq!(header(&l, "access-control-allow-headers"), None);
 }
 
+/// The routes of upstream `HTTPRouteCORS` (`httproute-cors.yaml`), one rule each.
+fn upstream_cors_routes() -> Gw {
+    let rule = |prefix: &str, cors: Value| {
+        let mut cors = cors;
+        cors.as_object_mut()
+            .expect("cors")
+            .entry("maxAgeSeconds")
+            .or_insert(json!(5));
+        json!({ "matches": [{ "path": { "prefix": prefix } }],
+                "filters": [{ "cors": cors }], "backends": ["web"] })
+    };
+    http(json!([{ "name": "cors", "rules": [
+        rule("/cors-1", json!({
+            "allowOrigins": ["https://www.foo.com", "https://*.bar.com"],
+            "allowMethods": ["GET", "OPTIONS"], "allowHeaders": ["x-header-1", "x-header-2"],
+            "exposeHeaders": ["x-header-3", "x-header-4"], "allowCredentials": true,
+            "maxAgeSeconds": 3600 })),
+        rule("/cors-2", json!({ "allowOrigins": ["https://www.foo.com"], "allowMethods": ["*"] })),
+        rule("/cors-wildcard-origin", json!({ "allowOrigins": ["*"], "allowMethods": ["PUT"] })),
+        rule("/cors-wildcard-methods-headers-unauth", json!({ "allowOrigins": ["*"],
+            "allowMethods": ["*"], "allowHeaders": ["*"] })),
+        rule("/cors-wildcard-methods-headers", json!({ "allowOrigins": ["*"],
+            "allowMethods": ["*"], "allowHeaders": ["*"], "allowCredentials": true })),
+    ]}]))
+}
+
+#[test]
+fn cors_answers_exactly_as_upstream_httproute_cors_expects() {
+    // HTTPRouteCORS: every header the policy configures, for exact, wildcard and `*` origins, on
+    // preflights (answered here) and actual requests (added to the upstream response).
+    let g = upstream_cors_routes();
+    let answer = |method: &str, path: &str, headers: &[(&str, &str)]| -> Vec<(String, String)> {
+        let r = req(method, &format!("http://api.example{path}")).headers(headers);
+        match g.decide(&r, 0).outcome {
+            Outcome::Respond(l) => {
+                assert_eq!((l.status, l.reason), (200, LocalReason::CorsPreflight));
+                l.headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect()
+            }
+            Outcome::Forward(f) => f
+                .response_headers
+                .iter()
+                .filter_map(|op| match op {
+                    HeaderOp::Set(n, v) | HeaderOp::Add(n, v) => {
+                        Some((n.to_string(), v.to_string()))
+                    }
+                    HeaderOp::Remove(_) => None,
+                })
+                .collect(),
+            Outcome::Passthrough => panic!("passthrough"),
+        }
+    };
+    let get = |hs: &[(String, String)], name: &str| {
+        hs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    };
+    let asks = |origin: &'static str, method: &'static str| {
+        vec![
+            ("origin", origin),
+            ("access-control-request-method", method),
+            ("access-control-request-headers", "x-header-1, x-header-2"),
+        ]
+    };
+    for origin in [
+        "https://www.foo.com",
+        "https://www.bar.com",
+        "https://xpto.www.bar.com",
+    ] {
+        let hs = answer("OPTIONS", "/cors-1", &asks(origin, "GET"));
+        for (name, want) in [
+            ("access-control-allow-origin", origin),
+            ("access-control-allow-methods", "GET, OPTIONS"),
+            ("access-control-allow-headers", "x-header-1, x-header-2"),
+            ("access-control-expose-headers", "x-header-3, x-header-4"),
+            ("access-control-max-age", "3600"),
+            ("access-control-allow-credentials", "true"),
+        ] {
+            assert_eq!(get(&hs, name).as_deref(), Some(want), "{origin}: {name}");
+        }
+        let hs = answer("GET", "/cors-1", &[("origin", origin)]);
+        assert_eq!(
+            get(&hs, "access-control-allow-origin").as_deref(),
+            Some(origin)
+        );
+    }
+    for method in ["OPTIONS", "GET"] {
+        let hs = answer(
+            method,
+            "/cors-1",
+            &[
+                ("origin", "https://foobar.com"),
+                ("access-control-request-method", "GET"),
+            ],
+        );
+        assert_eq!(get(&hs, "access-control-allow-origin"), None, "{method}");
+    }
+    let hs = answer(
+        "OPTIONS",
+        "/cors-2",
+        &[
+            ("origin", "https://www.foo.com"),
+            ("access-control-request-method", "POST"),
+        ],
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-methods").as_deref(),
+        Some("*")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-origin").as_deref(),
+        Some("https://www.foo.com")
+    );
+    assert_eq!(get(&hs, "access-control-allow-credentials"), None);
+    for origin in ["https://foobar.com", "https://foobar.com:12345"] {
+        let hs = answer(
+            "OPTIONS",
+            "/cors-wildcard-origin",
+            &[("origin", origin), ("access-control-request-method", "PUT")],
+        );
+        assert_eq!(
+            get(&hs, "access-control-allow-origin").as_deref(),
+            Some(origin)
+        );
+        assert_eq!(
+            get(&hs, "access-control-allow-methods").as_deref(),
+            Some("PUT")
+        );
+        assert_eq!(get(&hs, "access-control-allow-credentials"), None);
+        let hs = answer("PUT", "/cors-wildcard-origin", &[("origin", origin)]);
+        assert_eq!(
+            get(&hs, "access-control-allow-origin").as_deref(),
+            Some(origin)
+        );
+    }
+    // `*` with credentials: the request's origin, method and headers are echoed.
+    let hs = answer(
+        "OPTIONS",
+        "/cors-wildcard-methods-headers",
+        &asks("https://other.foo.com", "PUT"),
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-origin").as_deref(),
+        Some("https://other.foo.com")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-methods").as_deref(),
+        Some("PUT")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-headers").as_deref(),
+        Some("x-header-1, x-header-2")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    let hs = answer(
+        "OPTIONS",
+        "/cors-wildcard-methods-headers-unauth",
+        &asks("https://other.foo.com", "PUT"),
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-origin").as_deref(),
+        Some("https://other.foo.com")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-methods").as_deref(),
+        Some("*")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-headers").as_deref(),
+        Some("*")
+    );
+    assert_eq!(get(&hs, "access-control-allow-credentials"), None);
+    let auth = [
+        ("origin", "https://other.foo.com"),
+        ("authorization", "Bearer test"),
+    ];
+    let hs = answer("GET", "/cors-wildcard-methods-headers", &auth);
+    assert_eq!(
+        get(&hs, "access-control-allow-origin").as_deref(),
+        Some("https://other.foo.com")
+    );
+    assert_eq!(
+        get(&hs, "access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    let hs = answer("GET", "/cors-wildcard-methods-headers-unauth", &auth);
+    assert_eq!(
+        get(&hs, "access-control-allow-origin").as_deref(),
+        Some("https://other.foo.com")
+    );
+    assert_eq!(get(&hs, "access-control-allow-credentials"), None);
+}
+
 #[test]
 fn cors_preflight_needs_options_origin_and_request_method() {
     // A preflight is exactly OPTIONS + Origin + Access-Control-Request-Method; anything else is forwarded.
@@ -1910,9 +2244,10 @@ fn cors_wildcards_and_credentials() {
     let open = cors(json!({ "allowOrigins": ["*"], "allowMethods": ["*"], "allowHeaders": ["*"] }));
     let r = preflight("https://x.test", "DELETE").header("access-control-request-headers", "x-a");
     let l = open.local(&r, 0);
+    // The origin is echoed (valid with and without credentials), never `*`.
     assert_eq!(
         header(&l, "access-control-allow-origin").as_deref(),
-        Some("*")
+        Some("https://x.test")
     );
     assert_eq!(
         header(&l, "access-control-allow-methods").as_deref(),

@@ -83,6 +83,7 @@ fn bench(c: &mut Criterion) {
                     ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     port: 80,
                 },
+                server_name: "",
             };
             std::hint::black_box(router.decide(&req, i.wrapping_mul(0x9e37_79b9)));
         })
@@ -117,6 +118,7 @@ fn bench(c: &mut Criterion) {
                 ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 port: 80,
             },
+            server_name: "",
         };
         std::hint::black_box(router.decide(&req, 7));
     });

@@ -106,6 +106,22 @@ impl Pusher {
         pusher
     }
 
+    /// The process id (`None` while killed).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("config-pusher is running").to_string();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(&pid)
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{signal} {pid}: {e}"));
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
     /// Kills the process (as a crash would).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -209,6 +225,8 @@ pub struct LiveGateway {
     pub role: String,
     /// The folder config-pusher watches.
     pub folder: Scratch,
+    /// The arguments `pusher` was started with after `--from` (replicas start with the same).
+    pub serve_args: Vec<String>,
     _rendered: Scratch,
 }
 
@@ -240,8 +258,8 @@ impl LiveGateway {
         }
         let mut serve_args = vec!["--xds-dir".to_string(), xds.display().to_string()];
         serve_args.extend(backend_args.iter().cloned());
-        let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
-        let pusher = Pusher::start(&folder.0, &serve_args);
+        let args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
+        let pusher = Pusher::start(&folder.0, &args);
         let mut args: Vec<String> = vec![
             "render".into(),
             "--from".into(),
@@ -290,6 +308,7 @@ impl LiveGateway {
             backends,
             role: role.to_string(),
             folder,
+            serve_args,
             _rendered: rendered,
         }
     }

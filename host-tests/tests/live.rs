@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gammaroute_host_tests::live::{gateway_yaml, route_yaml, LiveGateway, LiveOptions, Scratch};
+use gammaroute_host_tests::balancer::Balancer;
+use gammaroute_host_tests::live::{
+    gateway_yaml, route_yaml, LiveGateway, LiveOptions, Pusher, Scratch,
+};
 
 const ECHO: &str = env!("CARGO_BIN_EXE_echo");
 const ROLE: &str = "gateway/demo/web";
@@ -162,7 +165,7 @@ fn config_pusher_down_keeps_routing_and_resyncs_when_back() {
     assert_eq!(gw.served_by(HOST, "/"), "demo/v1");
     assert!(gw.envoy.stat("wasmcustom.gammaroute.fetch.failed") >= 1);
     gw.pusher.restart();
-    // The filter retries with back-off (capped at 30 s; here it has failed a few times).
+    // The filter retries with back-off (capped at 3 s ± 20%: back within 5 s).
     gw.wait_served_by(HOST, "/", "demo/v2", 4);
 }
 
@@ -318,4 +321,153 @@ fn workers_converge_and_one_vm_fetches() {
         .collect();
     assert_eq!(ours.len(), 1, "{proxies}");
     assert_eq!(ours[0]["maxOpenPolls"], 1, "{proxies}");
+}
+
+/// Records which backend serves `HOST/` (one new connection per request) until stopped: the
+/// sequence of answers, each change once (a failed request shows as `status N`), and the count.
+fn watch_backends(
+    gw: Arc<LiveGateway>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<String>, u64)> {
+    std::thread::spawn(move || {
+        let mut seen: Vec<String> = Vec::new();
+        let mut requests = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let got = gw.served_by(HOST, "/");
+            requests += 1;
+            if seen.last() != Some(&got) {
+                seen.push(got);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        (seen, requests)
+    })
+}
+
+/// Two `serve` replicas behind one address (a balancer that alternates them per request), one
+/// lagging three seconds behind every change, then frozen (SIGSTOP) while the folder changes
+/// and thawed: the proxy's table never goes back (issue 17 item 1). Without ordered generations
+/// the lagging replica answers the proxy's next long-poll with its older table at once.
+#[test]
+fn replicas_that_disagree_never_move_a_proxy_back() {
+    let order = ["v1", "v2", "v3", "v4"];
+    // One worker: every request sees the one table the proxy applied.
+    let mut gw = start(&order, 1, r#""longPollSeconds":2"#);
+    let args: Vec<&str> = gw.serve_args.iter().map(String::as_str).collect();
+    let current = Pusher::start(&gw.folder.0, &args);
+    let mut lagging_args = args.clone();
+    lagging_args.extend(["--debounce-ms", "3000"]);
+    let lagging = Pusher::start(&gw.folder.0, &lagging_args);
+    // The address the proxy was rendered with now leads to both replicas.
+    let front = gw.pusher.addr;
+    gw.pusher.kill();
+    let balancer = Balancer::start(front, vec![current.addr, lagging.addr]).expect("balancer");
+    let gw = Arc::new(gw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_backends(gw.clone(), stop.clone());
+
+    for backend in ["v2", "v3"] {
+        gw.folder
+            .write("10-shop.yaml", &route_yaml("shop", HOST, "/", backend));
+        gw.wait_served_by(HOST, "/", &format!("demo/{backend}"), 4);
+        // The lagging replica still serves the previous table for ~3 s, to every other fetch.
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    lagging.signal("STOP");
+    gw.folder
+        .write("10-shop.yaml", &route_yaml("shop", HOST, "/", "v4"));
+    gw.wait_served_by(HOST, "/", "demo/v4", 4);
+    lagging.signal("CONT");
+    // Thawed, it answers the fetches it holds, and the next, still with v3 until it re-reads.
+    std::thread::sleep(Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    let (seen, requests) = watcher.join().expect("watcher");
+    eprintln!("{requests} requests; backends in order: {seen:?}");
+    let ranks: Vec<Option<usize>> = seen
+        .iter()
+        .map(|b| order.iter().position(|o| format!("demo/{o}") == *b))
+        .collect();
+    assert!(
+        ranks.iter().all(Option::is_some),
+        "requests failed: {seen:?}\n{}",
+        gammaroute_host_tests::live::tail(&gw.envoy.log(), 30)
+    );
+    assert!(
+        ranks.windows(2).all(|w| w[0] < w[1]),
+        "the proxy went back to an older table: {seen:?}\nEnvoy:\n{}",
+        gammaroute_host_tests::live::tail(&gw.envoy.log(), 30)
+    );
+    assert_eq!(seen.last().map(String::as_str), Some("demo/v4"));
+    let relayed: Vec<usize> = balancer
+        .relayed
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    assert!(
+        relayed.iter().all(|n| *n > 0),
+        "both replicas answered: {relayed:?}"
+    );
+}
+
+/// config-pusher SIGKILLed 20 times under load, each time with a change it has not yet served,
+/// and outages of different lengths: no request fails, and the proxy applies the change within
+/// 5 s of config-pusher answering again, every time (issue 17 item 12).
+#[test]
+fn killed_twenty_times_under_load_no_request_fails_and_resync_is_within_5s() {
+    let mut gw = start(&["a", "b"], 2, "");
+    let outages_ms = [300, 700, 1_200, 2_500, 4_000];
+    let mut worst = Duration::ZERO;
+    let mut failures = Vec::new();
+    let mut requests = 0u64;
+    for round in 0..20 {
+        let backend = if round % 2 == 0 { "b" } else { "a" };
+        let other = if round % 2 == 0 { "a" } else { "b" };
+        gw.pusher.kill();
+        gw.folder
+            .write("10-shop.yaml", &route_yaml("shop", HOST, "/", backend));
+        // Load during the outage: the route in force keeps serving.
+        let until = Instant::now() + Duration::from_millis(outages_ms[round % outages_ms.len()]);
+        while Instant::now() < until {
+            let got = gw.served_by(HOST, "/");
+            requests += 1;
+            if got != format!("demo/{other}") {
+                failures.push(format!("round {round}, down: {got}"));
+            }
+        }
+        gw.pusher.restart();
+        let back = Instant::now();
+        loop {
+            let got = gw.served_by(HOST, "/");
+            requests += 1;
+            if got == format!("demo/{backend}") {
+                break;
+            }
+            if got != format!("demo/{other}") {
+                if failures.is_empty() {
+                    let r = gw.get(HOST, "/").map(|r| (r.text(), r.headers));
+                    eprintln!(
+                        "first failure: {r:?}\n{}",
+                        gammaroute_host_tests::live::tail(&gw.envoy.log(), 15)
+                    );
+                }
+                failures.push(format!("round {round}, resyncing: {got}"));
+            }
+            assert!(
+                back.elapsed() < Duration::from_secs(5),
+                "round {round}: not resynced 5 s after config-pusher answered again\n{}",
+                gammaroute_host_tests::live::tail(&gw.envoy.log(), 20)
+            );
+        }
+        // Both workers (new connections land on either).
+        gw.wait_served_by(HOST, "/", &format!("demo/{backend}"), 8);
+        worst = worst.max(back.elapsed());
+    }
+    eprintln!("{requests} requests over 20 kills; slowest resync {worst:?}");
+    assert!(
+        failures.is_empty(),
+        "{} requests failed, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    assert!(worst < Duration::from_secs(5), "{worst:?}");
 }

@@ -109,7 +109,21 @@ kind: HTTPRoute
 metadata: {{name: shop, namespace: app}}
 spec:
   parentRefs: [{{name: edge, namespace: infra}}]
-  rules: [{{backendRefs: [{{name: shop, port: 80}}]}}]
+  rules:
+  - backendRefs: [{{name: shop, port: 80}}]
+  # No scheme, no port: the request's scheme (https over TLS) and the listener's port.
+  - matches: [{{path: {{type: PathPrefix, value: /old}}}}]
+    filters: [{{type: RequestRedirect, requestRedirect: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /new}}}}}}]
+---
+# Plain HTTP is sent to HTTPS.
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: to-https, namespace: app}}
+spec:
+  parentRefs: [{{name: edge, namespace: infra, sectionName: http}}]
+  hostnames: [secure.example.com]
+  rules:
+  - filters: [{{type: RequestRedirect, requestRedirect: {{scheme: https, port: {HTTPS_PORT}, statusCode: 301}}}}]
 {secrets}"#
     )
 }
@@ -134,6 +148,39 @@ fn https_get(ip: IpAddr, host: &str, ca: &Path) -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         )),
     }
+}
+
+/// `curl` over TLS with SNI `sni` (pinned to `ip`, trusting only `ca`) but `host` as the
+/// request's `:authority`, as a client that coalesced its HTTP/2 connection would send it:
+/// `(status, HTTP version, location)`.
+fn https_request(
+    ip: IpAddr,
+    sni: &str,
+    host: &str,
+    path: &str,
+    ca: &Path,
+) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--http2", "--max-time", "5", "-o", "/dev/null"])
+        .args(["-w", "%{http_code} %{http_version} %{redirect_url}"])
+        .args(["--resolve", &format!("{sni}:{HTTPS_PORT}:{ip}")])
+        .args(["-H", &format!("host: {host}")])
+        .arg("--cacert")
+        .arg(ca)
+        .arg(format!("https://{sni}:{HTTPS_PORT}{path}"))
+        .output()
+        .expect("the curl CLI is required (apt-get install curl)");
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut parts = shown.splitn(3, ' ');
+    let status = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let version = parts.next().unwrap_or("").to_string();
+    let location = parts.next().unwrap_or("").to_string();
+    assert!(
+        out.status.success(),
+        "{sni} / {host}: {shown} {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    (status, version, location)
 }
 
 /// Translates `yaml`, writes the SDS files as `serve --xds-dir` does (into `sds`, temporary file
@@ -228,6 +275,48 @@ fn https_listeners_terminate_tls_per_sni_and_pick_up_rotated_certificates() {
     // The wrong certificate is never presented for a name.
     assert!(https_get(ip, "shop.example.com", &wild.0).is_err());
     assert!(https_get(ip, "a.example.net", &shop.0).is_err());
+    // HTTP/2 connection coalescing: a connection made for shop.example.com (SNI) carrying a
+    // request for a name of the wildcard listener is misdirected (421), over h2 and HTTP/1.1.
+    let (status, version, _) = https_request(ip, "shop.example.com", "a.example.net", "/", &shop.0);
+    assert_eq!((status, version.as_str()), (421, "2"));
+    let (status, _, _) = https_request(ip, "a.example.net", "shop.example.com", "/", &wild.0);
+    assert_eq!(status, 421);
+    let (status, _, _) = https_request(
+        ip,
+        "shop.example.com",
+        "shop.example.com:18443",
+        "/",
+        &shop.0,
+    );
+    assert_eq!(status, 200, "the Host's port is ignored");
+    // A redirect on an HTTPS listener keeps https and the listener's port.
+    let (status, _, location) = https_request(
+        ip,
+        "shop.example.com",
+        "shop.example.com",
+        "/old/a?x=1",
+        &shop.0,
+    );
+    assert_eq!(
+        (status, location.as_str()),
+        (
+            302,
+            format!("https://shop.example.com:{HTTPS_PORT}/new/a?x=1").as_str()
+        )
+    );
+    // HTTP → HTTPS on the plaintext listener.
+    let r = http::send(
+        SocketAddr::new(ip, HTTP_PORT),
+        "GET",
+        "/cart",
+        &[("host", "secure.example.com")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 301, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://secure.example.com:{HTTPS_PORT}/cart").as_str())
+    );
     // The listener whose Secret is missing has no chain: its handshake fails...
     assert!(https_get(ip, "missing.example.com", &shop.0).is_err());
     // ...while plaintext on the other port keeps serving.

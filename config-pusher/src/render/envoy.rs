@@ -161,6 +161,35 @@ pub enum Endpoints {
 pub struct Cluster {
     pub name: String,
     pub endpoints: Endpoints,
+    pub protocol: UpstreamProtocol,
+}
+
+/// How Envoy speaks to a backend, from the Service port's `appProtocol` (Gateway API
+/// `HTTPRouteBackendProtocolH2C`; Kubernetes' `kubernetes.io/h2c` is HTTP/2 over cleartext with
+/// prior knowledge, RFC 9113 §3.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (also for `kubernetes.io/ws`: WebSocket is an HTTP/1.1 upgrade).
+    #[default]
+    Http1,
+    /// `appProtocol: kubernetes.io/h2c` (or `h2c`): cleartext HTTP/2, prior knowledge.
+    H2c,
+}
+
+impl UpstreamProtocol {
+    /// The protocol for a Service port's `appProtocol` (case-insensitive; absent or anything
+    /// else is HTTP/1.1 — translate refuses values it cannot forward).
+    pub fn from_app_protocol(app: Option<&str>) -> UpstreamProtocol {
+        match app {
+            Some(a)
+                if a.eq_ignore_ascii_case("kubernetes.io/h2c") || a.eq_ignore_ascii_case("h2c") =>
+            {
+                UpstreamProtocol::H2c
+            }
+            _ => UpstreamProtocol::Http1,
+        }
+    }
 }
 
 /// `CLUSTERS`: the clusters as the YAML list the templates expect (`[]` when there are none).
@@ -218,8 +247,14 @@ fn cluster_entry(c: &Cluster, indent: &str, type_url: Option<&str>) -> String {
         Some(t) => format!("\"@type\": {t}\n{indent}  name: {name}"),
         None => format!("name: {name}"),
     };
+    let protocol = match c.protocol {
+        UpstreamProtocol::Http1 => String::new(),
+        UpstreamProtocol::H2c => format!(
+            "{indent}  typed_extension_protocol_options:\n{indent}    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n{indent}      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n{indent}      explicit_http_config: {{http2_protocol_options: {{}}}}\n"
+        ),
+    };
     format!(
-        "{indent}- {head}\n{indent}  type: {kind}\n{indent}  connect_timeout: 1s\n{indent}  load_assignment:\n{indent}    cluster_name: {name}\n{indent}    endpoints: [{{lb_endpoints: [{}]}}]\n",
+        "{indent}- {head}\n{indent}  type: {kind}\n{indent}  connect_timeout: 1s\n{protocol}{indent}  load_assignment:\n{indent}    cluster_name: {name}\n{indent}    endpoints: [{{lb_endpoints: [{}]}}]\n",
         eps.join(", ")
     )
 }
@@ -246,6 +281,7 @@ pub fn static_clusters(clusters: &[(&str, Vec<SocketAddr>)]) -> String {
         .map(|(name, addrs)| Cluster {
             name: (*name).to_string(),
             endpoints: Endpoints::Static(addrs.clone()),
+            protocol: UpstreamProtocol::Http1,
         })
         .collect();
     clusters_yaml(&list)
@@ -475,6 +511,7 @@ pub fn bootstrap(store: &Store, table: &RouteTable, options: &Options) -> Result
         fixed.push(Cluster {
             name: PUSHER_CLUSTER.to_string(),
             endpoints: pusher.endpoints(),
+            protocol: UpstreamProtocol::Http1,
         });
     }
     if let Some(p) = listener_port {
@@ -654,6 +691,10 @@ pub fn clusters(store: &Store, table: &RouteTable, options: &Options) -> Vec<Clu
     names
         .into_iter()
         .map(|name| {
+            let protocol =
+                parse_cluster_name(&name).map_or(UpstreamProtocol::Http1, |(ns, svc, port)| {
+                    UpstreamProtocol::from_app_protocol(app_protocol(store, ns, svc, port))
+                });
             let endpoints = if let Some(addrs) = options.backends.get(&name) {
                 Endpoints::Static(addrs.clone())
             } else if let Some((ns, svc, port)) = parse_cluster_name(&name) {
@@ -668,9 +709,28 @@ pub fn clusters(store: &Store, table: &RouteTable, options: &Options) -> Vec<Clu
                 // Not a name config-pusher writes; keep Envoy's configuration valid.
                 Endpoints::Static(vec![])
             };
-            Cluster { name, endpoints }
+            Cluster {
+                name,
+                endpoints,
+                protocol,
+            }
         })
         .collect()
+}
+
+/// The `appProtocol` of Service `ns/svc` port `port`, if it has one.
+fn app_protocol<'s>(store: &'s Store, ns: &str, svc: &str, port: u16) -> Option<&'s str> {
+    let service = store.services.get(&ObjectKey::new(ns, svc))?;
+    service
+        .object
+        .spec
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| i32::from(port) == p.port)?
+        .app_protocol
+        .as_deref()
 }
 
 /// Ready endpoints of Service `ns/svc` port `port` from its EndpointSlices: `None` when it has
@@ -801,18 +861,32 @@ mod tests {
                 host: "b.a.svc.cluster.local".into(),
                 port: 80,
             },
+            protocol: UpstreamProtocol::Http1,
         }]);
         assert!(y.contains("type: STRICT_DNS") && y.contains("\"b.a.svc.cluster.local\""));
+        assert!(!y.contains("http2_protocol_options"));
         assert_eq!(clusters_yaml(&[]), "  []\n");
         let cds = cds_yaml(&[Cluster {
             name: "a/b:80".into(),
             endpoints: Endpoints::Static(vec![SocketAddr::from(([127, 0, 0, 1], 9))]),
+            protocol: UpstreamProtocol::Http1,
         }]);
         assert!(
             cds.starts_with("resources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: \"a/b:80\"\n  type: STATIC\n"),
             "{cds}"
         );
         assert_eq!(cds_yaml(&[]), "resources: []\n");
+        // appProtocol kubernetes.io/h2c: cleartext HTTP/2 to the backend.
+        let h2c = cds_yaml(&[Cluster {
+            name: "a/b:80".into(),
+            endpoints: Endpoints::Static(vec![SocketAddr::from(([127, 0, 0, 1], 9))]),
+            protocol: UpstreamProtocol::from_app_protocol(Some("Kubernetes.io/H2C")),
+        }]);
+        assert!(
+            h2c.contains("  typed_extension_protocol_options:\n    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n")
+                && h2c.contains("explicit_http_config: {http2_protocol_options: {}}"),
+            "{h2c}"
+        );
         assert_eq!(dynamic_resources(None), "");
         assert!(dynamic_resources(Some("/x/")).contains("path: \"/x/cds.yaml\""));
     }

@@ -46,14 +46,67 @@ use super::envoy;
 
 use crate::auth::Secret;
 
+/// The filter image `config-pusher/deploy/Dockerfile.wasm` builds, as released.
+pub const DEFAULT_WASM_URL: &str = "oci://ghcr.io/gammaroute/gammaroute-wasm:0.1.0";
+
+/// A `WasmPlugin.spec.url` Istio can fetch: `oci://`, `https://`, `http://` or `file://`
+/// followed by something (istio/api `extensions/v1alpha1/wasm.proto`, field `url`: "Supported
+/// schemes: oci://, file://, http[s]://"). Checked before it reaches a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasmUrl(String);
+
+/// A `WasmPlugin.spec.sha256`: 64 lower-case hex digits (what istio-agent compares the pulled
+/// module's SHA-256 with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sha256(String);
+
+/// Why `--wasm-url` or `--wasm-sha256` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WasmArgError {
+    #[error(
+        "{0:?}: the URL must start with oci://, https://, http:// or file:// and name something"
+    )]
+    Scheme(String),
+    #[error("{0:?}: expected 64 lower-case hex digits (sha256sum's output)")]
+    Sha256(String),
+}
+
+impl std::str::FromStr for WasmUrl {
+    type Err = WasmArgError;
+    fn from_str(s: &str) -> Result<WasmUrl, WasmArgError> {
+        let rest = ["oci://", "https://", "http://", "file://"]
+            .iter()
+            .find_map(|scheme| s.strip_prefix(scheme));
+        match rest {
+            Some(rest) if !rest.is_empty() && !s.chars().any(char::is_whitespace) => {
+                Ok(WasmUrl(s.to_string()))
+            }
+            _ => Err(WasmArgError::Scheme(s.to_string())),
+        }
+    }
+}
+
+impl std::str::FromStr for Sha256 {
+    type Err = WasmArgError;
+    fn from_str(s: &str) -> Result<Sha256, WasmArgError> {
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(Sha256(s.to_string()))
+        } else {
+            Err(WasmArgError::Sha256(s.to_string()))
+        }
+    }
+}
+
 /// `render --istio` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// `WasmPlugin.spec.url`: `oci://…` (the image `Dockerfile.wasm` builds), `https://…` or
-    /// `file://…`.
-    pub url: String,
-    /// `WasmPlugin.spec.sha256` (64 hex digits), checked by istio-agent after the pull.
-    pub sha256: Option<String>,
+    /// `WasmPlugin.spec.url`.
+    pub url: WasmUrl,
+    /// `WasmPlugin.spec.sha256`, checked by istio-agent after the pull.
+    pub sha256: Option<Sha256>,
     /// Cluster DNS domain for Istio cluster names.
     pub domain: String,
     /// config-pusher's Service as `<namespace>/<name>:<port>`.
@@ -73,7 +126,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            url: "oci://ghcr.io/gammaroute/gammaroute-wasm:0.1.0".into(),
+            url: WasmUrl(DEFAULT_WASM_URL.into()),
             sha256: None,
             domain: "cluster.local".into(),
             config_pusher: "gammaroute-system/config-pusher:18000".into(),
@@ -159,7 +212,7 @@ pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Resu
     let labels = json!({"app.kubernetes.io/part-of": "gammaroute"});
     let annotations = json!({"gammaroute.dev/min-istio-version": MIN_ISTIO});
     let mut spec = json!({
-        "url": options.url,
+        "url": options.url.0,
         "pluginName": "gammaroute",
         "phase": "UNSPECIFIED_PHASE",
         "failStrategy": "FAIL_OPEN",
@@ -167,7 +220,7 @@ pub fn manifests(namespace: &str, table: &RouteTable, options: &Options) -> Resu
         "pluginConfig": plugin_config(table, options)?,
     });
     if let (Some(sha), Some(m)) = (&options.sha256, spec.as_object_mut()) {
-        m.insert("sha256".into(), sha.clone().into());
+        m.insert("sha256".into(), sha.0.clone().into());
     }
     let wasm_plugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
@@ -339,5 +392,42 @@ mod tests {
         assert!(source("mesh/shop", &bad)
             .unwrap_err()
             .contains("--config-pusher"));
+    }
+
+    #[test]
+    fn wasm_url_and_sha256_are_checked_before_they_reach_a_manifest() {
+        for ok in [
+            DEFAULT_WASM_URL,
+            "https://example.com/g.wasm",
+            "http://10.0.0.1/g.wasm",
+            "file:///var/lib/g.wasm",
+        ] {
+            assert!(ok.parse::<WasmUrl>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "ghcr.io/x:1",
+            "oci://",
+            "ftp://x/g.wasm",
+            "https://x/a b",
+            "",
+        ] {
+            assert!(
+                matches!(bad.parse::<WasmUrl>(), Err(WasmArgError::Scheme(_))),
+                "{bad}"
+            );
+        }
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(hex.parse::<Sha256>().is_ok());
+        for bad in [
+            hex.to_uppercase(),
+            hex[1..].to_string(),
+            format!("{hex}0"),
+            "zz".repeat(32),
+        ] {
+            assert!(
+                matches!(bad.parse::<Sha256>(), Err(WasmArgError::Sha256(_))),
+                "{bad}"
+            );
+        }
     }
 }

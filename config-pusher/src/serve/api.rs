@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::headers::{self, none_match};
+use super::headers;
 use super::limits::{Refused, Slot};
 use super::proxies;
 use super::publish::Published;
@@ -154,6 +154,7 @@ async fn table_response(
         report(state, id, role, remote, headers);
     }
     let known = header(headers, IF_NONE_MATCH.as_str());
+    let generation = header(headers, headers::GENERATION).and_then(|g| g.trim().parse().ok());
     let proto = headers::wants_proto(header(headers, ACCEPT.as_str()));
     // Subscribed before the first look: a publication in between still wakes us.
     let mut changes = state.subscribe();
@@ -162,7 +163,7 @@ async fn table_response(
     loop {
         let current = state.table(role);
         if let Some(t) = &current {
-            if !known.is_some_and(|k| none_match(k, t.version())) {
+            if t.offer(known, generation) {
                 return ok(t, proto);
             }
         }
@@ -228,6 +229,10 @@ fn ok(t: &Published, proto: bool) -> Response {
         StatusCode::OK,
         [
             (ETAG, headers::etag(t.version())),
+            (
+                axum::http::HeaderName::from_static(headers::GENERATION),
+                t.generation.to_string(),
+            ),
             (CONTENT_TYPE, content_type.to_string()),
             (CACHE_CONTROL, "no-cache".to_string()),
         ],

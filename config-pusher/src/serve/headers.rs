@@ -12,6 +12,10 @@ pub const PROXY: &str = "x-gammaroute-proxy";
 pub const APPLIED: &str = "x-gammaroute-applied";
 /// `<version> <message>` of the last table the proxy rejected.
 pub const REJECTED: &str = "x-gammaroute-rejected";
+/// On a request: the generation of the table the proxy runs; on a response: the served
+/// table's (see [`crate::source::Snapshot::generation`]). A replica whose table is of a lower
+/// generation than the proxy's holds the request rather than move the proxy back.
+pub const GENERATION: &str = "x-gammaroute-generation";
 
 /// The value of query parameter `name` (no percent-decoding: the parameters used here never need
 /// it).

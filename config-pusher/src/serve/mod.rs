@@ -207,7 +207,7 @@ async fn translate_loop(
             Err(e) => return Stopped::Task(e.to_string()),
         };
         let previous = state.tables();
-        let (next, outcome) = publish::next_tables(&previous, &output);
+        let (next, outcome) = publish::next_tables(&previous, &output, snapshot.generation);
         // Clusters first, so a proxy that applies a new table finds its clusters in Envoy; the
         // clusters of the tables being replaced stay until the next translation.
         if let Some(xds) = &xds {

@@ -18,19 +18,32 @@ pub struct Published {
     pub table: RouteTable,
     pub json: Bytes,
     pub proto: Bytes,
+    /// The [`Snapshot::generation`](crate::source::Snapshot::generation) this content was
+    /// first published at (kept while the content stays the same).
+    pub generation: u64,
 }
 
 impl Published {
-    fn new(table: RouteTable) -> Published {
+    fn new(table: RouteTable, generation: u64) -> Published {
         Published {
             json: Bytes::from(table::encode_json(&table)),
             proto: Bytes::from(table::encode_proto(&table)),
             table,
+            generation,
         }
     }
 
     pub fn version(&self) -> &str {
         &self.table.version
+    }
+
+    /// Whether to send this table to a proxy that runs version `known` (its `If-None-Match`) of
+    /// generation `proxy_generation`: only a different table that is not older. A replica that
+    /// lags behind the one the proxy last fetched from then only delays the proxy, never moves
+    /// it back (the issue's "no flip-flop between replicas").
+    pub fn offer(&self, known: Option<&str>, proxy_generation: Option<u64>) -> bool {
+        let same = known.is_some_and(|k| super::headers::none_match(k, self.version()));
+        !same && self.generation >= proxy_generation.unwrap_or(0)
     }
 }
 
@@ -49,8 +62,9 @@ pub struct Outcome {
 }
 
 /// The tables to serve after `output`: new versions replace old ones, unchanged versions keep
-/// their encodings, rejected roles keep their previous table, roles gone are removed. Pure.
-pub fn next_tables(previous: &Tables, output: &Output) -> (Tables, Outcome) {
+/// their encodings, rejected roles keep their previous table, roles gone are removed; new
+/// versions are of `generation`, the snapshot's. Pure.
+pub fn next_tables(previous: &Tables, output: &Output, generation: u64) -> (Tables, Outcome) {
     let mut outcome = Outcome::default();
     let mut next = Tables::new();
     let rejected: std::collections::BTreeSet<&str> =
@@ -70,7 +84,10 @@ pub fn next_tables(previous: &Tables, output: &Output) -> (Tables, Outcome) {
             }
             _ => {
                 outcome.changed.push((role.clone(), t.version.clone()));
-                next.insert(role.clone(), Arc::new(Published::new(t.clone())));
+                next.insert(
+                    role.clone(),
+                    Arc::new(Published::new(t.clone(), generation)),
+                );
             }
         }
     }
@@ -124,10 +141,10 @@ mod tests {
     #[test]
     fn rejected_roles_keep_their_previous_table() {
         let (a1, b1) = (table("gateway/ns/a", "r1"), table("mesh/ns", "r1"));
-        let (t1, o1) = next_tables(&Tables::new(), &output(&[a1.clone(), b1.clone()], &[]));
+        let (t1, o1) = next_tables(&Tables::new(), &output(&[a1.clone(), b1.clone()], &[]), 1);
         assert_eq!(o1.changed.len(), 2);
         // Same content: same Arc, nothing changed.
-        let (t2, o2) = next_tables(&t1, &output(&[a1.clone(), b1.clone()], &[]));
+        let (t2, o2) = next_tables(&t1, &output(&[a1.clone(), b1.clone()], &[]), 2);
         assert_eq!(o2, Outcome::default());
         assert!(Arc::ptr_eq(&t1["gateway/ns/a"], &t2["gateway/ns/a"]));
         // a changes, b's new table is rejected (translate replaced it by an empty one).
@@ -137,7 +154,7 @@ mod tests {
             ..RouteTable::default()
         }
         .with_version();
-        let (t3, o3) = next_tables(&t2, &output(&[a2.clone(), empty], &["mesh/ns"]));
+        let (t3, o3) = next_tables(&t2, &output(&[a2.clone(), empty], &["mesh/ns"]), 3);
         assert_eq!(
             o3.changed,
             [("gateway/ns/a".to_string(), a2.version.clone())]
@@ -146,8 +163,31 @@ mod tests {
         assert_eq!(t3["mesh/ns"].version(), b1.version);
         // A rejected role never published stays absent; a role gone is removed.
         let c = table("gateway/ns/c", "r");
-        let (t4, o4) = next_tables(&t3, &output(&[c], &["gateway/ns/c"]));
+        let (t4, o4) = next_tables(&t3, &output(&[c], &["gateway/ns/c"]), 4);
         assert!(t4.is_empty());
         assert_eq!(o4.removed, ["gateway/ns/a", "mesh/ns"]);
+    }
+
+    #[test]
+    fn a_table_keeps_the_generation_it_appeared_at_and_is_never_offered_to_a_newer_proxy() {
+        let a1 = table("gateway/ns/a", "r1");
+        let (t1, _) = next_tables(&Tables::new(), &output(std::slice::from_ref(&a1), &[]), 10);
+        let (t2, _) = next_tables(&t1, &output(std::slice::from_ref(&a1), &[]), 20);
+        assert_eq!(t2["gateway/ns/a"].generation, 10, "unchanged content");
+        let a2 = table("gateway/ns/a", "r2");
+        let (t3, _) = next_tables(&t2, &output(std::slice::from_ref(&a2), &[]), 30);
+        let (old, new) = (&t1["gateway/ns/a"], &t3["gateway/ns/a"]);
+        assert_eq!(new.generation, 30);
+        let quoted = |v: &str| format!("\"{v}\"");
+        // A first fetch, or a proxy on an older table: offered.
+        assert!(new.offer(None, None));
+        assert!(new.offer(Some(&quoted(&a1.version)), Some(10)));
+        // The proxy runs it already: not offered.
+        assert!(!new.offer(Some(&quoted(&a2.version)), Some(30)));
+        // A lagging replica still at a1 never moves a proxy at a2 back; an older proxy (or one
+        // that does not say) gets it.
+        assert!(!old.offer(Some(&quoted(&a2.version)), Some(30)));
+        assert!(old.offer(Some(&quoted(&a2.version)), None));
+        assert!(old.offer(None, Some(10)));
     }
 }

@@ -1,8 +1,10 @@
 //! `--xds-dir`: the SDS files of HTTPS listener certificates ([`crate::render::tls`]), beside
 //! `cds.yaml`, so a rotated Secret reaches a running Envoy without a restart: each file is
 //! written to a temporary name created mode 0600 (it holds the private key) and renamed over the
-//! old one, which Envoy's `watched_directory` picks up. Unchanged files are not rewritten. Files of
-//! Secrets no longer referenced are left in place (Envoy stops reading them with the chain).
+//! old one, which Envoy's `watched_directory` picks up. Unchanged files are not rewritten. The file
+//! of a Secret no longer served (deleted, or no listener refers to it) is removed, so its private
+//! key does not outlive it on disk; a running Envoy keeps the certificate it loaded until its
+//! chain goes.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -53,7 +55,35 @@ pub fn write(dir: &Path, store: &Store, tables: &[&RouteTable]) -> Result<usize,
         tracing::info!(secret = %f.name, path = %path.display(), "SDS file written");
         changed += 1;
     }
+    changed += remove_stale(dir, &files)?;
     Ok(changed)
+}
+
+/// Removes the SDS files (`sds-*.yaml`, the names [`tls::plan`] gives) not in `keep`.
+fn remove_stale(dir: &Path, keep: &BTreeMap<String, tls::SdsFile>) -> Result<usize, SdsError> {
+    let io = |source| SdsError {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let name = entry
+            .map_err(io)?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if !name.starts_with("sds-") || !name.ends_with(".yaml") || keep.contains_key(&name) {
+            continue;
+        }
+        let path = dir.join(&name);
+        std::fs::remove_file(&path).map_err(|source| SdsError {
+            path: path.clone(),
+            source,
+        })?;
+        tracing::info!(path = %path.display(), "SDS file of a Secret no longer served removed");
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Temporary file (mode 0600 from creation) in the same directory, then rename.
@@ -103,6 +133,18 @@ mod tests {
             write(&dir, &store, &tables).unwrap(),
             0,
             "unchanged: not rewritten"
+        );
+        // A Secret no longer served: its file (and key) goes; other files are not touched.
+        std::fs::write(dir.join("sds-old-gone.yaml"), "key").unwrap();
+        std::fs::write(dir.join("cds.yaml"), "resources: []\n").unwrap();
+        assert_eq!(write(&dir, &store, &tables).unwrap(), 1);
+        assert!(!dir.join("sds-old-gone.yaml").exists());
+        assert!(dir.join("cds.yaml").exists());
+        assert!(dir.join("sds-infra-shop-cert.yaml").exists());
+        assert_eq!(
+            write(&dir, &store, &[]).unwrap(),
+            2,
+            "no table: every SDS file goes"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

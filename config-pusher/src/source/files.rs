@@ -30,7 +30,7 @@ pub struct LoadReport {
 /// by the rules of [`FolderCache`] (the ones `serve` watches a folder with).
 pub fn load(dir: &Path) -> (Store, LoadReport) {
     let mut cache = FolderCache::new();
-    let errors = sync(&mut cache, dir);
+    let (errors, _generation) = sync(&mut cache, dir);
     report(&cache, errors)
 }
 
@@ -65,9 +65,10 @@ fn report(cache: &FolderCache, mut errors: Vec<Problem>) -> (Store, LoadReport) 
 /// Brings `cache` up to date with the folder `dir`: every listed file is read and applied (an
 /// unreadable one keeps its objects), files no longer listed are deleted — unless the listing
 /// itself failed somewhere, since a file missing from an incomplete listing may still exist.
-/// Returns the listing's problems.
-pub fn sync(cache: &mut FolderCache, dir: &Path) -> Vec<Problem> {
+/// Returns the listing's problems and the folder's [`generation`].
+pub fn sync(cache: &mut FolderCache, dir: &Path) -> (Vec<Problem>, u64) {
     let (listed, errors) = list(dir);
+    let generation = generation(dir, &listed);
     for file in &listed {
         match std::fs::read_to_string(&file.path) {
             Ok(text) => cache.apply(&file.shown, &text),
@@ -85,7 +86,40 @@ pub fn sync(cache: &mut FolderCache, dir: &Path) -> Vec<Problem> {
             cache.delete(&path);
         }
     }
-    errors.iter().map(Problem::from).collect()
+    (errors.iter().map(Problem::from).collect(), generation)
+}
+
+/// The folder's [`Snapshot::generation`](super::Snapshot::generation): the newest modification
+/// time, in milliseconds since the Unix epoch, of the `listed` files (through symbolic links: a
+/// ConfigMap's current version) and of every directory under `dir` (a deletion or rename
+/// changes its directory's time, even when the directory is left without files). Replicas
+/// reading the same files compute the same number, and every edit makes it larger. Unreadable
+/// times count as 0.
+pub fn generation(dir: &Path, listed: &[Listed]) -> u64 {
+    let mut dirs = Vec::new();
+    directories(dir, &mut HashSet::new(), &mut dirs);
+    let files = listed.iter().map(|f| f.path.clone());
+    dirs.into_iter()
+        .chain(files)
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .max()
+        .unwrap_or(0)
+}
+
+/// `dir` and the directories under it, each once (symbolic links followed).
+fn directories(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) {
+    let Ok(real) = std::fs::canonicalize(dir) else {
+        return;
+    };
+    if !real.is_dir() || !seen.insert(real) {
+        return;
+    }
+    out.push(dir.to_path_buf());
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        directories(&entry.path(), seen, out);
+    }
 }
 
 /// A file of the folder: how messages name it (relative to the folder) and where it is read.
@@ -382,7 +416,7 @@ kind: Service
             &[("a.yaml", &svc("a")), ("c.yaml", &svc("c"))],
         );
         let mut cache = FolderCache::new();
-        assert!(sync(&mut cache, &dir).is_empty());
+        assert!(sync(&mut cache, &dir).0.is_empty());
         let names: Vec<String> = cache
             .snapshot()
             .store

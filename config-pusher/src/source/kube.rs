@@ -131,6 +131,9 @@ pub enum Change {
     /// The API server says the kind is not served (404: its CRD is not installed): a definitive
     /// answer, so the kind counts as listed and empty (still reported; retried with backoff).
     NotServed(Kind, String),
+    /// The highest `metadata.resourceVersion` of the objects a list or an event carried
+    /// (deletions included), sent after that change.
+    Revision(u64),
 }
 
 /// The objects of every kind as last seen, plus what could not be loaded. Sans-IO.
@@ -143,6 +146,12 @@ pub struct Cache {
     listed: BTreeSet<Kind>,
     /// Kinds whose watch is failing, with the last error.
     failing: BTreeMap<Kind, String>,
+    /// The highest resourceVersion seen: the snapshot's [`Snapshot::generation`]. Every
+    /// replica watching the same API server sees the same revisions, and every write to an
+    /// object (a deletion too) has a higher one than all before it (etcd's revision, which the
+    /// API server uses as resourceVersion; opaque by contract, hence `Revision` is only sent when
+    /// it parses as a number).
+    revision: u64,
 }
 
 impl Cache {
@@ -172,6 +181,7 @@ impl Cache {
             Change::Failed(kind, message) => {
                 self.failing.insert(kind, message);
             }
+            Change::Revision(revision) => self.revision = self.revision.max(revision),
             Change::NotServed(kind, message) => {
                 self.objects.retain(|(k, _), _| *k != kind);
                 self.live.retain(|(k, _), _| *k != kind);
@@ -254,6 +264,7 @@ impl Cache {
             changed_at,
             live: Arc::new(self.live.clone()),
             complete: self.settled(),
+            generation: self.revision,
         }
     }
 }
@@ -322,14 +333,21 @@ async fn watch_kind(kind: Kind, api: Api<DynamicObject>, tx: mpsc::Sender<Change
     let stream = watcher::watcher(api, config).default_backoff();
     futures::pin_mut!(stream);
     let mut listing: Vec<Decoded> = Vec::new();
+    let mut listed_revision = None;
     while let Some(event) = stream.next().await {
+        let seen = match &event {
+            Ok(Event::InitApply(o) | Event::Apply(o) | Event::Delete(o)) => revision(o),
+            _ => None,
+        };
         let change = match event {
             Ok(Event::Init) => {
                 listing.clear();
+                listed_revision = None;
                 continue;
             }
             Ok(Event::InitApply(o)) => {
                 listing.push(logged(kind, decode(kind, &o)));
+                listed_revision = listed_revision.max(seen);
                 continue;
             }
             Ok(Event::InitDone) => {
@@ -354,10 +372,26 @@ async fn watch_kind(kind: Kind, api: Api<DynamicObject>, tx: mpsc::Sender<Change
                 }
             }
         };
+        let is_reset = matches!(change, Change::Reset(..));
         if tx.send(change).await.is_err() {
             return;
         }
+        let seen = if is_reset {
+            listed_revision.take()
+        } else {
+            seen
+        };
+        if let Some(r) = seen {
+            if tx.send(Change::Revision(r)).await.is_err() {
+                return;
+            }
+        }
     }
+}
+
+/// An object's `metadata.resourceVersion` as a number, when it is one.
+fn revision(o: &DynamicObject) -> Option<u64> {
+    o.metadata.resource_version.as_deref()?.parse().ok()
 }
 
 fn logged(kind: Kind, d: Decoded) -> Decoded {
@@ -413,5 +447,20 @@ mod tests {
         // The kind not served is still reported.
         assert_eq!(snapshot.problems.len(), 1, "{:?}", snapshot.problems);
         assert_eq!(snapshot.problems[0].origin, "watch ReferenceGrant");
+    }
+
+    #[test]
+    fn the_generation_is_the_highest_revision_seen_deletions_included() {
+        let mut cache = Cache::default();
+        for kind in Kind::ALL {
+            cache.apply(Change::Reset(kind, vec![]));
+        }
+        assert_eq!(cache.snapshot(Instant::now()).generation, 0);
+        cache.apply(Change::Revision(120));
+        cache.apply(Change::Delete(Kind::Service, ObjectKey::new("a", "b")));
+        cache.apply(Change::Revision(130));
+        // A relist of an older object never lowers it.
+        cache.apply(Change::Revision(90));
+        assert_eq!(cache.snapshot(Instant::now()).generation, 130);
     }
 }

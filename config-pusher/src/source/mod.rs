@@ -35,17 +35,35 @@ pub struct Snapshot {
     /// The source has read everything it reads at least once. `serve` publishes nothing (and is
     /// not ready) before: a partial view would withdraw routes and resolve backends as missing.
     pub complete: bool,
+    /// Orders snapshots across replicas (issue "no flip-flop between replicas"): derived from the
+    /// inputs themselves, so every replica reading the same inputs derives the same number, and
+    /// newer inputs a larger one — the folder's newest modification time in milliseconds
+    /// ([`files::generation`]), the cluster's highest `metadata.resourceVersion` seen (an etcd
+    /// revision, [`kube::Cache`]). `serve` sends it with each table; a proxy never applies a
+    /// table of a lower generation than the one it runs. 0: unknown (stdin).
+    pub generation: u64,
 }
 
 impl Snapshot {
     /// A complete snapshot.
     pub fn new(store: Store, problems: Vec<Problem>, changed_at: Instant) -> Arc<Snapshot> {
+        Snapshot::at(store, problems, changed_at, 0)
+    }
+
+    /// A complete snapshot of inputs of [`generation`](Self::generation) `generation`.
+    pub fn at(
+        store: Store,
+        problems: Vec<Problem>,
+        changed_at: Instant,
+        generation: u64,
+    ) -> Arc<Snapshot> {
         Arc::new(Snapshot {
             store,
             problems,
             changed_at,
             live: Arc::default(),
             complete: true,
+            generation,
         })
     }
 
@@ -57,6 +75,7 @@ impl Snapshot {
             changed_at: Instant::now(),
             live: Arc::default(),
             complete: false,
+            generation: 0,
         })
     }
 }

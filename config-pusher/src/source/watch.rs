@@ -74,6 +74,9 @@ impl Debounce {
 pub struct Folder {
     root: PathBuf,
     cache: FolderCache,
+    /// The highest [`files::generation`] loaded: never goes back in this process, even if a file
+    /// is restored with an older modification time.
+    generation: u64,
 }
 
 impl Folder {
@@ -81,19 +84,26 @@ impl Folder {
         Folder {
             root: root.into(),
             cache: FolderCache::new(),
+            generation: 0,
         }
     }
 
     /// Re-reads the folder ([`files::sync`]) and returns its store and load problems, by the rules
     /// of [`FolderCache`] — the ones `check` and `render` load a folder with.
     pub fn load(&mut self) -> (Store, Vec<Problem>) {
-        let mut problems = files::sync(&mut self.cache, &self.root);
+        let (mut problems, generation) = files::sync(&mut self.cache, &self.root);
+        self.generation = self.generation.max(generation);
         let snapshot = self.cache.snapshot();
         for s in &snapshot.skipped {
             tracing::debug!("{s}");
         }
         problems.extend(snapshot.problems);
         (snapshot.store, problems)
+    }
+
+    /// The [`Snapshot::generation`] of the last [`load`](Self::load).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -146,7 +156,7 @@ pub fn spawn(
     let started = Instant::now();
     let (store, problems) = folder.load();
     log_load(root, &store, &problems, started);
-    let (tx, rx) = watch::channel(Snapshot::new(store, problems, started));
+    let (tx, rx) = watch::channel(Snapshot::at(store, problems, started, folder.generation()));
     tokio::spawn(run(watcher, folder, debounce, events_rx, tx));
     Ok(rx)
 }
@@ -192,7 +202,8 @@ async fn run(
             };
             folder = f;
             log_load(&folder.root, &store, &problems, started);
-            if tx.send(Snapshot::new(store, problems, changed_at)).is_err() {
+            let snapshot = Snapshot::at(store, problems, changed_at, folder.generation());
+            if tx.send(snapshot).is_err() {
                 return;
             }
         }
@@ -310,6 +321,49 @@ mod tests {
         assert_eq!(names(&first), ["default/a", "default/b"]);
         assert_eq!(names(&second), ["default/b", "default/c"], "{problems:?}");
         assert_eq!(folder.load().0.services.len(), 2, "nothing changed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_generation_grows_with_every_edit_and_deletion_and_is_shared_by_readers() {
+        let dir = std::env::temp_dir().join(format!("gammaroute-gen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let set_mtime = |path: &Path, ms: u64| {
+            let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+            let f = std::fs::File::options().read(true).open(path).unwrap();
+            f.set_modified(t).unwrap();
+        };
+        write(&dir, "a.yaml", SVC_A);
+        write(&dir.join("sub"), "b.yaml", SVC_B);
+        for (p, ms) in [
+            (dir.clone(), 1_000),
+            (dir.join("sub"), 1_000),
+            (dir.join("a.yaml"), 2_000),
+            (dir.join("sub/b.yaml"), 3_000),
+        ] {
+            set_mtime(&p, ms);
+        }
+        // Two readers (replicas) of the same files agree.
+        let (mut one, mut two) = (Folder::new(&dir), Folder::new(&dir));
+        one.load();
+        two.load();
+        assert_eq!((one.generation(), two.generation()), (3_000, 3_000));
+        // An edit: the file's time.
+        set_mtime(&dir.join("a.yaml"), 4_000);
+        one.load();
+        assert_eq!(one.generation(), 4_000);
+        // A deletion: its directory's time.
+        std::fs::remove_file(dir.join("sub/b.yaml")).unwrap();
+        set_mtime(&dir.join("sub"), 5_000);
+        one.load();
+        assert_eq!(one.generation(), 5_000);
+        // Never back within a process, even when the times go back.
+        for p in [dir.clone(), dir.join("sub"), dir.join("a.yaml")] {
+            set_mtime(&p, 10);
+        }
+        one.load();
+        assert_eq!(one.generation(), 5_000);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -292,6 +292,9 @@ fn body(reason: LocalReason) -> &'static str {
         LocalReason::NoRoute => "no route matches this request\n",
         LocalReason::NoBackends => "this route has no backend to forward to\n",
         LocalReason::BackendUnavailable => "the selected backend is unavailable\n",
+        LocalReason::Misdirected => {
+            "this host is served by another listener than this connection's: use a new connection\n"
+        }
         LocalReason::Redirect | LocalReason::CorsPreflight => "",
     }
 }

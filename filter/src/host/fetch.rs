@@ -15,7 +15,13 @@
 //!   reported to config-pusher on the next fetch (`x-gammaroute-rejected`), and its version is
 //!   sent as `If-None-Match` so the same bad table is not fetched again and again.
 //! - **config-pusher down** → the last good table keeps serving; fetches retry with capped
-//!   exponential back-off.
+//!   exponential back-off and jitter. The cap is low (3 s ± 20%) so that a proxy resyncs within
+//!   5 s of config-pusher answering again, however long the outage lasted; the jitter spreads
+//!   the retries of proxies that lost it together.
+//! - **Never back.** config-pusher sends each table's generation (`x-gammaroute-generation`,
+//!   derived from its inputs, so replicas agree); a table of a lower generation than the one in
+//!   force (a lagging replica behind the same Service) is not applied, and the request says the
+//!   generation in force so that such a replica holds the long-poll instead of answering.
 //!
 //! This module decides; `updates` performs the host calls (it is compiled for `wasm32` only).
 
@@ -28,6 +34,8 @@ pub struct Keys {
     pub lease: String,
     pub version: String,
     pub table: String,
+    /// The generation of the table under `table` (written before it).
+    pub generation: String,
 }
 
 impl Keys {
@@ -36,6 +44,7 @@ impl Keys {
             lease: format!("gammaroute/{role}/lease"),
             version: format!("gammaroute/{role}/version"),
             table: format!("gammaroute/{role}/table"),
+            generation: format!("gammaroute/{role}/generation"),
         }
     }
 }
@@ -96,6 +105,8 @@ pub struct CallResponse<'a> {
     pub etag: Option<&'a str>,
     /// The body size the host announced (the body is read only when it is acceptable).
     pub body_size: usize,
+    /// `x-gammaroute-generation`: `None` from a config-pusher that does not send it.
+    pub generation: Option<u64>,
 }
 
 impl<'a> CallResponse<'a> {
@@ -113,6 +124,7 @@ impl<'a> CallResponse<'a> {
             content_type: header("content-type"),
             etag: header("etag").map(unquote_etag),
             body_size,
+            generation: header(GENERATION_HEADER).and_then(|g| g.trim().parse().ok()),
         }
     }
 }
@@ -134,11 +146,16 @@ pub fn refused_version(table_version: String, etag: Option<&str>) -> String {
     }
 }
 
+/// The table generation header, on requests (the one in force) and responses (the one sent).
+pub const GENERATION_HEADER: &str = "x-gammaroute-generation";
+
 /// What to do with a fetch response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetched {
     /// Nothing new (304).
     NotModified,
+    /// A table of a lower generation than the one in force (a replica that lags): not applied.
+    Older { generation: u64 },
     /// A table to decode (protobuf or JSON), validate and compile.
     Table { proto: bool },
     /// A table refused before decoding (too large); report it as rejected.
@@ -147,9 +164,10 @@ pub enum Fetched {
     Failed(String),
 }
 
-/// Back-off after failed fetches: 500 ms doubling to 30 s.
+/// Back-off after failed fetches: 500 ms doubling to 3 s. One fetch every ~3 s per proxy is
+/// cheap for config-pusher, and the cap bounds the resync after an outage: ≤ 3.6 s (+ a tick).
 const BACKOFF_BASE_MS: u64 = 500;
-const BACKOFF_MAX_MS: u64 = 30_000;
+const BACKOFF_MAX_MS: u64 = 3_000;
 /// A long-poll answered 304 faster than this means the server does not hold requests: fall back
 /// to the polling interval rather than spinning.
 const LONG_POLL_MIN_MS: u64 = 1_000;
@@ -168,6 +186,8 @@ pub struct Fetch {
     seen: String,
     /// `<version> <message>` of the last rejected table (`x-gammaroute-rejected`).
     rejected: Option<String>,
+    /// The generation of the table in force (0: unknown).
+    generation: u64,
 }
 
 impl Fetch {
@@ -220,6 +240,9 @@ impl Fetch {
         if !self.seen.is_empty() {
             headers.push(("if-none-match", format!("\"{}\"", self.seen)));
         }
+        if self.generation > 0 {
+            headers.push((GENERATION_HEADER, self.generation.to_string()));
+        }
         if let Some(token) = &source.token {
             headers.push(("authorization", format!("Bearer {token}")));
         }
@@ -246,9 +269,20 @@ impl Fetch {
         draw: u64,
     ) -> Fetched {
         self.in_flight = None;
-        let fetched = classify(source, response);
+        let fetched = match (classify(source, response), response.generation) {
+            (Fetched::Table { .. }, Some(generation)) if generation < self.generation => {
+                Fetched::Older { generation }
+            }
+            (fetched, _) => fetched,
+        };
         match &fetched {
             Fetched::Failed(_) => self.fail(now_ms, draw),
+            // A replica that does not hold the request (an older config-pusher): ask again after
+            // the poll interval, not in a loop.
+            Fetched::Older { .. } => {
+                self.failures = 0;
+                self.next_attempt_ms = now_ms.saturating_add(u64::from(source.poll_interval_ms));
+            }
             Fetched::NotModified => {
                 self.failures = 0;
                 let quick = now_ms.saturating_sub(self.started_ms) < LONG_POLL_MIN_MS;
@@ -279,6 +313,12 @@ impl Fetch {
     pub fn applied(&mut self, version: &str) {
         self.seen = version.to_string();
         self.failures = 0;
+    }
+
+    /// The generation of the table in force (from the response that brought it, or from shared
+    /// data when another VM fetched it). Never goes back.
+    pub fn applied_generation(&mut self, generation: u64) {
+        self.generation = self.generation.max(generation);
     }
 
     /// A table was rejected: remember it so that it is reported and not fetched again, and back
@@ -425,6 +465,7 @@ mod tests {
             content_type: Some("application/x-protobuf"),
             etag: Some("v2"),
             body_size,
+            generation: None,
         }
     }
 
@@ -502,6 +543,7 @@ mod tests {
             content_type: None,
             etag: None,
             body_size: 0,
+            generation: None,
         };
         assert_eq!(
             fetch.on_response(&src, not_modified, 30_000, 0),
@@ -555,6 +597,7 @@ mod tests {
                 content_type: Some("application/x-protobuf"),
                 etag: None,
                 body_size: 10,
+                generation: None,
             };
             assert_eq!(
                 fetch.on_response(&src, answer, now, 0),
@@ -587,6 +630,7 @@ mod tests {
             content_type: None,
             etag: None,
             body_size: 0,
+            generation: None,
         };
         let mut waits = Vec::new();
         for i in 0..10 {
@@ -598,8 +642,21 @@ mod tests {
             waits.push(fetch.wait_ms(0));
         }
         // draw 0 = the low end of the ±20% band.
-        assert_eq!(&waits[..4], &[400, 800, 1_600, 3_200]);
-        assert_eq!(*waits.last().unwrap(), 24_000, "capped at 30 s - 20%");
+        assert_eq!(&waits[..4], &[400, 800, 1_600, 2_400]);
+        assert_eq!(*waits.last().unwrap(), 2_400, "capped at 3 s - 20%");
+        // However long the outage, the next attempt is within 3.6 s (resync within 5 s), and
+        // the draws spread proxies over 2.4–3.6 s.
+        for failures in [5, 50, u32::MAX] {
+            let waits: Vec<u64> = [0, 600, 1_200, u64::MAX]
+                .iter()
+                .map(|d| backoff_ms(failures, *d))
+                .collect();
+            assert!(
+                waits.iter().all(|w| (2_400..=3_600).contains(w)),
+                "{waits:?}"
+            );
+            assert!(waits.windows(2).any(|w| w[0] != w[1]), "jitter: {waits:?}");
+        }
         let unavailable = CallResponse {
             status: Some(503),
             ..down
@@ -619,5 +676,48 @@ mod tests {
         assert_eq!(unquote_etag("\"abc\""), "abc");
         assert_eq!(unquote_etag("W/\"abc\""), "abc");
         assert_eq!(unquote_etag("abc"), "abc");
+    }
+
+    #[test]
+    fn a_table_older_than_the_one_in_force_is_not_applied() {
+        let src = source(30);
+        let mut fetch = Fetch::default();
+        let at = |generation| CallResponse {
+            generation: Some(generation),
+            ..ok(10)
+        };
+        fetch.started(1, 0);
+        assert_eq!(
+            fetch.on_response(&src, at(20), 10, 0),
+            Fetched::Table { proto: true }
+        );
+        fetch.applied("v2");
+        fetch.applied_generation(20);
+        let headers = fetch.request_headers(&src, "v2", "n");
+        assert!(headers.contains(&(GENERATION_HEADER, "20".to_string())));
+        // A lagging replica answers with an older table: kept out, asked again after the poll
+        // interval (not in a loop).
+        fetch.started(2, 100);
+        assert_eq!(
+            fetch.on_response(&src, at(19), 110, 0),
+            Fetched::Older { generation: 19 }
+        );
+        assert_eq!(fetch.wait_ms(110), 1_000);
+        // The same generation or a newer one, or a server that does not say: applied.
+        for response in [at(20), at(21), ok(10)] {
+            fetch.started(3, 200);
+            assert_eq!(
+                fetch.on_response(&src, response, 210, 0),
+                Fetched::Table { proto: true }
+            );
+        }
+        fetch.applied_generation(5);
+        let headers = fetch.request_headers(&src, "v2", "n");
+        assert!(
+            headers.contains(&(GENERATION_HEADER, "20".to_string())),
+            "never back"
+        );
+        let header = [(GENERATION_HEADER.to_string(), " 42 ".to_string())];
+        assert_eq!(CallResponse::from_headers(&header, 0).generation, Some(42));
     }
 }

@@ -152,6 +152,12 @@ fn route_with(
         port: 0,
     };
     let destination = known.unwrap_or(unspecified);
+    // The SNI is only needed where a request can be misdirected: a port with several listeners.
+    let sni = if loaded.router.has_shared_ports() {
+        abi::property(&["connection", "requested_server_name"])?.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let req = Request {
         method: pseudo(":method"),
         scheme: pseudo(":scheme"),
@@ -159,6 +165,8 @@ fn route_with(
         path: pseudo(":path"),
         headers,
         destination,
+        // A name that is not UTF-8 matches no listener hostname: treated as no SNI.
+        server_name: std::str::from_utf8(&sni).unwrap_or(""),
     };
     let decision = loaded.router.decide(&req, draw);
     if let Ok(mut metrics) = loaded.metrics.try_borrow_mut() {

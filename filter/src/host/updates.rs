@@ -156,8 +156,20 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
     };
     let call = CallResponse::from_headers(&response_headers, body_size);
     let etag = call.etag;
+    let generation = call.generation;
     match dynamic.fetch.on_response(source, call, now, draw) {
         Fetched::NotModified => count("gammaroute.fetch.not_modified"),
+        Fetched::Older { generation } => {
+            abi::log(
+                LogLevel::Info,
+                &format!(
+                    "gammaroute: config-pusher sent table {} of generation {generation}, older than the one in force (a replica that lags?): keeping version {:?}",
+                    source.role,
+                    state_version(&state.loaded),
+                ),
+            );
+            count("gammaroute.fetch.older");
+        }
         Fetched::Failed(message) => {
             abi::log(
                 LogLevel::Warn,
@@ -187,8 +199,9 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
             Ok((loaded, encoded)) => {
                 let version = loaded.router.version().to_string();
                 dynamic.fetch.applied(&version);
+                dynamic.fetch.applied_generation(generation.unwrap_or(0));
                 count("gammaroute.fetch.ok");
-                publish(dynamic, &version, &encoded);
+                publish(dynamic, &version, generation.unwrap_or(0), &encoded);
                 state.install(loaded);
             }
             Err((version, message)) => {
@@ -246,10 +259,12 @@ fn rejected(source: &super::config::SourceConfig, version: &str, message: &str) 
     count("gammaroute.table_rejected");
 }
 
-/// Writes a table for the other VMs: the table first, then its version (readers go by the
-/// version key).
-fn publish(dynamic: &Dynamic, version: &str, encoded: &[u8]) {
-    let written = abi::set_shared_data(&dynamic.keys.table, encoded, 0)
+/// Writes a table for the other VMs: its generation and the table first, then its version
+/// (readers go by the version key).
+fn publish(dynamic: &Dynamic, version: &str, generation: u64, encoded: &[u8]) {
+    let generation = generation.to_string();
+    let written = abi::set_shared_data(&dynamic.keys.generation, generation.as_bytes(), 0)
+        .and_then(|()| abi::set_shared_data(&dynamic.keys.table, encoded, 0))
         .and_then(|()| abi::set_shared_data(&dynamic.keys.version, version.as_bytes(), 0));
     if let Err(s) = written {
         abi::log(
@@ -293,6 +308,13 @@ fn sync(state: &mut Root) {
     {
         Ok(router) => {
             dynamic.fetch.applied(router.version());
+            // Read after the version: a VM that fetches later must not go below it.
+            if let Ok(Some((bytes, _))) = abi::shared_data(&dynamic.keys.generation) {
+                let generation = std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|g| g.parse().ok());
+                dynamic.fetch.applied_generation(generation.unwrap_or(0));
+            }
             let loaded = Loaded::new(&dynamic.config, router);
             state.install(loaded);
         }

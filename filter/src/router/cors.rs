@@ -30,7 +30,7 @@ pub fn preflight_headers<'r>(
     let Some(origin) = allowed_origin(origins, req) else {
         return out;
     };
-    push_origin(&mut out, cors, origins, origin);
+    push_origin(&mut out, origin, cors.allow_credentials);
     if let Some(method) = req.header("access-control-request-method") {
         if let Some(v) = list_or_star(&cors.allow_methods, cors.allow_credentials, &method) {
             out.push(("access-control-allow-methods".into(), v));
@@ -45,6 +45,7 @@ pub fn preflight_headers<'r>(
         "access-control-max-age".into(),
         cors.max_age_seconds.to_string().into(),
     ));
+    push_expose(&mut out, cors);
     out
 }
 
@@ -58,9 +59,15 @@ pub fn response_headers<'r>(
     let Some(origin) = allowed_origin(origins, req) else {
         return out;
     };
-    push_origin(&mut out, cors, origins, origin);
-    // exposeHeaders `*` with credentials: "the gateway cannot use the `*`", and the upstream's
-    // header names are not known when the request is routed, so nothing is exposed.
+    push_origin(&mut out, origin, cors.allow_credentials);
+    push_expose(&mut out, cors);
+    out
+}
+
+/// `access-control-expose-headers`, on preflights too (upstream `HTTPRouteCORS` expects it there).
+/// exposeHeaders `*` with credentials: "the gateway cannot use the `*`", and the upstream's header
+/// names are not known when the request is routed, so nothing is exposed.
+fn push_expose<'r>(out: &mut Vec<(Cow<'r, str>, Cow<'r, str>)>, cors: &'r Cors) {
     let star_with_credentials =
         cors.allow_credentials && cors.expose_headers.iter().any(|h| h == "*");
     if !cors.expose_headers.is_empty() && !star_with_credentials {
@@ -69,24 +76,15 @@ pub fn response_headers<'r>(
             cors.expose_headers.join(", ").into(),
         ));
     }
-    out
 }
 
-fn push_origin<'r>(
-    out: &mut Vec<(Cow<'r, str>, Cow<'r, str>)>,
-    cors: &Cors,
-    origins: &[OriginPattern],
-    origin: String,
-) {
-    // `*` is only allowed without credentials; echoing the origin varies the response by it.
-    let wildcard = !cors.allow_credentials && origins.contains(&OriginPattern::Any);
-    if wildcard {
-        out.push(("access-control-allow-origin".into(), "*".into()));
-    } else {
-        out.push(("access-control-allow-origin".into(), origin.into()));
-        out.push(("vary".into(), "Origin".into()));
-    }
-    if cors.allow_credentials {
+/// The allowed origin is always echoed, with `Vary: Origin`, even for `allowOrigins: ["*"]`
+/// without credentials: an echo is valid with and without credentials (a `*` is not with them),
+/// and upstream `HTTPRouteCORS` expects the echo on actual requests of such a policy.
+fn push_origin<'r>(out: &mut Vec<(Cow<'r, str>, Cow<'r, str>)>, origin: String, credentials: bool) {
+    out.push(("access-control-allow-origin".into(), origin.into()));
+    out.push(("vary".into(), "Origin".into()));
+    if credentials {
         out.push(("access-control-allow-credentials".into(), "true".into()));
     }
 }
@@ -181,6 +179,7 @@ mod tests {
                 ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: 80,
             },
+            server_name: "",
         }
     }
 
@@ -224,6 +223,7 @@ mod tests {
                 // `*` with credentials echoes the requested headers.
                 ("access-control-allow-headers", "x-a, x-b"),
                 ("access-control-max-age", "5"),
+                ("access-control-expose-headers", "x-trace"),
             ]
         );
     }
@@ -255,7 +255,10 @@ mod tests {
         open.allow_origins = vec!["*".into()];
         open.allow_credentials = false;
         let got = response_headers(&open, &parsed(&open), &req("GET", &headers));
-        assert_eq!(got.first().map(|(_, v)| v.as_ref()), Some("*"));
+        assert_eq!(
+            got.first().map(|(_, v)| v.as_ref()),
+            Some("https://app.example.com")
+        );
         assert!(response_headers(&c, &parsed(&c), &req("GET", &[])).is_empty());
     }
 }

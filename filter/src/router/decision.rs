@@ -71,6 +71,9 @@ pub enum LocalReason {
     NoBackends,
     /// The picked backend is unavailable (invalid reference: 500; no endpoints: 503).
     BackendUnavailable,
+    /// The Host belongs to another listener than the TLS connection's: 421
+    /// ([`super::Selection::Misdirected`]).
+    Misdirected,
 }
 
 impl LocalReason {
@@ -81,6 +84,7 @@ impl LocalReason {
             LocalReason::CorsPreflight => "cors_preflight",
             LocalReason::NoBackends => "no_backends",
             LocalReason::BackendUnavailable => "backend_unavailable",
+            LocalReason::Misdirected => "misdirected",
         }
     }
 }
@@ -128,6 +132,7 @@ pub fn build<'r>(
     let outcome = match selection {
         Selection::NoParent if table.role.starts_with("mesh/") => Outcome::Passthrough,
         Selection::NoParent | Selection::NoMatch(_) => local(404, LocalReason::NoRoute),
+        Selection::Misdirected(_) => local(421, LocalReason::Misdirected),
         Selection::Matched(sel) => match resolve(table, sel) {
             Some((_, rule, matched, port)) => {
                 let origins = RuleOrigins {

@@ -68,6 +68,13 @@ pub enum Selection {
     NoParent,
     /// A parent serves the request but none of its routes match: 404.
     NoMatch(ParentRef),
+    /// The request's Host belongs to another listener (or to none) than the listener its TLS
+    /// connection was established for, by SNI: 421 Misdirected Request. The parent is the
+    /// connection's listener. A client that coalesced HTTP/2 connections for names sharing a
+    /// certificate or an address must retry on a new connection; serving it here would bypass the
+    /// other listener's certificate and routes (Gateway API `HTTPRouteHTTPSListenerDetectMisdirectedRequests`,
+    /// RFC 9110 §15.5.20, RFC 9113 §9.1.1).
+    Misdirected(ParentRef),
     Matched(Selected),
 }
 
@@ -78,6 +85,8 @@ pub struct Router {
     table: RouteTable,
     /// Listener indexes by port, each port's listeners indexed by hostname.
     listeners: FxHashMap<u16, HostIndex<u32>>,
+    /// The ports with several listeners ([`Router::has_shared_ports`]).
+    shared_ports: rustc_hash::FxHashSet<u16>,
     /// Mesh service ports by (ClusterIP, port).
     services: FxHashMap<(IpAddr, u16), (u32, u32)>,
     /// Hostname groups of each listener, then of each service port, in [`Router::parent_slot`] order.
@@ -123,7 +132,11 @@ impl Router {
     /// Finds the parent and the highest-precedence matching entry.
     pub fn select(&self, req: &Request<'_>) -> Selection {
         let host = req.host();
-        let Some((parent, slot)) = self.parent(req, &host) else {
+        let found = self.parent(req, &host);
+        if let Some(connection) = self.misdirected(req, found.map(|(p, _)| p)) {
+            return Selection::Misdirected(connection);
+        }
+        let Some((parent, slot)) = found else {
             return Selection::NoParent;
         };
         let Some(groups) = self.groups.get(slot) else {
@@ -165,6 +178,26 @@ impl Router {
         Some((ParentRef::Listener(listener), listener as usize))
     }
 
+    /// The connection's listener when the request's listener (`by_host`) is another one. Only TLS
+    /// connections with SNI are checked, and only on ports with several listeners (on a port with
+    /// one listener every name reaches that listener and its certificate anyway).
+    fn misdirected(&self, req: &Request<'_>, by_host: Option<ParentRef>) -> Option<ParentRef> {
+        if req.server_name.is_empty() || !self.shared_ports.contains(&req.destination.port) {
+            return None;
+        }
+        let index = self.listeners.get(&req.destination.port)?;
+        let sni = request::lowercase(req.server_name);
+        let connection = ParentRef::Listener(*index.lookup(&sni).next()?);
+        (by_host != Some(connection)).then_some(connection)
+    }
+
+    /// Whether a gateway port has more than one listener: only then can a request reach another
+    /// listener than its connection's ([`Selection::Misdirected`]), and the host needs to read
+    /// the connection's SNI at all.
+    pub fn has_shared_ports(&self) -> bool {
+        !self.shared_ports.is_empty()
+    }
+
     /// Indexes a checked table. Cannot fail: everything that could be wrong was checked when the
     /// [`ValidTable`] was made, and its matches are already compiled.
     pub fn build(valid: ValidTable) -> Router {
@@ -199,9 +232,17 @@ impl Router {
             }
         }
         let (table, matches, origins) = valid.into_parts();
+        let mut ports = rustc_hash::FxHashSet::default();
+        let shared_ports = table
+            .listeners
+            .iter()
+            .filter(|l| !ports.insert(l.port))
+            .map(|l| l.port)
+            .collect();
         Router {
             table,
             listeners,
+            shared_ports,
             services,
             groups,
             service_slots,

@@ -88,16 +88,20 @@ pub fn parent(table: &RouteTable, req: &Request<'_>) -> Option<ParentRef> {
             }
         }
     }
-    // Gateway: the most specific listener on the port whose hostname matches the Host. Strictly
-    // more specific replaces the current best, so the first of equals stays.
-    let host = req.host();
+    // Gateway: the most specific listener on the port whose hostname matches the Host.
+    listener_for(table, dest.port, &req.host())
+}
+
+/// The most specific listener on `port` whose hostname matches `host` (lowercase). Strictly
+/// more specific replaces the current best, so the first of equals stays.
+fn listener_for(table: &RouteTable, port: u16, host: &str) -> Option<ParentRef> {
     let mut best: Option<(u32, HostSpecificity)> = None;
     for (i, listener) in (0u32..).zip(&table.listeners) {
-        if listener.port != dest.port {
+        if listener.port != port {
             continue;
         }
         let pattern = listener.hostname.as_deref();
-        if !pattern_matches(pattern, &host) {
+        if !pattern_matches(pattern, host) {
             continue;
         }
         let specificity = HostSpecificity::of(pattern);
@@ -106,6 +110,18 @@ pub fn parent(table: &RouteTable, req: &Request<'_>) -> Option<ParentRef> {
         }
     }
     best.map(|(i, _)| ParentRef::Listener(i))
+}
+
+/// The listener of the request's TLS connection (by SNI) when the request's Host belongs to
+/// another one: see [`Selection::Misdirected`]. Checked only on ports with several listeners.
+pub fn misdirected(table: &RouteTable, req: &Request<'_>) -> Option<ParentRef> {
+    let port = req.destination.port;
+    let on_port = table.listeners.iter().filter(|l| l.port == port).count();
+    if req.server_name.is_empty() || on_port < 2 || !table.services.is_empty() {
+        return None;
+    }
+    let connection = listener_for(table, port, &req.server_name.to_ascii_lowercase())?;
+    (parent(table, req) != Some(connection)).then_some(connection)
 }
 
 /// Every matching candidate of the parent serving `req`, in table order (unsorted: sort by
@@ -244,6 +260,9 @@ impl<'t> Reference<'t> {
 
     /// See [`select`].
     pub fn select(&self, req: &Request<'_>) -> Selection {
+        if let Some(connection) = misdirected(self.table, req) {
+            return Selection::Misdirected(connection);
+        }
         let Some(parent) = parent(self.table, req) else {
             return Selection::NoParent;
         };
@@ -508,6 +527,7 @@ mod tests {
                     ip: std::net::IpAddr::from([127, 0, 0, 1]),
                     port: 80,
                 },
+                server_name: "",
             };
             let all = reference.evaluate(ParentRef::Listener(0), &req);
             assert_eq!(all.len(), 1);

@@ -20,6 +20,11 @@ pub struct Request<'a> {
     /// Where the connection was sent: the listener port for gateways, the Service ClusterIP:port
     /// for the mesh.
     pub destination: Destination,
+    /// The TLS server name (SNI) the connection was established with (Envoy's
+    /// `connection.requested_server_name`); empty for plaintext or a client without SNI. A
+    /// gateway answers 421 to a request whose Host belongs to another listener than this name's
+    /// (HTTP/2 connection coalescing; RFC 9110 §15.5.20).
+    pub server_name: &'a str,
 }
 
 /// The connection's destination address.
@@ -43,12 +48,7 @@ impl<'a> Request<'a> {
     /// The Host without its port, lowercase. Gateway API: implementations "MUST ignore any port
     /// value specified in the HTTP Host header while performing a match".
     pub fn host(&self) -> Cow<'a, str> {
-        let host = strip_port(self.authority);
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(host.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(host)
-        }
+        lowercase(strip_port(self.authority))
     }
 
     /// The value of header `name` (case-insensitive), or `None` when absent. A header sent several
@@ -93,6 +93,15 @@ impl<'a> Request<'a> {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 (percent_decode(k) == name).then(|| percent_decode(v))
             })
+    }
+}
+
+/// `s` in ASCII lowercase, borrowed when it already is (hostnames are compared lowercase).
+pub fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
@@ -160,6 +169,7 @@ mod tests {
                 ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: 80,
             },
+            server_name: "",
         }
     }
 

@@ -134,6 +134,7 @@ mod tests {
                 ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: 8080,
             },
+            server_name: "",
         }
     }
 
