@@ -247,7 +247,7 @@ pub struct Input {
 #[derive(Debug, clap::Args)]
 pub struct IstioArgs {
     /// Also write istio/<namespace>.yaml per mesh client namespace: a WasmPlugin loading the
-    /// filter into the namespace's sidecars (CLIENT mode, FAIL_RELOAD) and the EnvoyFilter
+    /// filter into the namespace's sidecars (CLIENT mode, FAIL_OPEN) and the EnvoyFilter
     /// giving them the x-gamma-cluster route, with Istio cluster names (--cluster-domain).
     #[arg(long)]
     pub istio: bool,

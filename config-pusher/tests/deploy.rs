@@ -498,7 +498,15 @@ fn istio_wasm_plugin_polls_config_pusher_and_routes_by_header() {
         assert_eq!(plugin["metadata"]["namespace"], ns.as_str());
         let spec = &plugin["spec"];
         assert_eq!(spec["match"], json!([{"mode": "CLIENT"}]));
-        assert_eq!(spec["failStrategy"], "FAIL_RELOAD");
+        // A module istio-agent cannot fetch, or that crashes, leaves the namespace's requests to
+        // istiod's routing (anything else: a deny-all filter for a failed fetch).
+        assert_eq!(spec["failStrategy"], "FAIL_OPEN");
+        for doc in docs {
+            assert_eq!(
+                doc["metadata"]["annotations"]["gammaroute.dev/min-istio-version"],
+                "1.28"
+            );
+        }
         assert_eq!(spec["phase"], "UNSPECIFIED_PHASE");
         assert!(spec["url"].as_str().unwrap().starts_with("oci://"));
         let config = &spec["pluginConfig"];
@@ -536,10 +544,19 @@ fn istio_wasm_plugin_polls_config_pusher_and_routes_by_header() {
             hcm["common_http_protocol_options"]["headers_with_underscores_action"],
             "REJECT_REQUEST"
         );
+        // The strip filter is native, not part of the module: a failed module cannot let a
+        // client steer.
+        assert_eq!(patches[0]["applyTo"], "HTTP_FILTER");
         let route = &patches[2]["patch"]["value"];
+        assert_eq!(patches[2]["patch"]["operation"], "INSERT_FIRST");
         assert_eq!(route["route"]["cluster_header"], "x-gamma-cluster");
         assert_eq!(route["route"]["timeout"], "0s");
-        assert_eq!(route["match"]["headers"][0]["name"], "x-gamma-cluster");
+        // Only requests the filter routed: everything else (no table, unrouted Services and
+        // ports, a failed module) keeps istiod's routes, its own GAMMA included.
+        assert_eq!(
+            route["match"]["headers"],
+            json!([{"name": "x-gamma-cluster", "present_match": true}])
+        );
     }
 }
 

@@ -91,6 +91,8 @@ pub const CONFIG_REJECTED: &str = "gammaroute.config_rejected_total";
 pub const TABLE_REJECTED: &str = "gammaroute.table_rejected_total";
 /// Requests with more firing mirrors than `mirrorSlots`.
 pub const MIRROR_DROPPED: &str = "gammaroute.mirror_dropped_total";
+/// Mesh sidecars: requests passed to the Service they were sent to because no table was in force.
+pub const NO_TABLE_PASSTHROUGH: &str = "gammaroute.no_table_passthrough_total";
 /// Requests where a regex match was not tried: the value is over the input bound.
 pub const REGEX_INPUT_TOO_LONG: &str = "gammaroute.regex_input_too_long_total";
 /// Gauge: the table in force, the first 12 hex digits of its version as a number.

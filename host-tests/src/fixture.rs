@@ -30,7 +30,15 @@ impl Proxy {
     /// Starts a gateway: one echo backend per cluster name (`<ns>/<service>:<port>`, each on its
     /// own loopback address) and Envoy with `plugin_config` (the table inline).
     pub fn start(echo_bin: &str, plugin_config: &serde_json::Value, clusters: &[&str]) -> Proxy {
-        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[], &|t| t)
+        Proxy::start_on(
+            BOOTSTRAP,
+            echo_bin,
+            plugin_config,
+            clusters,
+            &[],
+            &[],
+            &|t| t,
+        )
     }
 
     /// [`Proxy::start`] on `envoy-configs/bootstrap.yaml` as `edit` changes it (a setting an
@@ -41,7 +49,7 @@ impl Proxy {
         clusters: &[&str],
         edit: &dyn Fn(String) -> String,
     ) -> Proxy {
-        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[], edit)
+        Proxy::start_on(BOOTSTRAP, echo_bin, plugin_config, clusters, &[], &[], edit)
     }
 
     /// Starts a mesh sidecar bound to the Service frontends `frontends` (ClusterIP:port on
@@ -51,6 +59,18 @@ impl Proxy {
         plugin_config: &serde_json::Value,
         clusters: &[&str],
         frontends: &[SocketAddr],
+    ) -> Proxy {
+        Proxy::sidecar_with(echo_bin, plugin_config, clusters, frontends, &[])
+    }
+
+    /// [`Proxy::sidecar`] with more static clusters that are not echo backends (e.g. the way to
+    /// config-pusher: `("gammaroute-config-pusher", addr)`).
+    pub fn sidecar_with(
+        echo_bin: &str,
+        plugin_config: &serde_json::Value,
+        clusters: &[&str],
+        frontends: &[SocketAddr],
+        extra_clusters: &[(&str, SocketAddr)],
     ) -> Proxy {
         assert!(
             !frontends.is_empty(),
@@ -62,6 +82,7 @@ impl Proxy {
             plugin_config,
             clusters,
             frontends,
+            extra_clusters,
             &|t| t,
         )
     }
@@ -81,6 +102,7 @@ impl Proxy {
             plugin_config,
             clusters,
             &[listen],
+            &[],
             &|t| t,
         )
     }
@@ -91,12 +113,14 @@ impl Proxy {
         plugin_config: &serde_json::Value,
         clusters: &[&str],
         frontends: &[SocketAddr],
+        extra_clusters: &[(&str, SocketAddr)],
         edit: &dyn Fn(String) -> String,
     ) -> Proxy {
         let backends = start_backends(echo_bin, clusters, 10);
         let endpoint_list: Vec<(&str, Vec<SocketAddr>)> = backends
             .iter()
             .map(|(name, e)| (name.as_str(), vec![e.addr]))
+            .chain(extra_clusters.iter().map(|(name, a)| (*name, vec![*a])))
             .collect();
         let template = edit(
             std::fs::read_to_string(crate::workspace_root().join(template))
@@ -124,6 +148,8 @@ impl Proxy {
             ("CLUSTERS", render::static_clusters(&endpoint_list)),
             ("DYNAMIC_RESOURCES", String::new()),
         ]);
+        let mut values = values;
+        values.insert("BACKOFF_ROUTES", backoff_routes(plugin_config));
         let bootstrap = render::fill(&template, &values).unwrap_or_else(|e| panic!("{e}"));
         let envoy = Envoy::start(&bootstrap);
         let addr = envoy.listener("gammaroute");
@@ -170,6 +196,22 @@ impl Proxy {
         all.extend_from_slice(headers);
         http::send(self.addr, method, path, &all)
             .unwrap_or_else(|e| panic!("{method} http://{host}{path}: {e}\n{}", self.envoy.log()))
+    }
+}
+
+/// `BACKOFF_ROUTES` for the inline table of a plugin configuration, as `render` writes them.
+fn backoff_routes(plugin_config: &serde_json::Value) -> String {
+    use gammaroute_filter::table::{wire, RouteTable};
+    let Some(table) = plugin_config.get("table") else {
+        return String::new();
+    };
+    let parsed = serde_json::from_value::<wire::RouteTable>(table.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|t| RouteTable::try_from(t).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(t) => render::backoff_routes(&t),
+        // A test of a refused table: Envoy refuses it through the filter, not here.
+        Err(_) => String::new(),
     }
 }
 

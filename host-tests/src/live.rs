@@ -89,7 +89,11 @@ pub struct Pusher {
 impl Pusher {
     /// Starts `config-pusher serve --from DIR` on a free loopback port and waits until ready.
     pub fn start(from: &Path, extra: &[&str]) -> Pusher {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Pusher::start_on(from, SocketAddr::from(([127, 0, 0, 1], free_port())), extra)
+    }
+
+    /// [`Pusher::start`] on a given address (one a proxy was told about before it was up).
+    pub fn start_on(from: &Path, addr: SocketAddr, extra: &[&str]) -> Pusher {
         let log = from.with_extension("pusher.log");
         let mut pusher = Pusher {
             child: None,

@@ -48,7 +48,6 @@ fn process(n: usize, inline: Option<&RouteTable>) -> Vec<WasmHost> {
     for vm in &mut vms {
         vm.set_property("node.id", "node-a");
         assert!(vm.configure(&config(inline)), "{:?}", vm.logs());
-        assert_eq!(vm.tick_period_ms(), 100);
     }
     vms
 }
@@ -477,4 +476,51 @@ fn an_unknown_cluster_is_logged_and_retried() {
         "{:?}",
         vm.logs()
     );
+}
+
+/// The first tick — and with it the first fetch — comes 20 ms after configuration, not `tickMs`
+/// later; from then on the period is `tickMs`. Nothing is fetched in `on_configure` itself
+/// (Envoy's main-thread VM configured first never ticks nor gets answers).
+#[test]
+fn the_first_fetch_is_on_an_early_first_tick() {
+    let mut vms = process(1, None);
+    assert!(vms[0].http_calls().is_empty());
+    assert_eq!(vms[0].tick_period_ms(), 20);
+    vms[0].tick();
+    assert_eq!(vms[0].http_calls().len(), 1, "{:?}", vms[0].logs());
+    assert_eq!(vms[0].tick_period_ms(), 100);
+}
+
+/// A mesh sidecar without a table passes requests to the frontend's own Service (`frontends`),
+/// removes client-sent control headers, and counts them; a gateway answers 503.
+#[test]
+fn a_mesh_sidecar_without_a_table_is_transparent() {
+    let mut vm = WasmHost::load(wasm_path()).expect("load gammaroute.wasm");
+    vm.set_clusters(&[]);
+    let mesh = json!({
+        "source": {"cluster": "config-pusher", "role": "mesh/shop", "tickMs": 100},
+        "frontends": {"10.0.0.1:80": "shop/api:80"}
+    });
+    assert!(vm.configure(&mesh.to_string()), "{:?}", vm.logs());
+    vm.set_property("destination.address", "10.0.0.1:80");
+    let r = vm.request(
+        "GET",
+        "http://web.shop/",
+        &[
+            ("x-gamma-cluster", "shop/web:80"),
+            ("x-gamma-mirror-0", "x"),
+        ],
+    );
+    assert!(r.local_response().is_none());
+    assert_eq!(r.upstream_cluster(), Some("shop/api:80"));
+    assert_eq!(r.request_header("x-gamma-mirror-0"), None);
+    // Another destination: no cluster chosen, the host's own routing decides.
+    vm.set_property("destination.address", "10.0.0.9:80");
+    let r = vm.request("GET", "http://web.shop/", &[("x-gamma-cluster", "x")]);
+    assert!(r.local_response().is_none());
+    assert_eq!(r.request_header("x-gamma-cluster"), None);
+    assert_eq!(vm.metric("gammaroute.no_table_passthrough_total"), Some(2));
+
+    let mut gateway = process(1, None);
+    assert_eq!(cluster_of(&mut gateway[0]).as_deref(), Some("local 503"));
 }

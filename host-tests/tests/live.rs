@@ -87,7 +87,9 @@ fn swaps_are_hitless_under_load() {
         "20-stable.yaml",
         &route_yaml("stable", "stable.example", "/", "stable"),
     );
-    gw.wait_served_by("stable.example", "/", "demo/stable", 4);
+    // Both workers must have the table with `stable` before the clients start: a streak of 4 can
+    // all land on the fetching worker while the other one has not ticked yet (a loaded machine).
+    gw.wait_served_by("stable.example", "/", "demo/stable", 50);
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));

@@ -40,12 +40,13 @@ fn every_rendered_bootstrap_passes_envoy_validation() {
         let output = translate::translate(&store, &Settings::default());
         let rendered = render::render(&store, &output, &options)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        // Every Gateway (all have an HTTP listener) and every mesh namespace with a routed
-        // Service gets one.
+        // Every Gateway (all have an HTTP listener) and, when there is a Service frontend to
+        // bind, every mesh namespace, with or without routes.
+        let frontends = !bootstrap::frontends(&store).is_empty();
         let expected = output
             .tables
             .values()
-            .filter(|t| !t.listeners.is_empty() || !t.services.is_empty())
+            .filter(|t| !t.listeners.is_empty() || (t.role.starts_with("mesh/") && frontends))
             .count();
         assert_eq!(rendered.bootstraps().count(), expected, "{}", dir.display());
         for f in rendered.bootstraps() {

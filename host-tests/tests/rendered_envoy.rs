@@ -152,3 +152,118 @@ fn the_examples_gateway_rendered_by_config_pusher_routes_traffic_in_envoy() {
     // 90-broken: the missing backend answers 500.
     assert_eq!(get("broken.example", "/", &[]).status, 500);
 }
+
+/// Services for the mesh sidecars `render` writes (GEP-1294, the upstream MeshBasic, MeshPorts,
+/// MeshFrontendHostname and MeshConsumerRoute tests): `shop/api` (ports 18080, 18081),
+/// `shop/web` (18080), `other/db` (18080, 18081) on `127.42.<n>.x`; `api` port 18080 only has a
+/// producer route to `api-v2` and, for clients in `frontend`, a consumer route to `api-v3`.
+/// Namespace `batch` has no route of its own.
+fn mesh_yaml(n: u32) -> String {
+    let svc = |ns: &str, name: &str, ip: u32, ports: &[u16]| {
+        let ports: Vec<String> = ports
+            .iter()
+            .map(|p| format!("{{port: {p}, name: p{p}}}"))
+            .collect();
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{clusterIP: 127.42.{n}.{ip}, ports: [{}]}}\n---\n",
+            ports.join(", ")
+        )
+    };
+    let mut out = String::new();
+    for ns in ["frontend", "batch"] {
+        out += &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\n");
+    }
+    out += &svc("shop", "api", 1, &[18080, 18081]);
+    out += &svc("shop", "web", 2, &[18080]);
+    out += &svc("other", "db", 3, &[18080, 18081]);
+    out += &svc("shop", "api-v2", 4, &[8080]);
+    out += &svc("shop", "api-v3", 5, &[8080]);
+    let route = |ns: &str, name: &str, backend: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  parentRefs: [{{group: \"\", kind: Service, name: api, namespace: shop, port: 18080}}]
+  rules:
+  - backendRefs: [{{name: {backend}, namespace: shop, port: 8080}}]
+---
+"
+        )
+    };
+    out += &route("shop", "api-to-v2", "api-v2");
+    out += &route("frontend", "api-pin", "api-v3");
+    out
+}
+
+#[test]
+fn rendered_mesh_sidecars_apply_routes_to_what_they_name_and_nothing_else() {
+    let n = std::process::id() % 200 + 1;
+    let folder = gammaroute_host_tests::live::Scratch::new("rendered-mesh");
+    folder.write("mesh.yaml", &mesh_yaml(n));
+    let (store, report) = files::load(&folder.0);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let output = translate::translate(&store, &Settings::default());
+    let frontends = bootstrap::frontends(&store);
+    let mut clusters: Vec<&str> = frontends.values().map(String::as_str).collect();
+    clusters.dedup();
+    assert_eq!(clusters.len(), 7, "{frontends:?}");
+    let echoes =
+        gammaroute_host_tests::fixture::start_backends(env!("CARGO_BIN_EXE_echo"), &clusters, 50);
+    let options = bootstrap::BootstrapOptions {
+        wasm: wasm_path().display().to_string(),
+        backends: echoes
+            .iter()
+            .map(|(c, e)| (c.to_string(), vec![e.addr]))
+            .collect(),
+        ..bootstrap::BootstrapOptions::default()
+    };
+    let rendered = render::render(&store, &output, &options).unwrap();
+    let at =
+        |ip: u32, port: u16| -> SocketAddr { format!("127.42.{n}.{ip}:{port}").parse().unwrap() };
+    let api = at(1, 18080);
+    let own = [
+        (at(1, 18081), "shop/api:18081"),
+        (at(2, 18080), "shop/web:18080"),
+        (at(3, 18080), "other/db:18080"),
+        (at(3, 18081), "other/db:18081"),
+    ];
+    // Every namespace gets a sidecar, `batch` without routes of its own included.
+    for role in ["mesh/batch", "mesh/frontend", "mesh/shop", "mesh/other"] {
+        assert!(
+            rendered
+                .bootstraps()
+                .any(|f| f.role.as_deref() == Some(role)),
+            "{role}: {:?}",
+            rendered.notes
+        );
+    }
+    let mut id = 0;
+    for (role, routed_to) in [("mesh/batch", "api-v2"), ("mesh/frontend", "api-v3")] {
+        let file = rendered
+            .bootstraps()
+            .find(|f| f.role.as_deref() == Some(role))
+            .unwrap();
+        assert_eq!(file.listen.len(), 7, "{:?}", file.listen);
+        let envoy = Envoy::start(std::str::from_utf8(&file.content).unwrap());
+        // The routed port: its route, whatever Service the Host names (MeshFrontendHostname).
+        for host in ["api.shop", "web.shop.svc.cluster.local", "db.other"] {
+            let r = http::send(api, "GET", "/", &[("host", host)]).unwrap();
+            assert_eq!(service(&r), routed_to, "{role} {host}: {}", envoy.log());
+        }
+        // Every other Service port reaches that Service port, untouched (MeshPorts, MeshBasic).
+        for (addr, cluster) in own {
+            id += 1;
+            let echo_id = format!("own-{id}");
+            let r = http::send(
+                addr,
+                "GET",
+                "/x",
+                &[("host", "api.shop"), ("x-echo-id", &echo_id)],
+            )
+            .unwrap();
+            assert_eq!(r.status, 200, "{role} {addr}: {}", r.text());
+            assert_eq!(echoes[cluster].seen(&echo_id).1, 1, "{role} {addr}");
+        }
+    }
+}

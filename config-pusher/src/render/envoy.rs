@@ -8,8 +8,12 @@
 //! which Gateway port it serves (`listenerPort`), which needs the Gateway's listeners to
 //! share one port. HTTPS listeners are bound with TLS filter chains and SDS certificates
 //! ([`super::tls`]) when an SDS directory is given, else left out (never served in plaintext).
-//! A mesh bootstrap (per client namespace) binds every routed Service frontend (ClusterIP:port)
-//! of its table, the sidecar of `envoy-configs/` without iptables.
+//! A mesh bootstrap (per client namespace, with or without routes) binds every Service frontend
+//! (ClusterIP:port of every TCP port) of the cluster, the sidecar of `envoy-configs/` without
+//! iptables, and tells the filter each frontend's own cluster (`frontends`): a destination no
+//! route applies to goes there unchanged, as in a mesh without gammaroute (GEP-1294: routes bind
+//! only the Service ports they name). Headless and ExternalName Services have no frontend to
+//! bind: clients reach their pods or external names directly, past the sidecar.
 //!
 //! **Clusters**, one per cluster name the table uses (backends and mirrors), in this order of
 //! preference: a `--backend NS/SVC:PORT=ADDR:PORT` override (STATIC); the ready endpoints of the
@@ -20,6 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
+use gammaroute_filter::host::envoy::BACKOFF_HEADER;
 use gammaroute_filter::table::{wire, BackendTarget, Filter, RouteTable, Rule};
 use serde::Serialize;
 
@@ -44,6 +49,7 @@ pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, S
         .into_iter()
         .collect();
     defaults.insert("STATS_TAGS", gammaroute_filter::metrics::stats_tags_yaml());
+    defaults.insert("BACKOFF_ROUTES", String::new());
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(at) = rest.find("{{") {
@@ -90,6 +96,57 @@ fn socket_address(host: impl std::fmt::Display, port: u16) -> String {
         "{{socket_address: {{address: {}, port_value: {port}}}}}",
         yaml_string(&host.to_string())
     )
+}
+
+/// Every distinct `retry.backoff` of a table, in milliseconds.
+pub fn backoffs(table: &RouteTable) -> BTreeSet<u64> {
+    table
+        .routes
+        .iter()
+        .flat_map(|r| &r.rules)
+        .filter_map(|rule| rule.retry.as_ref()?.backoff_ms)
+        .collect()
+}
+
+/// `BACKOFF_ROUTES`: per distinct `retry.backoff` of the table (GEP-1731), a copy of the
+/// templates' catch-all route taken when the filter writes that back-off into
+/// `x-gamma-backoff-ms`, with `retry_policy.retry_back_off.base_interval` = the back-off (Envoy's
+/// jittered exponential back-off, capped at 10 × base; the filter's `x-envoy-*` headers still set
+/// the attempts and conditions). Envoy has no request header for a back-off. A table with `n`
+/// distinct back-offs has `n + 1` Envoy routes; a request without a back-off fails the first
+/// header match of each and takes the catch-all.
+pub fn backoff_routes(table: &RouteTable) -> String {
+    let slots = ["x-gamma-mirror-0", "x-gamma-mirror-1"];
+    let cleaned: Vec<String> = slots.iter().map(|s| format!("{{remove: {s}}}")).collect();
+    let mirrors: Vec<String> = slots
+        .iter()
+        .map(|s| {
+            format!(
+                "{{cluster_header: {s}, request_headers_mutations: [{}]}}",
+                cleaned.join(", ")
+            )
+        })
+        .collect();
+    backoffs(table)
+        .into_iter()
+        .map(|ms| {
+            format!(
+                "              - name: gammaroute-backoff-{ms}ms
+                stat_prefix: gammaroute-backoff-{ms}ms
+                match: {{prefix: \"/\", headers: [{{name: {BACKOFF_HEADER}, string_match: {{exact: \"{ms}\"}}}}]}}
+                request_headers_to_remove: [x-gamma-cluster, {BACKOFF_HEADER}]
+                route:
+                  cluster_header: x-gamma-cluster
+                  timeout: 0s
+                  retry_policy: {{retry_back_off: {{base_interval: {}.{:03}s}}}}
+                  request_mirror_policies: [{}]
+",
+                ms / 1000,
+                ms % 1000,
+                mirrors.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Where a cluster's endpoints come from.
@@ -446,17 +503,10 @@ pub fn bootstrap(
             None => return Ok(Rendered::Skipped(notes.join("; "))),
         }
     } else {
-        let mut addrs = Vec::new();
-        for s in &table.services {
-            for p in &s.ports {
-                for ip in &s.cluster_ips {
-                    addrs.push(SocketAddr::new(*ip, p.port));
-                }
-            }
-        }
+        let addrs: Vec<SocketAddr> = frontends(store).into_keys().collect();
         if addrs.is_empty() {
             return Ok(Rendered::Skipped(
-                "no routed Service, nothing to bind".into(),
+                "no Service with a ClusterIP, nothing to bind".into(),
             ));
         }
         (addrs, None)
@@ -491,6 +541,13 @@ pub fn bootstrap(
     if let Some(p) = listener_port {
         config.insert("listenerPort".into(), p.into());
     }
+    if table.role.starts_with("mesh/") {
+        let map: serde_json::Map<String, serde_json::Value> = frontends(store)
+            .into_iter()
+            .map(|(addr, cluster)| (addr.to_string(), cluster.into()))
+            .collect();
+        config.insert("frontends".into(), map.into());
+    }
     let (first, additional) = listen
         .split_first()
         .ok_or_else(|| format!("{}: no listen address", table.role))?;
@@ -501,6 +558,7 @@ pub fn bootstrap(
         ("LISTEN_PORT", first.port().to_string()),
         ("LISTEN_ADDITIONAL", additional_addresses(additional)),
         ("WASM_PATH", options.wasm.clone()),
+        ("BACKOFF_ROUTES", backoff_routes(table)),
         (
             "PLUGIN_CONFIG",
             yaml_string(&serde_json::Value::Object(config).to_string()),
@@ -620,9 +678,41 @@ pub fn cluster_names(table: &RouteTable) -> BTreeSet<String> {
     out
 }
 
-/// The clusters of a table (see the module docs for where endpoints come from).
+/// Every Service frontend of the store — each ClusterIP with each TCP port — and the cluster of
+/// that Service port (`<ns>/<svc>:<port>`): what a mesh sidecar binds, and where a request no
+/// route applies to goes.
+pub fn frontends(store: &Store) -> BTreeMap<SocketAddr, String> {
+    let mut out = BTreeMap::new();
+    for (key, svc) in &store.services {
+        let spec = svc.object.spec.clone().unwrap_or_default();
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let ips = mesh::cluster_ips(&svc.object);
+        let ports = spec
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .filter_map(|p| u16::try_from(p.port).ok().filter(|p| *p != 0));
+        for port in ports {
+            for ip in &ips {
+                out.entry(SocketAddr::new(*ip, port))
+                    .or_insert_with(|| format!("{}/{}:{port}", key.namespace, key.name));
+            }
+        }
+    }
+    out
+}
+
+/// The clusters of a table (see the module docs for where endpoints come from); for a mesh table
+/// also every Service frontend's own cluster ([`frontends`]).
 pub fn clusters(store: &Store, table: &RouteTable, options: &BootstrapOptions) -> Vec<Cluster> {
-    cluster_names(table)
+    let mut names = cluster_names(table);
+    if table.role.starts_with("mesh/") {
+        names.extend(frontends(store).into_values());
+    }
+    names
         .into_iter()
         .map(|name| {
             let protocol =

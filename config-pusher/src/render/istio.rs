@@ -3,8 +3,11 @@
 //!
 //! **WasmPlugin** (istio/api `extensions/v1alpha1/wasm.proto`, docs/envoy.md "Istio"):
 //! `match: [{mode: CLIENT}]` (GAMMA routing is the client's outbound side), `phase:
-//! UNSPECIFIED_PHASE` (just before the router), `failStrategy: FAIL_RELOAD` (a crashed VM is
-//! reloaded; FAIL_OPEN would silently fall back to Istio's own routing). `pluginConfig` is the
+//! UNSPECIFIED_PHASE` (just before the router), `failStrategy: FAIL_OPEN`: with any other value
+//! istio-agent answers a module it cannot fetch with a deny-all filter, cutting the namespace's
+//! outbound HTTP; with `FAIL_OPEN` a module that cannot be fetched or that crashes leaves requests
+//! to istiod's routing — a mesh sidecar's transparent behaviour — while the header strip below,
+//! a separate native filter, still keeps clients from steering. `pluginConfig` is the
 //! filter's configuration: `clusterNaming: {istio: {domain}}` and either a `source` (the filter
 //! long-polls config-pusher for table `mesh/<ns>` through Istio's outbound cluster of the
 //! config-pusher Service) or, with `--istio-inline`, the table itself (static; re-render on
@@ -21,12 +24,25 @@
 //!   `cluster_header`, `timeout: 0s` and the mirror slots — the catch-all of
 //!   `envoy-configs/bootstrap.yaml` with Istio cluster names (`outbound|<port>||<fqdn>`).
 //!
+//! **Versions**: Istio ≥ 1.28 ([`MIN_ISTIO`]): older istiod drops `request_headers_mutations` of
+//! mirror policies silently (mirror copies would keep the slot headers).
+//!
+//! **Next to istiod's own GAMMA**: istiod programs every HTTPRoute whose parent is a Service into
+//! the sidecars' outbound routes too. In a namespace with these manifests, gammaroute's route is
+//! first in every outbound virtual host and wins whenever the filter routes; what it does not
+//! route (no table yet, a Service or port without routes, a failed module) falls to istiod's
+//! routes, built from the same HTTPRoutes. A namespace without them is routed by istiod alone:
+//! applying a namespace's file is how a user chooses gammaroute for that namespace's clients.
+//!
 //! Gateway roles are not rendered: an Istio ingress gateway's workload selector is not part of the
 //! Gateway API objects; use the standalone bootstraps for gateways.
 
 use serde_json::{json, Value};
 
+use gammaroute_filter::host::envoy::BACKOFF_HEADER;
 use gammaroute_filter::table::{wire, RouteTable};
+
+use super::envoy;
 
 use crate::auth::Secret;
 
@@ -123,6 +139,10 @@ impl Default for IstioOptions {
     }
 }
 
+/// The oldest Istio the manifests work with (see the module docs), also written to each object
+/// as the `gammaroute.dev/min-istio-version` annotation.
+pub const MIN_ISTIO: &str = "1.28";
+
 /// The header the filter writes the chosen cluster into, and the mirror slot headers.
 const CLUSTER_HEADER: &str = "x-gamma-cluster";
 /// Request-header prefixes the strip filter removes from what the application sends.
@@ -194,11 +214,12 @@ pub fn manifests(
     options: &IstioOptions,
 ) -> Result<String, String> {
     let labels = json!({"app.kubernetes.io/part-of": "gammaroute"});
+    let annotations = json!({"gammaroute.dev/min-istio-version": MIN_ISTIO});
     let mut spec = json!({
         "url": options.url.0,
         "pluginName": "gammaroute",
         "phase": "UNSPECIFIED_PHASE",
-        "failStrategy": "FAIL_RELOAD",
+        "failStrategy": "FAIL_OPEN",
         "match": [{"mode": "CLIENT"}],
         "pluginConfig": plugin_config(table, options)?,
     });
@@ -208,7 +229,8 @@ pub fn manifests(
     let wasm_plugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
-        "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels},
+        "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels,
+                     "annotations": annotations},
         "spec": spec,
     });
     let slots: Vec<String> = (0..options.mirror_slots).map(mirror_header).collect();
@@ -229,55 +251,78 @@ pub fn manifests(
         })
         .collect();
     let hcm = "envoy.filters.network.http_connection_manager";
+    let route_patch = |name: String, headers: Value, retry_policy: Option<Value>| {
+        let mut route = json!({
+            "cluster_header": CLUSTER_HEADER,
+            "timeout": "0s",
+            "request_mirror_policies": mirrors,
+        });
+        if let (Some(policy), Some(m)) = (retry_policy, route.as_object_mut()) {
+            m.insert("retry_policy".into(), policy);
+        }
+        json!({
+            "applyTo": "HTTP_ROUTE",
+            "match": {"context": "SIDECAR_OUTBOUND", "routeConfiguration": {"vhost": {}}},
+            "patch": {"operation": "INSERT_FIRST", "value": {
+                "name": name,
+                "match": {"prefix": "/", "headers": headers},
+                "request_headers_to_remove": [CLUSTER_HEADER, BACKOFF_HEADER],
+                "route": route,
+            }},
+        })
+    };
+    let mut patches = vec![
+        json!({
+            "applyTo": "HTTP_FILTER",
+            "match": {"context": "SIDECAR_OUTBOUND",
+                      "listener": {"filterChain": {"filter": {"name": hcm}}}},
+            "patch": {"operation": "INSERT_FIRST", "value": {
+                "name": "gammaroute.strip-control-headers",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                    "mutations": {"request_mutations": strip},
+                },
+            }},
+        }),
+        // The request normalisation of envoy-configs/bootstrap.yaml, on the outbound HCM
+        // (Istio sets normalize_path and merge_slashes itself by its meshConfig
+        // pathNormalization): `/a/..%2Fadmin` is redirected to `/admin` before gammaroute
+        // matches it, and `x_tenant` headers are refused.
+        json!({
+            "applyTo": "NETWORK_FILTER",
+            "match": {"context": "SIDECAR_OUTBOUND",
+                      "listener": {"filterChain": {"filter": {"name": hcm}}}},
+            "patch": {"operation": "MERGE", "value": {
+                "name": hcm,
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+                    "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
+                },
+            }},
+        }),
+        route_patch(
+            "gammaroute".into(),
+            json!([{"name": CLUSTER_HEADER, "present_match": true}]),
+            None,
+        ),
+    ];
+    // Inserted first, so before the plain route: one per distinct retry.backoff (GEP-1731),
+    // as in the standalone bootstraps (`envoy::backoff_routes`).
+    for ms in envoy::backoffs(table) {
+        patches.push(route_patch(
+            format!("gammaroute-backoff-{ms}ms"),
+            json!([{"name": CLUSTER_HEADER, "present_match": true},
+                   {"name": BACKOFF_HEADER, "string_match": {"exact": ms.to_string()}}]),
+            Some(json!({"retry_back_off": {"base_interval": format!("{}.{:03}s", ms / 1000, ms % 1000)}})),
+        ));
+    }
     let envoy_filter = json!({
         "apiVersion": "networking.istio.io/v1alpha3",
         "kind": "EnvoyFilter",
-        "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels},
-        "spec": {"configPatches": [
-            {
-                "applyTo": "HTTP_FILTER",
-                "match": {"context": "SIDECAR_OUTBOUND",
-                          "listener": {"filterChain": {"filter": {"name": hcm}}}},
-                "patch": {"operation": "INSERT_FIRST", "value": {
-                    "name": "gammaroute.strip-control-headers",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-                        "mutations": {"request_mutations": strip},
-                    },
-                }},
-            },
-            {
-                // The request normalisation of envoy-configs/bootstrap.yaml, on the outbound HCM
-                // (Istio sets normalize_path and merge_slashes itself by its meshConfig
-                // pathNormalization): `/a/..%2Fadmin` is redirected to `/admin` before gammaroute
-                // matches it, and `x_tenant` headers are refused.
-                "applyTo": "NETWORK_FILTER",
-                "match": {"context": "SIDECAR_OUTBOUND",
-                          "listener": {"filterChain": {"filter": {"name": hcm}}}},
-                "patch": {"operation": "MERGE", "value": {
-                    "name": hcm,
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
-                        "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
-                    },
-                }},
-            },
-            {
-                "applyTo": "HTTP_ROUTE",
-                "match": {"context": "SIDECAR_OUTBOUND", "routeConfiguration": {"vhost": {}}},
-                "patch": {"operation": "INSERT_FIRST", "value": {
-                    "name": "gammaroute",
-                    "match": {"prefix": "/", "headers": [{"name": CLUSTER_HEADER, "present_match": true}]},
-                    "request_headers_to_remove": [CLUSTER_HEADER],
-                    "route": {
-                        "cluster_header": CLUSTER_HEADER,
-                        "timeout": "0s",
-                        "request_mirror_policies": mirrors,
-                    },
-                }},
-            },
-        ]},
+        "metadata": {"name": "gammaroute", "namespace": namespace, "labels": labels,
+                     "annotations": annotations},
+        "spec": {"configPatches": patches},
     });
     let mut out = String::new();
     for doc in [wasm_plugin, envoy_filter] {
@@ -290,6 +335,50 @@ pub fn manifests(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_retry_backoff_gets_its_route_and_the_header_is_stripped() {
+        let rule = |ms: u64| {
+            json!({"index": 0, "matches": [{"rank": 0, "path": {"prefix": "/"}}],
+                   "retry": {"attempts": 3, "backoffMs": ms},
+                   "backends": [{"weight": 1, "cluster": "shop/api:80"}]})
+        };
+        let table: wire::RouteTable = serde_json::from_value(json!({
+            "role": "mesh/shop",
+            "routes": [{"namespace": "shop", "name": "a", "rules": [rule(100), rule(2500)]},
+                       {"namespace": "shop", "name": "b", "rules": [rule(100)]}]
+        }))
+        .unwrap();
+        let table = RouteTable::try_from(table).unwrap();
+        let yaml = manifests("shop", &table, &IstioOptions::default()).unwrap();
+        let docs: Vec<Value> = yaml
+            .split("---\n")
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| serde_yaml_ng::from_str(d).unwrap())
+            .collect();
+        let patches = docs[1]["spec"]["configPatches"].as_array().unwrap();
+        // Client-sent x-gamma-backoff-ms goes with every x-gamma-* header.
+        let strip = &patches[0]["patch"]["value"]["typed_config"]["mutations"]["request_mutations"];
+        assert!(strip.as_array().unwrap().contains(
+            &json!({"remove_on_match": {"key_matcher": {"prefix": "x-gamma-", "ignore_case": true}}})
+        ));
+        // The plain route and one per distinct back-off: 100 ms and 2.5 s.
+        let routes: Vec<&Value> = patches
+            .iter()
+            .filter(|p| p["applyTo"] == "HTTP_ROUTE")
+            .map(|p| &p["patch"]["value"])
+            .collect();
+        assert_eq!(routes.len(), 3);
+        assert_eq!(routes[1]["name"], "gammaroute-backoff-100ms");
+        assert_eq!(
+            routes[2]["route"]["retry_policy"],
+            json!({"retry_back_off": {"base_interval": "2.500s"}})
+        );
+        assert_eq!(
+            routes[2]["match"]["headers"][1],
+            json!({"name": "x-gamma-backoff-ms", "string_match": {"exact": "2500"}})
+        );
+    }
 
     #[test]
     fn source_names_istio_cluster() {

@@ -14,7 +14,12 @@
 //!
 //! At least one of `table` (inline) and `source` (fetched from config-pusher, docs/architecture.md
 //! "Distribution") is required. With both, the inline table serves until the first fetched one
-//! arrives; with `source` alone the filter answers 503 until then (fail closed).
+//! arrives. With `source` alone, a gateway answers 503 until then (fail closed: it has nothing
+//! else to route with) and a mesh sidecar leaves every request to default Service routing
+//! ([`Passthrough`]): GAMMA routes apply to the calls they match and to nothing else (GEP-1294).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -49,6 +54,12 @@ pub struct PluginConfig {
     /// `ORIGINAL_DST` cluster). Without it such requests are left to Envoy's route unchanged.
     #[serde(default)]
     pub passthrough_cluster: Option<String>,
+    /// Mesh only: the Service frontends (`"<ClusterIP>:<port>"`) this sidecar listens on, each with
+    /// the Envoy cluster of that Service port's own endpoints. A request to a frontend that no
+    /// route applies to (no table yet, an unrouted Service or port) goes there unchanged, as
+    /// without gammaroute; it takes precedence over `passthroughCluster`.
+    #[serde(default)]
+    pub frontends: BTreeMap<SocketAddr, String>,
     /// Count requests per route, rule and backend (`gammaroute_requests_total`). One Envoy stat per
     /// forwarded-to (rule, backend) per worker, and one host call per request: large tables can
     /// turn it off and keep the totals Envoy counts anyway.
@@ -151,6 +162,28 @@ pub enum ConfigError {
     },
     #[error("route table role {table:?} is not the configured source.role {configured:?}")]
     Role { table: String, configured: String },
+    #[error("plugin configuration: {field}: cluster {cluster:?} is not a printable header value")]
+    PassthroughCluster { field: String, cluster: String },
+}
+
+/// Where a mesh sidecar sends a request that no route applies to: the frontend's own Service
+/// cluster (`frontends`), else `passthroughCluster`, else nowhere (the header stays unset and
+/// the host's own routing decides). GEP-1294: a mesh route binds the Service frontend it names;
+/// other traffic keeps default Service routing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Passthrough {
+    pub cluster: Option<String>,
+    pub frontends: BTreeMap<SocketAddr, String>,
+}
+
+impl Passthrough {
+    /// The cluster for a request to `destination` (`None`: unknown destination).
+    pub fn cluster_for(&self, destination: Option<SocketAddr>) -> Option<&str> {
+        destination
+            .and_then(|d| self.frontends.get(&d))
+            .or(self.cluster.as_ref())
+            .map(String::as_str)
+    }
 }
 
 impl PluginConfig {
@@ -166,7 +199,39 @@ impl PluginConfig {
         } else if config.table.is_none() {
             return Err(ConfigError::NoTable);
         }
+        // They become `x-gamma-cluster` values.
+        let named = config
+            .passthrough_cluster
+            .iter()
+            .map(|c| ("passthroughCluster".to_string(), c))
+            .chain(
+                config
+                    .frontends
+                    .iter()
+                    .map(|(a, c)| (format!("frontends[{a:?}]"), c)),
+            );
+        for (field, cluster) in named {
+            if cluster.is_empty() || !cluster.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::PassthroughCluster {
+                    field,
+                    cluster: cluster.clone(),
+                });
+            }
+        }
         Ok(config)
+    }
+
+    /// True for a `mesh/<namespace>` role: without a table such a sidecar is transparent.
+    pub fn is_mesh(&self) -> bool {
+        self.role().starts_with("mesh/")
+    }
+
+    /// `passthroughCluster` and `frontends`.
+    pub fn passthrough(&self) -> Passthrough {
+        Passthrough {
+            cluster: self.passthrough_cluster.clone(),
+            frontends: self.frontends.clone(),
+        }
     }
 
     /// The role this configuration serves: the source's, else the inline table's.
@@ -305,6 +370,38 @@ mod tests {
             ClusterNaming::Standalone.cluster("shop/api:8080").unwrap(),
             "shop/api:8080"
         );
+    }
+
+    #[test]
+    fn passthrough_prefers_the_frontend_own_service() {
+        let config = PluginConfig::parse(
+            br#"{"source": {"cluster": "cp", "role": "mesh/shop"},
+                 "passthroughCluster": "original-dst",
+                 "frontends": {"10.0.0.1:80": "shop/a:80", "[fd00::1]:8080": "shop/a:8080"}}"#,
+        )
+        .unwrap();
+        assert!(config.is_mesh());
+        let p = config.passthrough();
+        let at = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(p.cluster_for(at("10.0.0.1:80")), Some("shop/a:80"));
+        assert_eq!(p.cluster_for(at("[fd00::1]:8080")), Some("shop/a:8080"));
+        assert_eq!(p.cluster_for(at("10.0.0.1:81")), Some("original-dst"));
+        assert_eq!(p.cluster_for(None), Some("original-dst"));
+        assert_eq!(Passthrough::default().cluster_for(at("10.0.0.1:80")), None);
+
+        for bad in [
+            r#"{"frontends": {"10.0.0.1": "shop/a:80"}}"#,
+            r#"{"frontends": {"10.0.0.1:80": "shop/a\n:80"}}"#,
+            r#"{"frontends": {"10.0.0.1:80": ""}}"#,
+            r#"{"passthroughCluster": "a b"}"#,
+        ] {
+            let mut json: serde_json::Value = serde_json::from_str(bad).unwrap();
+            json["source"] = serde_json::json!({"cluster": "cp", "role": "mesh/shop"});
+            let e = PluginConfig::parse(json.to_string().as_bytes());
+            assert!(e.is_err(), "{bad}");
+        }
+        let gateway = br#"{"source": {"cluster": "cp", "role": "gateway/ns/gw"}}"#;
+        assert!(!PluginConfig::parse(gateway).unwrap().is_mesh());
     }
 
     #[test]

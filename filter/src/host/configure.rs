@@ -6,7 +6,7 @@ use super::abi::{self, Buffer, LogLevel};
 use super::config::PluginConfig;
 use super::stats::count;
 use super::updates;
-use super::vm::{with_vm, Loaded, Root};
+use super::vm::{with_vm, Loaded, Root, Transparent};
 use crate::metrics;
 
 /// Configures root context `root` from the `size`-byte plugin configuration; `false` refuses it.
@@ -28,7 +28,10 @@ pub(super) fn configure(root: u32, size: usize) -> bool {
     });
     match configured {
         Ok((config, inline)) => with_vm(false, |vm| {
-            let mut state = Root::default();
+            let mut state = Root {
+                transparent: Transparent::new(&config),
+                ..Root::default()
+            };
             if let Some(loaded) = inline {
                 state.install(loaded);
             }
@@ -41,8 +44,7 @@ pub(super) fn configure(root: u32, size: usize) -> bool {
                     }
                 }
             }
-            // The first fetch starts on the first tick: during on_configure Envoy may not have
-            // initialised its clusters yet.
+            // The first fetch starts on the first tick, which comes soon (updates::FIRST_TICK_MS).
             vm.roots.insert(root, state);
             true
         }),

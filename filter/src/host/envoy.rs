@@ -33,14 +33,20 @@ const PER_TRY_TIMEOUT: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
 const MAX_RETRIES: &str = "x-envoy-max-retries";
 const RETRY_ON: &str = "x-envoy-retry-on";
 const RETRIABLE_CODES: &str = "x-envoy-retriable-status-codes";
+/// `retry.backoff` in milliseconds (GEP-1731). Envoy has no request header for a retry back-off,
+/// so the bootstraps (and the Istio EnvoyFilter) have one copy of the catch-all route per distinct
+/// back-off of the table, matching this header's exact value, with `retry_policy.retry_back_off`;
+/// a value without its route falls to the catch-all (Envoy's default back-off). Stripped from
+/// client requests and removed before forwarding, like `x-gamma-cluster`.
+pub const BACKOFF_HEADER: &str = "x-gamma-backoff-ms";
 
 /// Envoy's retry conditions for GEP-1731's "connection errors (disconnect, reset, timeout, TCP
 /// failure)". A per-try timeout is a `reset` for Envoy's purposes.
 const CONNECTION_ERRORS: &str = "connect-failure,refused-stream,reset";
 
-/// Request header mutations of one plan: inline up to 8 (a forward without modifiers has 8:
-/// the cluster, five timeout/retry headers, two mirror slots), so planning does not allocate.
-pub type Ops<'d> = SmallVec<[HeaderOp<'d>; 8]>;
+/// Request header mutations of one plan: inline up to 9 (a forward without modifiers has 9:
+/// the cluster, six timeout/retry headers, two mirror slots), so planning does not allocate.
+pub type Ops<'d> = SmallVec<[HeaderOp<'d>; 9]>;
 
 /// What the filter does with one request.
 // Built once per request on the stack and never stored: boxing the inline operations would be
@@ -83,19 +89,24 @@ pub fn plan<'d>(decision: &Decision<'d>, contract: Contract<'d>) -> Plan<'d> {
         // Not a routed destination: the passthrough cluster if there is one. Either way any
         // client-sent control header goes, so a bootstrap without the native strip filter is
         // not open to steering (without a passthrough cluster Envoy then answers 503).
-        Outcome::Passthrough => {
-            let mut request = Ops::new();
-            match contract.passthrough_cluster {
-                Some(cluster) => request.push(HeaderOp::Set(CLUSTER_HEADER.into(), cluster.into())),
-                None => request.push(HeaderOp::Remove(CLUSTER_HEADER.into())),
-            }
-            remove_mirror_slots(&mut request, 0, contract.mirror_slots);
-            Plan::Continue {
-                request,
-                response: Vec::new(),
-                dropped_mirrors: 0,
-            }
-        }
+        Outcome::Passthrough => passthrough(contract),
+    }
+}
+
+/// A request no route applies to (an unrouted destination, or a mesh sidecar without a table
+/// yet): to `contract.passthrough_cluster` with no other change, or, without one, to whatever
+/// the host's own routing picks. Client-sent control headers are removed either way.
+pub fn passthrough(contract: Contract<'_>) -> Plan<'_> {
+    let mut request = Ops::new();
+    match contract.passthrough_cluster {
+        Some(cluster) => request.push(HeaderOp::Set(CLUSTER_HEADER.into(), cluster.into())),
+        None => request.push(HeaderOp::Remove(CLUSTER_HEADER.into())),
+    }
+    remove_mirror_slots(&mut request, 0, contract.mirror_slots);
+    Plan::Continue {
+        request,
+        response: Vec::new(),
+        dropped_mirrors: 0,
     }
 }
 
@@ -135,6 +146,11 @@ fn forward<'d>(fwd: &Forward<'d>, contract: Contract<'d>) -> Plan<'d> {
             true => CONNECTION_ERRORS.to_string(),
             false => format!("{CONNECTION_ERRORS},retriable-status-codes"),
         }),
+    );
+    set_or_remove(
+        &mut request,
+        BACKOFF_HEADER,
+        retry.and_then(|r| r.backoff_ms).map(|ms| ms.to_string()),
     );
     set_or_remove(
         &mut request,
@@ -318,7 +334,7 @@ mod tests {
         let retry = Retry {
             attempts: 2,
             codes: vec![500, 503],
-            backoff_ms: None,
+            backoff_ms: Some(100),
         };
         let fwd = Forward {
             backend: 0,
@@ -354,6 +370,7 @@ mod tests {
                 "remove x-envoy-upstream-rq-per-try-timeout-ms",
                 "set x-envoy-max-retries=2",
                 "set x-envoy-retry-on=connect-failure,refused-stream,reset,retriable-status-codes",
+                "set x-gamma-backoff-ms=100",
                 "set x-envoy-retriable-status-codes=500,503",
                 "set x-gamma-mirror-0=shop/shadow:8080",
                 "set x-gamma-mirror-1=shop/audit:80",
@@ -387,11 +404,13 @@ mod tests {
                 "remove x-envoy-upstream-rq-per-try-timeout-ms",
                 "remove x-envoy-max-retries",
                 "remove x-envoy-retry-on",
+                "remove x-gamma-backoff-ms",
                 "remove x-envoy-retriable-status-codes",
                 "remove x-gamma-mirror-0",
                 "remove x-gamma-mirror-1",
             ]
         );
+        assert!(!request.spilled(), "a plain forward plan stays inline");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! One HTTP stream through the filter: the request headers are read once, routed by the table
 //! the stream started with, and the decision is applied (header writes, a local response, or
 //! response header edits kept for the response). Every host answer is handled: a failure is
-//! logged and the request fails closed (500) rather than being forwarded unrouted.
+//! logged and the request fails closed (500) rather than being forwarded unrouted. Before its
+//! first table a mesh sidecar leaves requests to default Service routing ([`untouched`]); a
+//! gateway answers 503.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use super::abi::{self, LogLevel, Map, Status};
 use super::envoy::{self, Contract, Plan};
 use super::stats::count;
-use super::vm::{next_draw, Loaded, Op, Stream, Vm};
+use super::vm::{next_draw, Loaded, Op, Stream, Transparent, Vm};
 use crate::metrics;
 use crate::router::{Destination, HeaderOp, Outcome, Request};
 
@@ -24,16 +26,21 @@ pub(super) fn request_headers(vm: &mut Vm, context: u32) -> u32 {
     let Some(stream) = vm.streams.get_mut(&context) else {
         return CONTINUE;
     };
-    let Some(loaded) = stream.loaded.clone() else {
-        // No configuration was ever accepted: fail closed.
-        return respond(
-            503,
-            &[],
-            "gammaroute has no route table\n",
-            "gammaroute_no_table",
-        );
+    let routed = match (stream.loaded.clone(), &stream.transparent) {
+        (Some(loaded), _) => route(&loaded, stream, draw),
+        // A mesh sidecar without a table yet: default Service routing.
+        (None, Some(transparent)) => untouched(transparent),
+        // A gateway without a table: fail closed, it has nothing else to route with.
+        (None, None) => {
+            return respond(
+                503,
+                &[],
+                "gammaroute has no route table\n",
+                "gammaroute_no_table",
+            )
+        }
     };
-    match route(&loaded, stream, draw) {
+    match routed {
         Ok(action) => action,
         Err(status) => {
             abi::log(
@@ -60,17 +67,69 @@ thread_local! {
 }
 
 fn route(loaded: &Loaded, stream: &mut Stream, draw: u64) -> Result<u32, Status> {
+    with_request_headers(|headers| route_with(loaded, stream, draw, headers))
+}
+
+/// Runs `f` on the request headers, read once into the reused pool.
+fn with_request_headers(
+    f: impl FnOnce(&[(String, String)]) -> Result<u32, Status>,
+) -> Result<u32, Status> {
     REQUEST_HEADERS.with(|pool| match pool.try_borrow_mut() {
         Ok(mut pool) => {
             let n = abi::headers_into(Map::Request, &mut pool)?;
-            route_with(loaded, stream, draw, pool.get(..n).unwrap_or_default())
+            f(pool.get(..n).unwrap_or_default())
         }
         // Not reachable (the host never re-enters the VM); decode afresh rather than trap.
         Err(_) => {
             let headers = abi::headers(Map::Request)?;
-            route_with(loaded, stream, draw, &headers)
+            f(&headers)
         }
     })
+}
+
+/// A mesh sidecar's request before its first table: to the frontend's own Service (or the
+/// passthrough cluster, or the host's routing), client-sent control headers removed, counted.
+fn untouched(transparent: &Transparent) -> Result<u32, Status> {
+    let destination = destination(None, true)?;
+    transparent
+        .untouched
+        .set(transparent.untouched.get().saturating_add(1));
+    count(metrics::NO_TABLE_PASSTHROUGH);
+    let contract = Contract {
+        mirror_slots: transparent.mirror_slots,
+        passthrough_cluster: transparent
+            .passthrough
+            .cluster_for(destination.map(|d| SocketAddr::new(d.ip, d.port))),
+    };
+    with_request_headers(|headers| match envoy::passthrough(contract) {
+        Plan::Continue { mut request, .. } => {
+            apply(&mut request, headers)?;
+            Ok(CONTINUE)
+        }
+        Plan::Respond { .. } => Ok(CONTINUE),
+    })
+}
+
+/// Executes a plan's request header writes (those that change something, [`envoy::prune`]) and
+/// clears the route cache.
+fn apply<'d>(request: &mut envoy::Ops<'d>, headers: &'d [(String, String)]) -> Result<(), Status> {
+    envoy::strip_reserved(request, headers);
+    envoy::prune(request, |name| {
+        headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+    });
+    for op in request.iter() {
+        match op {
+            HeaderOp::Set(n, v) => abi::set_header(Map::Request, n, v)?,
+            HeaderOp::Add(n, v) => abi::add_header(Map::Request, n, v)?,
+            HeaderOp::Remove(n) => abi::remove_header(Map::Request, n)?,
+        }
+    }
+    // Envoy 1.40 also clears the cache on header mutation; newer versions may not.
+    // Other hosts do not have the function: NotFound is expected there.
+    match abi::call_foreign_function("clear_route_cache", &[]) {
+        Ok(_) | Err(Status::NOT_FOUND) => Ok(()),
+        Err(s) => Err(s),
+    }
 }
 
 /// One request, its headers read: one header-map read before, and after the decision only the
@@ -88,7 +147,12 @@ fn route_with(
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.as_str())
     };
-    let destination = destination(loaded)?;
+    let known = destination(loaded.listener_port, loaded.mesh)?;
+    let unspecified = Destination {
+        ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        port: 0,
+    };
+    let destination = known.unwrap_or(unspecified);
     // The SNI is only needed where a request can be misdirected: a port with several listeners.
     let sni = if loaded.router.has_shared_ports() {
         abi::property(&["connection", "requested_server_name"])?.unwrap_or_default()
@@ -121,7 +185,9 @@ fn route_with(
     }
     let contract = Contract {
         mirror_slots: loaded.mirror_slots,
-        passthrough_cluster: loaded.passthrough_cluster.as_deref(),
+        passthrough_cluster: loaded
+            .passthrough
+            .cluster_for(known.map(|d| SocketAddr::new(d.ip, d.port))),
     };
     match envoy::plan(&decision, contract) {
         Plan::Continue {
@@ -129,23 +195,7 @@ fn route_with(
             response,
             dropped_mirrors,
         } => {
-            envoy::strip_reserved(&mut request, headers);
-            envoy::prune(&mut request, |name| {
-                headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
-            });
-            for op in &request {
-                match op {
-                    HeaderOp::Set(n, v) => abi::set_header(Map::Request, n, v)?,
-                    HeaderOp::Add(n, v) => abi::add_header(Map::Request, n, v)?,
-                    HeaderOp::Remove(n) => abi::remove_header(Map::Request, n)?,
-                }
-            }
-            // Envoy 1.40 also clears the cache on header mutation; newer versions may not.
-            // Other hosts do not have the function: NotFound is expected there.
-            match abi::call_foreign_function("clear_route_cache", &[]) {
-                Ok(_) | Err(Status::NOT_FOUND) => {}
-                Err(s) => return Err(s),
-            }
+            apply(&mut request, headers)?;
             if dropped_mirrors > 0 {
                 count(metrics::MIRROR_DROPPED);
             }
@@ -175,30 +225,23 @@ fn route_with(
 }
 
 /// The destination: the configured listener port for gateways, else the connection's
-/// `destination.address` (mesh parents are identified by ClusterIP:port).
-fn destination(loaded: &Loaded) -> Result<Destination, Status> {
-    let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    if let (Some(port), false) = (loaded.listener_port, loaded.mesh) {
-        return Ok(Destination {
-            ip: unspecified,
+/// `destination.address` (mesh parents are identified by ClusterIP:port). `None` when the host
+/// does not say: no parent matches (mesh: passthrough; gateway: 404).
+fn destination(listener_port: Option<u16>, mesh: bool) -> Result<Option<Destination>, Status> {
+    if let (Some(port), false) = (listener_port, mesh) {
+        return Ok(Some(Destination {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port,
-        });
+        }));
     }
     let address = abi::property(&["destination", "address"])?.unwrap_or_default();
-    let parsed = std::str::from_utf8(&address)
+    Ok(std::str::from_utf8(&address)
         .ok()
-        .and_then(|s| s.parse::<SocketAddr>().ok());
-    Ok(match parsed {
-        Some(addr) => Destination {
+        .and_then(|s| s.parse::<SocketAddr>().ok())
+        .map(|addr| Destination {
             ip: addr.ip(),
             port: addr.port(),
-        },
-        // Unknown destination: no parent matches (mesh: passthrough; gateway: 404).
-        None => Destination {
-            ip: unspecified,
-            port: 0,
-        },
-    })
+        }))
 }
 
 fn respond(status: u16, headers: &[(&str, &str)], body: &str, details: &str) -> u32 {

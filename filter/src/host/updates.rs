@@ -16,6 +16,16 @@ use super::vm::{next_draw, Dynamic, Loaded, Root, Vm};
 use crate::metrics::{self, FetchResult};
 use crate::table::{self, wire};
 
+/// The first tick's delay. The first fetch cannot start in `on_configure`: Envoy configures a VM
+/// on its main thread that never ticks and whose calls are never answered (observed on 1.40: a
+/// call dispatched there stayed unanswered, and its fetcher lease blocked the other VMs until it
+/// expired), so it starts on the first tick, which comes this soon rather than `tickMs` later.
+pub(super) const FIRST_TICK_MS: u32 = 20;
+
+/// Until a table is in force, ticks come at least this often (then every `tickMs`): a first fetch
+/// that failed is retried on its back-off, not a long `tickMs` later.
+pub(super) const NO_TABLE_TICK_MAX_MS: u32 = 250;
+
 /// Sets up fetching for a root context being configured: the tick, the lease identity, and the
 /// newest table already in shared data (a VM that starts or restarts after the others does not
 /// serve an older table, or 503, until its first tick).
@@ -28,7 +38,8 @@ pub(super) fn start(
     let Some(source) = &config.source else {
         return Ok(());
     };
-    abi::set_tick_period(source.tick_ms)
+    let first_period = source.tick_ms.min(FIRST_TICK_MS);
+    abi::set_tick_period(first_period)
         .map_err(|s| format!("the host refused a tick period (status {})", s.0))?;
     let number = vm_number(vm);
     let proxy_id = match &source.proxy_id {
@@ -40,13 +51,15 @@ pub(super) fn start(
         // config-pusher need not send the table this proxy started with again.
         fetch.applied(inline.router.version());
     }
+    let keys = Keys::new(&source.role);
     state.dynamic = Some(Dynamic {
-        keys: Keys::new(&source.role),
+        keys,
         config: Rc::new(config),
         fetch,
         holder: (number << 32) | u64::from(root),
         proxy_id,
         refused: String::new(),
+        period_ms: first_period,
     });
     sync(state);
     Ok(())
@@ -59,17 +72,32 @@ pub(super) fn tick(vm: &mut Vm, root: u32) {
     let Some(state) = vm.roots.get_mut(&root) else {
         return;
     };
-    if state.dynamic.is_none() {
-        return;
-    }
     sync(state);
+    let no_table = state.loaded.is_none();
     let Some(dynamic) = state.dynamic.as_mut() else {
         return;
     };
     let Some(source) = dynamic.config.source.as_ref() else {
         return;
     };
-    if !hold_lease(dynamic, now, source.tick_ms) || !dynamic.fetch.due(source, now) {
+    // FIRST_TICK_MS once, then at most NO_TABLE_TICK_MAX_MS until a table is in force, then tickMs.
+    let period = match no_table {
+        true => source.tick_ms.min(NO_TABLE_TICK_MAX_MS),
+        false => source.tick_ms,
+    };
+    if dynamic.period_ms != period {
+        match abi::set_tick_period(period) {
+            Ok(()) => dynamic.period_ms = period,
+            Err(s) => abi::log(
+                LogLevel::Warn,
+                &format!(
+                    "gammaroute: the host refused tick period {period} ms (status {}); retrying on the next tick",
+                    s.0
+                ),
+            ),
+        }
+    }
+    if !hold_lease(dynamic, now, dynamic.period_ms) || !dynamic.fetch.due(source, now) {
         return;
     }
     if let Some(attempt) = take_attempt(&dynamic.keys) {
@@ -171,7 +199,7 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
         Fetched::Refused { version, message } => rejected(source, &version, &message),
         // The lease may have passed to another VM during the long-poll (this one stalled past
         // its expiry); that VM publishes now, and a table from here could be older than its.
-        Fetched::Table { .. } if !hold_lease(dynamic, now, source.tick_ms) => superseded(source),
+        Fetched::Table { .. } if !hold_lease(dynamic, now, dynamic.period_ms) => superseded(source),
         Fetched::Table { proto } => {
             // What is published now: publishing later is a CAS over it, so a fetcher that
             // stalled while compiling cannot overwrite what another published meanwhile.

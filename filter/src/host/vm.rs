@@ -6,13 +6,13 @@
 //! Each stream keeps an `Rc` of the table its root had when the stream started, so a
 //! reconfiguration or a table update never changes routing under a request in flight.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
 
 use super::abi::{self, LogLevel};
-use super::config::PluginConfig;
+use super::config::{Passthrough, PluginConfig};
 use super::fetch::{Fetch, Keys};
 use super::stats::{record_applied, Metrics};
 use crate::router::Router;
@@ -22,7 +22,7 @@ pub(super) struct Loaded {
     pub(super) router: Router,
     pub(super) listener_port: Option<u16>,
     pub(super) mirror_slots: u8,
-    pub(super) passthrough_cluster: Option<String>,
+    pub(super) passthrough: Rc<Passthrough>,
     pub(super) mesh: bool,
     pub(super) rule_stats: bool,
     pub(super) metrics: RefCell<Metrics>,
@@ -35,17 +35,41 @@ impl Loaded {
             router,
             listener_port: config.listener_port,
             mirror_slots: config.mirror_slots,
-            passthrough_cluster: config.passthrough_cluster.clone(),
+            passthrough: Rc::new(config.passthrough()),
             rule_stats: config.rule_stats,
             metrics: RefCell::new(Metrics::default()),
         }
     }
 }
 
+/// How a mesh sidecar handles requests before its first table: it leaves them to default Service
+/// routing ([`Passthrough`]) and counts them. Gateways have none and answer 503.
+#[derive(Clone)]
+pub(super) struct Transparent {
+    pub(super) passthrough: Rc<Passthrough>,
+    pub(super) mirror_slots: u8,
+    /// Requests passed untouched for lack of a table in this root context (logged when the first
+    /// table arrives).
+    pub(super) untouched: Rc<Cell<u64>>,
+}
+
+impl Transparent {
+    /// For a configuration of a mesh role; `None` for a gateway.
+    pub(super) fn new(config: &PluginConfig) -> Option<Transparent> {
+        config.is_mesh().then(|| Transparent {
+            passthrough: Rc::new(config.passthrough()),
+            mirror_slots: config.mirror_slots,
+            untouched: Rc::new(Cell::new(0)),
+        })
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Root {
-    /// `None` until a table is accepted: requests then get 503.
+    /// `None` until a table is accepted: requests then get 503, or pass untouched (`transparent`).
     pub(super) loaded: Option<Rc<Loaded>>,
+    /// Mesh roles: what requests get while `loaded` is `None`.
+    pub(super) transparent: Option<Transparent>,
     /// Present when the configuration has a `source`.
     pub(super) dynamic: Option<Dynamic>,
 }
@@ -53,6 +77,17 @@ pub(super) struct Root {
 impl Root {
     /// Swaps in a new table; streams already started keep the old one.
     pub(super) fn install(&mut self, loaded: Loaded) {
+        if let Some(t) = &self.transparent {
+            if self.loaded.is_none() && t.untouched.get() > 0 {
+                abi::log(
+                    LogLevel::Info,
+                    &format!(
+                        "gammaroute: {} requests passed untouched to default Service routing before the first table",
+                        t.untouched.get()
+                    ),
+                );
+            }
+        }
         abi::log(
             LogLevel::Info,
             &format!(
@@ -69,6 +104,8 @@ impl Root {
 
 pub(super) struct Stream {
     pub(super) loaded: Option<Rc<Loaded>>,
+    /// Set when `loaded` is `None` and the role is a mesh one.
+    pub(super) transparent: Option<Transparent>,
     /// Response header edits decided on the request path.
     pub(super) response: Vec<(Op, String, String)>,
 }
@@ -100,11 +137,17 @@ impl Vm {
         if parent == 0 {
             self.roots.entry(context).or_default();
         } else {
-            let loaded = self.roots.get(&parent).and_then(|r| r.loaded.clone());
+            let root = self.roots.get(&parent);
+            let loaded = root.and_then(|r| r.loaded.clone());
+            let transparent = match loaded {
+                Some(_) => None,
+                None => root.and_then(|r| r.transparent.clone()),
+            };
             self.streams.insert(
                 context,
                 Stream {
                     loaded,
+                    transparent,
                     response: Vec::new(),
                 },
             );
@@ -147,6 +190,10 @@ pub(super) struct Dynamic {
     pub(super) proxy_id: String,
     /// A version read from shared data that failed to compile here (not retried until it changes).
     pub(super) refused: String,
+    /// The tick period set now (`updates::FIRST_TICK_MS`, then at most
+    /// `updates::NO_TABLE_TICK_MAX_MS` until a table is in force, then `tickMs`); the fetcher
+    /// lease lasts 8 of them.
+    pub(super) period_ms: u32,
 }
 
 /// xorshift64: the VM's cheap random numbers (weighted picks, mirror sampling, back-off jitter).
