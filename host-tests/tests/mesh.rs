@@ -286,7 +286,11 @@ fn a_sidecar_config_pusher_refuses_passes_every_request() {
     let pusher = Pusher::start(&folder.0, &["--token-file", &secret_file]);
     let proxy = fetching_sidecar(n, pusher.addr, 100);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while proxy.envoy.stat("wasmcustom.gammaroute.fetch.failed") == 0 {
+    while proxy
+        .envoy
+        .stat("wasmcustom.gammaroute.result=.=failed;.;table_fetches_total")
+        == 0
+    {
         assert!(Instant::now() < deadline, "{}", proxy.envoy.log());
         std::thread::sleep(Duration::from_millis(50));
     }
