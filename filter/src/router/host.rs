@@ -59,6 +59,12 @@ impl<T> HostIndex<T> {
         exact.into_iter().chain(wildcards).chain(self.any.as_ref())
     }
 
+    /// Drops the maps' spare capacity once the index is built (it lives as long as the table).
+    pub fn shrink_to_fit(&mut self) {
+        self.exact.shrink_to_fit();
+        self.wildcard.shrink_to_fit();
+    }
+
     /// Every value, in no particular order.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.exact

@@ -80,14 +80,22 @@ impl PathIndex {
         i
     }
 
-    fn sort(&mut self) {
+    /// Sorts every candidate list and drops the spare capacity the building left in lists and
+    /// maps (grown by doubling): the index lives as long as the table, in every VM.
+    fn finish(&mut self) {
         for list in self.exact.values_mut() {
             list.sort_unstable();
+            list.shrink_to_fit();
         }
+        self.exact.shrink_to_fit();
         for node in &mut self.trie {
             node.here.sort_unstable();
+            node.here.shrink_to_fit();
+            node.children.shrink_to_fit();
         }
+        self.trie.shrink_to_fit();
         self.regex.sort_unstable();
+        self.regex.shrink_to_fit();
     }
 
     /// The lowest-ranked entry for `path` that satisfies `holds` (which checks everything but an
@@ -192,16 +200,27 @@ pub fn compile_groups(
         let (start, matches) = table.route_matches(attachment.route);
         let first = entries.len();
         entries.extend((start..start + matches.len()).map(|i| i as u32));
+        // The paths are read from the table, in the order the checked matches were made (rules,
+        // then matches), so the compiled matches need not carry a copy.
+        let paths = table
+            .table()
+            .routes
+            .get(attachment.route as usize)
+            .into_iter()
+            .flat_map(|r| &r.rules)
+            .flat_map(|rule| &rule.matches)
+            .map(|m| &m.path);
         for pattern in attachment.host_patterns() {
             let group = groups.get_or_insert_with(pattern, PathIndex::default);
-            for (i, m) in (first..).zip(matches) {
-                group.insert(&m.path, key(m.rank, i as u32));
+            for ((i, m), path) in (first..).zip(matches).zip(paths.clone()) {
+                group.insert(path, key(m.rank, i as u32));
             }
         }
     }
     for group in groups.values_mut() {
-        group.sort();
+        group.finish();
     }
+    groups.shrink_to_fit();
     groups
 }
 
