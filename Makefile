@@ -5,7 +5,8 @@
 #                filter in a real Envoy), the engine's tests compiled to wasm, `make demo ARGS=--check`
 #   make doctor  what a new machine is missing, one line per check with what to do
 #   make wasm    build target/wasm32-wasip1/release/gammaroute_filter.wasm
-#   make bench   criterion benchmarks of the routing engine (see BENCHMARKS.md)
+#   make bench   criterion benchmarks of the routing engine, after `make bench-scale` (memory per VM
+#                and translate up to 100,000 routes; see BENCHMARKS.md)
 #   make bench-e2e  gammaroute in Envoy vs native Envoy routing vs the wasm floor, end to end
 #                (bench/e2e.py, ~15 min; QUICK=1 for the < 2 min smoke run)
 #   make bench-propagation  YAML saved -> traffic moved, 1 and 1,000 routes changed
@@ -27,7 +28,7 @@ ENVOY_BIN ?= $(abspath $(VENV)/bin/envoy)
 export ENVOY_BIN
 
 .PHONY: test setup test-setup check-make lint test-native test-wasm test-browser wasm bench \
-	bench-e2e bench-propagation demo demo-check demo-build doctor fuzz fuzz-smoke fuzz-setup
+	bench-e2e bench-propagation bench-scale demo demo-check demo-build doctor fuzz fuzz-smoke fuzz-setup
 
 test: check-make test-setup lint wasm test-native test-wasm test-browser demo-check fuzz-smoke
 	@echo "make test: all green"
@@ -89,8 +90,14 @@ wasm: setup
 	cargo build --release --target wasm32-wasip1 -p gammaroute-filter
 	@ls -l $(WASM) | awk '{printf "gammaroute.wasm: %s bytes\n", $$5}'
 
-bench:
+bench: bench-scale
 	cargo bench -p gammaroute-filter --bench router
+
+# Scale (issue #21): memory per VM and decode+compile up to 100,000 routes, and translate of
+# 100,000 routes on one hostname and of 10,000 mesh Services, each beside its baseline. BENCHMARKS.md.
+bench-scale:
+	ROUTER_BENCH_MEMORY=1 ROUTER_BENCH_SIZES=10,1000,10000,100000 cargo bench -p gammaroute-filter --bench router
+	TRANSLATE_BENCH_SCALE=1 cargo bench -p config-pusher --bench translate
 
 # The demo's binaries: config-pusher and the echo backend (debug builds, shared with the tests).
 demo-build: setup wasm

@@ -41,6 +41,9 @@ struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static PEAK: AtomicIsize = AtomicIsize::new(0);
+/// Net allocations (blocks) while counting: each costs the allocator's header and rounding on top
+/// of the bytes counted here, in Envoy's V8 heap as natively.
+static BLOCKS: AtomicIsize = AtomicIsize::new(0);
 
 fn count(delta: isize) {
     if COUNTING.load(Ordering::Relaxed) {
@@ -49,11 +52,18 @@ fn count(delta: isize) {
     }
 }
 
+fn count_block(delta: isize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        BLOCKS.fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             count(layout.size() as isize);
+            count_block(1);
         }
         p
     }
@@ -61,12 +71,14 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
             count(layout.size() as isize);
+            count_block(1);
         }
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) };
         count(-(layout.size() as isize));
+        count_block(-1);
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
@@ -85,6 +97,7 @@ static ALLOC: Counting = Counting;
 fn counted<T>(f: impl FnOnce() -> T) -> (T, isize, isize) {
     LIVE.store(0, Ordering::SeqCst);
     PEAK.store(0, Ordering::SeqCst);
+    BLOCKS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
     let out = f();
     COUNTING.store(false, Ordering::SeqCst);
@@ -1024,6 +1037,76 @@ fn summary(fixtures: &[Fixture], codec: Codec) {
     }
 }
 
+/// `ROUTER_BENCH_MEMORY=1`: what one table load costs a VM, per table, without criterion (fast
+/// enough for N = 100,000): decode and decode+compile time, and the bytes and allocations left
+/// by each stage, against the table's own encodings measured in the same run (JSON, protobuf) and
+/// against N = 10 (per match).
+fn memory(fixtures: &[Fixture], codec: Codec) {
+    println!();
+    println!(
+        "Memory per VM (counting allocator: requested bytes and live allocations; \
+         table = decoded RouteTable, checked = ValidTable's compiled matches, index = Router::build)"
+    );
+    println!();
+    println!(
+        "| table | N | routes | JSON KiB | protobuf KiB | decode ms | decode+compile ms | table KiB | \
+         checked KiB | index KiB | router KiB | router allocations | router/protobuf | router B/match | \
+         B/match vs N=10 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for shape in [Shape::ManyHosts, Shape::SingleHost] {
+        for v in 0..2 {
+            let mut base = None;
+            for f in fixtures.iter().filter(|f| f.shape == shape) {
+                let variant = &f.variants[v];
+                let proto = table::encode_proto(&variant.table).len();
+                let [decode_ns, compile_ns] = timed(
+                    [
+                        &mut || drop(black_box(decode(codec, &variant.json))),
+                        &mut || drop(black_box(decode_and_compile(codec, &variant.json))),
+                    ],
+                    3,
+                );
+                let (table, table_bytes, _) = counted(|| decode(codec, &variant.json));
+                drop(table);
+                let msg = || -> table::wire::RouteTable {
+                    match codec {
+                        Codec::Crate => table::parse_json(&variant.json).expect("parse_json"),
+                        Codec::Serde => serde_json::from_slice(&variant.json).expect("serde"),
+                    }
+                };
+                let (valid, valid_bytes, _) =
+                    counted(|| ValidTable::try_from(msg()).expect("checks"));
+                drop(valid);
+                let (router, router_bytes, _) =
+                    counted(|| decode_and_compile(codec, &variant.json));
+                let blocks = BLOCKS.load(Ordering::SeqCst);
+                drop(router);
+                let per_match = router_bytes as f64 / f.n as f64;
+                let base = *base.get_or_insert(per_match);
+                println!(
+                    "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {:.1}× | {:.0} | {:.2}× |",
+                    variant.name,
+                    f.n,
+                    variant.table.routes.len(),
+                    kib(variant.json.len() as isize),
+                    kib(proto as isize),
+                    decode_ns / 1e6,
+                    compile_ns / 1e6,
+                    kib(table_bytes),
+                    kib(valid_bytes - table_bytes),
+                    kib(router_bytes - valid_bytes),
+                    kib(router_bytes),
+                    blocks,
+                    router_bytes as f64 / proto as f64,
+                    per_match,
+                    per_match / base,
+                );
+            }
+        }
+    }
+}
+
 fn drive(fixtures: &[Fixture], which: &str) {
     let (name, n) = which
         .rsplit_once('/')
@@ -1111,6 +1194,11 @@ fn main() {
             }
         }
         eprintln!("router bench: tables written to {dir}");
+    }
+
+    if std::env::var_os("ROUTER_BENCH_MEMORY").is_some() {
+        memory(&fixtures, codec);
+        return;
     }
 
     // A plain loop over one request set, for profilers: `ROUTER_BENCH_DRIVE=single-host/10000`.

@@ -59,12 +59,21 @@ impl<T> HostIndex<T> {
         exact.into_iter().chain(wildcards).chain(self.any.as_ref())
     }
 
-    /// Every value, in no particular order.
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.exact
-            .values_mut()
-            .chain(self.wildcard.values_mut())
-            .chain(self.any.as_mut())
+    /// Drops the maps' spare capacity once the index is built (it lives as long as the table).
+    pub fn shrink_to_fit(&mut self) {
+        self.exact.shrink_to_fit();
+        self.wildcard.shrink_to_fit();
+    }
+
+    /// The same patterns with every value converted, the maps without spare capacity.
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> HostIndex<U> {
+        let mut out = HostIndex {
+            exact: self.exact.into_iter().map(|(k, v)| (k, f(v))).collect(),
+            wildcard: self.wildcard.into_iter().map(|(k, v)| (k, f(v))).collect(),
+            any: self.any.map(f),
+        };
+        out.shrink_to_fit();
+        out
     }
 }
 

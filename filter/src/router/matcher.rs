@@ -23,8 +23,8 @@ pub fn matches(m: &CheckedMatch, req: &Request<'_>, oversized: &AtomicU64) -> bo
             return false;
         }
     }
-    if let Some(method) = &m.method {
-        if **method != *req.method {
+    if let Some(method) = m.method {
+        if method.as_str() != req.method {
             return false;
         }
     }

@@ -231,6 +231,13 @@ impl Router {
                 ));
             }
         }
+        for index in listeners.values_mut() {
+            index.shrink_to_fit();
+        }
+        listeners.shrink_to_fit();
+        services.shrink_to_fit();
+        groups.shrink_to_fit();
+        entries.shrink_to_fit();
         let (table, matches, origins) = valid.into_parts();
         let mut ports = rustc_hash::FxHashSet::default();
         let shared_ports = table

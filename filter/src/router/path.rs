@@ -25,23 +25,51 @@ fn entry_of(key: Key) -> usize {
     (key & 0xffff_ffff) as usize
 }
 
+/// A run of candidates in [`PathIndex::keys`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// One hostname group's index, compact once built: every candidate list lies in one array and
+/// trie children are sorted slices rather than a hash map per node. An index lives as long as
+/// its table, in every VM, so it is built with growable maps and lists ([`PathBuilder`]) and
+/// then frozen.
 #[derive(Debug, Default)]
 pub struct PathIndex {
-    exact: FxHashMap<Box<str>, Vec<Key>>,
+    exact: FxHashMap<Box<str>, Span>,
     /// Node 0 is the root, the prefix `/`.
-    trie: Vec<TrieNode>,
+    trie: Box<[TrieNode]>,
     /// Regex paths not under a known directory (see [`regex_dir`]): tried for every path.
-    regex: Vec<Key>,
+    regex: Span,
+    /// Every candidate list, each sorted by key, end to end.
+    keys: Box<[Key]>,
 }
 
 #[derive(Debug, Default)]
 struct TrieNode {
-    children: FxHashMap<Box<str>, u32>,
+    /// Child segments, sorted, for a binary search.
+    children: Box<[(Box<str>, u32)]>,
     /// Prefix candidates ending at this node, and regex paths under its directory.
+    here: Span,
+}
+
+/// A [`PathIndex`] being built.
+#[derive(Debug, Default)]
+struct PathBuilder {
+    exact: FxHashMap<Box<str>, Vec<Key>>,
+    trie: Vec<BuilderNode>,
+    regex: Vec<Key>,
+}
+
+#[derive(Debug, Default)]
+struct BuilderNode {
+    children: FxHashMap<Box<str>, u32>,
     here: Vec<Key>,
 }
 
-impl PathIndex {
+impl PathBuilder {
     fn insert(&mut self, path: &PathMatch, key: Key) {
         match path {
             PathMatch::Exact(p) => self.exact.entry(p.as_str().into()).or_default().push(key),
@@ -75,19 +103,57 @@ impl PathIndex {
     /// Index of node `i`, creating it (and the root) when it does not exist yet.
     fn node(&mut self, i: usize) -> usize {
         while self.trie.len() <= i {
-            self.trie.push(TrieNode::default());
+            self.trie.push(BuilderNode::default());
         }
         i
     }
 
-    fn sort(&mut self) {
-        for list in self.exact.values_mut() {
+    /// Sorts every candidate list and lays them end to end.
+    fn finish(self) -> PathIndex {
+        let mut keys = Vec::new();
+        let mut span = |mut list: Vec<Key>| {
             list.sort_unstable();
+            let start = keys.len() as u32;
+            keys.extend_from_slice(&list);
+            Span {
+                start,
+                len: list.len() as u32,
+            }
+        };
+        let mut exact: FxHashMap<Box<str>, Span> = self
+            .exact
+            .into_iter()
+            .map(|(path, list)| (path, span(list)))
+            .collect();
+        exact.shrink_to_fit();
+        let trie = self
+            .trie
+            .into_iter()
+            .map(|n| {
+                let mut children: Vec<(Box<str>, u32)> = n.children.into_iter().collect();
+                children.sort_unstable();
+                TrieNode {
+                    children: children.into_boxed_slice(),
+                    here: span(n.here),
+                }
+            })
+            .collect();
+        let regex = span(self.regex);
+        PathIndex {
+            exact,
+            trie,
+            regex,
+            keys: keys.into_boxed_slice(),
         }
-        for node in &mut self.trie {
-            node.here.sort_unstable();
-        }
-        self.regex.sort_unstable();
+    }
+}
+
+impl PathIndex {
+    fn list(&self, span: Span) -> &[Key] {
+        let start = span.start as usize;
+        self.keys
+            .get(start..start + span.len as usize)
+            .unwrap_or_default()
     }
 
     /// The lowest-ranked entry for `path` that satisfies `holds` (which checks everything but an
@@ -99,22 +165,25 @@ impl PathIndex {
         holds: impl Fn(&E) -> bool,
     ) -> Option<&'e E> {
         let mut lists: SmallVec<[&[Key]; 8]> = SmallVec::new();
-        if let Some(list) = self.exact.get(path) {
-            lists.push(list);
+        if let Some(&span) = self.exact.get(path) {
+            lists.push(self.list(span));
         }
         let mut node = self.trie.first();
         let mut rest = segments(path);
         while let Some(n) = node {
-            if !n.here.is_empty() {
-                lists.push(&n.here);
+            if n.here.len > 0 {
+                lists.push(self.list(n.here));
             }
             node = rest
                 .next()
-                .and_then(|s| n.children.get(s))
-                .and_then(|&c| self.trie.get(c as usize));
+                .and_then(|s| {
+                    let i = n.children.binary_search_by(|(c, _)| (**c).cmp(s)).ok()?;
+                    n.children.get(i)
+                })
+                .and_then(|&(_, c)| self.trie.get(c as usize));
         }
-        if !self.regex.is_empty() {
-            lists.push(&self.regex);
+        if self.regex.len > 0 {
+            lists.push(self.list(self.regex));
         }
         // k-way merge by key; k is the path depth plus two, so a linear pick of the minimum head
         // is cheaper than a heap.
@@ -187,22 +256,29 @@ pub fn compile_groups(
     attachments: &[Attachment],
     entries: &mut Vec<u32>,
 ) -> HostIndex<PathIndex> {
-    let mut groups: HostIndex<PathIndex> = HostIndex::default();
+    let mut groups: HostIndex<PathBuilder> = HostIndex::default();
     for attachment in attachments {
         let (start, matches) = table.route_matches(attachment.route);
         let first = entries.len();
         entries.extend((start..start + matches.len()).map(|i| i as u32));
+        // The paths are read from the table, in the order the checked matches were made (rules,
+        // then matches), so the compiled matches need not carry a copy.
+        let paths = table
+            .table()
+            .routes
+            .get(attachment.route as usize)
+            .into_iter()
+            .flat_map(|r| &r.rules)
+            .flat_map(|rule| &rule.matches)
+            .map(|m| &m.path);
         for pattern in attachment.host_patterns() {
-            let group = groups.get_or_insert_with(pattern, PathIndex::default);
-            for (i, m) in (first..).zip(matches) {
-                group.insert(&m.path, key(m.rank, i as u32));
+            let group = groups.get_or_insert_with(pattern, PathBuilder::default);
+            for ((i, m), path) in (first..).zip(matches).zip(paths.clone()) {
+                group.insert(path, key(m.rank, i as u32));
             }
         }
     }
-    for group in groups.values_mut() {
-        group.sort();
-    }
-    groups
+    groups.map(PathBuilder::finish)
 }
 
 #[cfg(test)]

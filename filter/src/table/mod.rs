@@ -28,7 +28,7 @@ mod valid;
 pub mod validate;
 pub mod wire;
 
-pub use checked::{CheckedMatch, CheckedValue, CorsOrigins, FilterAt};
+pub use checked::{CheckedMatch, CheckedValue, CorsOrigins, FilterAt, Method};
 pub use codec::{decode_json, decode_proto, encode_json, encode_proto, parse_json, parse_proto};
 pub use location::{ItemLabel, Location, Step};
 pub use valid::ValidTable;

@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
-use super::checked::{CheckedMatch, CheckedValue, CorsOrigins, FilterAt};
+use super::checked::{CheckedMatch, CheckedValue, CorsOrigins, FilterAt, Method};
 pub use super::location::SHOWN_VALUE_MAX;
 use super::location::{shown, ItemLabel, Location, Step};
 use super::origin::OriginPattern;
@@ -474,6 +474,8 @@ pub(crate) fn check(table: &RouteTable) -> Result<Kept, TableError> {
         )?;
     }
     kept.route_starts.push(kept.matches.len());
+    // Kept for as long as the table routes, in every VM: no spare capacity.
+    kept.matches.shrink_to_fit();
     Ok(kept)
 }
 
@@ -787,16 +789,16 @@ fn match_(at: &At, m: &Match) -> Result<CheckedMatch, TableError> {
             path(&pat, p)?;
             None
         }
-        PathMatch::Regex(p) => Some(compiles(&pat, p)?),
+        PathMatch::Regex(p) => Some(Box::new(compiles(&pat, p)?)),
     };
     // `method`: HTTPMethod enum.
-    if let Some(method) = &m.method {
-        if !METHODS.contains(&method.as_str()) {
-            return Err(at
-                .field("method")
-                .err(TableErrorKind::InvalidMethod(shown(method))));
-        }
-    }
+    let method = match &m.method {
+        None => None,
+        Some(name) => Some(Method::parse(name).ok_or_else(|| {
+            at.field("method")
+                .err(TableErrorKind::InvalidMethod(shown(name)))
+        })?),
+    };
     // `headers[]`: names are HTTPHeaderName; "only the first entry with an equivalent name MUST
     // be considered" — the router ANDs every entry, so equivalent names must not repeat.
     too_many(
@@ -853,18 +855,12 @@ fn match_(at: &At, m: &Match) -> Result<CheckedMatch, TableError> {
         rule: 0,
         matched: 0,
         rank: m.rank,
-        path: m.path.clone(),
         path_regex,
-        method: m.method.as_deref().map(Into::into),
+        method,
         headers: headers.into_boxed_slice(),
         query: query.into_boxed_slice(),
     })
 }
-
-/// `HTTPMethod` values (Extended: method matching).
-const METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-];
 
 fn value_match(at: &At, v: &ValueMatch) -> Result<CheckedValue, TableError> {
     match v {
@@ -872,7 +868,7 @@ fn value_match(at: &At, v: &ValueMatch) -> Result<CheckedValue, TableError> {
             no_crlf(at, s)?;
             Ok(CheckedValue::Exact(s.as_str().into()))
         }
-        ValueMatch::Regex(p) => compiles(at, p).map(CheckedValue::Regex),
+        ValueMatch::Regex(p) => compiles(at, p).map(|re| CheckedValue::Regex(Box::new(re))),
     }
 }
 
@@ -1174,7 +1170,7 @@ fn cors(at: &At, c: &Cors) -> Result<Box<[OriginPattern]>, TableError> {
         MAX_CORS_METHODS,
     )?;
     for (i, m) in c.allow_methods.iter().enumerate() {
-        if m != "*" && !METHODS.contains(&m.as_str()) {
+        if m != "*" && Method::parse(m).is_none() {
             return Err(at
                 .item("allowMethods", i)
                 .err(TableErrorKind::InvalidMethod(shown(m))));
@@ -2049,7 +2045,7 @@ mod tests {
                 TableErrorKind::InvalidMethod(_)
             );
         }
-        for ok in METHODS {
+        for ok in Method::ALL.map(Method::as_str) {
             let mut t = gateway();
             t.routes[1].rules[0].matches[0].method = Some(ok.into());
             validate(&t).unwrap();
