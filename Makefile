@@ -8,7 +8,9 @@
 #   make bench   criterion benchmarks of the routing engine (see BENCHMARKS.md)
 #   make bench-e2e  gammaroute in Envoy vs native Envoy routing vs the wasm floor, end to end
 #                (bench/e2e.py, ~15 min; QUICK=1 for the < 2 min smoke run)
-#   make bench-propagation  YAML saved -> traffic moved, 1 and 1,000 routes changed
+#   make bench-propagation  YAML saved -> every Envoy worker swapped, 1 and 1,000 routes changed
+#   make bench-ready  Envoy cold start (exec -> ready, first routed request), gammaroute vs native
+#   make wasm-size  what each crate costs in gammaroute.wasm
 #   make fuzz    coverage-guided fuzzing (cargo-fuzz, nightly): every target for FUZZ_SECONDS
 #                (default 600) each; `make fuzz-smoke` is the short run `make test` does
 #
@@ -125,9 +127,24 @@ demo-check:
 doctor:
 	@python3 tools/doctor.py
 
-# Propagation time (YAML saved → traffic moved), 1 and 1,000 routes changed. See BENCHMARKS.md.
-bench-propagation: demo-build
-	$(PY) bench/propagation.py
+# Propagation time (YAML saved → translated → published → fetched → every worker swapped),
+# 1 and 1,000 routes changed, push wake-ups beside the tick-based baseline; release builds,
+# Envoy --concurrency 4. See BENCHMARKS.md.
+bench-propagation: setup wasm
+	cargo build --release -p config-pusher -p gammaroute-echo
+	$(PY) bench/propagation.py $(BENCH_PROPAGATION_ARGS)
+
+# Cold start: Envoy exec → ready and → first routed request, gammaroute vs native routing.
+bench-ready: setup wasm
+	cargo build --release -p config-pusher
+	$(PY) bench/ready.py $(BENCH_READY_ARGS)
+
+# What each crate costs in the module: a build that keeps its name section, read by
+# tools/wasm_sizes.py (`twiggy top` without installing twiggy).
+wasm-size: setup
+	CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --target wasm32-wasip1 \
+	  -p gammaroute-filter --target-dir target/wasm-size
+	python3 tools/wasm_sizes.py target/wasm-size/wasm32-wasip1/release/gammaroute_filter.wasm
 
 # Needs wrk (apt-get install wrk) and 2 cores; builds what it needs. See BENCHMARKS.md.
 bench-e2e: setup

@@ -211,6 +211,9 @@ async fn translate_loop(
         let snap = snapshot.clone();
         let translated =
             tokio::task::spawn_blocking(move || translate::translate(&snap.store, &settings)).await;
+        // Logged apart from the whole step (`ms`: translation, CDS files, publishing), so that
+        // `make bench-propagation` can split save → translated → published.
+        let translate_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut output = match translated {
             Ok(output) => output,
             Err(e) => return Stopped::Task(e.to_string()),
@@ -250,6 +253,7 @@ async fn translate_loop(
             changed = outcome.changed.len(),
             rejected = output.errors.len(),
             load_errors = snapshot.problems.len(),
+            translate_ms,
             ms,
             "translation done"
         );
