@@ -13,8 +13,8 @@ the timestamps of every step from the logs:
 
   save        the file is renamed into place (this script's clock)
   translated  config-pusher's translation of the new snapshot finished (its `translation
-              done` line, minus the part of `ms` after `translate_ms`)
-  published   the new version is served (the same line: logged right after publishing)
+              done` line: the step started `ms` before it, translation took `translate_ms`)
+  published   the new version is served and long-polls are answered (`published_ms`)
   fetched     the first VM of the Envoy logs `table ... version <new> loaded`
   swapped     the last of the Envoy's 4 worker threads logged it (Envoy's `%t`: the main
               thread, whose VMs serve no requests, is the process id and not counted)
@@ -134,7 +134,8 @@ def pusher_events(tail):
             done = datetime.datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00"))
             done = done.timestamp()
             start = done - fields["ms"] / 1000
-            out.append((start + fields["translate_ms"] / 1000, done, version))
+            out.append((start + fields["translate_ms"] / 1000,
+                        start + fields["published_ms"] / 1000, version))
             version = None
     return out
 
