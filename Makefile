@@ -9,7 +9,9 @@
 #                and translate up to 100,000 routes; see BENCHMARKS.md)
 #   make bench-e2e  gammaroute in Envoy vs native Envoy routing vs the wasm floor, end to end
 #                (bench/e2e.py, ~15 min; QUICK=1 for the < 2 min smoke run)
-#   make bench-propagation  YAML saved -> traffic moved, 1 and 1,000 routes changed
+#   make bench-propagation  YAML saved -> every Envoy worker swapped, 1 and 1,000 routes changed
+#   make bench-ready  Envoy cold start (exec -> ready, first routed request), gammaroute vs native
+#   make wasm-size  what each crate costs in gammaroute.wasm
 #   make fuzz    coverage-guided fuzzing (cargo-fuzz, nightly): every target for FUZZ_SECONDS
 #                (default 600) each; `make fuzz-smoke` is the short run `make test` does
 #
@@ -28,7 +30,8 @@ ENVOY_BIN ?= $(abspath $(VENV)/bin/envoy)
 export ENVOY_BIN
 
 .PHONY: test setup test-setup check-make lint test-native test-wasm test-browser wasm bench \
-	bench-e2e bench-propagation bench-scale demo demo-check demo-build doctor fuzz fuzz-smoke fuzz-setup
+	bench-e2e bench-propagation bench-ready bench-scale demo demo-check demo-build doctor fuzz \
+	fuzz-smoke fuzz-setup wasm-opt-setup wasm-size
 
 test: check-make test-setup lint wasm test-native test-wasm test-browser demo-check fuzz-smoke
 	@echo "make test: all green"
@@ -86,9 +89,26 @@ test-wasm: test-setup
 test-browser: test-setup demo-build
 	cd tools/browser && npm ci --no-audit --no-fund --silent && node --test
 
-wasm: setup
+# wasm-opt (Debian's binaryen) shrinks the module every Envoy worker's V8 compiles. The features
+# are named because the stripped module carries no target_features section; they are those
+# rustc enables for wasm32-wasip1. The stamp keeps an unchanged module from being re-optimised.
+WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+	--enable-mutable-globals --strip-debug --strip-producers
+wasm: setup wasm-opt-setup
 	cargo build --release --target wasm32-wasip1 -p gammaroute-filter
+	@if [ ! -f $(WASM).opt-stamp ] || [ $(WASM) -nt $(WASM).opt-stamp ]; then \
+	  before=$$(stat -c %s $(WASM)); \
+	  wasm-opt $(WASM_OPT_FLAGS) $(WASM) -o $(WASM).opt.tmp && mv $(WASM).opt.tmp $(WASM) \
+	    && touch $(WASM).opt-stamp \
+	    && echo "wasm-opt: $$before -> $$(stat -c %s $(WASM)) bytes"; \
+	fi
 	@ls -l $(WASM) | awk '{printf "gammaroute.wasm: %s bytes\n", $$5}'
+
+# binaryen's wasm-opt, installed with apt when missing and allowed; without it `make wasm` fails.
+wasm-opt-setup:
+	@command -v wasm-opt >/dev/null || apt-get install -y -qq binaryen >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; } \
+	  || { echo "make: wasm-opt is required to build the module: apt-get install binaryen" >&2; exit 1; }
 
 bench: bench-scale
 	cargo bench -p gammaroute-filter --bench router
@@ -114,9 +134,24 @@ demo-check:
 doctor:
 	@python3 tools/doctor.py
 
-# Propagation time (YAML saved → traffic moved), 1 and 1,000 routes changed. See BENCHMARKS.md.
-bench-propagation: demo-build
-	$(PY) bench/propagation.py
+# Propagation time (YAML saved → translated → published → fetched → every worker swapped),
+# 1 and 1,000 routes changed, push wake-ups beside the tick-based baseline; release builds,
+# Envoy --concurrency 4. See BENCHMARKS.md.
+bench-propagation: setup wasm
+	cargo build --release -p config-pusher -p gammaroute-echo
+	$(PY) bench/propagation.py $(BENCH_PROPAGATION_ARGS)
+
+# Cold start: Envoy exec → ready and → first routed request, gammaroute vs native routing.
+bench-ready: setup wasm
+	cargo build --release -p config-pusher
+	$(PY) bench/ready.py $(BENCH_READY_ARGS)
+
+# What each crate costs in the module: a build that keeps its name section, read by
+# tools/wasm_sizes.py (`twiggy top` without installing twiggy).
+wasm-size: setup
+	CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --target wasm32-wasip1 \
+	  -p gammaroute-filter --target-dir target/wasm-size
+	python3 tools/wasm_sizes.py target/wasm-size/wasm32-wasip1/release/gammaroute_filter.wasm
 
 # Needs wrk (apt-get install wrk) and 2 cores; builds what it needs. See BENCHMARKS.md.
 bench-e2e: setup

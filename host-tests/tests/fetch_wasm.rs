@@ -558,3 +558,69 @@ fn a_mesh_sidecar_without_a_table_is_transparent() {
     let mut gateway = process(1, None);
     assert_eq!(cluster_of(&mut gateway[0]).as_deref(), Some("local 503"));
 }
+
+/// Push wake-ups (`host::wakeup`): the fetcher enqueues the new version to every other VM's
+/// shared queue, and a VM routes by the new table as soon as its `proxy_on_queue_ready` runs,
+/// with no tick in between (Envoy posts it to that worker's event loop at once).
+#[test]
+fn a_fetched_table_wakes_the_other_vms_without_waiting_for_their_tick() {
+    let mut vms = process(3, None);
+    tick_all(&mut vms);
+    tick_all(&mut vms);
+    let (fetcher, call) = the_call(&vms);
+    let others: Vec<usize> = (0..3).filter(|i| *i != fetcher).collect();
+
+    let v1 = table_to("default/v1:80");
+    answer_table(&mut vms[fetcher], &call, &v1);
+    assert_eq!(
+        vms[fetcher].deliver_queue_ready(),
+        0,
+        "the fetcher does not wake itself"
+    );
+    for &i in &others {
+        assert_eq!(cluster_of(&mut vms[i]).as_deref(), Some("local 503"));
+        assert_eq!(vms[i].deliver_queue_ready(), 1, "vm {i} is woken once");
+        assert_eq!(
+            cluster_of(&mut vms[i]).as_deref(),
+            Some("default/v1:80"),
+            "vm {i} routes by the new table without a tick"
+        );
+    }
+
+    // The next change too: the long-poll that follows brings v2.
+    let (_, next) = the_call(&vms);
+    let v2 = table_to("default/v2:80");
+    answer_table(&mut vms[fetcher], &next, &v2);
+    for &i in &others {
+        assert_eq!(cluster_of(&mut vms[i]).as_deref(), Some("default/v1:80"));
+        assert_eq!(vms[i].deliver_queue_ready(), 1);
+        assert_eq!(cluster_of(&mut vms[i]).as_deref(), Some("default/v2:80"));
+    }
+    assert_eq!(calls(&vms).len(), 1, "still one fetcher");
+}
+
+/// `pushUpdates: false` (the baseline of `make bench-propagation`): no queue is registered, so
+/// the others follow on their tick only.
+#[test]
+fn without_push_updates_the_others_follow_on_their_tick() {
+    let first = WasmHost::load(wasm_path()).expect("load gammaroute.wasm");
+    let mut vms = vec![first];
+    vms.push(vms[0].worker().unwrap());
+    let mut c: serde_json::Value = serde_json::from_str(&config(None)).unwrap();
+    c["source"]["pushUpdates"] = json!(false);
+    for vm in &mut vms {
+        assert!(vm.configure(&c.to_string()), "{:?}", vm.logs());
+    }
+    tick_all(&mut vms);
+    tick_all(&mut vms);
+    let (fetcher, call) = the_call(&vms);
+    let other = 1 - fetcher;
+    answer_table(&mut vms[fetcher], &call, &table_to("default/v1:80"));
+    assert_eq!(vms[other].deliver_queue_ready(), 0, "no wake-up");
+    assert_eq!(cluster_of(&mut vms[other]).as_deref(), Some("local 503"));
+    vms[other].tick();
+    assert_eq!(
+        cluster_of(&mut vms[other]).as_deref(),
+        Some("default/v1:80")
+    );
+}

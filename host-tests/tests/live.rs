@@ -345,6 +345,30 @@ fn workers_converge_and_one_vm_fetches() {
     assert_eq!(ours[0]["maxOpenPolls"], 1, "{proxies}");
 }
 
+/// Push wake-ups between VMs (`host::wakeup`): with the tick at 60 s, only the fetcher's
+/// shared-queue wake-ups can bring the other three workers a new table within seconds.
+#[test]
+fn every_worker_is_woken_by_the_fetcher_not_by_its_tick() {
+    let _shared = shared();
+    let gw = start(&["v1", "v2"], 4, r#""tickMs":60000"#);
+    // Every worker has the first table (until then they tick every 250 ms).
+    gw.wait_served_by(HOST, "/", "demo/v1", 40);
+    for backend in ["v2", "v1"] {
+        let changed = Instant::now();
+        gw.folder
+            .write("10-shop.yaml", &route_yaml("shop", HOST, "/", backend));
+        // 40 consecutive new connections over 4 workers: a worker still on the old table is
+        // hit with probability 1 - (3/4)^40.
+        gw.wait_served_by(HOST, "/", &format!("demo/{backend}"), 40);
+        let took = changed.elapsed();
+        eprintln!("file change → every worker on {backend}: {took:?}");
+        assert!(
+            took < Duration::from_secs(15),
+            "took {took:?}: the workers waited for their 60 s tick"
+        );
+    }
+}
+
 /// Records which backend serves `HOST/` (one new connection per request) until stopped: the
 /// sequence of answers, each change once (a failed request shows as `status N`), and the count.
 fn watch_backends(

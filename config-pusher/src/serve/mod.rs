@@ -211,6 +211,10 @@ async fn translate_loop(
         let snap = snapshot.clone();
         let translated =
             tokio::task::spawn_blocking(move || translate::translate(&snap.store, &settings)).await;
+        // Logged apart from the whole step (`ms`: translation, CDS files, publishing the tables
+        // at `published_ms`, then the status), so that `make bench-propagation` can split
+        // save → translated → published.
+        let translate_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut output = match translated {
             Ok(output) => output,
             Err(e) => return Stopped::Task(e.to_string()),
@@ -234,7 +238,8 @@ async fn translate_loop(
         let mut verdicts =
             programmed::verdicts(&translated, &served, &state.proxies.fleet(Instant::now()));
         programmed::apply(&mut output.statuses, &verdicts);
-        state.publish(&snapshot, &output, next, &outcome);
+        let live = state.publish(&snapshot, &output, next, &outcome);
+        let published_ms = live.duration_since(started).as_secs_f64() * 1000.0;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         for (role, version) in &outcome.changed {
             tracing::info!(%role, %version, "table published");
@@ -250,6 +255,8 @@ async fn translate_loop(
             changed = outcome.changed.len(),
             rejected = output.errors.len(),
             load_errors = snapshot.problems.len(),
+            translate_ms,
+            published_ms,
             ms,
             "translation done"
         );

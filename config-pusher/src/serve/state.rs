@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -93,31 +94,37 @@ impl State {
     }
 
     /// Publishes one translation: tables, status, metrics; wakes the long-polls if a table
-    /// changed. `next` and `outcome` come from [`next_tables`].
+    /// changed. `next` and `outcome` come from [`next_tables`]. Returns when the tables went live
+    /// (logged as `published_ms`).
     pub fn publish(
         &self,
         snapshot: &Snapshot,
         output: &Output,
         next: Tables,
         outcome: &TableChanges,
-    ) {
-        let status = status_text(snapshot, output, &next);
-        self.metrics.translated(snapshot, output, &next, outcome);
+    ) -> Instant {
         // Tables before the status: whoever reads the status (and its map ETag) first then
         // finds tables at least as new as that ETag says.
         let next = Arc::new(next);
         match self.tables.write() {
-            Ok(mut t) => *t = next,
-            Err(p) => *p.into_inner() = next,
+            Ok(mut t) => *t = Arc::clone(&next),
+            Err(p) => *p.into_inner() = Arc::clone(&next),
         }
+        // Long-polls answer now, not after the status text: rendering a large store's status
+        // as JSON and YAML took longer than translating it (`make bench-propagation`,
+        // BENCHMARKS.md "Live updates").
+        if !outcome.changed.is_empty() || !outcome.removed.is_empty() {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        let live = Instant::now();
+        let status = status_text(snapshot, output, &next);
+        self.metrics.translated(snapshot, output, &next, outcome);
         match self.status.write() {
             Ok(mut s) => *s = Arc::new(status),
             Err(p) => *p.into_inner() = Arc::new(status),
         }
         self.ready.store(true, Ordering::Release);
-        if !outcome.changed.is_empty() || !outcome.removed.is_empty() {
-            self.changes.send_modify(|n| *n += 1);
-        }
+        live
     }
 }
 

@@ -12,6 +12,8 @@ pub struct Status(pub u32);
 
 impl Status {
     pub const NOT_FOUND: Status = Status(1);
+    /// A shared queue with nothing in it.
+    pub const EMPTY: Status = Status(7);
     /// Set when the host returned OK but data we could not decode.
     pub const SERIALIZATION_FAILURE: Status = Status(3);
 }
@@ -130,6 +132,9 @@ extern "C" {
         value_size: usize,
         cas: u32,
     ) -> u32;
+    fn proxy_register_shared_queue(name: *const u8, name_size: usize, token: *mut u32) -> u32;
+    fn proxy_enqueue_shared_queue(token: u32, value: *const u8, value_size: usize) -> u32;
+    fn proxy_dequeue_shared_queue(token: u32, value: *mut *mut u8, value_size: *mut usize) -> u32;
 }
 
 fn check(status: u32) -> Result<(), Status> {
@@ -328,4 +333,27 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> 
     check(unsafe {
         proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
     })
+}
+
+/// Registers (or re-points at this root context) the shared queue `name` of this VM's `vm_id`;
+/// the host then calls `proxy_on_queue_ready` here for every enqueue, on this VM's thread.
+pub fn register_shared_queue(name: &str) -> Result<u32, Status> {
+    let mut token = 0u32;
+    check(unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut token) })?;
+    Ok(token)
+}
+
+/// Appends to a shared queue of this process by its token (`NotFound` when it is gone).
+pub fn enqueue_shared_queue(token: u32, value: &[u8]) -> Result<(), Status> {
+    check(unsafe { proxy_enqueue_shared_queue(token, value.as_ptr(), value.len()) })
+}
+
+/// The oldest item of a shared queue; `Ok(None)` when it is empty.
+pub fn dequeue_shared_queue(token: u32) -> Result<Option<Vec<u8>>, Status> {
+    let (mut data, mut len) = (std::ptr::null_mut(), 0usize);
+    match check(unsafe { proxy_dequeue_shared_queue(token, &mut data, &mut len) }) {
+        Ok(()) => Ok(Some(unsafe { take(data, len) })),
+        Err(Status::EMPTY) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

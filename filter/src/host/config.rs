@@ -107,6 +107,10 @@ pub struct SourceConfig {
     /// defaults to Envoy's `node.id`.
     #[serde(default)]
     pub proxy_id: Option<String>,
+    /// Wake the other VMs through shared queues when a table is fetched (`host::wakeup`);
+    /// `false` leaves them to their tick (the baseline `make bench-propagation` measures).
+    #[serde(default = "default_true")]
+    pub push_updates: bool,
 }
 
 fn default_authority() -> String {

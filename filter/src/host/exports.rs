@@ -41,6 +41,12 @@ pub extern "C" fn proxy_on_tick(root: u32) {
     with_vm((), |vm| updates::tick(vm, root));
 }
 
+/// A wake-up from the VM that fetched a table (`host::wakeup`).
+#[no_mangle]
+pub extern "C" fn proxy_on_queue_ready(root: u32, queue: u32) {
+    with_vm((), |vm| updates::woken(vm, root, queue));
+}
+
 #[no_mangle]
 pub extern "C" fn proxy_on_http_call_response(
     _root: u32,

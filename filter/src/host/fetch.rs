@@ -8,8 +8,8 @@
 //!   dies (a trap, `FAIL_RELOAD`) stops renewing, so another takes over once the lease expires.
 //! - **Publish once, compile everywhere.** The fetcher checks and compiles a new table, then
 //!   writes it (protobuf) and its version under [`Keys`]. Every VM compares the small version key
-//!   on its tick and re-reads the table only when it changed. Requests in flight keep the router
-//!   they started with.
+//!   when woken through its shared queue ([`super::wakeup`]), else on its tick, and re-reads
+//!   the table only when it changed. Requests in flight keep the router they started with.
 //! - **Last good stays.** A table that fails to decode, validate or compile is rejected whole
 //!   (xDS NACK semantics, docs/architecture.md "Distribution"): nothing is published, the rejection is
 //!   reported to config-pusher on the next fetch (`x-gammaroute-rejected`), and its version is
@@ -38,6 +38,8 @@ pub struct Keys {
     pub generation: String,
     /// The table being decoded and compiled ([`Attempt`]): set before, cleared after.
     pub attempt: String,
+    /// The VMs to wake when a table is published ([`super::wakeup::Listeners`]).
+    pub listeners: String,
 }
 
 impl Keys {
@@ -48,6 +50,7 @@ impl Keys {
             table: format!("gammaroute/{role}/table"),
             generation: format!("gammaroute/{role}/generation"),
             attempt: format!("gammaroute/{role}/attempt"),
+            listeners: format!("gammaroute/{role}/listeners"),
         }
     }
 }
@@ -555,6 +558,7 @@ mod tests {
             tick_ms: 250,
             max_table_bytes: 1000,
             proxy_id: None,
+            push_updates: true,
         }
     }
 

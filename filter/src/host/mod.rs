@@ -2,7 +2,8 @@
 //!
 //! The pure parts — the plugin configuration ([`config`]), what a [`crate::router::Decision`]
 //! means in Envoy's terms ([`envoy`]) and the ABI's header-map encoding ([`pairs`]) — are plain
-//! Rust, tested natively, and so are the fetch decisions ([`fetch`]). The rest is compiled for
+//! Rust, tested natively, and so are the fetch decisions ([`fetch`]) and the wake-up registry
+//! ([`wakeup`]). The rest is compiled for
 //! `wasm32` only, with imports in one direction: the ABI bindings (`abi`) → the stats (`stats`)
 //! → the VM's state (`vm`) → table fetching (`updates`) → accepting a configuration
 //! (`configure`) and one HTTP stream's flow (`stream`) → the exported entry points (`exports`),
@@ -12,6 +13,7 @@ pub mod config;
 pub mod envoy;
 pub mod fetch;
 pub mod pairs;
+pub mod wakeup;
 
 #[cfg(target_arch = "wasm32")]
 mod abi;

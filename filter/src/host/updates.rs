@@ -3,8 +3,9 @@
 //! On every tick a root context with a `source` (1) picks up a table another VM published in
 //! shared data, (2) takes or renews the fetcher lease, and (3) if it holds the lease, starts a
 //! fetch when one is due. A fetch response is validated and compiled here, then published for
-//! the other VMs. Every host failure is logged and retried on a later tick; none stops routing
-//! with the table in force.
+//! the other VMs, which are woken through their shared queues ([`super::wakeup`]) rather than
+//! left to their next tick. Every host failure is logged and retried on a later tick; none
+//! stops routing with the table in force.
 
 use std::rc::Rc;
 
@@ -13,6 +14,7 @@ use super::config::PluginConfig;
 use super::fetch::{self, CallResponse, Fetch, Fetched, Keys, Lease};
 use super::stats::{count, record_confirmed};
 use super::vm::{next_draw, Dynamic, Loaded, Root, Vm};
+use super::wakeup::{self, Listeners};
 use crate::metrics::{self, FetchResult};
 use crate::table::{self, wire};
 
@@ -60,9 +62,109 @@ pub(super) fn start(
         proxy_id,
         refused: String::new(),
         period_ms: first_period,
+        queue: None,
+        announced_ms: 0,
     });
+    if let Some(dynamic) = state.dynamic.as_mut() {
+        listen(dynamic);
+    }
     sync(state);
     Ok(())
+}
+
+/// Registers this root's wake-up queue and lists it ([`wakeup`]). A host that refuses queues
+/// leaves the VM to its tick.
+fn listen(dynamic: &mut Dynamic) {
+    let Some(source) = dynamic.config.source.as_ref().filter(|s| s.push_updates) else {
+        return;
+    };
+    let name = wakeup::queue_name(&source.role, dynamic.holder);
+    match abi::register_shared_queue(&name) {
+        Ok(queue) => {
+            dynamic.queue = Some(queue);
+            announce(dynamic, now_ms().unwrap_or(0));
+        }
+        Err(s) => abi::log(
+            LogLevel::Warn,
+            &format!(
+                "gammaroute: the host refused shared queue {name:?} (status {}); new tables reach this worker on its tick",
+                s.0
+            ),
+        ),
+    }
+}
+
+/// Adds or refreshes this root's entry in the wake-up registry (with CAS, a few tries: every
+/// VM of the process writes the same key). Best effort: a VM missing from it is woken by its
+/// tick.
+fn announce(dynamic: &mut Dynamic, now: u64) {
+    let Some(queue) = dynamic.queue else { return };
+    let Some(tick_ms) = dynamic.config.source.as_ref().map(|s| s.tick_ms) else {
+        return;
+    };
+    if dynamic.announced_ms != 0
+        && now.saturating_sub(dynamic.announced_ms) < wakeup::listener_refresh_ms(tick_ms)
+    {
+        return;
+    }
+    for _ in 0..4 {
+        let (current, cas) = match abi::shared_data(&dynamic.keys.listeners) {
+            Ok(Some((bytes, cas))) => (Listeners::parse(&bytes), cas),
+            Ok(None) => (Listeners::default(), 0),
+            Err(_) => return,
+        };
+        let Some(next) = current.refreshed(queue, now, tick_ms) else {
+            dynamic.announced_ms = now;
+            return;
+        };
+        if abi::set_shared_data(&dynamic.keys.listeners, next.encode().as_bytes(), cas).is_ok() {
+            dynamic.announced_ms = now;
+            return;
+        }
+    }
+}
+
+/// After publishing `version`: one enqueue per other listening VM of the role. A queue that is
+/// gone (`NotFound`) is skipped; its entry expires.
+fn wake_others(dynamic: &Dynamic, version: &str, now: u64) {
+    let Some(source) = dynamic.config.source.as_ref() else {
+        return;
+    };
+    if !source.push_updates {
+        return;
+    }
+    let listeners = match abi::shared_data(&dynamic.keys.listeners) {
+        Ok(Some((bytes, _))) => Listeners::parse(&bytes),
+        _ => return,
+    };
+    for queue in listeners.to_wake(dynamic.queue, now, source.tick_ms) {
+        if let Err(s) = abi::enqueue_shared_queue(queue, version.as_bytes()) {
+            if s != Status::NOT_FOUND {
+                abi::log(
+                    LogLevel::Warn,
+                    &format!(
+                        "gammaroute: cannot wake the worker listening on queue {queue} (host status {}); it picks version {version} up on its tick",
+                        s.0
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `proxy_on_queue_ready`: another VM published a table. The queue is drained (its items only
+/// say "look"), then the root reads shared data as on a tick.
+pub(super) fn woken(vm: &mut Vm, root: u32, queue: u32) {
+    // Bounded: a flood of wake-ups must not hold the worker; one read covers them all.
+    for _ in 0..64 {
+        match abi::dequeue_shared_queue(queue) {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if let Some(state) = vm.roots.get_mut(&root) {
+        sync(state);
+    }
 }
 
 /// One tick of a root context.
@@ -77,6 +179,7 @@ pub(super) fn tick(vm: &mut Vm, root: u32) {
     let Some(dynamic) = state.dynamic.as_mut() else {
         return;
     };
+    announce(dynamic, now);
     let Some(source) = dynamic.config.source.as_ref() else {
         return;
     };
@@ -227,6 +330,7 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
                         // for a change after it while this VM routes by the older one.
                         dynamic.fetch.applied(&version);
                         dynamic.fetch.applied_generation(generation.unwrap_or(0));
+                        wake_others(dynamic, &version, now);
                         state.install(loaded);
                     } else {
                         superseded(source);

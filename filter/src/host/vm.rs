@@ -218,6 +218,12 @@ pub(super) struct Dynamic {
     /// `updates::NO_TABLE_TICK_MAX_MS` until a table is in force, then `tickMs`); the fetcher
     /// lease lasts 8 of them.
     pub(super) period_ms: u32,
+    /// This root's shared queue (`host::wakeup`): `None` without `pushUpdates`, or when the host
+    /// refused it (then the tick alone brings new tables).
+    pub(super) queue: Option<u32>,
+    /// When this root last found its entry in the wake-up registry fresh (host clock, ms), so
+    /// that the registry is read once per refresh interval, not on every tick.
+    pub(super) announced_ms: u64,
 }
 
 /// xorshift64: the VM's cheap random numbers (weighted picks, mirror sampling, back-off jitter).

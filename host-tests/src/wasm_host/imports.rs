@@ -381,8 +381,8 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         |mut c: C<'_>, id: i32, ret_data: i32, ret_size: i32| -> Result<i32> {
             let item = {
                 let mut shared = c.data().shared.lock().map_err(poisoned)?;
-                match shared.queues.get_mut(id as u32 as usize) {
-                    Some(q) => q.items.pop_front().ok_or(EMPTY),
+                match shared.dequeue(id as u32) {
+                    Some(item) => item.ok_or(EMPTY),
                     None => Err(NOT_FOUND),
                 }
             };

@@ -167,7 +167,7 @@ impl Shared {
     fn register_queue(&mut self, vm_id: &str, name: &str, owner: (u64, u32)) -> u32 {
         match self.resolve_queue(vm_id, name) {
             Some(id) => {
-                if let Some(q) = self.queues.get_mut(id as usize) {
+                if let Some(q) = self.queue_mut(id) {
                     q.owner = owner;
                 }
                 id
@@ -179,14 +179,19 @@ impl Shared {
                     items: VecDeque::new(),
                     owner,
                 });
-                (self.queues.len() - 1) as u32
+                self.queues.len() as u32
             }
         }
     }
 
+    /// Queue tokens start at 1, as in proxy-wasm-cpp-host (`nextQueueToken`: 0 is illegal).
+    fn queue_mut(&mut self, id: u32) -> Option<&mut Queue> {
+        self.queues.get_mut((id as usize).checked_sub(1)?)
+    }
+
     /// Appends to queue `id` and notes that its owner is to be told; false if there is none.
     fn enqueue(&mut self, id: u32, value: Vec<u8>) -> bool {
-        let Some(q) = self.queues.get_mut(id as usize) else {
+        let Some(q) = self.queue_mut(id) else {
             return false;
         };
         q.items.push_back(value);
@@ -202,11 +207,17 @@ impl Shared {
             .is_some_and(|id| self.enqueue(id, value.to_vec()))
     }
 
+    /// The oldest item of queue `id`: `None` when there is no such queue, `Some(None)` when it
+    /// is empty.
+    pub(super) fn dequeue(&mut self, id: u32) -> Option<Option<Vec<u8>>> {
+        self.queue_mut(id).map(|q| q.items.pop_front())
+    }
+
     fn resolve_queue(&self, vm_id: &str, name: &str) -> Option<u32> {
         self.queues
             .iter()
             .position(|q| q.vm_id == vm_id && q.name == name)
-            .map(|i| i as u32)
+            .map(|i| i as u32 + 1)
     }
 }
 
