@@ -7,6 +7,7 @@
 //! reconfiguration or a table update never changes routing under a request in flight.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
@@ -21,6 +22,8 @@ use crate::router::Router;
 pub(super) struct Loaded {
     pub(super) router: Router,
     pub(super) listener_port: Option<u16>,
+    /// Bound port → Gateway port ([`PluginConfig::listener_ports`]).
+    pub(super) listener_ports: BTreeMap<u16, u16>,
     pub(super) mirror_slots: u8,
     pub(super) passthrough: Rc<Passthrough>,
     pub(super) mesh: bool,
@@ -34,6 +37,7 @@ impl Loaded {
             mesh: router.table().role.starts_with("mesh/"),
             router,
             listener_port: config.listener_port,
+            listener_ports: config.listener_ports.clone(),
             mirror_slots: config.mirror_slots,
             passthrough: Rc::new(config.passthrough()),
             rule_stats: config.rule_stats,
