@@ -30,8 +30,8 @@ ENVOY_BIN ?= $(abspath $(VENV)/bin/envoy)
 export ENVOY_BIN
 
 .PHONY: test setup test-setup check-make lint test-native test-wasm test-browser wasm bench \
-	bench-e2e bench-propagation bench-ready bench-scale demo demo-check demo-build doctor fuzz \
-	fuzz-smoke fuzz-setup wasm-opt-setup wasm-size
+	bench-e2e bench-propagation bench-ready bench-scale demo demo-check demo-build demo-tools doctor \
+	fuzz fuzz-smoke fuzz-setup wasm-opt-setup wasm-size
 
 test: check-make test-setup lint wasm test-native test-wasm test-browser demo-check fuzz-smoke
 	@echo "make test: all green"
@@ -123,9 +123,16 @@ bench-scale:
 demo-build: setup wasm
 	cargo build -p config-pusher -p gammaroute-echo
 
+# The demo's HTTPS listener gets a self-signed certificate made with openssl at start-up
+# (demo/tls-secret.sh); installed with apt when missing and allowed.
+demo-tools:
+	@command -v openssl >/dev/null || apt-get install -y -qq openssl >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; } \
+	  || { echo "make: openssl is required for the demo's HTTPS certificate: apt-get install openssl" >&2; exit 1; }
+
 # The README's main command. ARGS=--check: the same walk-through, asserted and non-interactive
 # (what `make test` runs, so the command the README names cannot rot).
-demo: demo-build
+demo: demo-build demo-tools
 	$(PY) demo/run.py $(ARGS)
 
 demo-check:

@@ -189,12 +189,38 @@ def backend_bootstrap(backend_ports):
             "static_resources": {"listeners": listeners}}
 
 
-def render_gammaroute(rs, work, tools, port, backend_ports):
+# --backoff-routes-variant: distinct HTTPRoute retry.backoff values (GEP-1731) on an extra route
+# no bench request matches. `render` gives each its own Envoy route ahead of the catch-all
+# (`x-gamma-backoff-ms`), so every bench request fails these header matches first.
+BACKOFFS_MS = (25, 50, 100, 200, 250, 500, 1000, 2000)
+
+
+def backoff_route_yaml():
+    """One HTTPRoute with one rule per back-off of BACKOFFS_MS, on a hostname nobody asks for."""
+    rules = [{"matches": [{"path": {"type": "PathPrefix", "value": f"/backoff-{ms}"}}],
+              "retry": {"attempts": 2, "backoff": f"{ms}ms"},
+              "backendRefs": [{"name": routes.BACKENDS[0], "port": routes.BACKEND_PORT}]}
+             for ms in BACKOFFS_MS]
+    return "---\n" + json.dumps({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "backoff-routes", "namespace": routes.NAMESPACE},
+        "spec": {"parentRefs": [{"name": routes.GATEWAY}],
+                 "hostnames": ["backoff.bench.invalid"], "rules": rules}}) + "\n"
+
+
+def envoy_routes(bootstrap):
+    """The Envoy routes of gammaroute's bootstrap (the catch-all, plus one per back-off)."""
+    return [r for vh in hcm_of(bootstrap)["route_config"]["virtual_hosts"] for r in vh["routes"]]
+
+
+def render_gammaroute(rs, work, tools, port, backend_ports, backoffs=False):
     """Gateway API YAML → `config-pusher check` + `render` → gammaroute's bootstrap, plus the
-    local-reply echo; returns (bootstrap, table JSON path)."""
+    local-reply echo; returns (bootstrap, table JSON path). `backoffs`: with
+    `backoff_route_yaml()` too."""
     src = work / "gateway-api"
     src.mkdir(parents=True, exist_ok=True)
-    (src / "routes.yaml").write_text(routes.gateway_yaml(rs))
+    (src / "routes.yaml").write_text(routes.gateway_yaml(rs)
+                                     + (backoff_route_yaml() if backoffs else ""))
     cp = str(tools["config-pusher"])
     t0 = time.monotonic()
     report = json.loads(_check(cp, src))
@@ -482,16 +508,24 @@ VARIANTS = {
     "gammaroute-no-rule-stats": ("--no-rule-stats-variant", without_rule_stats,
                                  "the per-rule request counter (`ruleStats`)"),
 }
+# gammaroute with something added, rendered by config-pusher: config name → (flag, what).
+# Reported as variant − gammaroute.
+ADDED = {
+    "gammaroute-backoff-routes": ("--backoff-routes-variant",
+                                  f"{len(BACKOFFS_MS)} distinct retry back-offs (GEP-1731): their "
+                                  "Envoy routes ahead of the catch-all, taken by no bench request"),
+}
 
 
 def variant_enabled(args, name):
-    return getattr(args, VARIANTS[name][0].lstrip("-").replace("-", "_"))
+    flag = (VARIANTS.get(name) or ADDED[name])[0]
+    return getattr(args, flag.lstrip("-").replace("-", "_"))
 
 
 def bench_set(rs, tools, args, backend, backend_ports, work):
     work.mkdir(parents=True, exist_ok=True)
     configs = (CONFIGS + ((BEFORE,) if args.baseline_wasm else ())
-               + tuple(v for v in VARIANTS if variant_enabled(args, v)))
+               + tuple(v for v in (*VARIANTS, *ADDED) if variant_enabled(args, v)))
     ports = dict(zip(configs, free_ports(len(configs))))
     gamma_boot, table_json, render_s, _ = render_gammaroute(rs, work, tools, ports["gammaroute"],
                                                            backend_ports)
@@ -512,6 +546,10 @@ def bench_set(rs, tools, args, backend, backend_ports, work):
             transform = VARIANTS[v][1]
             boots[v] = transform(render_gammaroute(rs, work / v, tools, ports[v],
                                                    backend_ports)[0])
+    for v in ADDED:
+        if variant_enabled(args, v):
+            boots[v] = render_gammaroute(rs, work / v, tools, ports[v], backend_ports,
+                                         backoffs=True)[0]
     envoys = {}
     result = {"shape": rs.shape, "n": rs.n, "rules": len(rs.rules()), "regexes": rs.regexes(),
               "hostnames": len(routes.virtual_hosts(rs)), "render_s": render_s,
@@ -572,6 +610,12 @@ def bench_set(rs, tools, args, backend, backend_ports, work):
     for v in VARIANTS:
         if variant_enabled(args, v):
             diffs[f"minus_{v}_us"] = [x["gammaroute"]["cpu_us"] - x[v]["cpu_us"] for x in kept]
+    for v in ADDED:
+        if variant_enabled(args, v):
+            diffs[f"{v}_minus_us"] = [x[v]["cpu_us"] - x["gammaroute"]["cpu_us"] for x in kept]
+            diffs[f"{v}_cpu_ratio"] = [x[v]["cpu_us"] / x["gammaroute"]["cpu_us"] for x in kept]
+            result.setdefault("envoy_routes", {})[v] = len(envoy_routes(boots[v]))
+            result["envoy_routes"]["gammaroute"] = len(envoy_routes(boots["gammaroute"]))
     result["summary"] = summary
     result["diffs"] = {k: median_range(v) for k, v in diffs.items()}
     result["foreign_max"] = max(s["foreign"] for x in rounds for s in x.values())
@@ -660,6 +704,15 @@ def report(results, meta):
                       "| shape | N | µs |", "|---|---:|---:|"]
             lines += [f"| {r['shape']} | {r['n']:,} | {fmt(r['diffs'][key], 1)} |"
                       for r in with_v]
+    for v, (_, what) in ADDED.items():
+        with_v = [r for r in results if f"{v}_minus_us" in r.get("diffs", {})]
+        if with_v:
+            lines += ["", f"Cost of {what} ({v} − gammaroute, same run, Envoy CPU per request):",
+                      "", "| shape | N | Envoy routes (gammaroute → variant) | µs | ratio |",
+                      "|---|---:|---|---:|---:|"]
+            lines += [f"| {r['shape']} | {r['n']:,} | {r['envoy_routes']['gammaroute']} → "
+                      f"{r['envoy_routes'][v]} | {fmt(r['diffs'][f'{v}_minus_us'], 1)} | "
+                      f"{fmt(r['diffs'][f'{v}_cpu_ratio'], 3, '×')} |" for r in with_v]
     mem = [r for r in results if "worker_memory" in r]
     if mem:
         lines += ["", "Memory per extra Envoy worker (RSS at --concurrency 2 minus 1, idle):", "",
@@ -721,6 +774,9 @@ def main():
     for v, (flag, _, what) in VARIANTS.items():
         ap.add_argument(flag, action="store_true",
                         help=f"also run gammaroute without {what} (config `{v}`)")
+    for v, (flag, what) in ADDED.items():
+        ap.add_argument(flag, action="store_true",
+                        help=f"also run gammaroute with {what} (config `{v}`)")
     ap.add_argument("--wasm", help="this gammaroute .wasm instead of the release build "
                     "(before/after comparisons)")
     args = ap.parse_args()

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The gammaroute demo, on one machine: echo backends, `config-pusher serve` on a copy of
 examples/, and Envoy with the gammaroute filter (a gateway, then two mesh sidecars), walked through
-canary splitting, header routing, redirects, retries, a 404, a broken route, GAMMA, and a live
-change to a YAML file. Then everything stays up for your own curls until Ctrl-C.
+canary splitting, header routing, redirects, retries, a 404, a broken route, HTTPS (a self-signed
+certificate generated at start-up by demo/tls-secret.sh), GAMMA, and a live change to a YAML file.
+Then everything stays up for your own curls until Ctrl-C.
 
 Run it with `make demo` (which builds the filter, config-pusher and the echo backend and installs
 Envoy first). `--check` runs the same walk-through non-interactively, asserts what it shows, and
@@ -20,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -170,6 +172,29 @@ def split(addr, host, n, path="/"):
     return counts
 
 
+def https_get(addr, sni, ca, path="/", alpn=("http/1.1",)):
+    """A request over TLS to `addr` with SNI and Host `sni`, trusting only `ca`: the answer and
+    the protocol ALPN selected."""
+    context = ssl.create_default_context(cafile=ca)
+    context.set_alpn_protocols(list(alpn))
+    raw = socket.create_connection(addr, timeout=10)
+    tls = context.wrap_socket(raw, server_hostname=sni)
+    protocol = tls.selected_alpn_protocol()
+    if protocol != "http/1.1":
+        # http.client speaks HTTP/1.1 only: the handshake alone shows what ALPN chose.
+        tls.close()
+        return None, protocol
+    conn = http.client.HTTPConnection(sni, addr[1], timeout=10)
+    conn.sock = tls
+    try:
+        conn.request("GET", path, headers={"Host": sni})
+        r = conn.getresponse()
+        body = r.read()
+        return Answer(r.status, {k.lower(): v for k, v in r.getheaders()}, body), protocol
+    finally:
+        conn.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # The demo
 
@@ -218,9 +243,12 @@ def main():
                         help="assert the walk-through and exit (no waiting for Ctrl-C)")
     parser.add_argument("--port", type=int, default=None,
                         help="the gateway port (default 8080; --check picks a free one)")
+    parser.add_argument("--https-port", type=int, default=None,
+                        help="the gateway's HTTPS port (default 8443; --check picks a free one)")
     args = parser.parse_args()
     CHECK = args.check
     gateway_port = args.port or (free_port() if CHECK else 8080)
+    https_port = args.https_port or (free_port() if CHECK else 8443)
 
     for path, how in [(WASM, "make wasm"), (PUSHER, "cargo build -p config-pusher"),
                       (ECHO, "cargo build -p gammaroute-echo")]:
@@ -238,9 +266,17 @@ def main():
     routes = os.path.join(work, "routes")
     shutil.copytree(os.path.join(ROOT, "examples"), routes,
                     ignore=shutil.ignore_patterns("*.md"))
+    # The HTTPS listener's Secret (examples/00-gateway.yaml): never in git, made here.
+    tls_dir = os.path.join(routes, "tls")
+    made = subprocess.run(["sh", os.path.join(ROOT, "demo/tls-secret.sh"), tls_dir],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        sys.exit(f"demo: demo/tls-secret.sh failed (it needs openssl):\n{made.stderr}")
+    ca = os.path.join(tls_dir, "tls.crt")
 
     title("Starting")
     say(f"  routes:  {routes}  (a copy of examples/: edit it, traffic follows)")
+    say(f"  TLS:     {ca}  (self-signed for secure.example; Secret demo/demo-tls in tls/secret.yaml)")
     say(f"  logs:    {logs}")
     backends = {}
     for cluster in BACKENDS:
@@ -274,15 +310,16 @@ def main():
 
     out = os.path.join(work, "rendered")
     render = [PUSHER, "render", "--from", routes, "--out", out, "--wasm", WASM,
-              "--listen", f"127.0.0.1:{gateway_port}",
+              # Gateway port → where this Envoy binds it (the filter still sees 8080 and 8443).
+              "--listen", f"8080=127.0.0.1:{gateway_port},8443=127.0.0.1:{https_port}",
               "--pusher", f"{pusher_addr[0]}:{pusher_addr[1]}", "--xds-dir", xds, *backend_flags]
     r = subprocess.run(render, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"demo: config-pusher render failed:\n{r.stderr}")
     start_envoy("gateway", os.path.join(out, "envoy/gateway/demo/gateway.yaml"), logs)
     gw = ("127.0.0.1", gateway_port)
-    say(f"  Envoy + gammaroute.wasm: Gateway demo/gateway on 127.0.0.1:{gateway_port}; its "
-        "filter long-polls config-pusher for table updates")
+    say(f"  Envoy + gammaroute.wasm: Gateway demo/gateway on 127.0.0.1:{gateway_port} (HTTP) and "
+        f"127.0.0.1:{https_port} (HTTPS); its filter long-polls config-pusher for table updates")
 
     def gateway_programmed():
         status = get(pusher_addr, "cp", "/v1/status?format=json").json()
@@ -350,6 +387,29 @@ def main():
         f"host {doc.get('host')}")
     expect(doc.get("path") == "/v2/docs/install" and doc.get("host") == "docs.internal",
            "rewritten to docs.internal/v2/docs/install")
+
+    title("HTTPS: TLS terminated by Envoy, HTTP redirected (examples/60-https.yaml)")
+    show_cmd(f"curl --cacert {ca} --resolve secure.example:{https_port}:127.0.0.1 "
+             f"https://secure.example:{https_port}/")
+    a, _ = https_get(("127.0.0.1", https_port), "secure.example", ca)
+    say(f"  → {a.backend()} over TLS, x-route: {a.header('x-route')}")
+    expect(a.status == 200 and a.backend() == "web-v2" and a.header("x-route") == "secure",
+           "https://secure.example → web-v2 through the filter")
+    _, protocol = https_get(("127.0.0.1", https_port), "secure.example", ca, alpn=("h2", "http/1.1"))
+    say(f"  a client offering h2 and http/1.1 gets ALPN {protocol}")
+    expect(protocol == "h2", "ALPN h2")
+    try:
+        https_get(("127.0.0.1", https_port), "shop.example", ca)
+        other = "a handshake"
+    except (ssl.SSLError, OSError) as e:
+        other = f"no handshake ({type(e).__name__})"
+    say(f"  SNI shop.example (no HTTPS listener for it) → {other}")
+    expect(other.startswith("no handshake"), "no certificate for a name no HTTPS listener has")
+    a = get(gw, "secure.example", "/cart")
+    show_cmd(f"curl -si -H 'host: secure.example' 127.0.0.1:{gateway_port}/cart")
+    say(f"  → {a.status} location: {a.header('location')}")
+    expect(a.status == 301 and a.header("location") == "https://secure.example:8443/cart",
+           "301 to https://secure.example:8443/cart")
 
     title("Retries and timeouts (examples/40-retries-timeouts.yaml)")
     a = get(gw, "flaky.example", "/", {"x-echo-id": "demo-r1", "x-echo-fail-first": "2"})
@@ -448,6 +508,7 @@ def main():
     say(f"""  Everything keeps running. Try:
     curl -s -H 'host: shop.example' 127.0.0.1:{gateway_port}/ | python3 -m json.tool
     curl -si -H 'host: api.example' -H 'x-beta: true' 127.0.0.1:{gateway_port}/items
+    curl --cacert {ca} --resolve secure.example:{https_port}:127.0.0.1 https://secure.example:{https_port}/
     curl -s 127.0.0.1:{pusher_addr[1]}/v1/status          # route status, as config-pusher sees it
     curl -s 127.0.0.1:{pusher_addr[1]}/v1/tables/gateway/demo/gateway | head -c 600
   Open the route map in a browser: {ui}

@@ -20,6 +20,7 @@ MIN_NODE = 20
 ENVOY_SERIES = (1, 40)
 # Fixed addresses of the demo (demo/run.py): the gateway and the GAMMA sidecars' Service address.
 DEMO_ADDRESSES = [("127.0.0.1", 8080, "the demo gateway (`make demo ARGS='--port N'` moves it)"),
+                  ("127.0.0.1", 8443, "the demo gateway's HTTPS listener (`make demo ARGS='--https-port N'`)"),
                   ("127.0.10.1", 9080, "the demo's mesh sidecars (the reviews Service ClusterIP)")]
 
 FIXES = []
@@ -123,6 +124,13 @@ def check_chromium():
         line("warn", "chromium", "missing: make test installs it with apt (apt-get install chromium)")
 
 
+def check_openssl():
+    if shutil.which("openssl"):
+        line("ok", "openssl", "found (the demo makes its HTTPS certificate with it)")
+    else:
+        line("warn", "openssl", "missing: make demo installs it with apt (apt-get install openssl)")
+
+
 def check_ports():
     for host, port, what in DEMO_ADDRESSES:
         s = socket.socket()
@@ -151,6 +159,7 @@ def main():
     check_node()
     check_compose()
     check_chromium()
+    check_openssl()
     check_ports()
     check_disk()
     if FIXES:

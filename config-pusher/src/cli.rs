@@ -59,7 +59,7 @@ pub enum Command {
     ///                                          mesh/<ns> per namespace (GAMMA client side)
     ///   status.yaml                            status of every GatewayClass, Gateway, HTTPRoute
     ///   envoy/<role>.yaml                      a ready-to-run Envoy bootstrap (envoy -c FILE):
-    ///                                          gateways listen on their HTTP listener ports at
+    ///                                          gateways listen on their listener ports at
     ///                                          spec.addresses (else 0.0.0.0); mesh sidecars on
     ///                                          every routed Service ClusterIP:port
     ///   index.json                             every file written, its role and listen addresses
@@ -79,9 +79,11 @@ pub enum Command {
             default_value = "target/wasm32-wasip1/release/gammaroute_filter.wasm"
         )]
         wasm: PathBuf,
-        /// Gateway bootstraps listen on IP instead of spec.addresses; with :PORT, on that one
-        /// port (the filter is told the Gateway port it stands for: needs one HTTP listener port).
-        #[arg(long, value_name = "IP[:PORT]")]
+        /// Gateway bootstraps listen on IP instead of spec.addresses; IP:PORT binds a Gateway's
+        /// one listener port at PORT; GWPORT=IP:PORT,... binds each Gateway port at its own
+        /// address (e.g. 8080=127.0.0.1:18080,8443=127.0.0.1:18443). The filter is told which
+        /// Gateway port each bound port stands for.
+        #[arg(long, value_name = "IP[:PORT]|GWPORT=IP:PORT,...")]
         listen: Option<envoy::Listen>,
         #[command(flatten)]
         clusters: Clusters,

@@ -269,7 +269,9 @@ pub fn target(
 }
 
 /// The Gateway port a request arrives on: the named listener's; else the URL's port if a
-/// listener has it; else the only port; else the scheme's default if a listener has it.
+/// listener has it; else the only port; else the scheme's default if a listener has it; else the
+/// only port of the scheme's listeners (`http://` → `protocol: HTTP`, `https://` → `HTTPS`: a
+/// Gateway with an HTTP listener on 8080 and an HTTPS one on 8443 needs no port in the URL).
 fn gateway_port(
     store: &Store,
     key: &ObjectKey,
@@ -319,6 +321,25 @@ fn gateway_port(
     let default = if req.scheme == "https" { 443 } else { 80 };
     if ports.contains(&default) {
         return Ok(default);
+    }
+    let protocol = if req.scheme == "https" {
+        "HTTPS"
+    } else {
+        "HTTP"
+    };
+    let spec = store.gateways.get(key).map(|g| &g.object.spec.listeners);
+    let of_scheme: BTreeSet<u16> = table
+        .listeners
+        .iter()
+        .filter(|l| {
+            spec.into_iter()
+                .flatten()
+                .any(|d| d.name == l.name && d.protocol == protocol)
+        })
+        .map(|l| l.port)
+        .collect();
+    if let (1, Some(p)) = (of_scheme.len(), of_scheme.first()) {
+        return Ok(*p);
     }
     if ports.is_empty() {
         return Err(ExplainError::NoProgrammedListener(key.clone()));

@@ -136,21 +136,21 @@ fn explain_through_the_binary() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no Gateway infra/nope"));
 }
 
-/// `examples/` is what README.md shows: everything accepted but the deliberately broken route,
-/// so `check` exits 1 and names its problems.
+/// `examples/` is what README.md shows: everything accepted but the deliberately broken route
+/// and, until its Secret exists, the HTTPS listener; so `check` exits 1 and names their problems.
 #[test]
-fn check_on_the_examples_shows_only_the_broken_route() {
+fn check_on_the_examples_shows_only_the_broken_route_and_the_missing_certificate() {
     let run = cli(&["check", "--from", "../examples/"]);
     let text = String::from_utf8_lossy(&run.stdout);
     assert_eq!(run.status.code(), Some(1), "{text}");
-    let problems: Vec<&str> = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with("HTTPRoute ") || l.contains("Gateway "))
-        .filter(|l| l.contains("=False") || l.contains("=True"))
-        .collect();
-    assert_eq!(problems.len(), 2, "{text}");
-    assert!(
-        problems.iter().all(|l| l.contains("HTTPRoute demo/broken")),
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 4, "{text}");
+    assert_eq!(
+        problems
+            .iter()
+            .filter(|l| l.contains("HTTPRoute demo/broken"))
+            .count(),
+        2,
         "{text}"
     );
     assert!(
@@ -158,6 +158,74 @@ fn check_on_the_examples_shows_only_the_broken_route() {
         "{text}"
     );
     assert!(text.contains("Dropped Rule(s) [1]"), "{text}");
+    assert!(
+        text.contains("listener https: ResolvedRefs=False InvalidCertificateRef: tls.certificateRefs[0]: Secret demo/demo-tls not found"),
+        "{text}"
+    );
+    assert!(
+        text.contains("listener https: Programmed=False Invalid"),
+        "{text}"
+    );
+}
+
+/// The Secret `demo/tls-secret.sh` writes (what `make demo` and the compose demo generate at
+/// start-up) resolves the examples' HTTPS listener: only the broken route is left.
+#[test]
+fn the_generated_demo_secret_resolves_the_https_listener() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("config-pusher-demo-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("examples")).unwrap();
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.join("examples").join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let made = std::process::Command::new("sh")
+        .arg(root.join("demo/tls-secret.sh"))
+        .arg(dir.join("tls"))
+        .output()
+        .expect("sh");
+    assert!(
+        made.status.success(),
+        "demo/tls-secret.sh (needs the openssl CLI): {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("tls/secret.yaml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the Secret holds the private key");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("tls"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "no key file left behind: {leftovers:?}");
+
+    let run = cli(&["check", "--from", dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&run.stdout);
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 2, "{text}");
+    assert!(
+        problems.iter().all(|l| l.contains("HTTPRoute demo/broken")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("demo/gateway   https") && l.ends_with("True")),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The problem lines of `check`'s text output.
+fn problems(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.trim_start().starts_with("HTTPRoute ") || l.contains("Gateway "))
+        .filter(|l| l.contains("=False") || l.contains("=True"))
+        .collect()
 }
 
 #[test]

@@ -78,6 +78,9 @@ fn golden_explanations() {
         ("examples-rewrite", "examples", "gateway/demo/gateway", None, "GET http://www.example/docs/install", &[]),
         ("examples-consumer", "examples", "service/demo/reviews:9080", Some("frontend"), "GET http://reviews.demo:9080/", &[]),
         ("examples-broken", "examples", "gateway/demo/gateway", None, "GET http://broken.example/", &[]),
+        // No port in the URL: the scheme picks the listener (http → 8080, https → 8443).
+        ("examples-https", "examples", "gateway/demo/gateway", None, "GET https://secure.example/", &[]),
+        ("examples-https-redirect", "examples", "gateway/demo/gateway", None, "GET http://secure.example/cart", &[]),
     ];
     let bless = std::env::var_os("GAMMAROUTE_BLESS").is_some_and(|v| v != "0");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/explain");

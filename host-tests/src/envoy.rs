@@ -17,7 +17,8 @@ pub struct Envoy {
     dir: PathBuf,
 }
 
-fn binary() -> String {
+/// The Envoy binary the tests run (`ENVOY_BIN`, else `.venv/bin/envoy`); panics when it does not run.
+pub fn binary() -> String {
     let bin = std::env::var("ENVOY_BIN").unwrap_or_else(|_| {
         crate::workspace_root()
             .join(".venv/bin/envoy")

@@ -2,8 +2,9 @@
 //! a Service port with `appProtocol: kubernetes.io/h2c` is reached over cleartext HTTP/2
 //! (upstream `HTTPRouteBackendProtocolH2C`), one with `kubernetes.io/ws` takes a WebSocket
 //! upgrade through the gateway (`HTTPRouteBackendProtocolWebSocket`), and a client speaking h2c
-//! with prior knowledge is served on the HTTP listener. Envoy, the release .wasm and `curl` are
-//! required: the test fails when one is missing. Loopback only.
+//! with prior knowledge is served on the HTTP listener. The same WebSocket upgrade goes through a
+//! mesh sidecar (GAMMA: a routed Service, and one no route applies to). Envoy, the release .wasm
+//! and `curl` are required: the test fails when one is missing. Loopback only.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -133,12 +134,21 @@ fn h2c_and_websocket_backends_and_h2c_clients() {
     );
 
     // WebSocket: the upgrade reaches the ws backend, then the tunnel carries bytes both ways.
+    websocket(addr, "a.example", "/ws/chat", "ws");
+
+    drop(envoy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A WebSocket upgrade to `addr` for `host` and `path`: the 101 comes from the echo backend of
+/// Service `service` (RFC 6455 accept key), then bytes cross the tunnel both ways.
+fn websocket(addr: SocketAddr, host: &str, path: &str, service: &str) {
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         conn,
-        "GET /ws/chat HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     .unwrap();
     let mut head = Vec::new();
@@ -153,8 +163,11 @@ fn h2c_and_websocket_backends_and_h2c_clients() {
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("x-echo-service: ws"), "{head}");
+    assert!(head.starts_with("http/1.1 101"), "{addr} {path}: {head}");
+    assert!(
+        head.contains(&format!("x-echo-service: {service}")),
+        "{head}"
+    );
     assert!(
         head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
         "{head}"
@@ -163,6 +176,83 @@ fn h2c_and_websocket_backends_and_h2c_clients() {
     let mut back = [0u8; 24];
     conn.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"hello through the tunnel");
+}
+
+/// GAMMA: a client's sidecar takes WebSocket upgrades to a Service whose route splits it by path
+/// (`appProtocol: kubernetes.io/ws` backends), and to a ws Service no route applies to (passed
+/// through to its own endpoints), as upstream `HTTPRouteBackendProtocolWebSocket` does at a
+/// Gateway.
+#[test]
+fn websocket_upgrades_through_a_mesh_sidecar() {
+    let pid = std::process::id();
+    let (a, b) = (60 + pid % 100 / 50, pid % 50 + 1);
+    let cluster_ip = |host: u8| format!("127.{}.{b}.{host}", a + 40);
+    let backend_ip: IpAddr = format!("127.{a}.{b}.11").parse().unwrap();
+    let echo = |port: u16, svc: &str| {
+        Echo::start(
+            env!("CARGO_BIN_EXE_echo"),
+            SocketAddr::new(backend_ip, port),
+            "app",
+            svc,
+        )
+    };
+    let (chat, chat_v2, feed) = (
+        echo(9011, "chat"),
+        echo(9012, "chat-v2"),
+        echo(9013, "feed"),
+    );
+    let service = |name: &str, ip: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: app}}\nspec: {{clusterIP: {ip}, ports: [{{port: 80, appProtocol: kubernetes.io/ws}}]}}\n---\n")
+    };
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: app}}
+---
+{}{}{}apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: chat, namespace: app}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: chat, port: 80}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /v2}}}}]
+    backendRefs: [{{name: chat-v2, port: 80}}]
+  - backendRefs: [{{name: chat, port: 80}}]
+"#,
+        service("chat", &cluster_ip(1)),
+        service("chat-v2", &cluster_ip(2)),
+        service("feed", &cluster_ip(3)),
+    );
+    let dir = std::env::temp_dir().join(format!("gammaroute-mesh-ws-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+    let (store, report) = files::load(&dir);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let output = translate::translate(&store, &Settings::default());
+    let options = bootstrap::BootstrapOptions {
+        wasm: wasm_path().display().to_string(),
+        backends: [
+            ("app/chat:80".to_string(), vec![chat.addr]),
+            ("app/chat-v2:80".to_string(), vec![chat_v2.addr]),
+            ("app/feed:80".to_string(), vec![feed.addr]),
+        ]
+        .into(),
+        ..bootstrap::BootstrapOptions::default()
+    };
+    let rendered = render::render(&store, &output, &options).unwrap();
+    let sidecar = rendered
+        .bootstraps()
+        .find(|f| f.role.as_deref() == Some("mesh/app"))
+        .expect("a sidecar bootstrap for namespace app");
+    let envoy = Envoy::start(std::str::from_utf8(&sidecar.content).unwrap());
+    let frontend = |host: u8| SocketAddr::new(cluster_ip(host).parse().unwrap(), 80);
+
+    // The route applies: by path, each upgrade to its backend.
+    websocket(frontend(1), "chat.app", "/v2/room", "chat-v2");
+    websocket(frontend(1), "chat.app", "/room", "chat");
+    // No route for feed: passed through to its own endpoints, upgrade included.
+    websocket(frontend(3), "feed.app", "/", "feed");
 
     drop(envoy);
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,8 +3,9 @@
 //! configuration is refused with gammaroute's log line; the original-destination sidecar keeps
 //! the HTTP chain of bootstrap.yaml and routes by the connection's destination.
 //!
-//! The pod sidecar cannot be exercised with iptables here: validation plus a start without
-//! redirection (the original destination is then the listener's own address) is what can be run.
+//! The pod sidecar runs both without redirection (the original destination is then the
+//! listener's own address) and behind a real iptables `REDIRECT`, in a network namespace of its
+//! own (`unshare --net`: needs root, as `make test` in CI has; the test fails loudly otherwise).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -183,4 +184,93 @@ fn pod_sidecar_keeps_the_http_chain_and_routes_by_original_destination() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["service"], "api-v1");
     assert_eq!(r.json()["headers"]["X-Route"], json!(["shop/api"]));
+}
+
+/// The pod sidecar (`sidecar-original-dst.yaml`) before its first table — config-pusher
+/// unreachable — behind iptables `REDIRECT`, as Istio's init container sets it up: a client's
+/// call to a Service address goes through Envoy (counted as passed untouched) to where the client
+/// sent it, through the `ORIGINAL_DST` cluster, unchanged (GEP-1294: no route, plain Service
+/// routing). Everything runs in a fresh network namespace: the "ClusterIP" 10.96.0.10:80 is
+/// served there by an echo backend, Envoy runs as uid 65534 whose own connections are not
+/// redirected.
+#[test]
+fn pod_sidecar_without_a_table_passes_redirected_traffic_to_the_original_destination() {
+    let dir = gammaroute_host_tests::live::Scratch::new("pod-netns");
+    let config = json!({
+        "source": {"cluster": "gammaroute-config-pusher", "role": "mesh/app", "authority": "cp"},
+        "passthroughCluster": "gammaroute-passthrough",
+    });
+    let values = BTreeMap::from([
+        ("ADMIN_ADDRESS", "127.0.0.1".to_string()),
+        ("ADMIN_PORT", "19901".to_string()),
+        ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
+        ("LISTEN_PORT", "15001".to_string()),
+        (
+            "WASM_PATH",
+            gammaroute_host_tests::wasm_path().display().to_string(),
+        ),
+        ("PLUGIN_CONFIG", render::yaml_string(&config.to_string())),
+        // config-pusher is down: nothing listens there.
+        (
+            "CLUSTERS",
+            render::static_clusters(&[(
+                "gammaroute-config-pusher",
+                vec!["127.0.0.1:1".parse().unwrap()],
+            )]),
+        ),
+    ]);
+    let bootstrap = render::fill(&template(ORIGINAL_DST), &values).unwrap();
+    let file = dir.0.join("envoy.yaml");
+    std::fs::write(&file, bootstrap).unwrap();
+    let script = r#"set -eu
+ip link set lo up
+ip addr add 10.96.0.10/32 dev lo
+iptables -t nat -A OUTPUT -p tcp -d 10.96.0.10 --dport 80 -m owner ! --uid-owner 65534 -j REDIRECT --to-ports 15001
+# --any-address: 10.96.0.10 exists in this namespace only.
+"$ECHO" --any-address --listen 10.96.0.10:80 --namespace app --service web >"$DIR/echo.log" 2>&1 &
+echo_pid=$!
+setpriv --reuid=65534 --regid=65534 --clear-groups "$ENVOY" -c "$DIR/envoy.yaml" --use-dynamic-base-id --concurrency 1 -l warning >"$DIR/envoy.log" 2>&1 &
+envoy_pid=$!
+i=0
+# The backend is asked as uid 65534, whose connections are not redirected.
+until curl -sf http://127.0.0.1:19901/ready >/dev/null \
+    && setpriv --reuid=65534 --regid=65534 --clear-groups curl -sf -o /dev/null 10.96.0.10:80/__echo/seen; do
+  i=$((i + 1)); [ $i -lt 300 ] || { echo "not ready"; cat "$DIR/envoy.log"; exit 1; }; sleep 0.1
+done
+echo "ANSWER $(curl -sS -H 'host: web.app.svc.cluster.local' http://10.96.0.10/hello)"
+echo "STATS $(curl -sS 'http://127.0.0.1:19901/stats?filter=no_table_passthrough')"
+kill $echo_pid $envoy_pid
+"#;
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "sh", "-c", script])
+        .env("ECHO", ECHO)
+        .env("ENVOY", envoy::binary())
+        .env("DIR", &dir.0)
+        .output()
+        .expect("unshare (util-linux) is required");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the network namespace with iptables REDIRECT needs root, ip, iptables, setpriv and \
+         curl:\n{stdout}\n{stderr}"
+    );
+    let answer = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ANSWER "))
+        .unwrap_or_default();
+    let body: Value = serde_json::from_str(answer).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(body["service"], json!("web"), "{stdout}");
+    assert_eq!(body["path"], json!("/hello"));
+    assert_eq!(body["host"], json!("web.app.svc.cluster.local"));
+    // It went through the sidecar, which had no table: counted as passed untouched.
+    let stats = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("STATS "))
+        .unwrap_or_default();
+    let count: u64 = stats
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or(0);
+    assert!(count >= 1, "{stdout}");
 }

@@ -400,7 +400,8 @@ fn retry_backoff_is_applied_by_envoy() {
 /// parameters (MeshHTTPRouteQueryParamMatching), request header edits
 /// (MeshHTTPRouteRequestHeaderModifier), redirects of host and status 303/307/308, path, port and
 /// scheme (MeshHTTPRoute30xRedirect*, MeshHTTPRouteRedirect*), path rewrite
-/// (MeshHTTPRouteRewritePath) and weights (MeshHTTPRouteWeight, MeshTrafficSplit).
+/// (MeshHTTPRouteRewritePath), weights (MeshHTTPRouteWeight, MeshTrafficSplit) and named rules
+/// (MeshHTTPRouteNamedRule).
 #[test]
 fn mesh_httproute_features_apply_through_a_sidecar() {
     let v1 = "shop/echo-v1:8080";
@@ -432,7 +433,13 @@ fn mesh_httproute_features_apply_through_a_sidecar() {
          "backends": to(v2)},
         {"index": 11, "matches": [{"rank": 11, "path": {"prefix": "/weight"}}],
          "backends": [{"weight": 70, "cluster": v1}, {"weight": 30, "cluster": v2}]},
-        {"index": 12, "matches": [{"rank": 12, "path": {"prefix": "/"}}], "backends": to(v1)}
+        // MeshHTTPRouteNamedRule: a named rule routes like any other (the name is for status
+        // and metrics); the unnamed one next to it too.
+        {"index": 12, "name": "named", "matches": [{"rank": 12, "path": {"exact": "/named"}}],
+         "backends": to(v1)},
+        {"index": 13, "matches": [{"rank": 13, "path": {"exact": "/unnamed"}}],
+         "filters": [{"urlRewrite": {"path": {"replaceFullPath": "/named"}}}], "backends": to(v2)},
+        {"index": 14, "matches": [{"rank": 14, "path": {"prefix": "/"}}], "backends": to(v1)}
     ]);
     let config = json!({"table": {
         "role": "mesh/shop",
@@ -509,6 +516,16 @@ fn mesh_httproute_features_apply_through_a_sidecar() {
     assert_eq!(served_by(&get("/q?animal=whale", &[])), "echo-v2");
     assert_eq!(served_by(&get("/q?animal=dolphin", &[])), "echo-v1");
     assert_eq!(served_by(&get("/anything", &[])), "echo-v1");
+    let r = get("/named", &[]);
+    assert_eq!(
+        (served_by(&r).as_str(), &r.json()["path"]),
+        ("echo-v1", &json!("/named"))
+    );
+    let r = get("/unnamed", &[]);
+    assert_eq!(
+        (served_by(&r).as_str(), &r.json()["path"]),
+        ("echo-v2", &json!("/named"))
+    );
 
     let mut v2_count = 0;
     for _ in 0..200 {

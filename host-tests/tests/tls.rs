@@ -131,13 +131,19 @@ spec:
 /// `curl` over TLS to `host` (SNI and Host) pinned to `ip`, trusting only `ca`: `Ok(http_version)`
 /// for a 200, `Err(why)` otherwise.
 fn https_get(ip: IpAddr, host: &str, ca: &Path) -> Result<String, String> {
+    https_get_at(SocketAddr::new(ip, HTTPS_PORT), host, ca)
+}
+
+/// [`https_get`] at another address.
+fn https_get_at(addr: SocketAddr, host: &str, ca: &Path) -> Result<String, String> {
+    let (ip, port) = (addr.ip(), addr.port());
     let out = Command::new("curl")
         .args(["-sS", "--http2", "--max-time", "5", "-o", "/dev/null"])
         .args(["-w", "%{http_code} %{http_version}"])
-        .args(["--resolve", &format!("{host}:{HTTPS_PORT}:{ip}")])
+        .args(["--resolve", &format!("{host}:{port}:{ip}")])
         .arg("--cacert")
         .arg(ca)
-        .arg(format!("https://{host}:{HTTPS_PORT}/"))
+        .arg(format!("https://{host}:{port}/"))
         .output()
         .expect("the curl CLI is required (apt-get install curl)");
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
@@ -344,5 +350,122 @@ fn https_listeners_terminate_tls_per_sni_and_pick_up_rotated_certificates() {
     assert_eq!(https_get(ip, "a.example.net", &wild.0), Ok("2".into()));
 
     drop(envoy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `render --listen 80=IP:P1,443=IP:P2`: a Gateway with an HTTP listener on 80 and an HTTPS one on
+/// 443 bound on other ports (as the demo does without root). Both serve, the TLS chain matches the
+/// bound port, and the filter still sees the Gateway's ports: routes attach per listener and the
+/// HTTP → HTTPS redirect names the Gateway's port (443, left out of the URL).
+#[test]
+fn a_port_map_binds_http_and_https_listeners_on_other_ports() {
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("gammaroute-tls-map-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (input, sds) = (dir.join("input"), dir.join("sds"));
+    for d in [&input, &sds] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let cert = certificate(&dir, "secure", &["secure.example.com"]);
+    let ip: IpAddr = format!("127.{}.{}.10", 60 + pid % 100 / 50, pid % 50 + 1)
+        .parse()
+        .unwrap();
+    let echo = Echo::start(
+        env!("CARGO_BIN_EXE_echo"),
+        SocketAddr::new(ip, 8080),
+        "app",
+        "shop",
+    );
+    let yaml = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gammaroute}}
+spec: {{controllerName: gammaroute.dev/config-pusher}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: infra}}
+spec:
+  gatewayClassName: gammaroute
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: secure.example.com
+    allowedRoutes: {{namespaces: {{from: All}}}}
+    tls: {{certificateRefs: [{{name: secure-cert}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: shop, namespace: app}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: secure, namespace: app}}
+spec:
+  parentRefs: [{{name: edge, namespace: infra, sectionName: https}}]
+  hostnames: [secure.example.com]
+  rules: [{{backendRefs: [{{name: shop, port: 80}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: plain, namespace: app}}
+spec:
+  parentRefs: [{{name: edge, namespace: infra, sectionName: http}}]
+  hostnames: [plain.example.com]
+  rules: [{{backendRefs: [{{name: shop, port: 80}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: to-https, namespace: app}}
+spec:
+  parentRefs: [{{name: edge, namespace: infra, sectionName: http}}]
+  hostnames: [secure.example.com]
+  rules: [{{filters: [{{type: RequestRedirect, requestRedirect: {{scheme: https, statusCode: 301}}}}]}}]
+{}"#,
+        tls_secret("secure-cert", &cert.0, &cert.1)
+    );
+    std::fs::write(input.join("all.yaml"), yaml).unwrap();
+    let (store, report) = files::load(&input);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let output = translate::translate(&store, &Settings::default());
+    let (http_at, https_at) = (
+        SocketAddr::new(ip, HTTP_PORT),
+        SocketAddr::new(ip, HTTPS_PORT),
+    );
+    let options = bootstrap::BootstrapOptions {
+        wasm: wasm_path().display().to_string(),
+        listen: Some(format!("80={http_at},443={https_at}").parse().unwrap()),
+        backends: [("app/shop:80".to_string(), vec![echo.addr])].into(),
+        sds_dir: Some(sds.display().to_string()),
+        ..bootstrap::BootstrapOptions::default()
+    };
+    let rendered = render::render(&store, &output, &options).unwrap();
+    for f in rendered.files.iter().filter(|f| f.kind == FileKind::Sds) {
+        std::fs::write(sds.join(f.path.trim_start_matches("sds/")), &f.content).unwrap();
+    }
+    let gw = rendered
+        .bootstraps()
+        .find(|f| f.role.as_deref() == Some("gateway/infra/edge"))
+        .expect("a bootstrap for the Gateway");
+    assert_eq!(gw.listen, [http_at, https_at]);
+    let _envoy = Envoy::start(std::str::from_utf8(&gw.content).unwrap());
+
+    assert_eq!(
+        https_get_at(https_at, "secure.example.com", &cert.0),
+        Ok("2".into())
+    );
+    let r = http::send(http_at, "GET", "/", &[("host", "plain.example.com")]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The HTTPS-only route is not on the HTTP listener, whose redirect sends to 443.
+    let r = http::send(http_at, "GET", "/cart", &[("host", "secure.example.com")]).unwrap();
+    assert_eq!(r.status, 301, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some("https://secure.example.com/cart")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

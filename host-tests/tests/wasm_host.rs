@@ -242,6 +242,24 @@ fn destination_address_property_routes_mesh_tables() {
 }
 
 #[test]
+fn listener_ports_map_the_bound_port_to_the_gateway_port() {
+    // `render --listen 80=127.0.0.1:18080`: Envoy binds 18080 for the Gateway's port 80.
+    let mut config = table();
+    let object = config.as_object_mut().unwrap();
+    object.remove("listenerPort");
+    object.insert("listenerPorts".into(), json!({"18080": 80}));
+    let mut vm = WasmHost::load(wasm_path()).unwrap();
+    assert!(vm.configure(&config.to_string()), "{:?}", vm.logs());
+    vm.set_property("destination.address", "127.0.0.1:18080");
+    let r = vm.request("GET", "http://shop.example/api", &[]);
+    assert_eq!(r.upstream_cluster(), Some("default/api:80"));
+    // A port not in the map is taken as is: no listener on 18081.
+    vm.set_property("destination.address", "127.0.0.1:18081");
+    let r = vm.request("GET", "http://shop.example/api", &[]);
+    assert_eq!(r.local_response().map(|l| l.status), Some(404));
+}
+
+#[test]
 fn unknown_foreign_function_is_not_found_and_routing_still_works() {
     let mut vm = shop();
     vm.set_foreign_functions(&[]);

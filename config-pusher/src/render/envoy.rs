@@ -2,11 +2,11 @@
 //! `{{SLOT}}`s (the end-to-end tests in `host-tests` use it too), and the standalone bootstraps
 //! `render` writes per Gateway and per mesh client namespace.
 //!
-//! **Listen addresses.** A Gateway's bootstrap binds every HTTP listener port of the table on the
-//! Gateway's `spec.addresses` (type `IPAddress`, or no type), else on `0.0.0.0`. `--listen IP`
-//! replaces the addresses; `--listen IP:PORT` binds that one port instead and tells the filter
-//! which Gateway port it serves (`listenerPort`), which needs the Gateway's listeners to
-//! share one port. HTTPS listeners are bound with TLS filter chains and SDS certificates
+//! **Listen addresses.** A Gateway's bootstrap binds every listener port of the table on the
+//! Gateway's `spec.addresses` (type `IPAddress`, or no type), else on `0.0.0.0`. `--listen`
+//! replaces them: `IP`, `IP:PORT` (one listener port) or a port map `GWPORT=IP:PORT,…`
+//! ([`super::listen`]), and the filter is told which Gateway port each bound port stands for
+//! (`listenerPort`, `listenerPorts`). HTTPS listeners are bound with TLS filter chains and SDS certificates
 //! ([`super::tls`]) when an SDS directory is given, else left out (never served in plaintext).
 //! A mesh bootstrap (per client namespace, with or without routes) binds every Service frontend
 //! (ClusterIP:port of every TCP port) of the cluster, the sidecar of `envoy-configs/` without
@@ -32,7 +32,8 @@ use crate::store::{ObjectKey, Store};
 use crate::translate::backend::SERVICE_NAME_LABEL;
 use crate::translate::mesh;
 
-use super::tls;
+pub use super::listen::Listen;
+use super::{listen, tls};
 
 /// `envoy-configs/bootstrap.yaml`, built in.
 pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootstrap.yaml");
@@ -295,7 +296,7 @@ pub fn static_clusters(clusters: &[(&str, Vec<SocketAddr>)]) -> String {
 pub struct BootstrapOptions {
     /// `WASM_PATH`: the filter module Envoy loads.
     pub wasm: String,
-    /// `--listen IP[:PORT]` for gateways (see the module docs).
+    /// `--listen` for gateways ([`super::listen`]).
     pub listen: Option<Listen>,
     /// `--backend NS/SVC:PORT=ADDR:PORT` overrides, by cluster name.
     pub backends: BTreeMap<String, Vec<SocketAddr>>,
@@ -321,15 +322,14 @@ pub struct Pusher {
     pub token: Option<String>,
 }
 
-/// A command-line value of `render` that does not parse (`--pusher`, `--listen`, `--backend`).
+/// A command-line value of `render` that does not parse (`--pusher`, `--backend`; `--listen`:
+/// [`super::listen::ListenError`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlagError {
     #[error("`{0}`: the port must be 1-65535")]
     Port(String),
     #[error("`{0}` is not HOST:PORT")]
     NotHostPort(String),
-    #[error("`{0}` is not IP or IP:PORT")]
-    NotIp(String),
     #[error("`{0}`: expected NS/SVC:PORT=ADDR:PORT")]
     BackendSyntax(String),
     #[error("`{0}`: expected NS/SVC:PORT")]
@@ -406,30 +406,6 @@ impl Default for BootstrapOptions {
     }
 }
 
-/// `--listen`: an address, optionally with the one port to bind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listen {
-    pub ip: IpAddr,
-    pub port: Option<u16>,
-}
-
-impl std::str::FromStr for Listen {
-    type Err = FlagError;
-
-    fn from_str(s: &str) -> Result<Listen, FlagError> {
-        if let Ok(a) = s.parse::<SocketAddr>() {
-            return Ok(Listen {
-                ip: a.ip(),
-                port: Some(a.port()),
-            });
-        }
-        let ip = s.trim_start_matches('[').trim_end_matches(']');
-        ip.parse::<IpAddr>()
-            .map(|ip| Listen { ip, port: None })
-            .map_err(|_| FlagError::NotIp(s.to_string()))
-    }
-}
-
 /// Parses one `--backend NS/SVC:PORT=ADDR:PORT[,ADDR:PORT...]`.
 pub fn parse_backend(s: &str) -> Result<(String, Vec<SocketAddr>), FlagError> {
     let (name, addrs) = s
@@ -491,6 +467,7 @@ pub fn bootstrap(
 ) -> Result<Rendered, String> {
     let mut notes = Vec::new();
     let mut plan = tls::TlsPlan::default();
+    let mut listener_ports = BTreeMap::new();
     let (listen, listener_port) = if let Some(rest) = table.role.strip_prefix("gateway/") {
         let key = rest
             .split_once('/')
@@ -498,10 +475,22 @@ pub fn bootstrap(
             .ok_or_else(|| format!("{}: not a gateway role", table.role))?;
         plan = tls::plan(store, &key, table, options.sds_dir.as_deref());
         notes.extend(plan.notes.iter().cloned());
-        match gateway_listen(store, &key, table, options, &plan.ports, &mut notes)? {
-            Some(l) => l,
-            None => return Ok(Rendered::Skipped(notes.join("; "))),
+        if plan.ports.is_empty() {
+            notes.push("no listener to bind".into());
+            return Ok(Rendered::Skipped(notes.join("; ")));
         }
+        let binding = listen::bind(
+            options.listen.as_ref(),
+            &declared_addresses(store, &key),
+            &plan.ports,
+        )
+        .map_err(|e| format!("{}: {e}", table.role))?;
+        // TLS chains match the port a connection arrives on: the bound one.
+        for chain in &mut plan.chains {
+            chain.port = chain.port.map(|p| binding.bound_port(p));
+        }
+        listener_ports = binding.listener_ports;
+        (binding.addrs, binding.listener_port)
     } else {
         let addrs: Vec<SocketAddr> = frontends(store).into_keys().collect();
         if addrs.is_empty() {
@@ -540,6 +529,13 @@ pub fn bootstrap(
     }
     if let Some(p) = listener_port {
         config.insert("listenerPort".into(), p.into());
+    }
+    if !listener_ports.is_empty() {
+        let map: serde_json::Map<String, serde_json::Value> = listener_ports
+            .iter()
+            .map(|(bound, port)| (bound.to_string(), (*port).into()))
+            .collect();
+        config.insert("listenerPorts".into(), map.into());
     }
     if table.role.starts_with("mesh/") {
         let map: serde_json::Map<String, serde_json::Value> = frontends(store)
@@ -595,61 +591,17 @@ pub fn bootstrap(
     })))
 }
 
-type ListenPlan = (Vec<SocketAddr>, Option<u16>);
-
-fn gateway_listen(
-    store: &Store,
-    key: &ObjectKey,
-    table: &RouteTable,
-    options: &BootstrapOptions,
-    ports: &BTreeSet<u16>,
-    notes: &mut Vec<String>,
-) -> Result<Option<ListenPlan>, String> {
-    let spec = store.gateways.get(key).map(|g| &g.object.spec);
-    if ports.is_empty() {
-        notes.push("no listener to bind".into());
-        return Ok(None);
-    }
-    let ips: Vec<IpAddr> = match options.listen {
-        Some(l) => vec![l.ip],
-        None => {
-            let declared: Vec<IpAddr> = spec
-                .and_then(|s| s.addresses.as_ref())
-                .into_iter()
-                .flatten()
-                .filter(|a| a.r#type.as_deref().is_none_or(|t| t == "IPAddress"))
-                .filter_map(|a| a.value.as_deref()?.parse().ok())
-                .collect();
-            if declared.is_empty() {
-                vec![IpAddr::from([0, 0, 0, 0])]
-            } else {
-                declared
-            }
-        }
-    };
-    if let Some(port) = options.listen.and_then(|l| l.port) {
-        let only = match (ports.len(), ports.first()) {
-            (1, Some(p)) => *p,
-            _ => {
-                return Err(format!(
-                    "{}: --listen with a port needs one HTTP listener port, the Gateway has {:?}",
-                    table.role, ports
-                ))
-            }
-        };
-        let addrs = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
-        return Ok(Some((addrs, Some(only))));
-    }
-    let addrs = ips
-        .iter()
-        .flat_map(|ip| ports.iter().map(move |p| SocketAddr::new(*ip, *p)))
-        .collect();
-    // One port: say it explicitly; several: the filter reads the destination port per request.
-    let listener_port = match (ports.len(), ports.first()) {
-        (1, Some(p)) => Some(*p),
-        _ => None,
-    };
-    Ok(Some((addrs, listener_port)))
+/// The Gateway's `spec.addresses` of type `IPAddress` (or no type).
+fn declared_addresses(store: &Store, key: &ObjectKey) -> Vec<IpAddr> {
+    store
+        .gateways
+        .get(key)
+        .and_then(|g| g.object.spec.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.r#type.as_deref().is_none_or(|t| t == "IPAddress"))
+        .filter_map(|a| a.value.as_deref()?.parse().ok())
+        .collect()
 }
 
 /// Every cluster name the table forwards or mirrors to.
@@ -826,7 +778,7 @@ mod tests {
         );
         assert_eq!(
             "nope".parse::<Listen>().unwrap_err().to_string(),
-            "`nope` is not IP or IP:PORT"
+            "`nope` is not IP, IP:PORT or GWPORT=IP:PORT[,GWPORT=IP:PORT...]"
         );
         assert_eq!(
             parse_backend("shop/web:80=x").unwrap_err(),
@@ -894,15 +846,6 @@ mod tests {
 
     #[test]
     fn flags_parse() {
-        assert_eq!(
-            "127.0.0.1:8080".parse::<Listen>().unwrap(),
-            Listen {
-                ip: IpAddr::from([127, 0, 0, 1]),
-                port: Some(8080)
-            }
-        );
-        assert_eq!("::1".parse::<Listen>().unwrap().port, None);
-        assert!("nope".parse::<Listen>().is_err());
         let (name, addrs) = parse_backend("shop/web:80=127.0.0.1:9000,127.0.0.2:9000").unwrap();
         assert_eq!(name, "shop/web:80");
         assert_eq!(addrs.len(), 2);

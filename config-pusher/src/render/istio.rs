@@ -380,6 +380,81 @@ mod tests {
         );
     }
 
+    /// Next to istiod's own GAMMA implementation, for every client namespace of the `gamma`
+    /// golden scenario (producer route on bookinfo/reviews; `frontend` with its own consumer
+    /// route; `batch` without routes): the manifests are namespace-scoped (applying or deleting
+    /// a namespace's file is how a user chooses gammaroute or istiod alone), gammaroute's routes
+    /// go first but match only requests its filter routed (`x-gamma-cluster` present), and no
+    /// patch removes, replaces or merges into istiod's routes: what the filter does not route
+    /// (no table yet, an unrouted Service, a failed module: FAIL_OPEN) keeps istiod's routing.
+    #[test]
+    fn manifests_leave_istiod_routing_to_what_gammaroute_does_not_route() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/gamma/input");
+        let (store, _) = crate::source::files::load(std::path::Path::new(dir));
+        let out = crate::translate::translate(&store, &crate::translate::Settings::default());
+        let mut namespaces = Vec::new();
+        for (role, table) in &out.tables {
+            let Some(ns) = role.strip_prefix("mesh/") else {
+                continue;
+            };
+            namespaces.push(ns);
+            let yaml = manifests(ns, table, &IstioOptions::default()).unwrap();
+            let docs: Vec<Value> = yaml
+                .split("---\n")
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| serde_yaml_ng::from_str(d).unwrap())
+                .collect();
+            let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+            assert_eq!(kinds, ["WasmPlugin", "EnvoyFilter"], "{ns}");
+            for d in &docs {
+                assert_eq!(
+                    d["metadata"]["namespace"],
+                    json!(ns),
+                    "{ns}: namespace-scoped"
+                );
+                assert!(
+                    d["spec"].get("selector").is_none()
+                        && d["spec"].get("workloadSelector").is_none()
+                );
+                assert_eq!(
+                    d["metadata"]["annotations"]["gammaroute.dev/min-istio-version"],
+                    json!(MIN_ISTIO)
+                );
+            }
+            let plugin = &docs[0]["spec"];
+            assert_eq!(plugin["failStrategy"], json!("FAIL_OPEN"), "{ns}");
+            assert_eq!(plugin["match"], json!([{"mode": "CLIENT"}]), "{ns}");
+            // The table of this namespace: its consumer routes, else the producer routes.
+            assert_eq!(
+                plugin["pluginConfig"]["source"]["role"],
+                json!(role),
+                "{ns}"
+            );
+            let patches = docs[1]["spec"]["configPatches"].as_array().unwrap();
+            for p in patches {
+                let op = p["patch"]["operation"].as_str().unwrap();
+                match p["applyTo"].as_str().unwrap() {
+                    "HTTP_ROUTE" => {
+                        assert_eq!(op, "INSERT_FIRST", "{ns}");
+                        let headers = &p["patch"]["value"]["match"]["headers"];
+                        assert_eq!(
+                            headers[0],
+                            json!({"name": CLUSTER_HEADER, "present_match": true}),
+                            "{ns}: only requests the filter routed"
+                        );
+                    }
+                    "HTTP_FILTER" => assert_eq!(op, "INSERT_FIRST"),
+                    // The HCM's request normalisation, not a route.
+                    "NETWORK_FILTER" => assert_eq!(op, "MERGE"),
+                    other => panic!("{ns}: unexpected patch of {other}"),
+                }
+                assert_eq!(p["match"]["context"], json!("SIDECAR_OUTBOUND"), "{ns}");
+            }
+        }
+        // One file per client namespace, with or without routes: each is a choice of its own.
+        assert_eq!(namespaces, ["batch", "bookinfo", "frontend"]);
+    }
+
     #[test]
     fn source_names_istio_cluster() {
         let s = source("mesh/shop", &IstioOptions::default()).unwrap();

@@ -217,10 +217,17 @@ pub fn resolve(
             .iter()
             .any(|s| s.eq_ignore_ascii_case(app))
         {
+            // KEP-3726 `kubernetes.io/wss` is WebSocket over TLS; Gateway API originates backend
+            // TLS only from a BackendTLSPolicy (GEP-1911 defers TLS to GEP-1897), not served here.
+            let why = if app.eq_ignore_ascii_case("kubernetes.io/wss") {
+                "; WebSocket over TLS needs TLS to the backend, configured by a BackendTLSPolicy, which is not supported"
+            } else {
+                ""
+            };
             return fail(
                 Reason::UnsupportedProtocol,
                 format!(
-                    "backendRef {shown}: port {port} has appProtocol {app} (supported: http, kubernetes.io/h2c, kubernetes.io/ws)"
+                    "backendRef {shown}: port {port} has appProtocol {app} (supported: http, kubernetes.io/h2c, kubernetes.io/ws){why}"
                 ),
             );
         }

@@ -7,7 +7,7 @@
 //!   "source": { "cluster": "config-pusher", "authority": "config-pusher:18000",
 //!               "role": "gateway/default/web" },
 //!   "clusterNaming": "standalone",
-//!   "listenerPort": 80,
+//!   "listenerPort": 80,                     // or "listenerPorts": {"18080": 80, "18443": 443}
 //!   "mirrorSlots": 2
 //! }
 //! ```
@@ -46,6 +46,12 @@ pub struct PluginConfig {
     /// always use the destination address.
     #[serde(default)]
     pub listener_port: Option<u16>,
+    /// The Gateway listener port each port Envoy binds stands for (`"<bound>": <gateway port>`),
+    /// when Envoy listens on other ports than the Gateway's `spec.listeners[].port` (`render
+    /// --listen 8080=127.0.0.1:18080,8443=127.0.0.1:18443`). The destination port is read per
+    /// request and mapped; a port not listed is taken as is.
+    #[serde(default)]
+    pub listener_ports: BTreeMap<u16, u16>,
     /// How many `x-gamma-mirror-N` request-mirror policies the Envoy route has (`N` = 0..slots).
     /// Mirrors beyond the slots are not sent, and counted.
     #[serde(default = "default_mirror_slots")]
@@ -157,6 +163,8 @@ pub enum ConfigError {
     },
     #[error("plugin configuration: listenerPort must be 1-65535")]
     ListenerPort,
+    #[error("plugin configuration: listenerPorts: ports must be 1-65535, and listenerPort must not be set too")]
+    ListenerPorts,
     #[error("plugin configuration: needs \"table\" (inline), \"source\" (fetched), or both")]
     NoTable,
     #[error("plugin configuration: source.{field}: {message}")]
@@ -197,6 +205,13 @@ impl PluginConfig {
         let config: PluginConfig = serde_json::from_slice(bytes)?;
         if config.listener_port == Some(0) {
             return Err(ConfigError::ListenerPort);
+        }
+        let zero = config
+            .listener_ports
+            .iter()
+            .any(|(b, g)| *b == 0 || *g == 0);
+        if zero || (config.listener_port.is_some() && !config.listener_ports.is_empty()) {
+            return Err(ConfigError::ListenerPorts);
         }
         if let Some(source) = &config.source {
             source.check()?;
@@ -427,6 +442,27 @@ mod tests {
             PluginConfig::parse(zero),
             Err(ConfigError::ListenerPort)
         ));
+        let ports = br#"{"table": {"role": "gateway/default/web", "routes": []}, "listenerPorts": {"18080": 80, "18443": 443}}"#;
+        let config = PluginConfig::parse(ports).unwrap();
+        assert_eq!(
+            config.listener_ports,
+            BTreeMap::from([(18080, 80), (18443, 443)])
+        );
+        for bad in [
+            r#""listenerPorts": {"0": 80}"#,
+            r#""listenerPorts": {"18080": 0}"#,
+            r#""listenerPorts": {"18080": 80}, "listenerPort": 80"#,
+        ] {
+            let json =
+                format!(r#"{{"table": {{"role": "gateway/default/web", "routes": []}}, {bad}}}"#);
+            assert!(
+                matches!(
+                    PluginConfig::parse(json.as_bytes()),
+                    Err(ConfigError::ListenerPorts)
+                ),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             PluginConfig::parse(b"not json"),
             Err(ConfigError::Json(_))

@@ -142,7 +142,18 @@ fn route_with(
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.as_str())
     };
-    let known = destination(loaded.listener_port, loaded.mesh)?;
+    let known = destination(loaded.listener_port, loaded.mesh)?.map(|d| match loaded.mesh {
+        true => d,
+        // `listenerPorts`: the Gateway port the bound port stands for.
+        false => Destination {
+            port: loaded
+                .listener_ports
+                .get(&d.port)
+                .copied()
+                .unwrap_or(d.port),
+            ..d
+        },
+    });
     let unspecified = Destination {
         ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         port: 0,

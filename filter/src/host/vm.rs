@@ -7,6 +7,7 @@
 //! reconfiguration or a table update never changes routing under a request in flight.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -49,6 +50,8 @@ impl Egress {
 pub(super) struct Loaded {
     pub(super) router: Router,
     pub(super) listener_port: Option<u16>,
+    /// Bound port → Gateway port ([`PluginConfig::listener_ports`]).
+    pub(super) listener_ports: BTreeMap<u16, u16>,
     pub(super) egress: Rc<Egress>,
     pub(super) mesh: bool,
     pub(super) rule_stats: bool,
@@ -61,6 +64,7 @@ impl Loaded {
             mesh: router.table().role.starts_with("mesh/"),
             router,
             listener_port: config.listener_port,
+            listener_ports: config.listener_ports.clone(),
             egress: Rc::new(Egress::new(config)),
             rule_stats: config.rule_stats,
             metrics: RefCell::new(Metrics::default()),
