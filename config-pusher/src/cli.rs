@@ -146,6 +146,8 @@ pub enum Command {
         debounce_ms: u64,
         #[command(flatten)]
         limits: LongPollLimits,
+        #[command(flatten)]
+        tls: ServeTls,
     },
     /// Print the bearer token of one proxy role, derived from config-pusher's secret.
     ///
@@ -310,6 +312,30 @@ pub struct LongPollLimits {
     /// Long-polls open at once for one proxy role.
     #[arg(long, default_value_t = serve::limits::Limits::default().long_polls_per_role, value_name = "N")]
     pub max_long_polls_per_role: usize,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    #[arg(long, default_value_t = serve::listener::ConnectionLimits::default().max, value_name = "N")]
+    pub max_connections: usize,
+    /// Time for a request's headers (and the TLS handshake) to arrive; an idle kept-alive
+    /// connection is closed after it too.
+    #[arg(
+        long,
+        default_value_t = serve::listener::ConnectionLimits::default().header_read.as_millis() as u64,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub header_read_timeout_ms: u64,
+}
+
+/// `serve --tls-cert/--tls-key`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeTls {
+    /// Serve the API over TLS only, with this PEM certificate chain (leaf first); re-read when
+    /// it changes, so a rotated certificate is served without a restart.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Where backend clusters' endpoints come from (`render` bootstraps, `serve --xds-dir`).
@@ -446,22 +472,36 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             xds_dir,
             debounce_ms,
             limits,
+            tls,
         } => {
             serve::check_exposure(listen, token_file.is_some(), insecure_no_auth)
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
-            let limits = serve::limits::Limits {
-                long_polls: limits.max_long_polls,
-                long_polls_per_role: limits.max_long_polls_per_role,
-            };
-            serve(
-                input,
-                clusters,
+            let config = serve::Config {
+                limits: serve::limits::Limits {
+                    long_polls: limits.max_long_polls,
+                    long_polls_per_role: limits.max_long_polls_per_role,
+                },
+                connections: serve::listener::ConnectionLimits {
+                    max: limits.max_connections,
+                    header_read: Duration::from_millis(limits.header_read_timeout_ms),
+                },
+                tls: tls
+                    .tls_cert
+                    .zip(tls.tls_key)
+                    .map(|(cert, key)| serve::tls::TlsFiles { cert, key }),
                 listen,
                 token_file,
                 xds_dir,
-                debounce_ms,
-                limits,
-            )
+                settings: Settings {
+                    controller_name: input.controller_name.clone(),
+                },
+                clusters: envoy::BootstrapOptions {
+                    backends: clusters.backend.into_iter().collect(),
+                    cluster_domain: clusters.cluster_domain,
+                    ..envoy::BootstrapOptions::default()
+                },
+            };
+            serve(input, config, debounce_ms)
         }
         Command::Check { input, output } => check(&input, output),
         Command::Token { secret_file, role } => {
@@ -662,29 +702,7 @@ pub fn explain(
 }
 
 /// `config-pusher serve` (runs until SIGINT/SIGTERM).
-fn serve(
-    input: ServeInput,
-    clusters: Clusters,
-    listen: SocketAddr,
-    token_file: Option<PathBuf>,
-    xds_dir: Option<PathBuf>,
-    debounce_ms: u64,
-    limits: serve::limits::Limits,
-) -> Result<u8, CliError> {
-    let config = serve::Config {
-        limits,
-        listen,
-        token_file,
-        xds_dir,
-        settings: Settings {
-            controller_name: input.controller_name.clone(),
-        },
-        clusters: envoy::BootstrapOptions {
-            backends: clusters.backend.into_iter().collect(),
-            cluster_domain: clusters.cluster_domain,
-            ..envoy::BootstrapOptions::default()
-        },
-    };
+fn serve(input: ServeInput, config: serve::Config, debounce_ms: u64) -> Result<u8, CliError> {
     // Read before the runtime starts: a blocking read has no place on it.
     let stdin = match &input.from {
         Some(from) if !input.kube && from == Path::new(STDIN) => read_stdin()?,
