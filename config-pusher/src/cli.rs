@@ -10,6 +10,7 @@ use crate::check::Report;
 use crate::explain::{self, HttpRequest, ParentSpec};
 use crate::kubernetes;
 use crate::map;
+use crate::render::pusher_tls::{PusherTls, ServerName};
 use crate::render::{self, envoy};
 use crate::serve;
 use crate::source::files;
@@ -96,6 +97,14 @@ pub enum Command {
         /// plugin configuration (with --pusher).
         #[arg(long, value_name = "FILE", requires = "pusher")]
         pusher_token_file: Option<PathBuf>,
+        /// Reach --pusher over TLS (`serve --tls-cert`), trusting only the CA certificates in
+        /// this PEM file; the server's certificate must name --pusher-server-name.
+        #[arg(long, value_name = "FILE", requires = "pusher")]
+        pusher_ca: Option<PathBuf>,
+        /// The name config-pusher's certificate must carry, sent as SNI when a DNS name
+        /// (default: the host of --pusher).
+        #[arg(long, value_name = "NAME", requires = "pusher_ca", value_parser = ServerName::parse)]
+        pusher_server_name: Option<ServerName>,
         #[command(flatten)]
         istio: IstioArgs,
         /// The bootstraps read their clusters from DIR/cds.yaml (Envoy filesystem CDS, kept up
@@ -403,6 +412,8 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             admin,
             pusher,
             pusher_token_file,
+            pusher_ca,
+            pusher_server_name,
             istio,
             xds_dir,
             graph,
@@ -430,6 +441,24 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 ),
                 None => None,
             };
+            let pusher_tls = match (&pusher, &pusher_ca) {
+                (Some(p), Some(ca)) => {
+                    let pem = std::fs::read_to_string(ca).map_err(|source| CliError::Read {
+                        path: ca.clone(),
+                        source,
+                    })?;
+                    let name = match pusher_server_name {
+                        Some(n) => n,
+                        None => ServerName::parse(&p.host)
+                            .map_err(|e| CliError::Invalid(e.to_string()))?,
+                    };
+                    Some(
+                        PusherTls::new(&ca.display().to_string(), &pem, name)
+                            .map_err(|e| CliError::Invalid(e.to_string()))?,
+                    )
+                }
+                _ => None,
+            };
             let secret = istio
                 .config_pusher_secret_file
                 .as_deref()
@@ -451,7 +480,11 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 backends: clusters.backend.into_iter().collect(),
                 cluster_domain: clusters.cluster_domain,
                 admin,
-                pusher: pusher.map(|p| envoy::Pusher { token, ..p }),
+                pusher: pusher.map(|p| envoy::Pusher {
+                    token,
+                    tls: pusher_tls,
+                    ..p
+                }),
                 // Certificates beside cds.yaml when `serve --xds-dir` keeps them current, else
                 // in the output folder (render/tls.rs).
                 sds_dir: Some(

@@ -13,6 +13,7 @@ use crate::translate::{status, Output};
 
 pub mod envoy;
 pub mod istio;
+pub mod pusher_tls;
 pub mod tls;
 
 /// One output file.
