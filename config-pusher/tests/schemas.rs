@@ -2,8 +2,9 @@
 //! `config-pusher/deploy/` and `examples/` is validated against the vendored upstream CRDs'
 //! `openAPIV3Schema` (`tests/crds/`, see its README) as the API server validates it before
 //! storing: types, unknown fields, `required`, `enum`, string lengths and `pattern`s, item
-//! counts and number bounds. (The CRDs' CEL rules, `x-kubernetes-validations`, are not
-//! evaluated here.)
+//! counts and number bounds; so is every Istio `WasmPlugin` and `EnvoyFilter` that
+//! `render --istio` writes, against Istio's CRDs. (The CRDs' CEL rules,
+//! `x-kubernetes-validations`, are not evaluated here.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,12 +15,18 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The vendored CRD folders (`tests/crds/README.md`).
+const CRD_DIRS: [&str; 2] = ["gateway-api-v1.6.1-experimental", "istio-1.31-dev"];
+
 /// `openAPIV3Schema` of every served version, by `(kind, apiVersion)`.
 fn schemas() -> BTreeMap<(String, String), Value> {
-    let dir = root().join("tests/crds/gateway-api-v1.6.1-experimental");
     let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(&dir).expect("vendored CRDs") {
-        let path = entry.unwrap().path();
+    let files = CRD_DIRS.iter().flat_map(|d| {
+        std::fs::read_dir(root().join("tests/crds").join(d))
+            .expect("vendored CRDs")
+            .map(|e| e.unwrap().path())
+    });
+    for path in files {
         let crd: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let group = crd["spec"]["group"].as_str().unwrap();
@@ -32,7 +39,7 @@ fn schemas() -> BTreeMap<(String, String), Value> {
             );
         }
     }
-    assert!(out.len() >= 4, "{:?}", out.keys());
+    assert!(out.len() >= 6, "{:?}", out.keys());
     out
 }
 
@@ -137,8 +144,10 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
             for (name, v) in fields {
                 let path = format!("{at}.{name}");
                 match properties.and_then(|p| p.get(name)) {
-                    // metadata is validated by the API server itself, not by the CRD.
-                    Some(_) if at.is_empty() && name == "metadata" => {}
+                    // apiVersion, kind and metadata are the API server's own (a CRD may not
+                    // even list them, Istio's do not).
+                    _ if at.is_empty()
+                        && ["apiVersion", "kind", "metadata"].contains(&name.as_str()) => {}
                     Some(s) => validate(s, v, &path, errors),
                     None if schema["additionalProperties"].is_object() => {
                         validate(&schema["additionalProperties"], v, &path, errors)
@@ -153,7 +162,15 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
     }
 }
 
-/// The violations of every Gateway API document under `dir`; how many were checked.
+/// API groups of the vendored CRDs: a document of one of them must have a schema.
+const GROUPS: [&str; 3] = [
+    "gateway.networking.k8s.io/",
+    "extensions.istio.io/",
+    "networking.istio.io/",
+];
+
+/// The violations of every document under `dir` of a vendored CRD's group; how many were
+/// checked.
 fn check(dir: &Path) -> (usize, Vec<String>) {
     let schemas = schemas();
     let mut errors = Vec::new();
@@ -161,7 +178,7 @@ fn check(dir: &Path) -> (usize, Vec<String>) {
     for (origin, doc) in documents(dir) {
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
         let version = doc["apiVersion"].as_str().unwrap_or_default().to_string();
-        if !version.starts_with("gateway.networking.k8s.io/") {
+        if !GROUPS.iter().any(|g| version.starts_with(g)) {
             continue;
         }
         let schema = schemas
@@ -245,6 +262,95 @@ fn the_validator_sees_what_the_api_server_refuses() {
     let e = errors(serde_json::json!({}));
     assert!(
         e.iter().any(|m| m.contains("controllerName is missing")),
+        "{e:?}"
+    );
+}
+
+/// `render --istio` on `from` with `extra` flags, into a fresh folder; the `istio/` folder.
+fn render_istio(from: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let out =
+        std::env::temp_dir().join(format!("gammaroute-schemas-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args(["render", "--istio", "--from"])
+        .arg(from)
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "render --istio: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    out.join("istio")
+}
+
+#[test]
+fn rendered_istio_manifests_pass_the_istio_schemas() {
+    let secret =
+        std::env::temp_dir().join(format!("gammaroute-schemas-{}-secret", std::process::id()));
+    std::fs::write(&secret, "s3cret-s3cret-s3cret-s3cret-s3cret\n").unwrap();
+    let sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let cases: [(&str, Vec<&str>); 3] = [
+        ("default", vec![]),
+        (
+            "pinned",
+            vec![
+                "--wasm-sha256",
+                sha,
+                "--config-pusher-secret-file",
+                secret.to_str().unwrap(),
+            ],
+        ),
+        ("inline", vec!["--istio-inline"]),
+    ];
+    for (name, extra) in cases {
+        let istio = render_istio(&root().join("tests/golden/gamma/input"), name, &extra);
+        let (checked, errors) = check(&istio);
+        // A WasmPlugin and an EnvoyFilter per mesh namespace.
+        assert!(
+            checked >= 2 && checked % 2 == 0,
+            "{name}: {checked} objects checked"
+        );
+        assert!(errors.is_empty(), "{name}: {}", errors.join("\n"));
+        let _ = std::fs::remove_dir_all(istio.parent().unwrap());
+    }
+    let _ = std::fs::remove_file(&secret);
+}
+
+#[test]
+fn the_istio_schemas_refuse_what_istiod_would() {
+    let schemas = schemas();
+    let plugin = &schemas[&(
+        "WasmPlugin".to_string(),
+        "extensions.istio.io/v1alpha1".to_string(),
+    )];
+    let doc = |spec: Value| {
+        serde_json::json!({
+            "apiVersion": "extensions.istio.io/v1alpha1",
+            "kind": "WasmPlugin",
+            "metadata": {"name": "x", "namespace": "y"},
+            "spec": spec,
+        })
+    };
+    let errors = |spec| {
+        let mut e = Vec::new();
+        validate(plugin, &doc(spec), "", &mut e);
+        e
+    };
+    assert_eq!(
+        errors(serde_json::json!({"url": "oci://x/y:1"})),
+        Vec::<String>::new()
+    );
+    let e = errors(serde_json::json!({"url": "oci://x/y:1", "failStrategy": "FAIL_SOMETIMES"}));
+    assert!(e.iter().any(|m| m.contains("is not one of")), "{e:?}");
+    let e = errors(serde_json::json!({"url": "oci://x/y:1", "sha256": "ABC"}));
+    assert!(e.iter().any(|m| m.contains("does not match")), "{e:?}");
+    let e = errors(serde_json::json!({"url": "oci://x/y:1", "bogus": true}));
+    assert!(
+        e.iter().any(|m| m.contains(".spec.bogus: unknown field")),
         "{e:?}"
     );
 }
