@@ -293,6 +293,19 @@ pub struct IstioArgs {
     /// Put the table itself into pluginConfig instead of polling config-pusher.
     #[arg(long)]
     pub istio_inline: bool,
+    /// config-pusher serves TLS (`serve --tls-cert`): add a DestinationRule per namespace that
+    /// makes the sidecars verify its name against the CA in this Secret (key ca.crt, in each
+    /// client namespace).
+    #[arg(long, value_name = "SECRET", conflicts_with = "istio_inline", value_parser = secret_name)]
+    pub config_pusher_ca_secret: Option<String>,
+}
+
+/// A Secret name as the API server accepts it (RFC 1123 subdomain).
+fn secret_name(s: &str) -> Result<String, String> {
+    crate::store::name::NameRule::Subdomain
+        .check(s)
+        .map(|()| s.to_string())
+        .map_err(|e| format!("{s:?}: a Secret name {e}"))
 }
 
 /// Where `serve` reads objects: a folder, or the cluster.
@@ -472,6 +485,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 token: istio.config_pusher_token,
                 secret,
                 inline: istio.istio_inline,
+                ca_secret: istio.config_pusher_ca_secret,
                 ..render::istio::IstioOptions::default()
             });
             let options = envoy::BootstrapOptions {

@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
+use crate::store::name::NameRule;
+
 /// The name the server's certificate must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerName {
@@ -44,22 +46,14 @@ fn quoted(s: &str) -> String {
 }
 
 impl ServerName {
-    /// A DNS name (lower-case RFC 1123 labels, at most 253 bytes) or an IP address.
+    /// A DNS name (an RFC 1123 subdomain, as Kubernetes names Services) or an IP address.
     pub fn parse(s: &str) -> Result<ServerName, PusherTlsError> {
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(ServerName::Ip(ip));
         }
-        let label = |l: &str| {
-            (1..=63).contains(&l.len())
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        };
-        if s.len() <= 253 && s.split('.').all(label) {
-            Ok(ServerName::Dns(s.to_string()))
-        } else {
-            Err(PusherTlsError::Name(s.to_string()))
+        match NameRule::Subdomain.check(s) {
+            Ok(()) => Ok(ServerName::Dns(s.to_string())),
+            Err(_) => Err(PusherTlsError::Name(s.to_string())),
         }
     }
 }
