@@ -10,6 +10,7 @@ use crate::check::Report;
 use crate::explain::{self, HttpRequest, ParentSpec};
 use crate::kubernetes;
 use crate::map;
+use crate::render::pusher_tls::{PusherTls, ServerName};
 use crate::render::{self, envoy};
 use crate::serve;
 use crate::source::files;
@@ -98,6 +99,14 @@ pub enum Command {
         /// plugin configuration (with --pusher).
         #[arg(long, value_name = "FILE", requires = "pusher")]
         pusher_token_file: Option<PathBuf>,
+        /// Reach --pusher over TLS (`serve --tls-cert`), trusting only the CA certificates in
+        /// this PEM file; the server's certificate must name --pusher-server-name.
+        #[arg(long, value_name = "FILE", requires = "pusher")]
+        pusher_ca: Option<PathBuf>,
+        /// The name config-pusher's certificate must carry, sent as SNI when a DNS name
+        /// (default: the host of --pusher).
+        #[arg(long, value_name = "NAME", requires = "pusher_ca", value_parser = ServerName::parse)]
+        pusher_server_name: Option<ServerName>,
         #[command(flatten)]
         istio: IstioArgs,
         /// The bootstraps read their clusters from DIR/cds.yaml (Envoy filesystem CDS, kept up
@@ -148,6 +157,8 @@ pub enum Command {
         debounce_ms: u64,
         #[command(flatten)]
         limits: LongPollLimits,
+        #[command(flatten)]
+        tls: ServeTls,
     },
     /// Print the bearer token of one proxy role, derived from config-pusher's secret.
     ///
@@ -284,6 +295,19 @@ pub struct IstioArgs {
     /// Put the table itself into pluginConfig instead of polling config-pusher.
     #[arg(long)]
     pub istio_inline: bool,
+    /// config-pusher serves TLS (`serve --tls-cert`): add a DestinationRule per namespace that
+    /// makes the sidecars verify its name against the CA in this Secret (key ca.crt, in each
+    /// client namespace).
+    #[arg(long, value_name = "SECRET", conflicts_with = "istio_inline", value_parser = secret_name)]
+    pub config_pusher_ca_secret: Option<String>,
+}
+
+/// A Secret name as the API server accepts it (RFC 1123 subdomain).
+fn secret_name(s: &str) -> Result<String, String> {
+    crate::store::name::NameRule::Subdomain
+        .check(s)
+        .map(|()| s.to_string())
+        .map_err(|e| format!("{s:?}: a Secret name {e}"))
 }
 
 /// Where `serve` reads objects: a folder, or the cluster.
@@ -312,6 +336,30 @@ pub struct LongPollLimits {
     /// Long-polls open at once for one proxy role.
     #[arg(long, default_value_t = serve::limits::Limits::default().long_polls_per_role, value_name = "N")]
     pub max_long_polls_per_role: usize,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    #[arg(long, default_value_t = serve::listener::ConnectionLimits::default().max, value_name = "N")]
+    pub max_connections: usize,
+    /// Time for a request's headers (and the TLS handshake) to arrive; an idle kept-alive
+    /// connection is closed after it too.
+    #[arg(
+        long,
+        default_value_t = serve::listener::ConnectionLimits::default().header_read.as_millis() as u64,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub header_read_timeout_ms: u64,
+}
+
+/// `serve --tls-cert/--tls-key`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeTls {
+    /// Serve the API over TLS only, with this PEM certificate chain (leaf first); re-read when
+    /// it changes, so a rotated certificate is served without a restart.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Where backend clusters' endpoints come from (`render` bootstraps, `serve --xds-dir`).
@@ -379,6 +427,8 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             admin,
             pusher,
             pusher_token_file,
+            pusher_ca,
+            pusher_server_name,
             istio,
             xds_dir,
             graph,
@@ -406,6 +456,24 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 ),
                 None => None,
             };
+            let pusher_tls = match (&pusher, &pusher_ca) {
+                (Some(p), Some(ca)) => {
+                    let pem = std::fs::read_to_string(ca).map_err(|source| CliError::Read {
+                        path: ca.clone(),
+                        source,
+                    })?;
+                    let name = match pusher_server_name {
+                        Some(n) => n,
+                        None => ServerName::parse(&p.host)
+                            .map_err(|e| CliError::Invalid(e.to_string()))?,
+                    };
+                    Some(
+                        PusherTls::new(&ca.display().to_string(), &pem, name)
+                            .map_err(|e| CliError::Invalid(e.to_string()))?,
+                    )
+                }
+                _ => None,
+            };
             let secret = istio
                 .config_pusher_secret_file
                 .as_deref()
@@ -419,6 +487,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 token: istio.config_pusher_token,
                 secret,
                 inline: istio.istio_inline,
+                ca_secret: istio.config_pusher_ca_secret,
                 ..render::istio::IstioOptions::default()
             });
             let options = envoy::BootstrapOptions {
@@ -427,7 +496,11 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 backends: clusters.backend.into_iter().collect(),
                 cluster_domain: clusters.cluster_domain,
                 admin,
-                pusher: pusher.map(|p| envoy::Pusher { token, ..p }),
+                pusher: pusher.map(|p| envoy::Pusher {
+                    token,
+                    tls: pusher_tls,
+                    ..p
+                }),
                 // Certificates beside cds.yaml when `serve --xds-dir` keeps them current, else
                 // in the output folder (render/tls.rs).
                 sds_dir: Some(
@@ -448,22 +521,36 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             xds_dir,
             debounce_ms,
             limits,
+            tls,
         } => {
             serve::check_exposure(listen, token_file.is_some(), insecure_no_auth)
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
-            let limits = serve::limits::Limits {
-                long_polls: limits.max_long_polls,
-                long_polls_per_role: limits.max_long_polls_per_role,
-            };
-            serve(
-                input,
-                clusters,
+            let config = serve::Config {
+                limits: serve::limits::Limits {
+                    long_polls: limits.max_long_polls,
+                    long_polls_per_role: limits.max_long_polls_per_role,
+                },
+                connections: serve::listener::ConnectionLimits {
+                    max: limits.max_connections,
+                    header_read: Duration::from_millis(limits.header_read_timeout_ms),
+                },
+                tls: tls
+                    .tls_cert
+                    .zip(tls.tls_key)
+                    .map(|(cert, key)| serve::tls::TlsFiles { cert, key }),
                 listen,
                 token_file,
                 xds_dir,
-                debounce_ms,
-                limits,
-            )
+                settings: Settings {
+                    controller_name: input.controller_name.clone(),
+                },
+                clusters: envoy::BootstrapOptions {
+                    backends: clusters.backend.into_iter().collect(),
+                    cluster_domain: clusters.cluster_domain,
+                    ..envoy::BootstrapOptions::default()
+                },
+            };
+            serve(input, config, debounce_ms)
         }
         Command::Check { input, output } => check(&input, output),
         Command::Token { secret_file, role } => {
@@ -664,29 +751,7 @@ pub fn explain(
 }
 
 /// `config-pusher serve` (runs until SIGINT/SIGTERM).
-fn serve(
-    input: ServeInput,
-    clusters: Clusters,
-    listen: SocketAddr,
-    token_file: Option<PathBuf>,
-    xds_dir: Option<PathBuf>,
-    debounce_ms: u64,
-    limits: serve::limits::Limits,
-) -> Result<u8, CliError> {
-    let config = serve::Config {
-        limits,
-        listen,
-        token_file,
-        xds_dir,
-        settings: Settings {
-            controller_name: input.controller_name.clone(),
-        },
-        clusters: envoy::BootstrapOptions {
-            backends: clusters.backend.into_iter().collect(),
-            cluster_domain: clusters.cluster_domain,
-            ..envoy::BootstrapOptions::default()
-        },
-    };
+fn serve(input: ServeInput, config: serve::Config, debounce_ms: u64) -> Result<u8, CliError> {
     // Read before the runtime starts: a blocking read has no place on it.
     let stdin = match &input.from {
         Some(from) if !input.kube && from == Path::new(STDIN) => read_stdin()?,

@@ -343,6 +343,8 @@ fn serve_config(listen: std::net::SocketAddr) -> config_pusher::serve::Config {
         settings: Default::default(),
         clusters: Default::default(),
         limits: Default::default(),
+        connections: Default::default(),
+        tls: None,
     }
 }
 

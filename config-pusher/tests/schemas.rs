@@ -2,8 +2,12 @@
 //! `config-pusher/deploy/` and `examples/` is validated against the vendored upstream CRDs'
 //! `openAPIV3Schema` (`tests/crds/`, see its README) as the API server validates it before
 //! storing: types, unknown fields, `required`, `enum`, string lengths and `pattern`s, item
-//! counts and number bounds. (The CRDs' CEL rules, `x-kubernetes-validations`, are not
-//! evaluated here.)
+//! counts and number bounds; so is every Istio `WasmPlugin` and `EnvoyFilter` that
+//! `render --istio` writes, against Istio's CRDs. Schema defaults are applied first, and then
+//! every CEL rule (`x-kubernetes-validations`) is evaluated with the `cel` crate, plus the few
+//! Kubernetes library functions it lacks ([`cel_context`]); transition rules (`oldSelf`) do not
+//! apply to a create and are skipped. Not checked: `metadata` (the API server's own checks) and
+//! CEL cost limits.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,12 +18,18 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The vendored CRD folders (`tests/crds/README.md`).
+const CRD_DIRS: [&str; 2] = ["gateway-api-v1.6.1-experimental", "istio-1.31-dev"];
+
 /// `openAPIV3Schema` of every served version, by `(kind, apiVersion)`.
 fn schemas() -> BTreeMap<(String, String), Value> {
-    let dir = root().join("tests/crds/gateway-api-v1.6.1-experimental");
     let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(&dir).expect("vendored CRDs") {
-        let path = entry.unwrap().path();
+    let files = CRD_DIRS.iter().flat_map(|d| {
+        std::fs::read_dir(root().join("tests/crds").join(d))
+            .expect("vendored CRDs")
+            .map(|e| e.unwrap().path())
+    });
+    for path in files {
         let crd: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let group = crd["spec"]["group"].as_str().unwrap();
@@ -32,7 +42,7 @@ fn schemas() -> BTreeMap<(String, String), Value> {
             );
         }
     }
-    assert!(out.len() >= 4, "{:?}", out.keys());
+    assert!(out.len() >= 6, "{:?}", out.keys());
     out
 }
 
@@ -58,8 +68,115 @@ fn documents(dir: &Path) -> Vec<(String, Value)> {
     out
 }
 
-/// The violations of `value` at `at` against `schema` (a structural schema).
+/// The violations of `value` against `schema`, as the API server finds them on create: defaults
+/// applied first, then the structural checks and the CEL rules.
 fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    let mut value = value.clone();
+    with_defaults(schema, &mut value);
+    structural(schema, &value, at, errors);
+}
+
+/// Fills absent properties that have a `default` (structural defaulting, which runs before
+/// validation: CEL rules see defaulted objects).
+fn with_defaults(schema: &Value, value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            if let Some(properties) = schema["properties"].as_object() {
+                for (name, s) in properties {
+                    if !fields.contains_key(name) && !s["default"].is_null() {
+                        fields.insert(name.clone(), s["default"].clone());
+                    }
+                }
+                for (name, v) in fields.iter_mut() {
+                    if let Some(s) = properties.get(name) {
+                        with_defaults(s, v);
+                    }
+                }
+            } else if schema["additionalProperties"].is_object() {
+                for v in fields.values_mut() {
+                    with_defaults(&schema["additionalProperties"], v);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                with_defaults(&schema["items"], item);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The Kubernetes CEL library functions the vendored rules use that the `cel` crate lacks:
+/// `split` (strings extension), `isURL`, `url` and `getScheme` (URL library). A URL here is
+/// `scheme://rest` (RFC 3986 scheme) — what the one rule using them (WasmPlugin `url`) asks.
+fn cel_context<'a>() -> cel::Context<'a> {
+    use cel::extractors::This;
+    use std::sync::Arc;
+    fn scheme(s: &str) -> Option<&str> {
+        let (scheme, rest) = s.split_once("://")?;
+        let mut chars = scheme.chars();
+        let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+            && !rest.is_empty()
+            && !s.chars().any(char::is_whitespace);
+        ok.then_some(scheme)
+    }
+    fn split(This(this): This<Arc<String>>, sep: Arc<String>) -> Arc<Vec<cel::Value>> {
+        Arc::new(
+            this.split(sep.as_str())
+                .map(|p| cel::Value::String(Arc::new(p.to_string())))
+                .collect(),
+        )
+    }
+    fn is_url(s: Arc<String>) -> bool {
+        scheme(&s).is_some()
+    }
+    fn url(s: Arc<String>) -> Arc<String> {
+        s
+    }
+    fn get_scheme(This(this): This<Arc<String>>) -> Arc<String> {
+        Arc::new(scheme(&this).unwrap_or_default().to_string())
+    }
+    let mut ctx = cel::Context::default();
+    ctx.add_function("split", split);
+    ctx.add_function("isURL", is_url);
+    ctx.add_function("url", url);
+    ctx.add_function("getScheme", get_scheme);
+    ctx
+}
+
+/// The CEL rules (`x-kubernetes-validations`) of `schema` on `value`, `self` bound to it.
+/// Transition rules (`oldSelf`) do not apply on create and are skipped; a rule that does not
+/// evaluate to `true` — `false`, or an evaluation error — is a violation, as on the API server.
+fn cel_rules(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    for rule in schema["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(source) = rule["rule"].as_str() else {
+            continue;
+        };
+        if source.contains("oldSelf") {
+            continue;
+        }
+        let program = cel::Program::compile(source)
+            .unwrap_or_else(|e| panic!("{at}: CEL rule {source:?} does not parse: {e}"));
+        let mut ctx = cel_context();
+        let this = cel::to_value(value).unwrap_or_else(|e| panic!("{at}: {e}"));
+        ctx.add_variable_from_value("self", this);
+        let message = rule["message"].as_str().unwrap_or(source);
+        match program.execute(&ctx) {
+            Ok(cel::Value::Bool(true)) => {}
+            Ok(other) => errors.push(format!("{at}: {message} (CEL {source:?} gave {other:?})")),
+            Err(e) => errors.push(format!("{at}: CEL {source:?} failed: {e}")),
+        }
+    }
+}
+
+/// The structural violations of `value` at `at` against `schema`, then its CEL rules.
+fn structural(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
     let mut fail = |m: String| errors.push(format!("{at}: {m}"));
     if value.is_null() && schema["nullable"] == true {
         return;
@@ -123,7 +240,7 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
                 ));
             }
             for (i, item) in items.iter().enumerate() {
-                validate(&schema["items"], item, &format!("{at}[{i}]"), errors);
+                structural(&schema["items"], item, &format!("{at}[{i}]"), errors);
             }
         }
         Value::Object(fields) => {
@@ -137,11 +254,13 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
             for (name, v) in fields {
                 let path = format!("{at}.{name}");
                 match properties.and_then(|p| p.get(name)) {
-                    // metadata is validated by the API server itself, not by the CRD.
-                    Some(_) if at.is_empty() && name == "metadata" => {}
-                    Some(s) => validate(s, v, &path, errors),
+                    // apiVersion, kind and metadata are the API server's own (a CRD may not
+                    // even list them, Istio's do not).
+                    _ if at.is_empty()
+                        && ["apiVersion", "kind", "metadata"].contains(&name.as_str()) => {}
+                    Some(s) => structural(s, v, &path, errors),
                     None if schema["additionalProperties"].is_object() => {
-                        validate(&schema["additionalProperties"], v, &path, errors)
+                        structural(&schema["additionalProperties"], v, &path, errors)
                     }
                     None if properties.is_none()
                         || schema["x-kubernetes-preserve-unknown-fields"] == true => {}
@@ -151,9 +270,18 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
         }
         _ => {}
     }
+    cel_rules(schema, value, at, errors);
 }
 
-/// The violations of every Gateway API document under `dir`; how many were checked.
+/// API groups of the vendored CRDs: a document of one of them must have a schema.
+const GROUPS: [&str; 3] = [
+    "gateway.networking.k8s.io/",
+    "extensions.istio.io/",
+    "networking.istio.io/",
+];
+
+/// The violations of every document under `dir` of a vendored CRD's group; how many were
+/// checked.
 fn check(dir: &Path) -> (usize, Vec<String>) {
     let schemas = schemas();
     let mut errors = Vec::new();
@@ -161,7 +289,7 @@ fn check(dir: &Path) -> (usize, Vec<String>) {
     for (origin, doc) in documents(dir) {
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
         let version = doc["apiVersion"].as_str().unwrap_or_default().to_string();
-        if !version.starts_with("gateway.networking.k8s.io/") {
+        if !GROUPS.iter().any(|g| version.starts_with(g)) {
             continue;
         }
         let schema = schemas
@@ -245,6 +373,166 @@ fn the_validator_sees_what_the_api_server_refuses() {
     let e = errors(serde_json::json!({}));
     assert!(
         e.iter().any(|m| m.contains("controllerName is missing")),
+        "{e:?}"
+    );
+}
+
+/// `render --istio` on `from` with `extra` flags, into a fresh folder; the `istio/` folder.
+fn render_istio(from: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let out =
+        std::env::temp_dir().join(format!("gammaroute-schemas-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args(["render", "--istio", "--from"])
+        .arg(from)
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "render --istio: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    out.join("istio")
+}
+
+#[test]
+fn rendered_istio_manifests_pass_the_istio_schemas() {
+    let secret =
+        std::env::temp_dir().join(format!("gammaroute-schemas-{}-secret", std::process::id()));
+    std::fs::write(&secret, "s3cret-s3cret-s3cret-s3cret-s3cret\n").unwrap();
+    let sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let cases: [(&str, Vec<&str>); 3] = [
+        ("default", vec![]),
+        (
+            "pinned",
+            vec![
+                "--wasm-sha256",
+                sha,
+                "--config-pusher-secret-file",
+                secret.to_str().unwrap(),
+            ],
+        ),
+        ("inline", vec!["--istio-inline"]),
+    ];
+    for (name, extra) in cases {
+        let istio = render_istio(&root().join("tests/golden/gamma/input"), name, &extra);
+        let (checked, errors) = check(&istio);
+        // A WasmPlugin and an EnvoyFilter per mesh namespace (and a DestinationRule with TLS).
+        let per_namespace = if name == "tls" { 3 } else { 2 };
+        assert!(
+            checked >= per_namespace && checked % per_namespace == 0,
+            "{name}: {checked} objects checked"
+        );
+        assert!(errors.is_empty(), "{name}: {}", errors.join("\n"));
+        let _ = std::fs::remove_dir_all(istio.parent().unwrap());
+    }
+    let _ = std::fs::remove_file(&secret);
+}
+
+#[test]
+fn the_istio_schemas_refuse_what_istiod_would() {
+    let schemas = schemas();
+    let plugin = &schemas[&(
+        "WasmPlugin".to_string(),
+        "extensions.istio.io/v1alpha1".to_string(),
+    )];
+    let doc = |spec: Value| {
+        serde_json::json!({
+            "apiVersion": "extensions.istio.io/v1alpha1",
+            "kind": "WasmPlugin",
+            "metadata": {"name": "x", "namespace": "y"},
+            "spec": spec,
+        })
+    };
+    let errors = |spec| {
+        let mut e = Vec::new();
+        validate(plugin, &doc(spec), "", &mut e);
+        e
+    };
+    assert_eq!(
+        errors(serde_json::json!({"url": "oci://x/y:1"})),
+        Vec::<String>::new()
+    );
+    let e = errors(serde_json::json!({"url": "oci://x/y:1", "failStrategy": "FAIL_SOMETIMES"}));
+    assert!(e.iter().any(|m| m.contains("is not one of")), "{e:?}");
+    let e = errors(serde_json::json!({"url": "oci://x/y:1", "sha256": "ABC"}));
+    assert!(e.iter().any(|m| m.contains("does not match")), "{e:?}");
+    let e = errors(serde_json::json!({"url": "oci://x/y:1", "bogus": true}));
+    assert!(
+        e.iter().any(|m| m.contains(".spec.bogus: unknown field")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn cel_rules_are_evaluated_on_defaulted_objects() {
+    let schemas = schemas();
+    let check = |kind: &str, version: &str, spec: Value| {
+        let doc = serde_json::json!({
+            "apiVersion": version, "kind": kind,
+            "metadata": {"name": "x", "namespace": "y"}, "spec": spec,
+        });
+        let mut e = Vec::new();
+        validate(
+            &schemas[&(kind.to_string(), version.to_string())],
+            &doc,
+            "",
+            &mut e,
+        );
+        e
+    };
+    let v1 = "gateway.networking.k8s.io/v1";
+    let listener =
+        |name: &str, port: u16| serde_json::json!({"name": name, "port": port, "protocol": "HTTP"});
+    // Gateway: `self.all(l1, self.exists_one(l2, l1.name == l2.name))`.
+    let ok = check(
+        "Gateway",
+        v1,
+        serde_json::json!({"gatewayClassName": "c",
+        "listeners": [listener("a", 80), listener("b", 81)]}),
+    );
+    assert_eq!(ok, Vec::<String>::new());
+    let e = check(
+        "Gateway",
+        v1,
+        serde_json::json!({"gatewayClassName": "c",
+        "listeners": [listener("a", 80), listener("a", 81)]}),
+    );
+    assert!(
+        e.iter().any(|m| m.contains("Listener name must be unique")),
+        "{e:?}"
+    );
+    // HTTPRoute: a PathPrefix value must start with '/'; the match's `type` comes from the
+    // schema default (PathPrefix) — the rule sees the defaulted object.
+    let route = |path: Value| {
+        serde_json::json!({"parentRefs": [{"name": "gw"}],
+            "rules": [{"matches": [{"path": path}]}]})
+    };
+    assert_eq!(
+        check("HTTPRoute", v1, route(serde_json::json!({"value": "/a"}))),
+        Vec::<String>::new()
+    );
+    let e = check("HTTPRoute", v1, route(serde_json::json!({"value": "a"})));
+    assert!(
+        e.iter().any(|m| m.contains("must be an absolute path")),
+        "{e:?}"
+    );
+    // WasmPlugin url: isURL / url().getScheme() (the URL library functions added here).
+    let plugin = |url: &str| {
+        check(
+            "WasmPlugin",
+            "extensions.istio.io/v1alpha1",
+            serde_json::json!({"url": url}),
+        )
+    };
+    assert_eq!(plugin("oci://ghcr.io/a/b:1"), Vec::<String>::new());
+    assert_eq!(plugin("ghcr.io/a/b:1"), Vec::<String>::new());
+    let e = plugin("ftp://host/x.wasm");
+    assert!(
+        e.iter().any(|m| m.contains("url must have schema")),
         "{e:?}"
     );
 }

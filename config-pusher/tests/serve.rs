@@ -100,8 +100,11 @@ impl Server {
         let lines = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("serving on http://") {
-                    let rest = &line[at + "serving on http://".len()..];
+                let scheme = ["serving on http://", "serving on https://"]
+                    .into_iter()
+                    .find_map(|s| Some((line.find(s)?, s.len())));
+                if let Some((at, len)) = scheme {
+                    let rest = &line[at + len..];
                     let addr = rest.split_whitespace().next().unwrap_or_default();
                     let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
                 }
@@ -112,6 +115,10 @@ impl Server {
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("serve did not start: {:?}", log.lock().unwrap()));
         let server = Server { child, addr, log };
+        if args.contains(&"--tls-cert") {
+            // Plain HTTP cannot probe it; the TLS tests wait with curl.
+            return server;
+        }
         // Ready once the first translation is published.
         let deadline = Instant::now() + Duration::from_secs(10);
         while server.get("/readyz", &[]).status != 200 {
@@ -926,5 +933,268 @@ fn programmed_waits_for_a_proxy_of_the_role_to_apply_the_table() {
     proxy(&newer);
     server.eventually("/v1/status?format=json", "Programmed again", |r| {
         programmed(r).iter().all(|[s, _, _]| s == "True")
+    });
+}
+
+/// A self-signed certificate for DNS name `name` made with the openssl CLI: `(cert, key)`.
+fn certificate(dir: &Path, stem: &str, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .output()
+        .expect("the openssl CLI is required (make test-setup installs it)");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// `curl` over TLS to `name` (resolved to the server's address), trusting only `ca`:
+/// `Ok(status)` or `Err(curl's exit code and message)`.
+fn curl_tls(addr: SocketAddr, name: &str, ca: &Path, path: &str) -> Result<u16, String> {
+    let port = addr.port();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(ca)
+        .args(["--resolve", &format!("{name}:{port}:{}", addr.ip())])
+        .arg(format!("https://{name}:{port}{path}"))
+        .output()
+        .expect("curl is required (make test-setup installs it)");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0))
+    } else {
+        Err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// What a plain-HTTP request to `addr` gets back (all bytes until close or 5 s).
+fn plain_request(addr: SocketAddr) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    raw
+}
+
+#[test]
+fn tls_serves_https_only_verifies_its_name_and_reloads_a_rotated_certificate() {
+    let dir = folder("tls");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let name = "config-pusher.test";
+    let (cert_a, key_a) = certificate(&certs, "a", name);
+    let (cert_b, key_b) = certificate(&certs, "b", name);
+    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
+    std::fs::copy(&cert_a, &cert).unwrap();
+    std::fs::copy(&key_a, &key).unwrap();
+    let server = Server::start(
+        &dir,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let table = format!("/v1/tables/{ROLE}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl_tls(server.addr, name, &cert_a, &table) != Ok(200) {
+        assert!(
+            Instant::now() < deadline,
+            "no table over TLS: {:?}\n{}",
+            curl_tls(server.addr, name, &cert_a, &table),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Plain text gets no HTTP answer (never a fallback to cleartext).
+    let plain = plain_request(server.addr);
+    assert!(
+        !plain.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&plain)
+    );
+    // Another name, or another CA: the client refuses the server.
+    let wrong_name = curl_tls(server.addr, "other.test", &cert_a, "/healthz").unwrap_err();
+    assert!(wrong_name.contains("exit status: 60"), "{wrong_name}");
+    let wrong_ca = curl_tls(server.addr, name, &cert_b, "/healthz").unwrap_err();
+    assert!(wrong_ca.contains("exit status: 60"), "{wrong_ca}");
+
+    // Rotation: the key first (a moment where the pair does not fit, as a Secret update may
+    // show it), then the certificate. The server keeps the old pair until the new one loads.
+    std::fs::copy(&key_b, &key).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(curl_tls(server.addr, name, &cert_a, "/healthz"), Ok(200));
+    std::fs::copy(&cert_b, &cert).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl_tls(server.addr, name, &cert_b, "/healthz") != Ok(200) {
+        assert!(
+            Instant::now() < deadline,
+            "rotated certificate not served:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(curl_tls(server.addr, name, &cert_a, "/healthz").is_err());
+    let log = server.log();
+    assert!(log.contains("TLS certificate reloaded"), "{log}");
+    assert!(
+        log.contains("still serving the previous certificate"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_certificate_and_key_that_do_not_fit_stop_serve_at_start() {
+    let dir = folder("tls-mismatch");
+    let (cert_a, _) = certificate(&dir, "a", "config-pusher.test");
+    let (_, key_b) = certificate(&dir, "b", "config-pusher.test");
+    let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--from"])
+        .arg(&dir)
+        .arg("--tls-cert")
+        .arg(&cert_a)
+        .arg("--tls-key")
+        .arg(&key_b)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("a.crt") && stderr.contains("b.key"),
+        "the error names both files: {stderr}"
+    );
+    // --tls-cert alone is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--from"])
+        .arg(&dir)
+        .arg("--tls-cert")
+        .arg(&cert_a)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Reads until the peer closes (`true`) or `within` passes (`false`).
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn slow_and_idle_connections_are_closed_after_the_header_read_timeout() {
+    let dir = folder("header-timeout");
+    let server = Server::start(&dir, &["--header-read-timeout-ms", "500"]);
+    let etag = server.get(&format!("/v1/tables/{ROLE}"), &[]).etag();
+    // Slowloris: half a request line, then nothing.
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.write_all(b"GET /v1/tables/gateway/shop/web HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)),
+        "slow client kept"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)),
+        "idle client kept"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    // A long-poll is past its headers: it waits its full 2 s.
+    let started = Instant::now();
+    let r = server.get(
+        &format!("/v1/tables/{ROLE}?wait=2s"),
+        &[("if-none-match", &etag)],
+    );
+    assert_eq!(r.status, 304);
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+}
+
+#[test]
+fn connections_over_the_cap_are_closed_at_once() {
+    let dir = folder("max-connections");
+    let server = Server::start(
+        &dir,
+        &[
+            "--max-connections",
+            "4",
+            "--header-read-timeout-ms",
+            "60000",
+        ],
+    );
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    // 3 idle + the probe itself.
+    server.eventually("/metrics", "four connections open", |r| {
+        r.text().contains("config_pusher_open_connections 4")
+    });
+    held.push(TcpStream::connect(server.addr).unwrap());
+    // The cap is reached: the next connection is accepted and closed without an answer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let raw = plain_request(server.addr);
+        if raw.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a fifth connection was served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    held.truncate(2);
+    // Closed connections give their place back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !plain_request(server.addr).starts_with(b"HTTP/1.1 200") {
+        assert!(
+            Instant::now() < deadline,
+            "no room after two connections closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.eventually("/metrics", "a refusal counted", |r| {
+        r.text().contains("config_pusher_open_connections 3")
+            && !r
+                .text()
+                .contains("config_pusher_refused_connections_total 0")
     });
 }

@@ -133,6 +133,7 @@ impl Pusher {
     /// Starts it again on the same address and waits until ready.
     pub fn restart(&mut self) {
         self.kill();
+        let logged_before = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -151,12 +152,21 @@ impl Pusher {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start config-pusher: {e}"));
         self.child = Some(child);
+        // Over TLS the plain probe cannot answer: ready once a translation is logged.
+        let tls = self.extra.iter().any(|a| a == "--tls-cert");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("config-pusher exited ({status}):\n{}", self.log());
             }
-            if self.get("/readyz").is_ok_and(|r| r.status == 200) {
+            let ready = if tls {
+                let log = self.log();
+                let this_run = log.get(logged_before..).unwrap_or_default();
+                this_run.contains("serving on https://") && this_run.contains("translation done")
+            } else {
+                self.get("/readyz").is_ok_and(|r| r.status == 200)
+            };
+            if ready {
                 return;
             }
             assert!(
@@ -238,6 +248,10 @@ pub struct LiveOptions<'a> {
     pub concurrency: u32,
     /// Extra plugin `source` settings (JSON object fields) patched into the rendered bootstrap.
     pub source_extra: &'a str,
+    /// Extra arguments of `config-pusher serve` (`--tls-cert …`).
+    pub serve_extra: &'a [&'a str],
+    /// Extra arguments of `config-pusher render` (`--pusher-ca …`).
+    pub render_extra: &'a [&'a str],
 }
 
 impl LiveGateway {
@@ -258,6 +272,7 @@ impl LiveGateway {
         }
         let mut serve_args = vec!["--xds-dir".to_string(), xds.display().to_string()];
         serve_args.extend(backend_args.iter().cloned());
+        serve_args.extend(opts.serve_extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
         let pusher = Pusher::start(&folder.0, &args);
         let mut args: Vec<String> = vec![
@@ -276,6 +291,7 @@ impl LiveGateway {
             xds.display().to_string(),
         ];
         args.extend(backend_args);
+        args.extend(opts.render_extra.iter().map(|a| a.to_string()));
         let out = Command::new(config_pusher_bin())
             .args(&args)
             .output()

@@ -52,6 +52,8 @@ fn start(services: &[&str], concurrency: u32, source_extra: &str) -> LiveGateway
             backends: &names,
             concurrency,
             source_extra,
+            serve_extra: &[],
+            render_extra: &[],
         },
     );
     gw.wait_served_by(HOST, "/", &format!("demo/{}", services[0]), 4);

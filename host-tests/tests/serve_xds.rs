@@ -67,6 +67,8 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
         settings: Settings::default(),
         clusters: options.clone(),
         limits: Default::default(),
+        connections: Default::default(),
+        tls: None,
     };
     let debounce = Debounce::new(Duration::from_millis(50), Duration::from_secs(5));
     runtime.block_on(async {

@@ -33,6 +33,7 @@ use crate::translate::backend::SERVICE_NAME_LABEL;
 use crate::translate::mesh;
 
 pub use super::listen::Listen;
+use super::pusher_tls::PusherTls;
 use super::{listen, tls};
 
 /// `envoy-configs/bootstrap.yaml`, built in.
@@ -166,6 +167,9 @@ pub struct Cluster {
     pub name: String,
     pub endpoints: Endpoints,
     pub protocol: UpstreamProtocol,
+    /// TLS to the upstream (only the config-pusher cluster has it: `render --pusher-ca`).
+    #[serde(skip)]
+    pub tls: Option<PusherTls>,
 }
 
 /// How Envoy speaks to a backend, from the Service port's `appProtocol` (Gateway API
@@ -257,8 +261,13 @@ fn cluster_entry(c: &Cluster, indent: &str, type_url: Option<&str>) -> String {
             "{indent}  typed_extension_protocol_options:\n{indent}    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n{indent}      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n{indent}      explicit_http_config: {{http2_protocol_options: {{}}}}\n"
         ),
     };
+    let tls = c
+        .tls
+        .as_ref()
+        .map(|t| t.transport_socket(indent))
+        .unwrap_or_default();
     format!(
-        "{indent}- {head}\n{indent}  type: {kind}\n{indent}  connect_timeout: 1s\n{protocol}{indent}  load_assignment:\n{indent}    cluster_name: {name}\n{indent}    endpoints: [{{lb_endpoints: [{}]}}]\n",
+        "{indent}- {head}\n{indent}  type: {kind}\n{indent}  connect_timeout: 1s\n{protocol}{tls}{indent}  load_assignment:\n{indent}    cluster_name: {name}\n{indent}    endpoints: [{{lb_endpoints: [{}]}}]\n",
         eps.join(", ")
     )
 }
@@ -286,6 +295,7 @@ pub fn static_clusters(clusters: &[(&str, Vec<SocketAddr>)]) -> String {
             name: (*name).to_string(),
             endpoints: Endpoints::Static(addrs.clone()),
             protocol: UpstreamProtocol::Http1,
+            tls: None,
         })
         .collect();
     clusters_yaml(&list)
@@ -320,6 +330,8 @@ pub struct Pusher {
     pub host: String,
     pub port: u16,
     pub token: Option<String>,
+    /// `--pusher-ca`: reach it over TLS, verifying its name.
+    pub tls: Option<PusherTls>,
 }
 
 /// A command-line value of `render` that does not parse (`--pusher`, `--backend`; `--listen`:
@@ -346,6 +358,7 @@ impl Pusher {
                 host: addr.ip().to_string(),
                 port: addr.port(),
                 token: None,
+                tls: None,
             });
         }
         match s.rsplit_once(':') {
@@ -364,6 +377,7 @@ impl Pusher {
                     host: host.to_string(),
                     port,
                     token: None,
+                    tls: None,
                 })
             }
             _ => Err(FlagError::NotHostPort(s.to_string())),
@@ -525,6 +539,7 @@ pub fn bootstrap(
             name: PUSHER_CLUSTER.to_string(),
             endpoints: pusher.endpoints(),
             protocol: UpstreamProtocol::Http1,
+            tls: pusher.tls.clone(),
         });
     }
     if let Some(p) = listener_port {
@@ -689,6 +704,7 @@ pub fn clusters(store: &Store, table: &RouteTable, options: &BootstrapOptions) -
                 name,
                 endpoints,
                 protocol,
+                tls: None,
             }
         })
         .collect()
@@ -862,6 +878,7 @@ mod tests {
                 port: 80,
             },
             protocol: UpstreamProtocol::Http1,
+            tls: None,
         }]);
         assert!(y.contains("type: STRICT_DNS") && y.contains("\"b.a.svc.cluster.local\""));
         assert!(!y.contains("http2_protocol_options"));
@@ -870,6 +887,7 @@ mod tests {
             name: "a/b:80".into(),
             endpoints: Endpoints::Static(vec![SocketAddr::from(([127, 0, 0, 1], 9))]),
             protocol: UpstreamProtocol::Http1,
+            tls: None,
         }]);
         assert!(
             cds.starts_with("resources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: \"a/b:80\"\n  type: STATIC\n"),
@@ -881,6 +899,7 @@ mod tests {
             name: "a/b:80".into(),
             endpoints: Endpoints::Static(vec![SocketAddr::from(([127, 0, 0, 1], 9))]),
             protocol: UpstreamProtocol::from_app_protocol(Some("Kubernetes.io/H2C")),
+            tls: None,
         }]);
         assert!(
             h2c.contains("  typed_extension_protocol_options:\n    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n")

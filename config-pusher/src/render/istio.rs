@@ -119,6 +119,9 @@ pub struct IstioOptions {
     pub long_poll_seconds: u32,
     /// Put the table in `pluginConfig` instead of a `source`.
     pub inline: bool,
+    /// `--config-pusher-ca-secret`: the sidecars reach config-pusher over TLS, verifying its
+    /// name against the CA in this Secret of their own namespace ([`destination_rule`]).
+    pub ca_secret: Option<String>,
     /// Mirror slots the route has (the filter's `mirrorSlots`).
     pub mirror_slots: u8,
 }
@@ -135,6 +138,7 @@ impl Default for IstioOptions {
             long_poll_seconds: 30,
             inline: false,
             mirror_slots: 2,
+            ca_secret: None,
         }
     }
 }
@@ -152,8 +156,8 @@ fn mirror_header(n: u8) -> String {
     format!("x-gamma-mirror-{n}")
 }
 
-/// The filter's `source` for `role`: Istio's outbound cluster of config-pusher and its authority.
-pub fn source(role: &str, options: &IstioOptions) -> Result<Value, String> {
+/// config-pusher's Service as `(fqdn, port)`, from `--config-pusher NS/NAME:PORT`.
+fn config_pusher_host(options: &IstioOptions) -> Result<(String, u16), String> {
     let (ns, rest) = options.config_pusher.split_once('/').ok_or_else(|| {
         format!(
             "--config-pusher {:?}: not <namespace>/<name>:<port>",
@@ -169,7 +173,12 @@ pub fn source(role: &str, options: &IstioOptions) -> Result<Value, String> {
                 options.config_pusher
             )
         })?;
-    let host = format!("{name}.{ns}.svc.{}", options.domain);
+    Ok((format!("{name}.{ns}.svc.{}", options.domain), port))
+}
+
+/// The filter's `source` for `role`: Istio's outbound cluster of config-pusher and its authority.
+pub fn source(role: &str, options: &IstioOptions) -> Result<Value, String> {
+    let (host, port) = config_pusher_host(options)?;
     let mut source = json!({
         "cluster": format!("outbound|{port}||{host}"),
         "authority": format!("{host}:{port}"),
@@ -207,7 +216,37 @@ pub fn plugin_config(table: &RouteTable, options: &IstioOptions) -> Result<Value
     Ok(config)
 }
 
-/// The WasmPlugin and EnvoyFilter for mesh client namespace `namespace`, as one YAML stream.
+/// With `--config-pusher-ca-secret`: the DestinationRule, in the client namespace and visible
+/// only there (`exportTo: ["."]`), that makes its sidecars originate TLS to config-pusher
+/// (`serve --tls-cert`): `mode: SIMPLE`, SNI and `subjectAltNames` the Service's name, the CA
+/// from `credentialName` (istio/api `networking/v1alpha3/destination_rule.proto`
+/// `ClientTLSSettings`: a Secret in the workload's namespace with a `ca.crt` or `cacert` key). A
+/// certificate of another name or CA fails every fetch; nothing falls back to plain text.
+pub fn destination_rule(namespace: &str, options: &IstioOptions) -> Result<Option<Value>, String> {
+    let Some(secret) = &options.ca_secret else {
+        return Ok(None);
+    };
+    let (host, _) = config_pusher_host(options)?;
+    Ok(Some(json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "gammaroute-config-pusher", "namespace": namespace,
+                     "labels": {"app.kubernetes.io/part-of": "gammaroute"}},
+        "spec": {
+            "host": host,
+            "exportTo": ["."],
+            "trafficPolicy": {"tls": {
+                "mode": "SIMPLE",
+                "credentialName": secret,
+                "sni": host,
+                "subjectAltNames": [host],
+            }},
+        },
+    })))
+}
+
+/// The WasmPlugin and EnvoyFilter (and [`destination_rule`]) for mesh client namespace
+/// `namespace`, as one YAML stream.
 pub fn manifests(
     namespace: &str,
     table: &RouteTable,
@@ -325,7 +364,11 @@ pub fn manifests(
         "spec": {"configPatches": patches},
     });
     let mut out = String::new();
-    for doc in [wasm_plugin, envoy_filter] {
+    let tls = destination_rule(namespace, options)?;
+    for doc in [Some(wasm_plugin), Some(envoy_filter), tls]
+        .into_iter()
+        .flatten()
+    {
         out.push_str("---\n");
         out.push_str(&serde_yaml_ng::to_string(&doc).map_err(|e| format!("{namespace}: {e}"))?);
     }
@@ -453,6 +496,25 @@ mod tests {
         }
         // One file per client namespace, with or without routes: each is a choice of its own.
         assert_eq!(namespaces, ["batch", "bookinfo", "frontend"]);
+    }
+
+    #[test]
+    fn with_a_ca_secret_the_sidecars_verify_config_pusher() {
+        assert_eq!(destination_rule("shop", &IstioOptions::default()), Ok(None));
+        let options = IstioOptions {
+            ca_secret: Some("config-pusher-ca".into()),
+            ..IstioOptions::default()
+        };
+        let dr = destination_rule("shop", &options).unwrap().unwrap();
+        let host = "config-pusher.gammaroute-system.svc.cluster.local";
+        assert_eq!(dr["metadata"]["namespace"], "shop");
+        assert_eq!(dr["spec"]["host"], host);
+        assert_eq!(dr["spec"]["exportTo"], json!(["."]));
+        assert_eq!(
+            dr["spec"]["trafficPolicy"]["tls"],
+            json!({"mode": "SIMPLE", "credentialName": "config-pusher-ca", "sni": host,
+                   "subjectAltNames": [host]})
+        );
     }
 
     #[test]

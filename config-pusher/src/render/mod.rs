@@ -14,6 +14,7 @@ use crate::translate::{status, Output};
 pub mod envoy;
 pub mod istio;
 pub mod listen;
+pub mod pusher_tls;
 pub mod tls;
 
 /// One output file.

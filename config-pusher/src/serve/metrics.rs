@@ -45,6 +45,8 @@ pub struct Metrics {
     table_rejections: AtomicU64,
     load_errors: AtomicU64,
     open_polls: AtomicI64,
+    open_connections: AtomicI64,
+    refused_connections: AtomicU64,
     proxy_rejections: AtomicU64,
     tallies: Mutex<Tallies>,
 }
@@ -99,6 +101,16 @@ impl Metrics {
 
     pub fn polls(&self, delta: i64) {
         self.open_polls.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A connection was accepted (`1`) or closed (`-1`).
+    pub fn connections(&self, delta: i64) {
+        self.open_connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A connection over `--max-connections` was closed at once.
+    pub fn connection_refused(&self) {
+        self.refused_connections.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn proxy_rejection(&self) {
@@ -195,6 +207,18 @@ impl Metrics {
             "gauge",
             "Table requests waiting for a new version now.",
             &one(self.open_polls.load(Ordering::Relaxed).to_string()),
+        );
+        metric(
+            "config_pusher_open_connections",
+            "gauge",
+            "Connections to the API open now.",
+            &one(self.open_connections.load(Ordering::Relaxed).to_string()),
+        );
+        metric(
+            "config_pusher_refused_connections_total",
+            "counter",
+            "Connections closed at once because --max-connections were open.",
+            &one(load(&self.refused_connections)),
         );
         metric(
             "config_pusher_proxy_rejections_total",

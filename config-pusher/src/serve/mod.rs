@@ -6,6 +6,8 @@
 //! - [`state`]: the published tables and the change notification long-polls wait on;
 //! - [`proxies`]: what each proxy reports it runs; [`programmed`]: the Gateways' `Programmed`
 //!   from it; [`metrics`]: Prometheus text;
+//! - [`listener`]: the accept loop (connection cap, header-read timeout), over [`tls`] with
+//!   `--tls-cert`; [`limits`]: the long-poll caps;
 //! - [`token`]: the optional bearer token; [`xds`]: Envoy filesystem CDS for `--xds-dir`;
 //! - [`ui`]: the route map page (`/ui`) and its data (`/v1/map`).
 //!
@@ -13,7 +15,6 @@
 //! fills it (the folder watcher, or kube watchers); after each translation it hands the output to a
 //! [`StatusSink`] (the kube source writes statuses back; the folder source needs nothing).
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::translate::{self, Output, Settings};
 pub mod api;
 pub mod headers;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod process;
 pub mod programmed;
@@ -35,6 +37,7 @@ pub mod proxies;
 pub mod publish;
 pub mod sds;
 pub mod state;
+pub mod tls;
 pub mod token;
 pub mod ui;
 pub mod xds;
@@ -55,6 +58,10 @@ pub struct Config {
     pub clusters: envoy::BootstrapOptions,
     /// Bounds on open long-polls (`--max-long-polls`, `--max-long-polls-per-role`).
     pub limits: limits::Limits,
+    /// Bounds on connections (`--max-connections`, `--header-read-timeout-ms`).
+    pub connections: listener::ConnectionLimits,
+    /// `--tls-cert`/`--tls-key`: serve HTTPS only.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 /// Receives every translation's output (statuses included): the kube source writes statuses
@@ -92,6 +99,8 @@ pub enum ServeError {
     Unprotected { addr: SocketAddr },
     #[error(transparent)]
     Xds(#[from] xds::XdsError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("HTTP server: {0}")]
     Server(#[source] std::io::Error),
     #[error("translation stopped ({0}): exiting, so that the tables served are never stale")]
@@ -133,6 +142,8 @@ pub async fn run(
         .map(token::Token::load)
         .transpose()?;
     let xds = config.xds_dir.clone().map(xds::Xds::new).transpose()?;
+    // Loaded before binding: a pair that does not load stops `serve`, never plain text instead.
+    let tls = config.tls.clone().map(tls::load).transpose()?;
     let state = Arc::new(State::new(token, config.limits));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -141,12 +152,27 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
-    tracing::info!(%addr, "serving on http://{addr}");
-    let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).into_future();
+    let acceptor = match tls {
+        Some((config, reloader)) => {
+            tokio::spawn(reloader.run());
+            tracing::info!(%addr, "serving on https://{addr}");
+            Some(tokio_rustls::TlsAcceptor::from(config))
+        }
+        None => {
+            tracing::info!(%addr, "serving on http://{addr}");
+            None
+        }
+    };
+    let server = listener::serve(
+        listener,
+        acceptor,
+        api::router(state.clone()),
+        config.connections,
+        state.clone(),
+    );
     let mut translating = tokio::spawn(translate_loop(state.clone(), config, source, sink, xds));
     tokio::select! {
-        r = server => r.map_err(ServeError::Server)?,
+        () = server => {}
         () = shutdown_signal() => tracing::info!("shutting down"),
         // Fail visibly: a dead translation loop would serve stale tables while looking healthy.
         ended = &mut translating => {
