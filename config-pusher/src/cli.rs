@@ -93,15 +93,20 @@ pub enum Command {
         #[arg(long, value_name = "HOST:PORT", value_parser = envoy::Pusher::parse)]
         pusher: Option<envoy::Pusher>,
         /// The bearer token `serve --token-file` requires, read from this file and put in the
-        /// plugin configuration (with --pusher).
-        #[arg(long, value_name = "FILE", requires = "pusher")]
+        /// plugin configuration (with --pusher) and the ADS metadata (with --xds-server).
+        #[arg(long, value_name = "FILE")]
         pusher_token_file: Option<PathBuf>,
         #[command(flatten)]
         istio: IstioArgs,
         /// The bootstraps read their clusters from DIR/cds.yaml (Envoy filesystem CDS, kept up
         /// to date by `serve --xds-dir DIR`) instead of listing them statically.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "xds_server")]
         xds_dir: Option<PathBuf>,
+        /// The bootstraps get their clusters, endpoints and listener certificates over ADS (gRPC)
+        /// from `config-pusher serve --xds-listen` at HOST:PORT, with the --pusher-token-file
+        /// token.
+        #[arg(long, value_name = "HOST:PORT", value_parser = envoy::Pusher::parse)]
+        xds_server: Option<envoy::Pusher>,
         /// Also write route-map.html: the route map `serve` shows at /ui (parents, routes,
         /// rules, backends and their weights, status problems) with this translation inside,
         /// for a browser without a server.
@@ -140,6 +145,11 @@ pub enum Command {
         /// Write Envoy filesystem xDS files (cds.yaml) into DIR; see `render --xds-dir`.
         #[arg(long, value_name = "DIR")]
         xds_dir: Option<PathBuf>,
+        /// Serve ADS (xDS over gRPC: clusters, endpoints, listener certificates) on ADDR:PORT to
+        /// the proxies of `render --xds-server`; the same tokens as the HTTP API, in the
+        /// `authorization` metadata.
+        #[arg(long, value_name = "ADDR:PORT")]
+        xds_listen: Option<SocketAddr>,
         /// Quiet time after a change before re-reading the folder (at most 100 × this under
         /// continuous churn).
         #[arg(long, default_value_t = 100, value_name = "MS")]
@@ -379,6 +389,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             pusher_token_file,
             istio,
             xds_dir,
+            xds_server,
             graph,
         } => {
             // Envoy resolves a relative path from its own working directory: make it absolute.
@@ -425,6 +436,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 backends: clusters.backend.into_iter().collect(),
                 cluster_domain: clusters.cluster_domain,
                 admin,
+                ads: xds_server.map(|p| envoy::Pusher {
+                    token: token.clone(),
+                    ..p
+                }),
                 pusher: pusher.map(|p| envoy::Pusher { token, ..p }),
                 // Certificates beside cds.yaml when `serve --xds-dir` keeps them current, else
                 // in the output folder (render/tls.rs).
@@ -444,11 +459,14 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             token_file,
             insecure_no_auth,
             xds_dir,
+            xds_listen,
             debounce_ms,
             limits,
         } => {
-            serve::check_exposure(listen, token_file.is_some(), insecure_no_auth)
-                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            for addr in std::iter::once(listen).chain(xds_listen) {
+                serve::check_exposure(addr, token_file.is_some(), insecure_no_auth)
+                    .map_err(|e| CliError::Invalid(e.to_string()))?;
+            }
             let limits = serve::limits::Limits {
                 long_polls: limits.max_long_polls,
                 long_polls_per_role: limits.max_long_polls_per_role,
@@ -458,7 +476,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 clusters,
                 listen,
                 token_file,
-                xds_dir,
+                XdsFlags {
+                    dir: xds_dir,
+                    listen: xds_listen,
+                },
                 debounce_ms,
                 limits,
             )
@@ -661,13 +682,19 @@ pub fn explain(
     Ok(if e.agree { 0 } else { 3 })
 }
 
+/// `serve --xds-dir` and `--xds-listen`.
+struct XdsFlags {
+    dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+}
+
 /// `config-pusher serve` (runs until SIGINT/SIGTERM).
 fn serve(
     input: ServeInput,
     clusters: Clusters,
     listen: SocketAddr,
     token_file: Option<PathBuf>,
-    xds_dir: Option<PathBuf>,
+    xds: XdsFlags,
     debounce_ms: u64,
     limits: serve::limits::Limits,
 ) -> Result<u8, CliError> {
@@ -675,7 +702,8 @@ fn serve(
         limits,
         listen,
         token_file,
-        xds_dir,
+        xds_dir: xds.dir,
+        xds_listen: xds.listen,
         settings: Settings {
             controller_name: input.controller_name.clone(),
         },
