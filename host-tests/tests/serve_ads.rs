@@ -304,3 +304,149 @@ fn envoy_gets_clusters_endpoints_and_certificates_over_ads_and_survives_a_restar
         "{metrics}"
     );
 }
+
+/// Counts NACKs; no token.
+#[derive(Debug, Default)]
+struct Nacks(std::sync::atomic::AtomicU64);
+
+impl config_pusher::xds::server::Gate for Nacks {
+    fn access(&self, _: Option<&[u8]>) -> Option<config_pusher::auth::Access> {
+        None
+    }
+    fn streams(&self, _: i64) {}
+    fn response(&self) {}
+    fn nack(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn envoy_nacks_an_invalid_cluster_and_keeps_routing_with_the_last_good_one() {
+    use config_pusher::render::envoy as bootstrap;
+    use config_pusher::xds::{resources, server, Snapshot};
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use prost::Message;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let pid = std::process::id() % 200;
+    let api = Echo::start(
+        ECHO,
+        format!("127.40.{}.9:8080", pid + 1).parse().unwrap(),
+        "demo",
+        "api",
+    );
+    let folder = Scratch::new("ads-nack");
+    folder.write(
+        "all.yaml",
+        &format!(
+            "{}---\n{}",
+            gammaroute_host_tests::live::gateway_yaml(&["api"]),
+            gammaroute_host_tests::live::route_yaml("api", "shop.example", "/", "api")
+        ),
+    );
+    let (store, _) = config_pusher::source::files::load(&folder.0);
+    let output = config_pusher::translate::translate(&store, &Default::default());
+    let role = "gateway/demo/web";
+    let table = &output.tables[role];
+
+    // The ADS server in process, fed snapshots by hand.
+    let ads = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let options = bootstrap::BootstrapOptions {
+        wasm: wasm_path().display().to_string(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        backends: [("demo/api:8080".to_string(), vec![api.addr])].into(),
+        ads: Some(bootstrap::Pusher::parse(&ads.to_string()).unwrap()),
+        ..bootstrap::BootstrapOptions::default()
+    };
+    let good = resources::role_resources(&store, role, &[table], &options);
+    let snapshot = |r: &config_pusher::xds::protocol::Resources| {
+        Arc::new(Snapshot {
+            ready: true,
+            roles: [(role.to_string(), Arc::new(r.clone()))].into(),
+        })
+    };
+    let (tx, rx) = tokio::sync::watch::channel(snapshot(&good));
+    let nacks = Arc::new(Nacks::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.spawn(server::run(
+        ads,
+        server::Ads::new(rx, nacks.clone()),
+        std::future::pending(),
+    ));
+
+    let bootstrap::Rendered::Bootstrap(b) = bootstrap::bootstrap(&store, table, &options).unwrap()
+    else {
+        panic!("no bootstrap for {role}");
+    };
+    let envoy = Envoy::start(&b.yaml);
+    let addr = envoy.listener("gammaroute");
+    let routed = || {
+        http::send(addr, "GET", "/", &[("host", "shop.example")])
+            .is_ok_and(|r| r.status == 200 && r.json()["service"] == "api")
+    };
+    let start = Instant::now();
+    while !routed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not routed over ADS:\n{}",
+            tail(&envoy.log(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // An invalid cluster (a negative connect_timeout fails Envoy's validation).
+    let mut bad = good.clone();
+    let cds = bad.get_mut(&resources::cluster_type()).unwrap();
+    let cluster = cds.get_mut("demo/api:8080").unwrap();
+    let mut invalid = Cluster::decode(cluster.as_slice()).unwrap();
+    invalid.connect_timeout = Some(envoy_types::pb::google::protobuf::Duration {
+        seconds: -1,
+        nanos: 0,
+    });
+    *cluster = invalid.encode_to_vec();
+    tx.send_replace(snapshot(&bad));
+    let start = Instant::now();
+    while nacks.0.load(Ordering::Relaxed) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no NACK:\n{}",
+            tail(&envoy.log(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(envoy.stat("cluster_manager.cds.update_rejected") >= 1);
+    for _ in 0..20 {
+        assert!(routed(), "the last good cluster stays");
+    }
+
+    // Fixed content is pushed and applied.
+    let applied = envoy.stat("cluster_manager.cds.update_success");
+    let mut fixed = good.clone();
+    let cds = fixed.get_mut(&resources::cluster_type()).unwrap();
+    let cluster = cds.get_mut("demo/api:8080").unwrap();
+    let mut longer = Cluster::decode(cluster.as_slice()).unwrap();
+    longer.connect_timeout = Some(envoy_types::pb::google::protobuf::Duration {
+        seconds: 2,
+        nanos: 0,
+    });
+    *cluster = longer.encode_to_vec();
+    tx.send_replace(snapshot(&fixed));
+    let start = Instant::now();
+    while envoy.stat("cluster_manager.cds.update_success") == applied {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "fixed version not applied:\n{}",
+            tail(&envoy.log(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(routed());
+    assert_eq!(nacks.0.load(Ordering::Relaxed), 1);
+    drop(envoy);
+    runtime.shutdown_background();
+}
