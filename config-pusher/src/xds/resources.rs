@@ -11,7 +11,6 @@
 //!   named `<namespace>/<name>` as the bootstrap's `sds_config: {ads: {}}` asks for it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::{self as cluster, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -201,11 +200,6 @@ pub fn socket(host: String, port: u16) -> Address {
     }
 }
 
-/// The address of a socket as an Envoy `Address`.
-pub fn socket_addr(a: SocketAddr) -> Address {
-    socket(a.ip().to_string(), a.port())
-}
-
 /// A `tls_certificate` Secret with the PEM chain and key inline.
 pub fn certificate(c: &crate::translate::tls::Certificate) -> Secret {
     let inline = |bytes: &[u8]| DataSource {
@@ -232,6 +226,8 @@ pub fn any<M: Message + Name>(m: &M) -> Any {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
     use crate::source::files;
     use crate::translate::{translate, Settings};
