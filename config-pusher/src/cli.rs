@@ -96,8 +96,8 @@ pub enum Command {
         #[arg(long, value_name = "HOST:PORT", value_parser = envoy::Pusher::parse)]
         pusher: Option<envoy::Pusher>,
         /// The bearer token `serve --token-file` requires, read from this file and put in the
-        /// plugin configuration (with --pusher).
-        #[arg(long, value_name = "FILE", requires = "pusher")]
+        /// plugin configuration (with --pusher) and the ADS metadata (with --xds-server).
+        #[arg(long, value_name = "FILE")]
         pusher_token_file: Option<PathBuf>,
         /// Reach --pusher over TLS (`serve --tls-cert`), trusting only the CA certificates in
         /// this PEM file; the server's certificate must name --pusher-server-name.
@@ -111,8 +111,13 @@ pub enum Command {
         istio: IstioArgs,
         /// The bootstraps read their clusters from DIR/cds.yaml (Envoy filesystem CDS, kept up
         /// to date by `serve --xds-dir DIR`) instead of listing them statically.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "xds_server")]
         xds_dir: Option<PathBuf>,
+        /// The bootstraps get their clusters, endpoints and listener certificates over ADS (gRPC)
+        /// from `config-pusher serve --xds-listen` at HOST:PORT, with the --pusher-token-file
+        /// token.
+        #[arg(long, value_name = "HOST:PORT", value_parser = envoy::Pusher::parse)]
+        xds_server: Option<envoy::Pusher>,
         /// Also write route-map.html: the route map `serve` shows at /ui (parents, routes,
         /// rules, backends and their weights, status problems) with this translation inside,
         /// for a browser without a server.
@@ -151,6 +156,11 @@ pub enum Command {
         /// Write Envoy filesystem xDS files (cds.yaml) into DIR; see `render --xds-dir`.
         #[arg(long, value_name = "DIR")]
         xds_dir: Option<PathBuf>,
+        /// Serve ADS (xDS over gRPC: clusters, endpoints, listener certificates) on ADDR:PORT to
+        /// the proxies of `render --xds-server`; the same tokens as the HTTP API, in the
+        /// `authorization` metadata.
+        #[arg(long, value_name = "ADDR:PORT")]
+        xds_listen: Option<SocketAddr>,
         /// Quiet time after a change before re-reading the folder (at most 100 × this under
         /// continuous churn).
         #[arg(long, default_value_t = 100, value_name = "MS")]
@@ -431,6 +441,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             pusher_server_name,
             istio,
             xds_dir,
+            xds_server,
             graph,
         } => {
             // Envoy resolves a relative path from its own working directory: make it absolute.
@@ -496,6 +507,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 backends: clusters.backend.into_iter().collect(),
                 cluster_domain: clusters.cluster_domain,
                 admin,
+                ads: xds_server.map(|p| envoy::Pusher {
+                    token: token.clone(),
+                    ..p
+                }),
                 pusher: pusher.map(|p| envoy::Pusher {
                     token,
                     tls: pusher_tls,
@@ -519,12 +534,15 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             token_file,
             insecure_no_auth,
             xds_dir,
+            xds_listen,
             debounce_ms,
             limits,
             tls,
         } => {
-            serve::check_exposure(listen, token_file.is_some(), insecure_no_auth)
-                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            for addr in std::iter::once(listen).chain(xds_listen) {
+                serve::check_exposure(addr, token_file.is_some(), insecure_no_auth)
+                    .map_err(|e| CliError::Invalid(e.to_string()))?;
+            }
             let config = serve::Config {
                 limits: serve::limits::Limits {
                     long_polls: limits.max_long_polls,
@@ -541,6 +559,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 listen,
                 token_file,
                 xds_dir,
+                xds_listen,
                 settings: Settings {
                     controller_name: input.controller_name.clone(),
                 },

@@ -16,3 +16,4 @@ pub mod source;
 pub mod status;
 pub mod store;
 pub mod translate;
+pub mod xds;

@@ -273,6 +273,7 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
     assert_eq!(probe_path(c.liveness_probe.clone()), "/healthz");
     assert_eq!(probe_path(c.readiness_probe.clone()), "/readyz");
     assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 18000);
+    assert_eq!(c.ports.as_ref().unwrap()[1].container_port, 18001);
     assert!(c.resources.as_ref().unwrap().requests.is_some());
     // The container's command line is one config-pusher accepts: serve --kube on port 18000.
     use clap::Parser;
@@ -287,10 +288,16 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
             listen,
             token_file,
             insecure_no_auth,
+            xds_listen,
             ..
         } => {
             assert!(input.kube, "{args:?}");
             assert_eq!(listen.port(), 18000);
+            // ADS for the provisioned gateway proxies, closed by the same token.
+            let xds = xds_listen.expect("--xds-listen");
+            assert_eq!(xds.port(), 18001);
+            config_pusher::serve::check_exposure(xds, token_file.is_some(), false)
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
             // Reachable by every pod: closed by a token, never --insecure-no-auth.
             assert!(!insecure_no_auth, "{args:?}");
             config_pusher::serve::check_exposure(listen, token_file.is_some(), false)
@@ -349,10 +356,12 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
         "true"
     );
     let ports = ingress[0].ports.clone().unwrap();
-    assert_eq!(ports.len(), 1);
+    let open: Vec<_> = ports.iter().map(|p| p.port.clone()).collect();
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int;
     assert_eq!(
-        ports[0].port,
-        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(18000))
+        open,
+        [Some(Int(18000)), Some(Int(18001))],
+        "the API and ADS"
     );
     let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
     assert!(
@@ -418,6 +427,13 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
     assert_eq!(
         find(&docs, "Service", "config-pusher")["spec"]["ports"][0]["port"],
         18000
+    );
+    let xds = &find(&docs, "Service", "config-pusher")["spec"]["ports"][1];
+    assert_eq!(xds["port"], 18001);
+    assert_eq!(xds["targetPort"], "grpc-xds");
+    assert_eq!(
+        xds["appProtocol"], "kubernetes.io/h2c",
+        "gRPC: HTTP/2 prior knowledge"
     );
 }
 

@@ -340,6 +340,7 @@ fn serve_config(listen: std::net::SocketAddr) -> config_pusher::serve::Config {
         listen,
         token_file: None,
         xds_dir: None,
+        xds_listen: None,
         settings: Default::default(),
         clusters: Default::default(),
         limits: Default::default(),

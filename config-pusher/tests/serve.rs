@@ -736,6 +736,29 @@ fn a_non_loopback_listen_needs_a_token_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_non_loopback_xds_listen_needs_a_token_file_too() {
+    let dir = folder("xds-exposure");
+    let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--xds-listen",
+            "192.0.2.1:18001",
+        ])
+        .arg("--from")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 192.0.2.1:18001 without --token-file"),
+        "{stderr}"
+    );
+}
 #[test]
 fn route_map_page_and_its_data_follow_the_folder() {
     let dir = folder("map");

@@ -87,3 +87,55 @@ fn listen_override_and_backends_validate() {
     assert!(yaml.contains("type: STRICT_DNS") && yaml.contains("web-v2.shop.svc.cluster.local"));
     envoy::validate(&yaml).unwrap_or_else(|log| panic!("{log}"));
 }
+
+/// `render --xds-server` for an in-cluster gateway: the ADS server by DNS name with a token,
+/// HTTPS certificates from SDS over ADS, no static backend clusters; Envoy validates it.
+#[test]
+fn ads_bootstraps_validate() {
+    let dir = workspace_root().join("config-pusher/tests/golden/tls-listeners/input");
+    let (store, _) = files::load(&dir);
+    let output = translate::translate(&store, &Settings::default());
+    let mut ads =
+        bootstrap::Pusher::parse("config-pusher.gammaroute-system.svc.cluster.local:18001")
+            .unwrap();
+    ads.token = Some("gr1:gateway/infra/edge:00ff".into());
+    let options = bootstrap::BootstrapOptions {
+        wasm: gammaroute_host_tests::wasm_path().display().to_string(),
+        ads: Some(ads),
+        ..bootstrap::BootstrapOptions::default()
+    };
+    let rendered = render::render(&store, &output, &options).unwrap();
+    let gw = rendered
+        .bootstraps()
+        .find(|f| f.role.as_deref() == Some("gateway/infra/edge"))
+        .unwrap();
+    let yaml = String::from_utf8(gw.content.clone()).unwrap();
+    assert!(
+        yaml.contains("node: {id: gammaroute, cluster: \"gateway/infra/edge\"}"),
+        "{yaml}"
+    );
+    assert!(yaml.contains(
+        "initial_metadata: [{key: authorization, value: \"Bearer gr1:gateway/infra/edge:00ff\"}]"
+    ));
+    assert!(yaml.contains("cds_config: {ads: {}, resource_api_version: V3}"));
+    // HTTPS chains are bound, their certificates named for SDS over ADS; no key on disk.
+    assert!(
+        yaml.contains("tls_certificate_sds_secret_configs"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("path_config_source") && !yaml.contains("PRIVATE KEY"));
+    assert!(rendered
+        .files
+        .iter()
+        .all(|f| f.kind != render::FileKind::Sds));
+    // The only static clusters: the xDS server (HTTP/2, by DNS name).
+    assert!(
+        yaml.contains("name: \"gammaroute-xds\"\n    type: STRICT_DNS"),
+        "{yaml}"
+    );
+    assert!(
+        !yaml.contains("name: \"app/shop:80\""),
+        "backend clusters come from CDS:\n{yaml}"
+    );
+    envoy::validate(&yaml).unwrap_or_else(|log| panic!("{log}"));
+}

@@ -64,6 +64,7 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
         listen: "127.0.0.1:0".parse().unwrap(),
         token_file: None,
         xds_dir: Some(xds_dir.clone()),
+        xds_listen: None,
         settings: Settings::default(),
         clusters: options.clone(),
         limits: Default::default(),

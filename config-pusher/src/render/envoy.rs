@@ -47,9 +47,10 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootst
 pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
     // The TLS slots default to one plaintext chain, so callers without TLS need not know them;
     // the stats tags are the filter's own (one list, in `gammaroute_filter::metrics`).
-    let mut defaults: BTreeMap<&str, String> = tls::slots(&tls::TlsPlan::default(), "")
-        .into_iter()
-        .collect();
+    let mut defaults: BTreeMap<&str, String> =
+        tls::slots(&tls::TlsPlan::default(), tls::SdsSource::Dir(""))
+            .into_iter()
+            .collect();
     defaults.insert("STATS_TAGS", gammaroute_filter::metrics::stats_tags_yaml());
     defaults.insert("BACKOFF_ROUTES", String::new());
     let mut out = String::with_capacity(template.len());
@@ -287,6 +288,36 @@ pub fn dynamic_resources(cds_dir: Option<&str>) -> String {
     )
 }
 
+/// The Envoy cluster of the ADS server (`render --xds-server`).
+pub const XDS_CLUSTER: &str = "gammaroute-xds";
+
+/// The bootstrap's way to `serve --xds-listen`: gRPC needs HTTP/2 (cleartext, prior knowledge).
+pub fn xds_cluster(ads: &Pusher) -> Cluster {
+    Cluster {
+        name: XDS_CLUSTER.to_string(),
+        endpoints: ads.endpoints(),
+        protocol: UpstreamProtocol::H2c,
+    }
+}
+
+/// `DYNAMIC_RESOURCES` for ADS: the node names its role in `node.cluster` (the ADS server serves
+/// that role's resources; a role token must be that role's), one gRPC stream to [`XDS_CLUSTER`]
+/// with the bearer token as `authorization` metadata, and CDS over it. Listeners stay static
+/// (a Gateway's listener set changes the bootstrap, which rolls the proxies).
+pub fn ads_dynamic_resources(role: &str, ads: &Pusher) -> String {
+    let metadata = match &ads.token {
+        Some(t) => format!(
+            "\n      initial_metadata: [{{key: authorization, value: {}}}]",
+            yaml_string(&format!("Bearer {t}"))
+        ),
+        None => String::new(),
+    };
+    format!(
+        "node: {{id: gammaroute, cluster: {}}}\ndynamic_resources:\n  ads_config:\n    api_type: GRPC\n    transport_api_version: V3\n    set_node_on_first_message_only: true\n    grpc_services:\n    - envoy_grpc: {{cluster_name: {XDS_CLUSTER}}}{metadata}\n  cds_config: {{ads: {{}}, resource_api_version: V3}}\n",
+        yaml_string(role)
+    )
+}
+
 /// STATIC clusters, one per (name, endpoints), in the YAML list form the templates expect.
 pub fn static_clusters(clusters: &[(&str, Vec<SocketAddr>)]) -> String {
     let list: Vec<Cluster> = clusters
@@ -319,8 +350,11 @@ pub struct BootstrapOptions {
     /// Clusters from `<dir>/cds.yaml` (written by `serve --xds-dir`) instead of static ones.
     pub cds_dir: Option<String>,
     /// Absolute directory of the SDS files with listener certificates ([`super::tls`]); `None`:
-    /// HTTPS listeners are not bound.
+    /// HTTPS listeners are not bound (unless `ads` delivers the certificates).
     pub sds_dir: Option<String>,
+    /// `--xds-server`: clusters, endpoints and certificates come over ADS from
+    /// `config-pusher serve --xds-listen` here (with its bearer token), not from files.
+    pub ads: Option<Pusher>,
 }
 
 /// Where a proxy fetches its table (`config-pusher serve`), and with which bearer token.
@@ -384,7 +418,7 @@ impl Pusher {
         }
     }
 
-    fn endpoints(&self) -> Endpoints {
+    pub fn endpoints(&self) -> Endpoints {
         match self.host.parse::<IpAddr>() {
             Ok(ip) => Endpoints::Static(vec![SocketAddr::new(ip, self.port)]),
             Err(_) => Endpoints::Dns {
@@ -416,6 +450,7 @@ impl Default for BootstrapOptions {
             pusher: None,
             cds_dir: None,
             sds_dir: None,
+            ads: None,
         }
     }
 }
@@ -487,7 +522,12 @@ pub fn bootstrap(
             .split_once('/')
             .map(|(ns, name)| ObjectKey::new(ns, name))
             .ok_or_else(|| format!("{}: not a gateway role", table.role))?;
-        plan = tls::plan(store, &key, table, options.sds_dir.as_deref());
+        // Over ADS the certificates need no directory.
+        let sds_dir = match options.ads {
+            Some(_) => Some(options.sds_dir.as_deref().unwrap_or_default()),
+            None => options.sds_dir.as_deref(),
+        };
+        plan = tls::plan(store, &key, table, sds_dir);
         notes.extend(plan.notes.iter().cloned());
         if plan.ports.is_empty() {
             notes.push("no listener to bind".into());
@@ -542,6 +582,9 @@ pub fn bootstrap(
             tls: pusher.tls.clone(),
         });
     }
+    if let Some(ads) = &options.ads {
+        fixed.push(xds_cluster(ads));
+    }
     if let Some(p) = listener_port {
         config.insert("listenerPort".into(), p.into());
     }
@@ -576,24 +619,28 @@ pub fn bootstrap(
         ),
         (
             "CLUSTERS",
-            match options.cds_dir {
-                Some(_) => clusters_yaml(&fixed),
-                None => clusters_yaml(&[clusters.clone(), fixed].concat()),
+            match (&options.ads, &options.cds_dir) {
+                (Some(_), _) | (None, Some(_)) => clusters_yaml(&fixed),
+                (None, None) => clusters_yaml(&[clusters.clone(), fixed].concat()),
             },
         ),
         (
             "DYNAMIC_RESOURCES",
-            match options.cds_dir {
+            match (&options.ads, &options.cds_dir) {
+                (Some(ads), _) => ads_dynamic_resources(&table.role, ads),
                 // Filesystem SDS needs a node identity too (dynamic_resources sets one).
-                None if plan.has_tls() => "node: {id: gammaroute, cluster: gammaroute}\n".into(),
-                _ => dynamic_resources(options.cds_dir.as_deref()),
+                (None, None) if plan.has_tls() => {
+                    "node: {id: gammaroute, cluster: gammaroute}\n".into()
+                }
+                (None, _) => dynamic_resources(options.cds_dir.as_deref()),
             },
         ),
     ]);
-    values.extend(tls::slots(
-        &plan,
-        options.sds_dir.as_deref().unwrap_or_default(),
-    ));
+    let sds_source = match options.ads {
+        Some(_) => tls::SdsSource::Ads,
+        None => tls::SdsSource::Dir(options.sds_dir.as_deref().unwrap_or_default()),
+    };
+    values.extend(tls::slots(&plan, sds_source));
     let yaml = fill(BOOTSTRAP_TEMPLATE, &values)?;
     Ok(Rendered::Bootstrap(Box::new(Bootstrap {
         role: table.role.clone(),
@@ -602,7 +649,11 @@ pub fn bootstrap(
         clusters,
         yaml,
         notes,
-        sds: plan.sds,
+        // Over ADS the certificates never touch the disk.
+        sds: match options.ads {
+            Some(_) => Vec::new(),
+            None => plan.sds,
+        },
     })))
 }
 
@@ -708,6 +759,22 @@ pub fn clusters(store: &Store, table: &RouteTable, options: &BootstrapOptions) -
             }
         })
         .collect()
+}
+
+/// Every cluster of `tables`, once per name, in name order (`serve`'s CDS: the clusters of the
+/// tables being replaced and of their successors).
+pub fn distinct_clusters<'a>(
+    store: &Store,
+    tables: impl IntoIterator<Item = &'a RouteTable>,
+    options: &BootstrapOptions,
+) -> Vec<Cluster> {
+    let mut by_name = BTreeMap::new();
+    for t in tables {
+        for c in clusters(store, t, options) {
+            by_name.entry(c.name.clone()).or_insert(c);
+        }
+    }
+    by_name.into_values().collect()
 }
 
 /// The `appProtocol` of Service `ns/svc` port `port`, if it has one.

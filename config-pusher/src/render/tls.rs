@@ -65,6 +65,8 @@ pub struct TlsPlan {
     pub ports: BTreeSet<u16>,
     pub chains: Vec<Chain>,
     pub sds: Vec<SdsFile>,
+    /// The certificates of [`TlsPlan::sds`], one per Secret (what SDS over ADS sends).
+    pub certificates: Vec<Certificate>,
     /// Listeners left out and why.
     pub notes: Vec<String>,
 }
@@ -131,6 +133,7 @@ pub fn plan(store: &Store, key: &ObjectKey, table: &RouteTable, sds_dir: Option<
         });
     }
     let mut sds: BTreeMap<String, SdsFile> = BTreeMap::new();
+    let mut certificates: BTreeMap<String, Certificate> = BTreeMap::new();
     for (port, listeners) in tls {
         for (hostname, certs) in listeners {
             let secrets = certs
@@ -139,6 +142,9 @@ pub fn plan(store: &Store, key: &ObjectKey, table: &RouteTable, sds_dir: Option<
                     let f = sds_file(c);
                     let name = f.name.clone();
                     sds.entry(name.clone()).or_insert(f);
+                    certificates
+                        .entry(name.clone())
+                        .or_insert_with(|| c.clone());
                     name
                 })
                 .collect();
@@ -150,6 +156,7 @@ pub fn plan(store: &Store, key: &ObjectKey, table: &RouteTable, sds_dir: Option<
         }
     }
     plan.sds = sds.into_values().collect();
+    plan.certificates = certificates.into_values().collect();
     plan
 }
 
@@ -172,9 +179,18 @@ fn sds_file(c: &Certificate) -> SdsFile {
     }
 }
 
+/// Where a bootstrap's TLS chains read their certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdsSource<'a> {
+    /// Filesystem SDS: one file per Secret in this directory (`render`, `serve --xds-dir`).
+    Dir(&'a str),
+    /// `{ads: {}}`: on the ADS stream of `serve --xds-listen` (`render --xds-server`).
+    Ads,
+}
+
 /// YAML keys of one chain (at 6 spaces, after its `filters`): `filter_chain_match` and the TLS
 /// transport socket.
-pub fn chain_keys(chain: &Chain, sds: &[SdsFile], sds_dir: &str) -> String {
+pub fn chain_keys(chain: &Chain, sds: &[SdsFile], source: SdsSource<'_>) -> String {
     let mut out = String::new();
     let mut matched = Vec::new();
     if let Some(p) = chain.port {
@@ -198,12 +214,18 @@ pub fn chain_keys(chain: &Chain, sds: &[SdsFile], sds_dir: &str) -> String {
         return out;
     }
     out.push_str("      transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n          common_tls_context:\n            alpn_protocols: [h2, http/1.1]\n            tls_certificate_sds_secret_configs:\n");
-    let dir = serde_json::Value::String(sds_dir.to_string()).to_string();
     for s in &chain.secrets {
-        let file = sds.iter().find(|f| &f.name == s).map_or("", |f| &f.file);
-        let path = serde_json::Value::String(format!("{sds_dir}/{file}")).to_string();
+        let config = match source {
+            SdsSource::Dir(sds_dir) => {
+                let dir = serde_json::Value::String(sds_dir.to_string()).to_string();
+                let file = sds.iter().find(|f| &f.name == s).map_or("", |f| &f.file);
+                let path = serde_json::Value::String(format!("{sds_dir}/{file}")).to_string();
+                format!("path_config_source: {{path: {path}, watched_directory: {{path: {dir}}}}}")
+            }
+            SdsSource::Ads => "ads: {}".to_string(),
+        };
         out.push_str(&format!(
-            "            - name: {}\n              sds_config:\n                resource_api_version: V3\n                path_config_source: {{path: {path}, watched_directory: {{path: {dir}}}}}\n",
+            "            - name: {}\n              sds_config:\n                resource_api_version: V3\n                {config}\n",
             serde_json::Value::String(s.clone())
         ));
     }
@@ -212,11 +234,11 @@ pub fn chain_keys(chain: &Chain, sds: &[SdsFile], sds_dir: &str) -> String {
 
 /// The template slots for a plan: `FIRST_CHAIN_TLS` (keys of the first chain), `MORE_CHAINS`
 /// (the other chains, each reusing the first one's filters) and `LISTENER_FILTERS`.
-pub fn slots(plan: &TlsPlan, sds_dir: &str) -> [(&'static str, String); 3] {
+pub fn slots(plan: &TlsPlan, source: SdsSource<'_>) -> [(&'static str, String); 3] {
     let first = plan
         .chains
         .first()
-        .map(|c| chain_keys(c, &plan.sds, sds_dir))
+        .map(|c| chain_keys(c, &plan.sds, source))
         .unwrap_or_default();
     let more: String = plan
         .chains
@@ -225,7 +247,7 @@ pub fn slots(plan: &TlsPlan, sds_dir: &str) -> [(&'static str, String); 3] {
         .map(|c| {
             format!(
                 "    - filters: *gammaroute_filters\n{}",
-                chain_keys(c, &plan.sds, sds_dir)
+                chain_keys(c, &plan.sds, source)
             )
         })
         .collect();
@@ -283,10 +305,24 @@ mod tests {
         assert_eq!(names, ["certs/wildcard-cert", "infra/shop-cert"]);
         assert!(p.sds[0].content.contains("BEGIN PRIVATE KEY"));
         assert!(!format!("{p:?}").contains("PRIVATE KEY"));
-        let [(_, first), (_, more), (_, filters)] = slots(&p, "/sds");
+        let [(_, first), (_, more), (_, filters)] = slots(&p, SdsSource::Dir("/sds"));
         assert!(first.contains("destination_port: 80"));
         assert!(more.contains("alpn_protocols: [h2, http/1.1]"));
         assert!(more.contains(r#"path: "/sds/sds-infra-shop-cert.yaml""#));
         assert!(filters.contains("tls_inspector"));
+        let names: Vec<String> = p
+            .certificates
+            .iter()
+            .map(|c| c.secret.to_string())
+            .collect();
+        assert_eq!(names, ["certs/wildcard-cert", "infra/shop-cert"]);
+        let [_, (_, ads), _] = slots(&p, SdsSource::Ads);
+        assert!(
+            ads.contains(
+                "sds_config:\n                resource_api_version: V3\n                ads: {}\n"
+            ),
+            "{ads}"
+        );
+        assert!(!ads.contains("path_config_source"));
     }
 }

@@ -48,6 +48,10 @@ pub struct Metrics {
     open_connections: AtomicI64,
     refused_connections: AtomicU64,
     proxy_rejections: AtomicU64,
+    /// ADS (`--xds-listen`): open streams, responses sent, NACKs received.
+    xds_streams: AtomicI64,
+    xds_responses: AtomicU64,
+    xds_nacks: AtomicU64,
     tallies: Mutex<Tallies>,
 }
 
@@ -115,6 +119,19 @@ impl Metrics {
 
     pub fn proxy_rejection(&self) {
         self.proxy_rejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An ADS stream opened (`1`) or closed (`-1`).
+    pub fn xds_streams(&self, delta: i64) {
+        self.xds_streams.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub fn xds_response(&self) {
+        self.xds_responses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn xds_nack(&self) {
+        self.xds_nacks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text; `connected` proxies are counted and the `process` facts read by the
@@ -219,6 +236,24 @@ impl Metrics {
             "counter",
             "Connections closed at once because --max-connections were open.",
             &one(load(&self.refused_connections)),
+        );
+        metric(
+            "config_pusher_xds_streams",
+            "gauge",
+            "Open ADS streams (serve --xds-listen).",
+            &one(self.xds_streams.load(Ordering::Relaxed).to_string()),
+        );
+        metric(
+            "config_pusher_xds_responses_total",
+            "counter",
+            "DiscoveryResponses sent on ADS streams.",
+            &one(load(&self.xds_responses)),
+        );
+        metric(
+            "config_pusher_xds_nacks_total",
+            "counter",
+            "DiscoveryRequests that refused the version sent (the proxy keeps its last good one).",
+            &one(load(&self.xds_nacks)),
         );
         metric(
             "config_pusher_proxy_rejections_total",

@@ -8,7 +8,8 @@
 //!   from it; [`metrics`]: Prometheus text;
 //! - [`listener`]: the accept loop (connection cap, header-read timeout), over [`tls`] with
 //!   `--tls-cert`; [`limits`]: the long-poll caps;
-//! - [`token`]: the optional bearer token; [`xds`]: Envoy filesystem CDS for `--xds-dir`;
+//! - [`token`]: the optional bearer token; [`xds`]: Envoy filesystem CDS for `--xds-dir`
+//!   (`--xds-listen` serves the same over gRPC: [`crate::xds`]);
 //! - [`ui`]: the route map page (`/ui`) and its data (`/v1/map`).
 //!
 //! The core ([`run`]) reads a `watch::Receiver<Arc<Snapshot>>` and does not know which source
@@ -53,6 +54,8 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     /// `--xds-dir`: write Envoy filesystem-xDS files (`cds.yaml`) there.
     pub xds_dir: Option<PathBuf>,
+    /// `--xds-listen`: serve ADS (gRPC) there ([`crate::xds`]).
+    pub xds_listen: Option<SocketAddr>,
     pub settings: Settings,
     /// Cluster endpoints for `--xds-dir` (`--backend`, `--cluster-domain`), as `render` uses them.
     pub clusters: envoy::BootstrapOptions,
@@ -101,6 +104,8 @@ pub enum ServeError {
     Xds(#[from] xds::XdsError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Ads(#[from] crate::xds::server::AdsError),
     #[error("HTTP server: {0}")]
     Server(#[source] std::io::Error),
     #[error("translation stopped ({0}): exiting, so that the tables served are never stale")]
@@ -170,9 +175,29 @@ pub async fn run(
         config.connections,
         state.clone(),
     );
-    let mut translating = tokio::spawn(translate_loop(state.clone(), config, source, sink, xds));
+    let (ads_tx, ads_rx) = watch::channel(Arc::new(crate::xds::Snapshot::default()));
+    let xds_listen = config.xds_listen;
+    let gate: Arc<dyn crate::xds::server::Gate> = state.clone();
+    let ads = async move {
+        match xds_listen {
+            Some(addr) => {
+                let ads = crate::xds::server::Ads::new(ads_rx, gate);
+                crate::xds::server::run(addr, ads, std::future::pending()).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let ads_tx = config.xds_listen.map(|_| ads_tx);
+    let mut translating = tokio::spawn(translate_loop(
+        state.clone(),
+        config,
+        source,
+        sink,
+        Outputs { xds, ads: ads_tx },
+    ));
     tokio::select! {
         () = server => {}
+        r = ads => r?,
         () = shutdown_signal() => tracing::info!("shutting down"),
         // Fail visibly: a dead translation loop would serve stale tables while looking healthy.
         ended = &mut translating => {
@@ -211,6 +236,52 @@ async fn shutdown_signal() {
 /// asking counts as gone after [`proxies::CONNECTED_WINDOW`].
 const PROGRAMMED_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Where translations go besides the table API: `--xds-dir` files and the `--xds-listen` ADS
+/// snapshots.
+struct Outputs {
+    xds: Option<xds::Xds>,
+    ads: Option<watch::Sender<Arc<crate::xds::Snapshot>>>,
+}
+
+/// The ADS snapshot after a translation: per role, the resources of its new table and of the one
+/// it replaces (whose clusters stay until the next translation, as in `cds.yaml`).
+fn ads_snapshot(
+    store: &crate::store::Store,
+    previous: &publish::Tables,
+    next: &publish::Tables,
+    options: &envoy::BootstrapOptions,
+) -> crate::xds::Snapshot {
+    let mut by_role: std::collections::BTreeMap<
+        String,
+        Vec<&gammaroute_filter::table::RouteTable>,
+    > = std::collections::BTreeMap::new();
+    for (role, p) in previous.iter().chain(next.iter()) {
+        by_role.entry(role.clone()).or_default().push(&p.table);
+    }
+    crate::xds::Snapshot {
+        ready: true,
+        roles: crate::xds::resources::snapshot(store, &by_role, options)
+            .into_iter()
+            .map(|(role, r)| (role, Arc::new(r)))
+            .collect(),
+    }
+}
+
+impl crate::xds::server::Gate for State {
+    fn access(&self, authorization: Option<&[u8]>) -> Option<crate::auth::Access> {
+        self.token.as_ref().map(|t| t.access(authorization))
+    }
+    fn streams(&self, delta: i64) {
+        self.metrics.xds_streams(delta);
+    }
+    fn response(&self) {
+        self.metrics.xds_response();
+    }
+    fn nack(&self) {
+        self.metrics.xds_nack();
+    }
+}
+
 /// Translates the current snapshot and every later [complete](Snapshot::complete) one; between
 /// snapshots it follows what the proxies apply, republishing the statuses when a Gateway's
 /// `Programmed` changes ([`programmed`]). Returns only when it cannot go on.
@@ -219,7 +290,7 @@ async fn translate_loop(
     config: Config,
     mut source: watch::Receiver<Arc<Snapshot>>,
     mut sink: impl StatusSink,
-    xds: Option<xds::Xds>,
+    outputs: Outputs,
 ) -> Stopped {
     let mut proxies_changed = state.proxies.subscribe();
     loop {
@@ -249,11 +320,19 @@ async fn translate_loop(
         let (next, outcome) = publish::next_tables(&previous, &output, snapshot.generation);
         // Clusters first, so a proxy that applies a new table finds its clusters in Envoy; the
         // clusters of the tables being replaced stay until the next translation.
-        if let Some(xds) = &xds {
+        if let Some(xds) = &outputs.xds {
             let tables = previous.values().chain(next.values()).map(|p| &p.table);
             if let Err(e) = xds.write(&snapshot.store, tables, &config.clusters) {
                 tracing::error!("xDS files not written: {e}");
             }
+        }
+        if let Some(ads) = &outputs.ads {
+            ads.send_replace(Arc::new(ads_snapshot(
+                &snapshot.store,
+                &previous,
+                &next,
+                &config.clusters,
+            )));
         }
         let served: std::collections::BTreeMap<String, String> = next
             .iter()

@@ -10,7 +10,6 @@
 //! clusters of the `cds.yaml` the previous process left stay for the first write in their place
 //! (otherwise every proxy not yet resynced answers 503 for the routes that changed meanwhile).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -73,7 +72,7 @@ impl Xds {
         // Certificates of HTTPS listeners beside cds.yaml (see [`super::sds`]).
         let tables: Vec<&RouteTable> = tables.into_iter().collect();
         super::sds::write(&self.dir, store, &tables)?;
-        let mut yaml = envoy::cds_yaml(&clusters(store, tables, options));
+        let mut yaml = envoy::cds_yaml(&envoy::distinct_clusters(store, tables, options));
         let inherited = match self.inherited.lock() {
             Ok(mut i) => std::mem::take(&mut *i),
             Err(p) => std::mem::take(&mut *p.into_inner()),
@@ -112,21 +111,6 @@ fn with_inherited(cds: &str, inherited: Vec<serde_yaml_ng::Value>) -> String {
             .filter(|c| name(c).is_some_and(|n| !names.contains(&n))),
     );
     serde_yaml_ng::to_string(&doc).unwrap_or_else(|_| cds.to_string())
-}
-
-/// Every cluster of `tables`, once per name, in name order.
-pub fn clusters<'a>(
-    store: &Store,
-    tables: impl IntoIterator<Item = &'a RouteTable>,
-    options: &envoy::BootstrapOptions,
-) -> Vec<envoy::Cluster> {
-    let mut by_name = BTreeMap::new();
-    for t in tables {
-        for c in envoy::clusters(store, t, options) {
-            by_name.entry(c.name.clone()).or_insert(c);
-        }
-    }
-    by_name.into_values().collect()
 }
 
 /// Writes `path` through a temporary file in the same directory and a rename.

@@ -33,7 +33,7 @@ use crate::store::secret::{PrivateKey, TLS_SECRET_TYPE};
 use crate::store::{ObjectKey, Store};
 
 /// One certificate a listener serves, from one `certificateRefs` entry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
     /// The Secret it came from.
     pub secret: ObjectKey,
