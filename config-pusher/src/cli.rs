@@ -299,6 +299,36 @@ pub struct ServeInput {
     /// GatewayClasses whose spec.controllerName equals this are served.
     #[arg(long, default_value = DEFAULT_CONTROLLER_NAME, value_name = "NAME")]
     pub controller_name: String,
+    #[command(flatten)]
+    pub provision: ProvisionArgs,
+}
+
+/// `serve --kube`: the proxies provisioned for each Gateway (docs/provisioning.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProvisionArgs {
+    /// Do not create Deployments, Services, ServiceAccounts and ConfigMaps for our Gateways
+    /// (run the proxies yourself, e.g. from `render`'s bootstraps).
+    #[arg(long)]
+    pub no_provision: bool,
+    /// The Envoy image of provisioned proxies (Envoy >= 1.40).
+    #[arg(
+        long,
+        default_value = "docker.io/envoyproxy/envoy:v1.40-latest",
+        value_name = "IMAGE"
+    )]
+    pub proxy_image: String,
+    /// The filter image (config-pusher/deploy/Dockerfile.wasm), mounted into the proxy pods as
+    /// an image volume (Kubernetes >= 1.33 with the ImageVolume feature).
+    #[arg(
+        long,
+        default_value = "ghcr.io/gammaroute/gammaroute-wasm:0.1.0",
+        value_name = "IMAGE"
+    )]
+    pub proxy_wasm_image: String,
+    /// Where provisioned proxies fetch their tables: config-pusher's Service
+    /// (default: config-pusher.$POD_NAMESPACE.svc:18000).
+    #[arg(long, value_name = "HOST:PORT", value_parser = envoy::Pusher::parse)]
+    pub proxy_pusher: Option<envoy::Pusher>,
 }
 
 /// `serve`'s bounds on parked requests; a long-poll over them is answered 503 + Retry-After.
@@ -671,6 +701,14 @@ fn serve(
     debounce_ms: u64,
     limits: serve::limits::Limits,
 ) -> Result<u8, CliError> {
+    let provision = match input.kube && !input.provision.no_provision {
+        true => Some(provisioning(
+            &input.provision,
+            token_file.as_deref(),
+            &clusters.cluster_domain,
+        )?),
+        false => None,
+    };
     let config = serve::Config {
         limits,
         listen,
@@ -719,16 +757,43 @@ fn serve(
                 let client = kubernetes::connect()
                     .await
                     .map_err(|e| CliError::Invalid(e.to_string()))?;
-                let running = kubernetes::start(
-                    client,
-                    kubernetes::RunOptions::from_env(input.controller_name.clone()),
-                );
+                let mut options = kubernetes::RunOptions::from_env(input.controller_name.clone());
+                options.provision = provision;
+                let running = kubernetes::start(client, options);
                 serve::run(config, running.snapshots, running.statuses).await
             }
         };
         served.map_err(|e| CliError::Invalid(e.to_string()))
     })?;
     Ok(0)
+}
+
+/// `serve --kube`'s provisioning settings from its flags and the environment.
+fn provisioning(
+    args: &ProvisionArgs,
+    token_file: Option<&Path>,
+    cluster_domain: &str,
+) -> Result<kubernetes::Provisioning, CliError> {
+    let pusher = match &args.proxy_pusher {
+        Some(p) => p.clone(),
+        None => {
+            let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "gammaroute-system".into());
+            envoy::Pusher {
+                host: format!("config-pusher.{ns}.svc"),
+                port: 18000,
+                token: None,
+            }
+        }
+    };
+    Ok(kubernetes::Provisioning {
+        options: crate::provision::ProvisionOptions {
+            envoy_image: args.proxy_image.clone(),
+            wasm_image: args.proxy_wasm_image.clone(),
+        },
+        pusher,
+        secret: token_file.map(read_secret).transpose()?,
+        cluster_domain: cluster_domain.to_string(),
+    })
 }
 
 /// The server secret in `path` (trimmed, as `serve --token-file` reads it).
