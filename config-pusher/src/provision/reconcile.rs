@@ -257,6 +257,14 @@ impl Provisioner {
         Ok(list
             .items
             .into_iter()
+            // Whatever the API server answered, never touch an object without our label.
+            .filter(|o| {
+                o.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(MANAGED_BY_LABEL))
+                    .is_some_and(|v| v == MANAGED_BY)
+            })
             .filter_map(|o| {
                 let id = (
                     kind,
