@@ -115,10 +115,22 @@ fn repeated_headers_and_long_values_cost_bounded_work() {
     assert_eq!(router.take_oversized_regex_inputs(), 0);
     assert_eq!(rule(&router, "/re", &at(MAX_INPUT_LEN + 1)), Some(2));
     assert_eq!(router.take_oversized_regex_inputs(), 1);
-    // 100 repeats of 600 bytes join to ~60 KB: over the cap, whatever each value is.
-    let many: Vec<(String, String)> = headers.iter().take(100).cloned().collect();
+    // Any value of a repeated header may match (as in Envoy), but the values count together:
+    // 100 repeats of 600 bytes are ~60 KB, over the cap, whatever each value is — one regex
+    // scan per header match stays bounded however many times a client repeats the header.
+    let ending_in_b = format!("{}b", "a".repeat(599));
+    let many: Vec<(String, String)> = (0..100)
+        .map(|_| ("x-big".to_string(), ending_in_b.clone()))
+        .collect();
     assert_eq!(rule(&router, "/re", &many), Some(2));
     assert_eq!(router.take_oversized_regex_inputs(), 1);
+    let few: Vec<(String, String)> = many.iter().take(6).cloned().collect();
+    assert_eq!(
+        rule(&router, "/re", &few),
+        Some(0),
+        "6 x 600 bytes fit the cap"
+    );
+    assert_eq!(router.take_oversized_regex_inputs(), 0);
     // Paths too: a long path does not reach the regex.
     let long_path = format!("/p{}", "x".repeat(MAX_INPUT_LEN));
     assert_eq!(rule(&router, "/pxyz", &[]), Some(1));

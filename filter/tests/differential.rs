@@ -832,9 +832,13 @@ fn failing_header_on_longer_prefix_falls_back_to_shorter_prefix() {
     assert_eq!(get("/a/b", &[("X-ENV", "canary")]), selected(L0, 0, 0));
     assert_eq!(get("/a/b/c", &[]), selected(L0, 0, 1));
     assert_eq!(get("/a/b/c", &[("x-env", "prod")]), selected(L0, 0, 1));
-    // Repeated headers are seen joined with ",": "canary,prod" is not "canary".
+    // A repeated header matches when any of its values does (as Envoy's matchers do).
     assert_eq!(
         get("/a/b", &[("x-env", "canary"), ("x-env", "prod")]),
+        selected(L0, 0, 0)
+    );
+    assert_eq!(
+        get("/a/b", &[("x-env", "prod"), ("x-env", "beta")]),
         selected(L0, 0, 1)
     );
     // `/a` is element-wise: `/ab` is not under it.

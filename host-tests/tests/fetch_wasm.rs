@@ -458,6 +458,40 @@ fn a_fetcher_that_lost_the_lease_does_not_publish_its_late_answer() {
 }
 
 #[test]
+fn a_table_another_worker_overwrote_mid_compile_is_not_claimed() {
+    let mut vms = process(1, None);
+    let vm = &mut vms[0];
+    vm.tick();
+    let call = vm.http_calls()[0].clone();
+    let v1 = table_to("default/v1:80");
+    answer_table(vm, &call, &v1);
+    assert_eq!(cluster_of(vm).as_deref(), Some("default/v1:80"));
+
+    // While v2 compiles, another worker writes the published generation: the CAS publish
+    // fails, so v2 is not installed ...
+    let call = vm.http_calls()[0].clone();
+    vm.shared()
+        .interfere_before_next_write(&format!("gammaroute/{ROLE}/generation"));
+    answer_table(vm, &call, &table_to("default/v2:80"));
+    assert_eq!(
+        vm.metric("gammaroute.result=.=superseded;.;table_fetches_total"),
+        Some(1)
+    );
+    assert_eq!(cluster_of(vm).as_deref(), Some("default/v1:80"));
+    // ... and the next long-poll names the table in force, so config-pusher answers v2 again
+    // at once instead of holding the poll until the next change.
+    let call = vm.http_calls()[0].clone();
+    assert_eq!(
+        call.header("if-none-match"),
+        Some(format!("\"{}\"", v1.version).as_str()),
+        "{call:?}"
+    );
+    let v2 = table_to("default/v2:80");
+    answer_table(vm, &call, &v2);
+    assert_eq!(cluster_of(vm).as_deref(), Some("default/v2:80"));
+}
+
+#[test]
 fn an_unknown_cluster_is_logged_and_retried() {
     let first = WasmHost::load(wasm_path()).unwrap();
     let mut vm = first;

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::abi::{self, LogLevel, Map, Status};
-use super::envoy::{self, Contract, Plan};
+use super::envoy::{self, Plan};
 use super::stats::count;
 use super::vm::{next_draw, Loaded, Op, Stream, Transparent, Vm};
 use crate::metrics;
@@ -95,12 +95,7 @@ fn untouched(transparent: &Transparent) -> Result<u32, Status> {
         .untouched
         .set(transparent.untouched.get().saturating_add(1));
     count(metrics::NO_TABLE_PASSTHROUGH);
-    let contract = Contract {
-        mirror_slots: transparent.mirror_slots,
-        passthrough_cluster: transparent
-            .passthrough
-            .cluster_for(destination.map(|d| SocketAddr::new(d.ip, d.port))),
-    };
+    let contract = transparent.egress.contract(destination);
     with_request_headers(|headers| match envoy::passthrough(contract) {
         Plan::Continue { mut request, .. } => {
             apply(&mut request, headers)?;
@@ -183,12 +178,7 @@ fn route_with(
     if loaded.router.take_oversized_regex_inputs() > 0 {
         count(metrics::REGEX_INPUT_TOO_LONG);
     }
-    let contract = Contract {
-        mirror_slots: loaded.mirror_slots,
-        passthrough_cluster: loaded
-            .passthrough
-            .cluster_for(known.map(|d| SocketAddr::new(d.ip, d.port))),
-    };
+    let contract = loaded.egress.contract(known);
     match envoy::plan(&decision, contract) {
         Plan::Continue {
             mut request,

@@ -210,8 +210,6 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
             match accepted {
                 Ok((loaded, encoded)) => {
                     let version = loaded.router.version().to_string();
-                    dynamic.fetch.applied(&version);
-                    dynamic.fetch.applied_generation(generation.unwrap_or(0));
                     count(&metrics::table_fetches(FetchResult::Ok));
                     // Decoding and compiling a large table can outlast the lease.
                     let now = now_ms().unwrap_or(now);
@@ -224,6 +222,11 @@ pub(super) fn response(vm: &mut Vm, token: u32, headers: usize, body_size: usize
                             &encoded,
                         )
                     {
+                        // Only a table in force is named in `If-None-Match`: had a table that
+                        // was not installed been marked applied, the next long-poll would wait
+                        // for a change after it while this VM routes by the older one.
+                        dynamic.fetch.applied(&version);
+                        dynamic.fetch.applied_generation(generation.unwrap_or(0));
                         state.install(loaded);
                     } else {
                         superseded(source);

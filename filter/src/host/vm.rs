@@ -7,22 +7,49 @@
 //! reconfiguration or a table update never changes routing under a request in flight.
 
 use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
 
 use super::abi::{self, LogLevel};
 use super::config::{Passthrough, PluginConfig};
+use super::envoy::Contract;
 use super::fetch::{Fetch, Keys};
 use super::stats::{record_applied, Metrics};
-use crate::router::Router;
+use crate::router::{Destination, Router};
+
+/// The Envoy side of one configuration, with or without a table: the mirror slots the bootstrap
+/// declares and where unrouted destinations go.
+pub(super) struct Egress {
+    mirror_slots: u8,
+    passthrough: Passthrough,
+}
+
+impl Egress {
+    fn new(config: &PluginConfig) -> Egress {
+        Egress {
+            mirror_slots: config.mirror_slots,
+            passthrough: config.passthrough(),
+        }
+    }
+
+    /// The contract for a request to `to` (its original destination, when known).
+    pub(super) fn contract(&self, to: Option<Destination>) -> Contract<'_> {
+        Contract {
+            mirror_slots: self.mirror_slots,
+            passthrough_cluster: self
+                .passthrough
+                .cluster_for(to.map(|d| SocketAddr::new(d.ip, d.port))),
+        }
+    }
+}
 
 /// A table in force: the compiled router and the Envoy-side settings.
 pub(super) struct Loaded {
     pub(super) router: Router,
     pub(super) listener_port: Option<u16>,
-    pub(super) mirror_slots: u8,
-    pub(super) passthrough: Rc<Passthrough>,
+    pub(super) egress: Rc<Egress>,
     pub(super) mesh: bool,
     pub(super) rule_stats: bool,
     pub(super) metrics: RefCell<Metrics>,
@@ -34,8 +61,7 @@ impl Loaded {
             mesh: router.table().role.starts_with("mesh/"),
             router,
             listener_port: config.listener_port,
-            mirror_slots: config.mirror_slots,
-            passthrough: Rc::new(config.passthrough()),
+            egress: Rc::new(Egress::new(config)),
             rule_stats: config.rule_stats,
             metrics: RefCell::new(Metrics::default()),
         }
@@ -46,8 +72,7 @@ impl Loaded {
 /// routing ([`Passthrough`]) and counts them. Gateways have none and answer 503.
 #[derive(Clone)]
 pub(super) struct Transparent {
-    pub(super) passthrough: Rc<Passthrough>,
-    pub(super) mirror_slots: u8,
+    pub(super) egress: Rc<Egress>,
     /// Requests passed untouched for lack of a table in this root context (logged when the first
     /// table arrives).
     pub(super) untouched: Rc<Cell<u64>>,
@@ -57,8 +82,7 @@ impl Transparent {
     /// For a configuration of a mesh role; `None` for a gateway.
     pub(super) fn new(config: &PluginConfig) -> Option<Transparent> {
         config.is_mesh().then(|| Transparent {
-            passthrough: Rc::new(config.passthrough()),
-            mirror_slots: config.mirror_slots,
+            egress: Rc::new(Egress::new(config)),
             untouched: Rc::new(Cell::new(0)),
         })
     }

@@ -9,7 +9,7 @@ use crate::table::regex::bounded_match;
 use crate::table::CheckedMatch;
 
 /// Every condition the path index does not decide: regex path, method (exact, so HEAD is not
-/// GET), headers (absent header never matches), query parameters. A value too long for a regex
+/// GET), headers (absent header never matches; any value of a repeated one), query parameters. A value too long for a regex
 /// does not match and adds one to `oversized` (see [`crate::table::regex::MAX_INPUT_LEN`]).
 pub fn matches(m: &CheckedMatch, req: &Request<'_>, oversized: &AtomicU64) -> bool {
     let counted = |result: Option<bool>| {
@@ -28,11 +28,12 @@ pub fn matches(m: &CheckedMatch, req: &Request<'_>, oversized: &AtomicU64) -> bo
             return false;
         }
     }
-    m.headers.iter().all(|(name, v)| {
-        req.header(name)
-            .is_some_and(|actual| counted(v.holds(&actual)))
-    }) && m.query.iter().all(|(name, v)| {
-        req.query_param(name)
-            .is_some_and(|actual| counted(v.holds(&actual)))
-    })
+    // Any one value of a repeated header may match ([`Request::header_values`]).
+    m.headers
+        .iter()
+        .all(|(name, v)| counted(v.holds_any(req.header_values(name))))
+        && m.query.iter().all(|(name, v)| {
+            req.query_param(name)
+                .is_some_and(|actual| counted(v.holds(&actual)))
+        })
 }

@@ -56,7 +56,7 @@ use regex_lite::Regex;
 use super::decision::{self, Decision};
 use super::request::Request;
 use super::{ParentRef, Selected, Selection};
-use crate::table::regex::bounded_match;
+use crate::table::regex::{bounded_match, MAX_INPUT_LEN};
 use crate::table::{
     Attachment, CorsOrigins, HeaderMatch, Match, PathMatch, QueryParamMatch, RouteTable, ValueMatch,
 };
@@ -360,10 +360,11 @@ impl<'t> Reference<'t> {
         {
             return Some(Failed::Method);
         }
-        if let Some(h) = m.headers.iter().find(|h| {
-            !req.header(&h.name)
-                .is_some_and(|actual| self.value_matches(&h.value, &actual))
-        }) {
+        if let Some(h) = m
+            .headers
+            .iter()
+            .find(|h| !self.header_matches(&h.value, req.header_values(&h.name).collect()))
+        {
             return Some(Failed::Header(h));
         }
         m.query_params
@@ -373,6 +374,14 @@ impl<'t> Reference<'t> {
                     .is_some_and(|actual| self.value_matches(&q.value, &actual))
             })
             .map(Failed::QueryParam)
+    }
+
+    /// Any value of a repeated header may match; a regex only when the values together fit the
+    /// regex input cap.
+    fn header_matches(&self, value: &ValueMatch, values: Vec<&str>) -> bool {
+        let total: usize = values.iter().map(|v| v.len()).sum();
+        let bounded = !matches!(value, ValueMatch::Regex(_)) || total <= MAX_INPUT_LEN;
+        bounded && values.iter().any(|v| self.value_matches(value, v))
     }
 
     fn value_matches(&self, value: &ValueMatch, actual: &str) -> bool {

@@ -51,9 +51,24 @@ impl<'a> Request<'a> {
         lowercase(strip_port(self.authority))
     }
 
+    /// Every value of header `name` (case-insensitive), in the order sent. An `HTTPHeaderMatch`
+    /// holds when any of them matches: what Envoy's own route matchers do (each value on its
+    /// own, checked against Envoy 1.40 in host-tests `differential.rs`), so a route behaves as
+    /// under a native Envoy implementation; the spec leaves repeated headers
+    /// implementation-specific.
+    pub fn header_values<'s>(
+        &'s self,
+        name: &'s str,
+    ) -> impl Iterator<Item = &'a str> + Clone + 's {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The value of header `name` (case-insensitive), or `None` when absent. A header sent several
-    /// times is seen as its values joined with `,` (RFC 9110 §5.3), as Envoy's own header matcher
-    /// sees it; the spec leaves repeated headers implementation-specific.
+    /// times is seen as its values joined with `,` (RFC 9110 §5.3): for reading a header (CORS),
+    /// not for route matches ([`Request::header_values`]).
     pub fn header(&self, name: &str) -> Option<Cow<'a, str>> {
         let mut values = self
             .headers

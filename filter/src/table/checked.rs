@@ -44,6 +44,25 @@ impl CheckedValue {
             CheckedValue::Regex(re) => super::regex::bounded_match(re, actual),
         }
     }
+
+    /// Whether any of `values` (a repeated header's) satisfies the condition; `Some(false)` when
+    /// there is none. A regex runs only when all the values together fit
+    /// [`crate::table::regex::MAX_INPUT_LEN`] (else `None`), so a header repeated n times costs
+    /// one bounded scan, not n.
+    pub fn holds_any<'v>(&self, values: impl Iterator<Item = &'v str> + Clone) -> Option<bool> {
+        match self {
+            CheckedValue::Exact(s) => Some(values.into_iter().any(|v| **s == *v)),
+            CheckedValue::Regex(re) => {
+                let total = values
+                    .clone()
+                    .fold(0usize, |n, v| n.saturating_add(v.len()));
+                if total > super::regex::MAX_INPUT_LEN {
+                    return None;
+                }
+                Some(values.into_iter().any(|v| re.is_match(v)))
+            }
+        }
+    }
 }
 
 /// Where a filter is in a table: its route, its rule's position, the filter list it is in (the

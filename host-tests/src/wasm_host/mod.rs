@@ -11,7 +11,7 @@ mod imports;
 mod memory;
 mod wasi;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -127,12 +127,23 @@ pub struct Shared {
     next_cas: u32,
     /// Enqueues not yet announced: (owner VM instance, root context, queue id).
     ready: Vec<(u64, u32, u32)>,
+    /// Keys another worker writes (value unchanged, new CAS) just before the next write to them.
+    interfere: HashSet<String>,
 }
 
 impl Shared {
     /// Sets `key`; a non-zero `cas` must equal the current one (a missing key has none, so any
     /// non-zero cas fails for it). Returns false on a CAS mismatch.
     fn set(&mut self, key: &str, value: Vec<u8>, cas: u32) -> bool {
+        if self.interfere.remove(key) {
+            let theirs = self
+                .data
+                .get(key)
+                .map(|(v, _)| v.clone())
+                .unwrap_or_default();
+            self.next_cas = self.next_cas.wrapping_add(1).max(1);
+            self.data.insert(key.to_string(), (theirs, self.next_cas));
+        }
         let current = self.data.get(key).map(|(_, c)| *c);
         if cas != 0 && current != Some(cas) {
             return false;
@@ -140,6 +151,12 @@ impl Shared {
         self.next_cas = self.next_cas.wrapping_add(1).max(1);
         self.data.insert(key.to_string(), (value, self.next_cas));
         true
+    }
+
+    /// Another worker writes `key` (same value, new CAS) just before the next write to it: that
+    /// write, if it is a CAS on what was read before, fails as it would in Envoy.
+    pub fn interfere_before_next_write(&mut self, key: &str) {
+        self.interfere.insert(key.to_string());
     }
 
     /// The value and CAS of `key`.
