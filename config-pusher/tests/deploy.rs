@@ -340,8 +340,15 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
     let ingress = spec.ingress.unwrap();
     assert_eq!(ingress.len(), 1);
     let from = ingress[0].from.clone().unwrap();
-    assert_eq!(from.len(), 1);
+    assert_eq!(from.len(), 2);
     assert!(from[0].ip_block.is_none() && from[0].pod_selector.is_none());
+    // Provisioned proxies, in whatever namespace their Gateway is: by the label only
+    // config-pusher's objects carry (they still need their role's token).
+    assert_eq!(
+        from[1].pod_selector.clone().unwrap().match_labels.unwrap()["app.kubernetes.io/managed-by"],
+        config_pusher::provision::objects::MANAGED_BY
+    );
+    assert!(from[1].ip_block.is_none());
     assert_eq!(
         from[0]
             .namespace_selector
