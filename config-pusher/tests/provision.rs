@@ -430,3 +430,91 @@ async fn a_deleted_gateway_loses_its_objects_and_other_gateways_keep_theirs() {
     provisioner.reconcile(&store, &output.tables).await;
     assert_eq!(writes(&cluster), Vec::<String>::new());
 }
+
+/// The next translation handed to the status writer.
+async fn next(
+    outputs: &mut tokio::sync::watch::Receiver<Option<config_pusher::status::kube::Translated>>,
+) -> config_pusher::status::kube::Translated {
+    tokio::time::timeout(std::time::Duration::from_secs(10), outputs.changed())
+        .await
+        .expect("statuses within 10 s")
+        .unwrap();
+    outputs.borrow_and_update().clone().unwrap()
+}
+
+/// The Gateway statuses in a translation handed to the status writer.
+fn gateway_status(t: &config_pusher::status::kube::Translated) -> (bool, String, Vec<String>) {
+    t.output
+        .statuses
+        .iter()
+        .find_map(|d| match &d.status {
+            Status::Gateway(g) if d.metadata.name == "gw" => {
+                let p = g
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == ConditionType::Programmed)
+                    .unwrap();
+                Some((
+                    p.status,
+                    p.reason.as_str().to_string(),
+                    g.addresses.iter().map(|a| a.value.clone()).collect(),
+                ))
+            }
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_hands_the_writer_statuses_with_the_proxies_state_and_only_the_leader_writes() {
+    use config_pusher::provision::{self, ProvisionSink};
+    use config_pusher::serve::StatusSink;
+    use config_pusher::source::Snapshot;
+    use config_pusher::status::kube::StatusPublisher;
+    use std::time::Instant;
+
+    let (provisioner, cluster) = setup();
+    let (mut sink, translations) = ProvisionSink::new();
+    let (publisher, mut outputs) = StatusPublisher::new();
+    let (leader_tx, leader) = tokio::sync::watch::channel(false);
+    tokio::spawn(provision::run(provisioner, translations, leader, publisher));
+    let (store, output) = translated(&inputs(US, &["web"], "/"));
+    // Not the Lease holder: statuses go on (the writer will not write them), nothing is created.
+    sink.publish(
+        &Snapshot::new(store.clone(), vec![], Instant::now()),
+        &output,
+    );
+    let t = next(&mut outputs).await;
+    assert_eq!(gateway_status(&t).1, "Pending");
+    assert_eq!(writes(&cluster), Vec::<String>::new());
+
+    // The Lease holder provisions; not programmed while nothing runs.
+    leader_tx.send_replace(true);
+    let t = next(&mut outputs).await;
+    assert_eq!(writes(&cluster).len(), 4);
+    let (programmed, reason, addresses) = gateway_status(&t);
+    assert!(
+        !programmed && addresses.is_empty(),
+        "{reason} {addresses:?}"
+    );
+
+    // Available, with an address: the next translation's statuses say so.
+    {
+        let mut c = cluster.lock().unwrap();
+        c.objects.get_mut(SVC).unwrap()["status"] =
+            json!({"loadBalancer": {"ingress": [{"hostname": "gw.lb.example"}]}});
+        c.objects.get_mut(DEPLOY).unwrap()["status"] =
+            json!({"conditions": [{"type": "Available", "status": "True"}]});
+    }
+    sink.publish(&Snapshot::new(store, vec![], Instant::now()), &output);
+    let t = next(&mut outputs).await;
+    assert_eq!(
+        gateway_status(&t),
+        (
+            true,
+            "Programmed".to_string(),
+            vec!["gw.lb.example".to_string()]
+        )
+    );
+    assert_eq!(writes(&cluster), Vec::<String>::new(), "nothing changed");
+}
