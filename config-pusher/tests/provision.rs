@@ -518,3 +518,163 @@ async fn serve_hands_the_writer_statuses_with_the_proxies_state_and_only_the_lea
     );
     assert_eq!(writes(&cluster), Vec::<String>::new(), "nothing changed");
 }
+
+/// Against a real cluster (kind or k3d) running config-pusher (README "Run on Kubernetes" steps
+/// 1–2: the Gateway API CRDs, both images built and loaded — `kind load docker-image …` — and
+/// `kubectl apply -k config-pusher/deploy`), with `kubectl` on the PATH:
+///
+/// ```sh
+/// cargo test -p config-pusher --test provision -- --ignored
+/// ```
+///
+/// In a temporary namespace: a backend (agnhost netexec), a Gateway of class `gammaroute` and an
+/// HTTPRoute; waits for the provisioned objects (owned by the Gateway), `Programmed=True` with an
+/// address, then sends a request through the proxies' Service (`kubectl port-forward`) and
+/// expects the backend's answer. Deleting the namespace cleans up.
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster running config-pusher; see the doc comment"]
+async fn real_cluster_provisioned_gateway_routes() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Namespace, Service};
+    use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    let client = kube::Client::try_default()
+        .await
+        .expect("KUBECONFIG or in-cluster config");
+    let ns = format!("gammaroute-provision-{}", std::process::id());
+    fn create<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &create(json!({"metadata": {"name": ns}})),
+        )
+        .await
+        .unwrap();
+    let labels = json!({"app": "web"});
+    Api::<Deployment>::namespaced(client.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &create(json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web",
+                    "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
+                    "args": ["netexec", "--http-port=8080"]}]}}}})),
+        )
+        .await
+        .unwrap();
+    Api::<Service>::namespaced(client.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &create(json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}})),
+        )
+        .await
+        .unwrap();
+    let gw_ar = config_pusher::source::kube::api_resource(config_pusher::store::Kind::Gateway);
+    let route_ar = config_pusher::source::kube::api_resource(config_pusher::store::Kind::HttpRoute);
+    let gateways: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &gw_ar);
+    gateways
+        .create(
+            &PostParams::default(),
+            &create(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "gw"},
+            "spec": {"gatewayClassName": "gammaroute",
+                     "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})),
+        )
+        .await
+        .unwrap();
+    Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &route_ar)
+        .create(
+            &PostParams::default(),
+            &create(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web"},
+            "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["shop.example"],
+                     "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}})),
+        )
+        .await
+        .unwrap();
+
+    // Programmed, with an address.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        let gw = gateways.get("gw").await.unwrap();
+        let status = gw.data["status"].clone();
+        let programmed = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Programmed" && c["status"] == "True");
+        if programmed && status["addresses"][0]["value"].is_string() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Gateway {ns}/gw never programmed: {status}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("gw-gammaroute")
+        .await
+        .unwrap();
+    let owner = &deployment.metadata.owner_references.unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Gateway", "gw")
+    );
+
+    // A request through the provisioned Service.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut forward = std::process::Command::new("kubectl")
+        .args([
+            "-n",
+            &ns,
+            "port-forward",
+            "svc/gw-gammaroute",
+            &format!("{port}:80"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        let mut response = String::new();
+        let sent = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.write_all(
+                b"GET /hostname HTTP/1.1\r\nhost: shop.example\r\nconnection: close\r\n\r\n",
+            )?;
+            s.read_to_string(&mut response)
+        });
+        if sent.is_ok() && response.starts_with("HTTP/1.1 200") {
+            break response;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 200 through the Gateway (status {status}): {response}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert!(
+        answer.contains("web-"),
+        "the backend pod's hostname: {answer}"
+    );
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
