@@ -423,6 +423,7 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
             "gateways",
             "httproutes",
             "namespaces",
+            "pods",
             "referencegrants",
             "secrets",
             "services"

@@ -66,6 +66,7 @@ fn apiserver(mut handle: Handle, cluster: Arc<Mutex<Cluster>>) {
                     ("/api/v1/services", "services"),
                     ("/api/v1/serviceaccounts", "serviceaccounts"),
                     ("/api/v1/configmaps", "configmaps"),
+                    ("/api/v1/pods", "pods"),
                 ]
                 .into_iter()
                 .find(|(p, _)| *p == plural)
@@ -313,6 +314,42 @@ async fn a_gateways_lifecycle_creates_updates_and_deletes_exactly_its_objects() 
             unavailable: Some("proxy Deployment created, waiting for it".into())
         }
     );
+
+    // 1b. A proxy pod crash-loops: the Deployment is unavailable and the status says why.
+    {
+        let mut c = cluster.lock().unwrap();
+        c.objects.get_mut(DEPLOY).unwrap()["status"] = json!({"conditions": [
+            {"type": "Available", "status": "False", "message": "Deployment does not have minimum availability."}]});
+        c.objects.insert(
+            "/api/v1/namespaces/shop/pods/gw-gammaroute-7d9f-x".into(),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "gw-gammaroute-7d9f-x", "namespace": "shop",
+                                "labels": {"gateway.networking.k8s.io/gateway-name": "gw",
+                                           "app.kubernetes.io/managed-by": "gammaroute-config-pusher"}},
+                   "spec": {"containers": [{"name": "envoy"}]},
+                   "status": {"containerStatuses": [{"name": "envoy", "ready": false,
+                       "restartCount": 3, "image": "envoyproxy/envoy:test", "imageID": "",
+                       "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}}}]}}),
+        );
+    }
+    let round = provisioner.reconcile(&store, &output.tables).await;
+    assert_eq!(writes(&cluster), Vec::<String>::new());
+    match &round.infra[&gw] {
+        Infra::Provisioned {
+            unavailable: Some(why),
+            ..
+        } => assert!(
+            why.contains("minimum availability")
+                && why.contains("pod gw-gammaroute-7d9f-x: envoy: CrashLoopBackOff (back-off 40s)"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    cluster
+        .lock()
+        .unwrap()
+        .objects
+        .remove("/api/v1/namespaces/shop/pods/gw-gammaroute-7d9f-x");
 
     // 2. The same inputs again: not a single write. The load balancer got an address and the
     // Deployment became available meanwhile: the status says so.

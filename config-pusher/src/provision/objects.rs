@@ -123,7 +123,7 @@ pub fn object_name(gateway: &str) -> String {
 }
 
 /// A label value (63 characters at most) for the Gateway's name.
-fn label_value(gateway: &str) -> String {
+pub fn label_value(gateway: &str) -> String {
     if gateway.len() <= 63 {
         return gateway.to_string();
     }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gammaroute_filter::table::RouteTable;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
@@ -120,6 +120,14 @@ impl Provisioner {
                 }
             }
         }
+        // Pods only explain an unavailable Deployment: without them the status says less.
+        let pods = match self.pods().await {
+            Ok(pods) => pods,
+            Err(e) => {
+                tracing::debug!("proxy pods not listed: {e}");
+                BTreeMap::new()
+            }
+        };
         let (desired, keep) = self.desired(store, tables, &mut round).await;
         round.actions = plan::plan(&desired, &live, &keep);
         for action in &round.actions {
@@ -143,7 +151,13 @@ impl Provisioner {
                         .map(status::service_addresses)
                         .unwrap_or_default(),
                     unavailable: match find(ManagedKind::Deployment) {
-                        Some(d) => status::deployment_unavailable(d),
+                        Some(d) => status::deployment_unavailable(d).map(|why| {
+                            let mut all = vec![why];
+                            let label = objects::label_value(&key.name);
+                            let pods = pods.get(&ObjectKey::new(key.namespace.clone(), label));
+                            all.extend(pods.into_iter().flatten().cloned());
+                            all.join("; ")
+                        }),
                         None => Some("proxy Deployment created, waiting for it".into()),
                     },
                 },
@@ -274,6 +288,40 @@ impl Provisioner {
                 Some((id, serde_json::to_value(&o).ok()?))
             })
             .collect())
+    }
+
+    /// What keeps the proxy pods of each Gateway from running ([`status::pod_problems`]), by
+    /// the Gateway they carry in their labels.
+    async fn pods(&self) -> Result<BTreeMap<ObjectKey, Vec<String>>, ProvisionError> {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
+        let list = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| ProvisionError::List {
+                kind: "Pod",
+                source: Box::new(e),
+            })?;
+        let mut out: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
+        for pod in list.items {
+            let (Some(ns), Some(gw)) = (
+                pod.metadata.namespace.clone(),
+                pod.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(objects::GATEWAY_NAME_LABEL))
+                    .cloned(),
+            ) else {
+                continue;
+            };
+            let Ok(value) = serde_json::to_value(&pod) else {
+                continue;
+            };
+            out.entry(ObjectKey::new(ns, gw))
+                .or_default()
+                .extend(status::pod_problems(&value));
+        }
+        Ok(out)
     }
 
     async fn write(&self, action: &Action) -> Result<(), ProvisionError> {

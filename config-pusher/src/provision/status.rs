@@ -85,6 +85,35 @@ pub fn deployment_unavailable(deployment: &Value) -> Option<String> {
     Some(why)
 }
 
+/// Why a live proxy pod does not run, from its container statuses: a container waiting for a
+/// reason other than starting (`ImagePullBackOff`, `ErrImagePull`, `CrashLoopBackOff`,
+/// `CreateContainerConfigError`…), with its message. Empty when nothing is wrong.
+pub fn pod_problems(pod: &Value) -> Vec<String> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+    let statuses = ["initContainerStatuses", "containerStatuses"]
+        .into_iter()
+        .flat_map(|k| pod["status"][k].as_array().into_iter().flatten());
+    statuses
+        .filter_map(|c| {
+            let waiting = &c["state"]["waiting"];
+            let reason = waiting["reason"].as_str()?;
+            if reason == "ContainerCreating" || reason == "PodInitializing" {
+                return None;
+            }
+            let container = c["name"].as_str().unwrap_or("?");
+            let mut why = format!("pod {name}: {container}: {reason}");
+            if let Some(m) = waiting["message"].as_str().filter(|m| !m.is_empty()) {
+                why.push_str(&format!(" ({m})"));
+            }
+            if let Some(t) = c["lastState"]["terminated"]["reason"].as_str() {
+                let code = &c["lastState"]["terminated"]["exitCode"];
+                why.push_str(&format!("; last exit: {t}, code {code}"));
+            }
+            Some(why)
+        })
+        .collect()
+}
+
 /// Lays `infra` over the Gateway statuses of a translation (see the module docs). Gateways
 /// without an entry are not provisioned yet: `Programmed` turns `False`/`Pending`.
 pub fn apply(statuses: &mut [StatusDoc], infra: &BTreeMap<ObjectKey, Infra>) {
@@ -269,6 +298,27 @@ mod tests {
             )
         );
         assert_eq!(run(Some(Infra::Invalid("bad".into()))).1, Reason::Invalid);
+    }
+
+    #[test]
+    fn pods_say_what_keeps_them_from_running() {
+        let pod = json!({"metadata": {"name": "gw-gammaroute-1"}, "status": {"containerStatuses": [
+            {"name": "envoy", "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                                   "message": "back-off 40s restarting failed container"}},
+             "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}});
+        assert_eq!(
+            pod_problems(&pod),
+            ["pod gw-gammaroute-1: envoy: CrashLoopBackOff (back-off 40s restarting failed container); last exit: Error, code 1"]
+        );
+        let pulling = json!({"metadata": {"name": "p"}, "status": {"containerStatuses": [
+            {"name": "envoy", "state": {"waiting": {"reason": "ImagePullBackOff", "message": ""}}}]}});
+        assert_eq!(pod_problems(&pulling), ["pod p: envoy: ImagePullBackOff"]);
+        let starting = json!({"status": {"containerStatuses": [
+            {"name": "envoy", "state": {"waiting": {"reason": "ContainerCreating"}}}]}});
+        assert!(pod_problems(&starting).is_empty());
+        assert!(pod_problems(&json!({"status": {"containerStatuses": [
+            {"name": "envoy", "state": {"running": {}}}]}}))
+        .is_empty());
     }
 
     #[test]
