@@ -325,6 +325,14 @@ pub struct ProvisionArgs {
         value_name = "IMAGE"
     )]
     pub proxy_wasm_image: String,
+    /// Envoy downloads the filter module from this http:// or https:// URL instead (clusters
+    /// without image volumes); needs --proxy-wasm-sha256.
+    #[arg(long, value_name = "URL", requires = "proxy_wasm_sha256")]
+    pub proxy_wasm_url: Option<String>,
+    /// The SHA-256 of the module at --proxy-wasm-url (64 lower-case hex digits): Envoy refuses
+    /// anything else.
+    #[arg(long, value_name = "HEX", requires = "proxy_wasm_url")]
+    pub proxy_wasm_sha256: Option<render::istio::Sha256>,
     /// Where provisioned proxies fetch their tables: config-pusher's Service
     /// (default: config-pusher.$POD_NAMESPACE.svc:18000).
     #[arg(long, value_name = "HOST:PORT", value_parser = envoy::Pusher::parse)]
@@ -788,7 +796,13 @@ fn provisioning(
     Ok(kubernetes::Provisioning {
         options: crate::provision::ProvisionOptions {
             envoy_image: args.proxy_image.clone(),
-            wasm_image: args.proxy_wasm_image.clone(),
+            module: match (&args.proxy_wasm_url, &args.proxy_wasm_sha256) {
+                (Some(url), Some(sha)) => crate::provision::ModuleSource::Url(
+                    crate::provision::ModuleUrl::parse(url, sha)
+                        .map_err(|e| CliError::Invalid(e.to_string()))?,
+                ),
+                _ => crate::provision::ModuleSource::Image(args.proxy_wasm_image.clone()),
+            },
         },
         pusher,
         secret: token_file.map(read_secret).transpose()?,

@@ -681,7 +681,9 @@ fn provisioned_objects_pass_kubectl_dry_run() {
     .unwrap();
     let options = ProvisionOptions {
         envoy_image: "docker.io/envoyproxy/envoy:v1.40-latest".into(),
-        wasm_image: "ghcr.io/gammaroute/gammaroute-wasm:0.1.0".into(),
+        module: config_pusher::provision::ModuleSource::Image(
+            "ghcr.io/gammaroute/gammaroute-wasm:0.1.0".into(),
+        ),
     };
     let objects = desired(&gateway, &ProxyParams::default(), &options, "admin: {}\n").unwrap();
     let list = json!({"apiVersion": "v1", "kind": "List",

@@ -208,7 +208,9 @@ fn setup() -> (Provisioner, Arc<Mutex<Cluster>>) {
         US,
         ProvisionOptions {
             envoy_image: "envoyproxy/envoy:test".into(),
-            wasm_image: "ghcr.io/gammaroute/gammaroute-wasm:test".into(),
+            module: config_pusher::provision::ModuleSource::Image(
+                "ghcr.io/gammaroute/gammaroute-wasm:test".into(),
+            ),
         },
         Pusher::parse("config-pusher.gammaroute-system.svc:18000").unwrap(),
         config_pusher::auth::Secret::new(b"s3cret"),
@@ -285,7 +287,7 @@ async fn a_gateways_lifecycle_creates_updates_and_deletes_exactly_its_objects() 
     assert_eq!(envoy["readinessProbe"]["httpGet"]["path"], "/ready");
     assert_eq!(pod["automountServiceAccountToken"], false);
     assert_eq!(
-        pod["volumes"][1]["image"]["reference"],
+        pod["volumes"][2]["image"]["reference"],
         "ghcr.io/gammaroute/gammaroute-wasm:test"
     );
     let bootstrap = object(&cluster, CM)["data"][BOOTSTRAP_KEY]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use config_pusher::auth::Secret;
 use config_pusher::provision::bootstrap::{self, ADMIN_PORT, READY_PORT};
+use config_pusher::provision::{ModuleSource, ModuleUrl};
 use config_pusher::render::envoy::Pusher as PusherAddr;
 use config_pusher::source::files;
 use config_pusher::translate::{self, Settings};
@@ -22,9 +23,47 @@ use gammaroute_host_tests::{http, wasm_path};
 const ROLE: &str = "gateway/demo/web";
 const SECRET: &str = "provisioned-proxy-test-secret";
 
+/// Serves `bytes` to every HTTP request on a free loopback port (the module's URL).
+fn file_server(bytes: Vec<u8>) -> SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/wasm\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                bytes.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&bytes);
+        }
+    });
+    addr
+}
+
 #[test]
 fn a_provisioned_bootstrap_is_ready_fetches_its_table_with_its_role_token_and_routes() {
-    let folder = Scratch::new("provisioned");
+    run(false);
+}
+
+/// `--proxy-wasm-url` + `--proxy-wasm-sha256`: Envoy downloads the module and checks its hash.
+#[test]
+fn a_provisioned_bootstrap_can_download_the_module_from_a_url() {
+    run(true);
+}
+
+fn run(from_url: bool) {
+    let folder = Scratch::new(if from_url {
+        "provisioned-url"
+    } else {
+        "provisioned"
+    });
     folder.write("gateway.yaml", &live::gateway_yaml(&["api"]));
     folder.write(
         "route.yaml",
@@ -51,7 +90,21 @@ fn a_provisioned_bootstrap_is_ready_fetches_its_table_with_its_role_token_and_ro
         port: pusher.addr.port(),
         token: Some(token),
     };
-    let yaml = bootstrap::render(&store, &output.tables[ROLE], &at, "cluster.local").unwrap();
+    let module = if from_url {
+        let bytes = std::fs::read(wasm_path()).expect("the release .wasm (make wasm)");
+        let sha = config_pusher::provision::objects::sha256_hex(&bytes)
+            .parse()
+            .unwrap();
+        let server = file_server(bytes);
+        ModuleSource::Url(
+            ModuleUrl::parse(&format!("http://{server}/gammaroute.wasm"), &sha).unwrap(),
+        )
+    } else {
+        ModuleSource::Image("unused: the module path is replaced below".into())
+    };
+    let yaml =
+        bootstrap::render(&store, &output.tables[ROLE], &at, "cluster.local", &module).unwrap();
+    assert_eq!(yaml.contains(bootstrap::WASM_PATH), !from_url, "{yaml}");
     assert!(!yaml.contains("\\\"routes\\\""), "no inline table:\n{yaml}");
 
     // What a pod has that loopback has not.
@@ -104,21 +157,27 @@ fn a_provisioned_bootstrap_is_ready_fetches_its_table_with_its_role_token_and_ro
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // config-pusher saw the proxy of the role apply its table (the role token worked).
-    let proxies = http::get(
-        pusher.addr,
-        "config-pusher",
-        "/v1/proxies",
-        &[("authorization", &format!("Bearer {SECRET}"))],
-    )
-    .json();
-    assert!(
-        proxies
+    // config-pusher sees the proxy of the role report the table it applied (the role token
+    // worked; the report rides on the proxy's next poll).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let proxies = http::get(
+            pusher.addr,
+            "config-pusher",
+            "/v1/proxies",
+            &[("authorization", &format!("Bearer {SECRET}"))],
+        )
+        .json();
+        let applied = proxies
             .as_array()
             .into_iter()
             .flatten()
-            .any(|p| p["role"] == ROLE && p["appliedVersion"].is_string()),
-        "{proxies}"
-    );
+            .any(|p| p["role"] == ROLE && p["appliedVersion"].is_string());
+        if applied {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{proxies}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = std::fs::remove_file(&secret_file);
 }

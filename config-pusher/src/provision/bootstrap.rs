@@ -9,6 +9,7 @@
 
 use gammaroute_filter::table::RouteTable;
 
+use super::module::{ModuleSource, ModuleUrl};
 use crate::render::envoy::{self, BootstrapOptions, InlineTable, Listen, Pusher};
 use crate::store::Store;
 
@@ -31,6 +32,8 @@ pub enum BootstrapError {
     Nothing { role: String, why: String },
     #[error("the bootstrap template has no `static_resources: listeners:` to add /ready to")]
     Template,
+    #[error("the bootstrap has no local module or no `clusters:` to fetch the module from a URL")]
+    RemoteModule,
 }
 
 /// The bootstrap YAML of the proxies of `table`'s Gateway. `store` should hold no EndpointSlices
@@ -40,6 +43,7 @@ pub fn render(
     table: &RouteTable,
     pusher: &Pusher,
     cluster_domain: &str,
+    module: &ModuleSource,
 ) -> Result<String, BootstrapError> {
     let options = BootstrapOptions {
         wasm: WASM_PATH.into(),
@@ -57,7 +61,13 @@ pub fn render(
         message,
     };
     match envoy::bootstrap_with(store, table, &options, InlineTable::No).map_err(err)? {
-        envoy::Rendered::Bootstrap(b) => with_ready_listener(&b.yaml),
+        envoy::Rendered::Bootstrap(b) => {
+            let yaml = with_ready_listener(&b.yaml)?;
+            match module {
+                ModuleSource::Image(_) => Ok(yaml),
+                ModuleSource::Url(url) => with_remote_module(&yaml, url),
+            }
+        }
         envoy::Rendered::Skipped(why) => Err(BootstrapError::Nothing {
             role: table.role.clone(),
             why,
@@ -94,6 +104,52 @@ fn with_ready_listener(yaml: &str) -> Result<String, BootstrapError> {
         return Err(BootstrapError::Template);
     }
     Ok(yaml.replacen(LISTENERS, &format!("{LISTENERS}{ready}"), 1))
+}
+
+/// The Envoy cluster the module is downloaded through.
+const MODULE_CLUSTER: &str = "gammaroute-module-source";
+
+/// Loads the module from `url` instead of the image volume: Envoy downloads it (retrying) before
+/// the listener starts and refuses a module whose SHA-256 differs.
+fn with_remote_module(yaml: &str, url: &ModuleUrl) -> Result<String, BootstrapError> {
+    let local = format!("code: {{local: {{filename: \"{WASM_PATH}\"}}}}");
+    let remote = format!(
+        "code: {{remote: {{http_uri: {{uri: {uri}, cluster: {MODULE_CLUSTER}, timeout: 30s}}, \
+         sha256: {sha}, retry_policy: {{num_retries: 10}}}}}}",
+        uri = envoy::yaml_string(&serde_json::Value::from(url.url.clone()).to_string()),
+        sha = url.sha256,
+    );
+    let tls = if url.tls {
+        format!(
+            "    transport_socket:\n      name: envoy.transport_sockets.tls\n      typed_config:\n        \
+             \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n        \
+             sni: \"{host}\"\n        common_tls_context: {{validation_context: {{trusted_ca: {{filename: /etc/ssl/certs/ca-certificates.crt}}}}}}\n",
+            host = url.host
+        )
+    } else {
+        String::new()
+    };
+    let cluster = format!(
+        "  - name: {MODULE_CLUSTER}\n    type: STRICT_DNS\n    connect_timeout: 5s\n    \
+         dns_lookup_family: V4_PREFERRED\n    load_assignment:\n      cluster_name: {MODULE_CLUSTER}\n      \
+         endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: \"{host}\", port_value: {port}}}}}}}}}]}}]\n{tls}",
+        host = url.host,
+        port = url.port,
+    );
+    const CLUSTERS: &str = "\n  clusters:\n";
+    if !yaml.contains(&local) || !yaml.contains(CLUSTERS) {
+        return Err(BootstrapError::RemoteModule);
+    }
+    let yaml = yaml.replace(&local, &remote);
+    let yaml = match yaml.replacen(
+        &format!("{CLUSTERS}  []\n"),
+        &format!("{CLUSTERS}{cluster}"),
+        1,
+    ) {
+        replaced if replaced != yaml => replaced,
+        _ => yaml.replacen(CLUSTERS, &format!("{CLUSTERS}{cluster}"), 1),
+    };
+    Ok(yaml)
 }
 
 #[cfg(test)]

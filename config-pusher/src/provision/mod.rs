@@ -23,12 +23,14 @@ use crate::store::ObjectKey;
 use crate::translate::Output;
 
 pub mod bootstrap;
+pub mod module;
 pub mod objects;
 pub mod params;
 pub mod plan;
 pub mod reconcile;
 pub mod status;
 
+pub use module::{ModuleSource, ModuleUrl};
 pub use objects::ProvisionOptions;
 pub use reconcile::Provisioner;
 

@@ -17,6 +17,7 @@ use gateway_api::experimental::gateways::Gateway;
 use serde_json::{json, Value};
 
 use super::bootstrap::{READY_PORT, WASM_DIR};
+use super::module::ModuleSource;
 use super::params::ProxyParams;
 
 /// GEP-1762: every object made for a Gateway carries its name under this label.
@@ -88,9 +89,8 @@ impl Managed {
 pub struct ProvisionOptions {
     /// The Envoy image (≥ 1.40, V8).
     pub envoy_image: String,
-    /// The image `config-pusher/deploy/Dockerfile.wasm` builds (`/plugin.wasm`), mounted as an
-    /// image volume (Kubernetes ≥ 1.33 with the `ImageVolume` feature).
-    pub wasm_image: String,
+    /// Where the filter module comes from ([`ModuleSource`]).
+    pub module: ModuleSource,
 }
 
 /// Why a Gateway's objects cannot be made.
@@ -274,6 +274,20 @@ fn pod_spec(name: &str, ports: &[i32], params: &ProxyParams, options: &Provision
         .map(|p| json!({"name": format!("port-{p}"), "containerPort": p, "protocol": "TCP"}))
         .collect();
     container_ports.push(json!({"name": "ready", "containerPort": READY_PORT, "protocol": "TCP"}));
+    let mut mounts = vec![
+        json!({"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": true}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    let mut volumes = vec![
+        json!({"name": "bootstrap", "configMap": {"name": name}}),
+        json!({"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}),
+    ];
+    if let ModuleSource::Image(image) = &options.module {
+        mounts.push(json!({"name": "wasm", "mountPath": WASM_DIR, "readOnly": true}));
+        volumes.push(
+            json!({"name": "wasm", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}),
+        );
+    }
     json!({
         "serviceAccountName": name,
         "automountServiceAccountToken": false,
@@ -296,17 +310,9 @@ fn pod_spec(name: &str, ports: &[i32], params: &ProxyParams, options: &Provision
                 "readOnlyRootFilesystem": true,
                 "capabilities": {"drop": ["ALL"]},
             },
-            "volumeMounts": [
-                {"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": true},
-                {"name": "wasm", "mountPath": WASM_DIR, "readOnly": true},
-                {"name": "tmp", "mountPath": "/tmp"},
-            ],
+            "volumeMounts": mounts,
         }],
-        "volumes": [
-            {"name": "bootstrap", "configMap": {"name": name}},
-            {"name": "wasm", "image": {"reference": options.wasm_image, "pullPolicy": "IfNotPresent"}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
-        ],
+        "volumes": volumes,
     })
 }
 

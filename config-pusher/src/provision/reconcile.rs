@@ -225,8 +225,14 @@ impl Provisioner {
             token: self.secret.as_ref().map(|s| s.role_token(&role)),
             ..self.pusher.clone()
         };
-        let yaml = bootstrap::render(store, table, &pusher, &self.cluster_domain)
-            .map_err(|e| e.to_string())?;
+        let yaml = bootstrap::render(
+            store,
+            table,
+            &pusher,
+            &self.cluster_domain,
+            &self.options.module,
+        )
+        .map_err(|e| e.to_string())?;
         objects::desired(gateway, params, &self.options, &yaml).map_err(|e| e.to_string())
     }
 
