@@ -30,6 +30,8 @@ const UID: &str = "6f1c0a52-0000-4000-8000-000000000001";
 struct Cluster {
     objects: BTreeMap<String, Value>,
     writes: Vec<String>,
+    /// LISTs answer 500 (an API server in trouble).
+    fail_lists: bool,
 }
 
 fn respond(send: tower_test::mock::SendResponse<Response<Body>>, code: StatusCode, body: &Value) {
@@ -72,6 +74,15 @@ fn apiserver(mut handle: Handle, cluster: Arc<Mutex<Cluster>>) {
                 .find(|(p, _)| *p == plural)
             };
             match method {
+                Method::GET if list_of(&path).is_some() && c.fail_lists => {
+                    respond(
+                        send,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &json!({"kind": "Status",
+                        "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 500,
+                        "reason": "InternalError", "message": "mock: etcd unavailable"}),
+                    );
+                }
                 Method::GET if list_of(&path).is_some() => {
                     assert!(
                         query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dgammaroute-config-pusher"),
@@ -447,7 +458,7 @@ async fn a_gateways_lifecycle_creates_updates_and_deletes_exactly_its_objects() 
 }
 
 #[tokio::test]
-async fn a_deleted_gateway_loses_its_objects_and_other_gateways_keep_theirs() {
+async fn a_deleted_gateway_loses_its_objects_and_nothing_more_is_written() {
     let (provisioner, cluster) = setup();
     let (store, output) = translated(&inputs(US, &["web"], "/"));
     provisioner.reconcile(&store, &output.tables).await;
@@ -545,17 +556,26 @@ async fn serve_hands_the_writer_statuses_with_the_proxies_state_and_only_the_lea
         c.objects.get_mut(DEPLOY).unwrap()["status"] =
             json!({"conditions": [{"type": "Available", "status": "True"}]});
     }
+    sink.publish(
+        &Snapshot::new(store.clone(), vec![], Instant::now()),
+        &output,
+    );
+    let t = next(&mut outputs).await;
+    let ready = (
+        true,
+        "Programmed".to_string(),
+        vec!["gw.lb.example".to_string()],
+    );
+    assert_eq!(gateway_status(&t), ready);
+    assert_eq!(writes(&cluster), Vec::<String>::new(), "nothing changed");
+
+    // The API server fails the lists: nothing is written or deleted, and the statuses keep what
+    // was last known instead of forgetting the proxies.
+    cluster.lock().unwrap().fail_lists = true;
     sink.publish(&Snapshot::new(store, vec![], Instant::now()), &output);
     let t = next(&mut outputs).await;
-    assert_eq!(
-        gateway_status(&t),
-        (
-            true,
-            "Programmed".to_string(),
-            vec!["gw.lb.example".to_string()]
-        )
-    );
-    assert_eq!(writes(&cluster), Vec::<String>::new(), "nothing changed");
+    assert_eq!(gateway_status(&t), ready);
+    assert_eq!(writes(&cluster), Vec::<String>::new());
 }
 
 /// Against a real cluster (kind or k3d) running config-pusher (README "Run on Kubernetes" steps

@@ -94,7 +94,14 @@ pub async fn run(
             for e in &round.errors {
                 tracing::warn!("provisioning: {e}");
             }
-            infra = round.infra;
+            // A round that could not list what exists knows nothing new: keep the last state.
+            let listed = !round
+                .errors
+                .iter()
+                .any(|e| matches!(e, reconcile::ProvisionError::List { .. }));
+            if listed {
+                infra = round.infra;
+            }
         }
         let mut output = (*t.output).clone();
         status::apply(&mut output.statuses, &infra);
