@@ -335,6 +335,44 @@ pub struct ServeInput {
     /// GatewayClasses whose spec.controllerName equals this are served.
     #[arg(long, default_value = DEFAULT_CONTROLLER_NAME, value_name = "NAME")]
     pub controller_name: String,
+    #[command(flatten)]
+    pub provision: ProvisionArgs,
+}
+
+/// `serve --kube`: the proxies provisioned for each Gateway (docs/provisioning.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProvisionArgs {
+    /// Do not create Deployments, Services, ServiceAccounts and ConfigMaps for our Gateways
+    /// (run the proxies yourself, e.g. from `render`'s bootstraps).
+    #[arg(long)]
+    pub no_provision: bool,
+    /// The Envoy image of provisioned proxies (Envoy >= 1.40).
+    #[arg(
+        long,
+        default_value = "docker.io/envoyproxy/envoy:v1.40-latest",
+        value_name = "IMAGE"
+    )]
+    pub proxy_image: String,
+    /// The filter image (config-pusher/deploy/Dockerfile.wasm), mounted into the proxy pods as
+    /// an image volume (Kubernetes >= 1.33 with the ImageVolume feature).
+    #[arg(
+        long,
+        default_value = "ghcr.io/gammaroute/gammaroute-wasm:0.1.0",
+        value_name = "IMAGE"
+    )]
+    pub proxy_wasm_image: String,
+    /// Envoy downloads the filter module from this http:// or https:// URL instead (clusters
+    /// without image volumes); needs --proxy-wasm-sha256.
+    #[arg(long, value_name = "URL", requires = "proxy_wasm_sha256")]
+    pub proxy_wasm_url: Option<String>,
+    /// The SHA-256 of the module at --proxy-wasm-url (64 lower-case hex digits): Envoy refuses
+    /// anything else.
+    #[arg(long, value_name = "HEX", requires = "proxy_wasm_url")]
+    pub proxy_wasm_sha256: Option<render::istio::Sha256>,
+    /// Where provisioned proxies fetch their tables: config-pusher's Service
+    /// (default: config-pusher.$POD_NAMESPACE.svc:18000).
+    #[arg(long, value_name = "HOST:PORT", value_parser = envoy::Pusher::parse)]
+    pub proxy_pusher: Option<envoy::Pusher>,
 }
 
 /// `serve`'s bounds on parked requests; a long-poll over them is answered 503 + Retry-After.
@@ -771,6 +809,14 @@ pub fn explain(
 
 /// `config-pusher serve` (runs until SIGINT/SIGTERM).
 fn serve(input: ServeInput, config: serve::Config, debounce_ms: u64) -> Result<u8, CliError> {
+    let provision = match input.kube && !input.provision.no_provision {
+        true => Some(provisioning(
+            &input.provision,
+            config.token_file.as_deref(),
+            &config.clusters.cluster_domain,
+        )?),
+        false => None,
+    };
     // Read before the runtime starts: a blocking read has no place on it.
     let stdin = match &input.from {
         Some(from) if !input.kube && from == Path::new(STDIN) => read_stdin()?,
@@ -805,16 +851,49 @@ fn serve(input: ServeInput, config: serve::Config, debounce_ms: u64) -> Result<u
                 let client = kubernetes::connect()
                     .await
                     .map_err(|e| CliError::Invalid(e.to_string()))?;
-                let running = kubernetes::start(
-                    client,
-                    kubernetes::RunOptions::from_env(input.controller_name.clone()),
-                );
+                let mut options = kubernetes::RunOptions::from_env(input.controller_name.clone());
+                options.provision = provision;
+                let running = kubernetes::start(client, options);
                 serve::run(config, running.snapshots, running.statuses).await
             }
         };
         served.map_err(|e| CliError::Invalid(e.to_string()))
     })?;
     Ok(0)
+}
+
+/// `serve --kube`'s provisioning settings from its flags and the environment.
+fn provisioning(
+    args: &ProvisionArgs,
+    token_file: Option<&Path>,
+    cluster_domain: &str,
+) -> Result<kubernetes::Provisioning, CliError> {
+    let pusher = match &args.proxy_pusher {
+        Some(p) => p.clone(),
+        None => {
+            let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "gammaroute-system".into());
+            envoy::Pusher {
+                host: format!("config-pusher.{ns}.svc"),
+                port: 18000,
+                token: None,
+            }
+        }
+    };
+    Ok(kubernetes::Provisioning {
+        options: crate::provision::ProvisionOptions {
+            envoy_image: args.proxy_image.clone(),
+            module: match (&args.proxy_wasm_url, &args.proxy_wasm_sha256) {
+                (Some(url), Some(sha)) => crate::provision::ModuleSource::Url(
+                    crate::provision::ModuleUrl::parse(url, sha)
+                        .map_err(|e| CliError::Invalid(e.to_string()))?,
+                ),
+                _ => crate::provision::ModuleSource::Image(args.proxy_wasm_image.clone()),
+            },
+        },
+        pusher,
+        secret: token_file.map(read_secret).transpose()?,
+        cluster_domain: cluster_domain.to_string(),
+    })
 }
 
 /// The server secret in `path` (trimmed, as `serve --token-file` reads it).

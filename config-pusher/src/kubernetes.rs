@@ -17,6 +17,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
+use crate::provision::{ProvisionSink, Provisioner};
 use crate::source::watcher::Debounce;
 use crate::source::Snapshot;
 use crate::status::kube::{StatusPublisher, Writer};
@@ -32,6 +33,19 @@ pub struct RunOptions {
     /// Full status reconcile period.
     pub resync: Duration,
     pub debounce: Debounce,
+    /// Provision the proxies of our Gateways ([`crate::provision`]); `None`: status only.
+    pub provision: Option<Provisioning>,
+}
+
+/// What provisioning needs besides the client (`serve` flags and the token file).
+#[derive(Debug, Clone)]
+pub struct Provisioning {
+    pub options: crate::provision::ProvisionOptions,
+    /// config-pusher's Service as the proxies reach it.
+    pub pusher: crate::render::envoy::Pusher,
+    /// `--token-file`'s secret: each bootstrap gets its role's token.
+    pub secret: Option<crate::auth::Secret>,
+    pub cluster_domain: String,
 }
 
 impl RunOptions {
@@ -48,6 +62,7 @@ impl RunOptions {
             lease,
             resync: Duration::from_secs(60),
             debounce: crate::source::kube::default_debounce(),
+            provision: None,
         }
     }
 }
@@ -106,7 +121,24 @@ pub async fn connect() -> Result<Client, ClusterError> {
 /// What `serve` consumes.
 pub struct Running {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
-    pub statuses: StatusPublisher,
+    pub statuses: Statuses,
+}
+
+/// Where `serve` hands its translations: straight to the status writer, or through the
+/// provisioner, which lays the proxies' state over them first.
+#[derive(Clone)]
+pub enum Statuses {
+    Direct(StatusPublisher),
+    Provisioning(ProvisionSink),
+}
+
+impl crate::serve::StatusSink for Statuses {
+    fn publish(&mut self, snapshot: &Arc<Snapshot>, output: &crate::translate::Output) {
+        match self {
+            Statuses::Direct(s) => s.publish(snapshot, output),
+            Statuses::Provisioning(s) => s.publish(snapshot, output),
+        }
+    }
 }
 
 /// Starts the watchers, the election and the status writer as tasks on the current runtime.
@@ -132,7 +164,28 @@ pub fn start(client: Client, options: RunOptions) -> Running {
             });
         }
     }
-    let (statuses, outputs) = StatusPublisher::new();
+    let (publisher, outputs) = StatusPublisher::new();
+    let statuses = match options.provision {
+        Some(p) => {
+            let (sink, translations) = ProvisionSink::new();
+            let provisioner = Provisioner::new(
+                client.clone(),
+                options.controller_name.clone(),
+                p.options,
+                p.pusher,
+                p.secret,
+                p.cluster_domain,
+            );
+            tokio::spawn(crate::provision::run(
+                provisioner,
+                translations,
+                leader_rx.clone(),
+                publisher,
+            ));
+            Statuses::Provisioning(sink)
+        }
+        None => Statuses::Direct(publisher),
+    };
     tokio::spawn(crate::status::kube::run(
         Writer::new(client, options.controller_name),
         outputs,

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod explain;
 pub mod kubernetes;
 pub mod map;
+pub mod provision;
 pub mod render;
 pub mod serve;
 pub mod source;

@@ -579,3 +579,40 @@ fn kube_and_from_are_one_or_the_other() {
         assert!(err.contains("--from"), "{err}");
     }
 }
+
+#[test]
+fn serve_refuses_a_proxy_module_url_envoy_cannot_download() {
+    let sha = "0123456789abcdef".repeat(4);
+    for (args, says) in [
+        (
+            vec![
+                "--proxy-wasm-url",
+                "oci://ghcr.io/x/y:1",
+                "--proxy-wasm-sha256",
+                &sha,
+            ],
+            "must start with http:// or https://",
+        ),
+        (
+            vec!["--proxy-wasm-url", "https://example.com/m.wasm"],
+            "--proxy-wasm-sha256",
+        ),
+        (
+            vec![
+                "--proxy-wasm-url",
+                "https://example.com/m.wasm",
+                "--proxy-wasm-sha256",
+                "ABC",
+            ],
+            "64 lower-case hex digits",
+        ),
+    ] {
+        let mut all = vec!["serve", "--kube"];
+        all.extend(args.iter().copied());
+        // Refused before any cluster is contacted.
+        let r = cli(&all);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

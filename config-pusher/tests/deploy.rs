@@ -33,6 +33,7 @@ fn discovery() -> Vec<(&'static str, Vec<Resource>)> {
             "v1",
             vec![
                 ("namespaces", "Namespace", false),
+                ("configmaps", "ConfigMap", true),
                 ("serviceaccounts", "ServiceAccount", true),
                 ("services", "Service", true),
             ],
@@ -221,6 +222,7 @@ fn deploy_manifests_pass_kubectl_dry_run() {
         "service/config-pusher created (dry run)",
         "deployment.apps/config-pusher created (dry run)",
         "networkpolicy.networking.k8s.io/config-pusher created (dry run)",
+        "configmap/gammaroute-proxy created (dry run)",
         "gatewayclass.gateway.networking.k8s.io/gammaroute created (dry run)",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -234,6 +236,7 @@ fn deploy_manifests_pass_kubectl_dry_run() {
         "service",
         "deployment",
         "networkpolicy",
+        "proxy-params",
         "gatewayclass",
     ]
     .iter()
@@ -252,7 +255,7 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
     let docs = kustomized();
     assert_eq!(
         docs.len(),
-        10,
+        11,
         "every file of deploy/ is in kustomization.yaml"
     );
 
@@ -344,8 +347,15 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
     let ingress = spec.ingress.unwrap();
     assert_eq!(ingress.len(), 1);
     let from = ingress[0].from.clone().unwrap();
-    assert_eq!(from.len(), 1);
+    assert_eq!(from.len(), 2);
     assert!(from[0].ip_block.is_none() && from[0].pod_selector.is_none());
+    // Provisioned proxies, in whatever namespace their Gateway is: by the label only
+    // config-pusher's objects carry (they still need their role's token).
+    assert_eq!(
+        from[1].pod_selector.clone().unwrap().match_labels.unwrap()["app.kubernetes.io/managed-by"],
+        config_pusher::provision::objects::MANAGED_BY
+    );
+    assert!(from[1].ip_block.is_none());
     assert_eq!(
         from[0]
             .namespace_selector
@@ -369,25 +379,50 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
         "lease identity"
     );
 
-    // Cluster-wide: read the watched kinds, write nothing but status subresources.
+    // Cluster-wide: read the watched kinds, write status subresources and the four kinds
+    // provisioned for each Gateway (never `update`/`watch` on those: server-side apply, lists).
     let role: ClusterRole =
         serde_json::from_value(find(&docs, "ClusterRole", "gammaroute-config-pusher").clone())
             .unwrap();
     let mut readable = Vec::new();
+    let mut provisioned = Vec::new();
     for rule in role.rules.unwrap() {
         let write = rule
             .verbs
             .iter()
             .any(|v| !matches!(v.as_str(), "get" | "list" | "watch"));
         for r in rule.resources.unwrap() {
-            if write {
-                assert!(r.ends_with("/status"), "write access to {r}");
-                assert!(rule.verbs.iter().all(|v| v == "patch" || v == "update"));
-            } else {
+            if !write {
                 readable.push(r);
+            } else if r.ends_with("/status") {
+                assert!(rule.verbs.iter().all(|v| v == "patch" || v == "update"));
+            } else if r == "gateways/finalizers" {
+                assert_eq!(rule.verbs, ["update"]);
+            } else {
+                assert_eq!(
+                    rule.verbs,
+                    ["get", "list", "create", "patch", "delete"],
+                    "write access to {r}"
+                );
+                provisioned.push(r);
             }
         }
     }
+    provisioned.sort();
+    assert_eq!(
+        provisioned,
+        ["configmaps", "deployments", "serviceaccounts", "services"]
+    );
+    // The class's parameters are the shipped ConfigMap, and it parses.
+    let params: k8s_openapi::api::core::v1::ConfigMap =
+        serde_json::from_value(find(&docs, "ConfigMap", "gammaroute-proxy").clone()).unwrap();
+    let parsed = config_pusher::provision::params::parse(&params).unwrap();
+    assert_eq!(parsed.replicas, 2);
+    assert_eq!(
+        find(&docs, "GatewayClass", "gammaroute")["spec"]["parametersRef"],
+        json!({"group": "", "kind": "ConfigMap", "name": "gammaroute-proxy",
+               "namespace": "gammaroute-system"})
+    );
     readable.sort();
     assert_eq!(
         readable,
@@ -397,6 +432,7 @@ fn deploy_manifests_are_least_privilege_and_locked_down() {
             "gateways",
             "httproutes",
             "namespaces",
+            "pods",
             "referencegrants",
             "secrets",
             "services"
@@ -645,4 +681,42 @@ fn istio_plugins_carry_their_own_namespace_token() {
         assert_eq!(parsed.source.unwrap().token.as_deref(), Some(token));
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn provisioned_objects_pass_kubectl_dry_run() {
+    use config_pusher::provision::objects::{desired, ProvisionOptions};
+    use config_pusher::provision::params::ProxyParams;
+    let gateway: gateway_api::experimental::gateways::Gateway = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "0e5b1f9c-1111-4222-8333-444455556666"},
+        "spec": {"gatewayClassName": "gammaroute",
+                 "infrastructure": {"labels": {"team": "shop"}, "annotations": {"example.com/a": "b"}},
+                 "listeners": [{"name": "http", "protocol": "HTTP", "port": 80},
+                               {"name": "https", "protocol": "HTTPS", "port": 443}]}}))
+    .unwrap();
+    let options = ProvisionOptions {
+        envoy_image: "docker.io/envoyproxy/envoy:v1.40-latest".into(),
+        module: config_pusher::provision::ModuleSource::Image(
+            "ghcr.io/gammaroute/gammaroute-wasm:0.1.0".into(),
+        ),
+    };
+    let objects = desired(&gateway, &ProxyParams::default(), &options, "admin: {}\n").unwrap();
+    let list = json!({"apiVersion": "v1", "kind": "List",
+                      "items": objects.iter().map(|o| o.body.clone()).collect::<Vec<_>>()});
+    let dir = tempdir();
+    let file = dir.join("provisioned.json");
+    std::fs::write(&file, list.to_string()).unwrap();
+    let server = FakeApiServer::start();
+    let (ok, text) = server.apply(&["-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "kubectl apply provisioned objects:\n{text}");
+    for expected in [
+        "serviceaccount/web-gammaroute created (dry run)",
+        "configmap/web-gammaroute created (dry run)",
+        "service/web-gammaroute created (dry run)",
+        "deployment.apps/web-gammaroute created (dry run)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
 }

@@ -413,6 +413,7 @@ async fn serve_publishes_nothing_until_every_kind_has_listed() {
         lease: None,
         resync: Duration::from_secs(60),
         debounce: fast(),
+        provision: None,
     };
     let running = config_pusher::kubernetes::start(client, options);
     let addr = free_addr();

@@ -514,6 +514,25 @@ pub fn bootstrap(
     table: &RouteTable,
     options: &BootstrapOptions,
 ) -> Result<Rendered, String> {
+    bootstrap_with(store, table, options, InlineTable::Yes)
+}
+
+/// Whether the bootstrap carries the table itself as the start-up table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InlineTable {
+    Yes,
+    /// Only `source` (needs [`BootstrapOptions::pusher`]): the bootstrap stays the same while the
+    /// routes change, so a proxy provisioned from it is not restarted for a route edit.
+    No,
+}
+
+/// [`bootstrap`], with or without the inline table.
+pub fn bootstrap_with(
+    store: &Store,
+    table: &RouteTable,
+    options: &BootstrapOptions,
+    inline: InlineTable,
+) -> Result<Rendered, String> {
     let mut notes = Vec::new();
     let mut plan = tls::TlsPlan::default();
     let mut listener_ports = BTreeMap::new();
@@ -560,11 +579,13 @@ pub fn bootstrap(
     let mut config = serde_json::Map::new();
     // With a pusher the inline table is the start-up table: Envoy routes at once, and keeps
     // routing if config-pusher is down when it starts; the first fetch replaces it.
-    config.insert(
-        "table".into(),
-        serde_json::to_value(wire::RouteTable::from(table))
-            .map_err(|e| format!("{}: {e}", table.role))?,
-    );
+    if inline == InlineTable::Yes || options.pusher.is_none() {
+        config.insert(
+            "table".into(),
+            serde_json::to_value(wire::RouteTable::from(table))
+                .map_err(|e| format!("{}: {e}", table.role))?,
+        );
+    }
     if let Some(pusher) = &options.pusher {
         let mut source = serde_json::json!({
             "cluster": PUSHER_CLUSTER,

@@ -86,6 +86,13 @@ impl std::str::FromStr for WasmUrl {
     }
 }
 
+impl Sha256 {
+    /// The 64 hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::str::FromStr for Sha256 {
     type Err = WasmArgError;
     fn from_str(s: &str) -> Result<Sha256, WasmArgError> {

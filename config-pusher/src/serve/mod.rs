@@ -72,7 +72,7 @@ pub struct Config {
 pub trait StatusSink: Send + 'static {
     /// Called after each translation of `snapshot`, once its tables are published. Must not
     /// block: hand the work to a task of your own.
-    fn publish(&mut self, snapshot: &Snapshot, output: &Output);
+    fn publish(&mut self, snapshot: &Arc<Snapshot>, output: &Output);
 }
 
 /// A [`StatusSink`] that drops statuses (`/v1/status` serves them anyway).
@@ -80,7 +80,7 @@ pub trait StatusSink: Send + 'static {
 pub struct NoStatus;
 
 impl StatusSink for NoStatus {
-    fn publish(&mut self, _: &Snapshot, _: &Output) {}
+    fn publish(&mut self, _: &Arc<Snapshot>, _: &Output) {}
 }
 
 /// Why `serve` stopped.

@@ -284,7 +284,7 @@ impl StatusPublisher {
 }
 
 impl crate::serve::StatusSink for StatusPublisher {
-    fn publish(&mut self, snapshot: &Snapshot, output: &Output) {
+    fn publish(&mut self, snapshot: &Arc<Snapshot>, output: &Output) {
         StatusPublisher::publish(self, output, snapshot.live.clone());
     }
 }

@@ -75,6 +75,9 @@ pub enum Reason {
     /// (`GatewayReasonPending`, `ListenerReasonPending`): set by `serve` only
     /// (`serve::programmed`), never by translation, so no golden file shows it.
     Pending,
+    /// Gateway `Programmed=False` while its provisioned Service has no address yet
+    /// (`GatewayReasonAddressNotAssigned`): set by `serve --kube` only (`provision::status`).
+    AddressNotAssigned,
 }
 
 impl Reason {
@@ -123,6 +126,7 @@ impl Reason {
             Reason::PortUnavailable => "PortUnavailable",
             Reason::InvalidCertificateRef => "InvalidCertificateRef",
             Reason::Pending => "Pending",
+            Reason::AddressNotAssigned => "AddressNotAssigned",
         }
     }
 }
