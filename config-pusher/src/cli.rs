@@ -876,6 +876,7 @@ fn provisioning(
                 host: format!("config-pusher.{ns}.svc"),
                 port: 18000,
                 token: None,
+                tls: None,
             }
         }
     };

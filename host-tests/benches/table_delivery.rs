@@ -124,6 +124,8 @@ fn fetch(a: &Echo, b: &Echo, n: usize, samples: usize) -> Vec<Duration> {
         settings: Settings::default(),
         clusters: opts.clone(),
         limits: Default::default(),
+        connections: Default::default(),
+        tls: None,
     };
     let rt = runtime();
     let first = store(n, "a");

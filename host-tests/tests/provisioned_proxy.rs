@@ -89,6 +89,7 @@ fn run(from_url: bool) {
         host: "127.0.0.1".into(),
         port: pusher.addr.port(),
         token: Some(token),
+        tls: None,
     };
     let module = if from_url {
         let bytes = std::fs::read(wasm_path()).expect("the release .wasm (make wasm)");

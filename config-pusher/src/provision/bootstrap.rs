@@ -47,10 +47,7 @@ pub fn render(
 ) -> Result<String, BootstrapError> {
     let options = BootstrapOptions {
         wasm: WASM_PATH.into(),
-        listen: Some(Listen {
-            ip: [0, 0, 0, 0].into(),
-            port: None,
-        }),
+        listen: Some(Listen::Ip([0, 0, 0, 0].into())),
         cluster_domain: cluster_domain.into(),
         admin: ([127, 0, 0, 1], ADMIN_PORT).into(),
         pusher: Some(pusher.clone()),

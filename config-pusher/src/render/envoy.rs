@@ -297,6 +297,7 @@ pub fn xds_cluster(ads: &Pusher) -> Cluster {
         name: XDS_CLUSTER.to_string(),
         endpoints: ads.endpoints(),
         protocol: UpstreamProtocol::H2c,
+        tls: None,
     }
 }
 

@@ -239,6 +239,7 @@ mod tests {
             name: "shop/web:80".into(),
             endpoints: Endpoints::Static(vec![addr]),
             protocol: UpstreamProtocol::H2c,
+            tls: None,
         });
         assert_eq!(
             eds.cluster_discovery_type,
@@ -265,6 +266,7 @@ mod tests {
                 port: 80,
             },
             protocol: UpstreamProtocol::Http1,
+            tls: None,
         });
         assert!(none.is_none());
         assert!(dns.load_assignment.is_some());
