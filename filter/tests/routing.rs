@@ -5,12 +5,12 @@
 //! Each test cites the spec rule it checks (field documentation of the v1.6.1 CRDs, GEPs, or
 //! `docs/semantics.md` §n). Runs natively and under wasm32-wasip1: no threads, no files.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use gammaroute_filter::router::decision::apply_to_list;
 use gammaroute_filter::router::{
-    Decision, Destination, Forward, HeaderOp, LocalReason, LocalResponse, Outcome, ParentRef,
-    Request, Router, Selection,
+    Decision, Forward, HeaderOp, LocalReason, LocalResponse, Outcome, OwnedRequest, ParentRef,
+    Router, Selection,
 };
 use gammaroute_filter::table::{wire, RouteTable, Timeouts};
 use serde_json::{json, Value};
@@ -109,99 +109,20 @@ fn one_rule(rule: Value) -> Gw {
 
 /// An owned request: `req("GET", "http://shop.example:8080/a?x=1")`. The destination port is the
 /// URL's port (or the scheme's default), as a gateway listener would see it.
-#[derive(Clone, Debug)]
-struct Req {
-    method: String,
-    scheme: String,
-    authority: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    destination: Destination,
-    /// TLS SNI; empty for plaintext.
-    server_name: String,
-}
+type Req = OwnedRequest;
 
 fn req(method: &str, url: &str) -> Req {
-    let (scheme, rest) = url.split_once("://").expect("scheme://");
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let path = if path.starts_with('?') {
-        format!("/{path}")
-    } else {
-        path.to_string()
-    };
-    let default_port = if scheme == "https" { 443 } else { 80 };
-    let port = authority
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or(default_port);
-    Req {
-        method: method.to_string(),
-        scheme: scheme.to_string(),
-        authority: authority.to_string(),
-        path,
-        headers: Vec::new(),
-        destination: Destination {
-            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            port,
-        },
-        server_name: String::new(),
-    }
+    OwnedRequest::from_url(method, url).expect("scheme://")
 }
 
-impl Req {
-    fn header(mut self, name: &str, value: &str) -> Req {
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-
-    fn headers(mut self, headers: &[(&str, &str)]) -> Req {
-        for (n, v) in headers {
-            self = self.header(n, v);
-        }
-        self
-    }
-
-    /// Sent on a TLS connection established for `name` (SNI).
-    fn sni(mut self, name: &str) -> Req {
-        self.server_name = name.to_string();
-        self
-    }
-
-    /// Sent to this destination port (the listener port for gateways).
-    fn port(mut self, port: u16) -> Req {
-        self.destination.port = port;
-        self
-    }
-
-    /// Sent to this destination address (a Service ClusterIP:port for the mesh).
-    fn to(mut self, addr: &str) -> Req {
-        let addr: SocketAddr = addr.parse().expect("ip:port");
-        self.destination = Destination {
-            ip: addr.ip(),
-            port: addr.port(),
-        };
-        self
-    }
-
-    fn request(&self) -> Request<'_> {
-        Request {
-            method: &self.method,
-            scheme: &self.scheme,
-            authority: &self.authority,
-            path: &self.path,
-            headers: &self.headers,
-            destination: self.destination,
-            server_name: &self.server_name,
-        }
-    }
+/// A destination address (a Service ClusterIP:port for the mesh).
+fn at(addr: &str) -> SocketAddr {
+    addr.parse().expect("ip:port")
 }
 
 impl Gw {
     fn decide(&self, r: &Req, draw: u64) -> Decision<'_> {
-        self.router.decide(&r.request(), draw)
+        self.router.decide(&r.view(), draw)
     }
 
     /// The matched route (`namespace/name`) and HTTPRoute rule index, if any.
@@ -1163,17 +1084,17 @@ fn mesh_parent_is_the_destination_cluster_ip_and_port_not_the_host() {
         "10.96.0.10",
         "anything",
     ] {
-        let r = req("GET", &format!("http://{host}/cart/items")).to("10.96.0.10:80");
+        let r = req("GET", &format!("http://{host}/cart/items")).to(at("10.96.0.10:80"));
         assert_eq!(g.pick(&r), cart, "{host}");
         assert_eq!(g.answer(&r, 0), "cart-v1");
     }
     // Every ClusterIP of the Service (dual stack).
     assert_eq!(
-        g.pick(&req("GET", "http://cart/cart").to("[fd00::10]:80")),
+        g.pick(&req("GET", "http://cart/cart").to(at("[fd00::10]:80"))),
         cart
     );
     // Host naming the cart Service, destination the pay Service: pay's routes.
-    let r = req("GET", "http://cart.shop/cart").to("10.96.0.11:8080");
+    let r = req("GET", "http://cart.shop/cart").to(at("10.96.0.11:8080"));
     assert_eq!(g.pick(&r), Some(("client/pay", 0)));
     assert_eq!(
         g.decide(&r, 0).selection,
@@ -1199,7 +1120,7 @@ fn mesh_unknown_destination_passes_through() {
         "10.244.1.7:80",
         "[fd00::11]:80",
     ] {
-        let r = req("GET", "http://cart.shop/cart").to(dest);
+        let r = req("GET", "http://cart.shop/cart").to(at(dest));
         let d = g.decide(&r, 0);
         assert_eq!(d.selection, Selection::NoParent, "{dest}");
         assert_eq!(d.outcome, Outcome::Passthrough, "{dest}");
@@ -1210,7 +1131,7 @@ fn mesh_unknown_destination_passes_through() {
 fn mesh_known_service_without_a_matching_rule_is_404() {
     // docs/semantics.md §5: "with routes, unmatched ⇒ 404".
     let g = mesh();
-    let r = req("GET", "http://cart.shop/other").to("10.96.0.10:80");
+    let r = req("GET", "http://cart.shop/other").to(at("10.96.0.10:80"));
     assert_eq!(
         g.decide(&r, 0).selection,
         Selection::NoMatch(ParentRef::ServicePort {
@@ -1822,7 +1743,7 @@ fn mesh_redirect_without_scheme_keeps_the_service_port() {
             "filters": [{ "requestRedirect": { "path": { "replaceFullPath": "/v2" }, "statusCode": 307 } }],
         }]}],
     }));
-    let r = req("GET", "http://cart.shop/v1?x=1").to("10.96.0.10:8080");
+    let r = req("GET", "http://cart.shop/v1?x=1").to(at("10.96.0.10:8080"));
     let l = g.local(&r, 0);
     assert_eq!(l.status, 307);
     assert_eq!(

@@ -1,58 +1,15 @@
-//! What the fuzz targets share: turning fuzzer bytes into requests, and the invariant every
+//! What the fuzz targets share: turning fuzzer bytes into requests (the filter's
+//! [`OwnedRequest`]), and the invariant every
 //! routed request must keep (the compiled router agrees with the reference router).
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use gammaroute_filter::router::reference::Reference;
-use gammaroute_filter::router::{Destination, Request, Router};
+use gammaroute_filter::router::{Destination, OwnedRequest, Router};
 use gammaroute_filter::table::RouteTable;
 
 /// Draws tried per request: weighted picks and mirror percentages at both ends and between.
 pub const DRAWS: [u64; 3] = [0, 1 << 31, u64::MAX];
-
-/// An owned request built from `(name, value)` pairs: the pseudo-headers become the request's
-/// parts, the others its headers, as the filter builds it from Envoy's header map.
-pub struct OwnedRequest {
-    pub method: String,
-    pub scheme: String,
-    pub authority: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub destination: Destination,
-}
-
-impl OwnedRequest {
-    pub fn from_pairs(pairs: Vec<(String, String)>, ip: IpAddr, port: u16) -> OwnedRequest {
-        let pseudo = |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        OwnedRequest {
-            method: pseudo(":method"),
-            scheme: pseudo(":scheme"),
-            authority: pseudo(":authority"),
-            path: pseudo(":path"),
-            destination: Destination { ip, port },
-            headers: pairs,
-        }
-    }
-
-    pub fn view(&self) -> Request<'_> {
-        Request {
-            method: &self.method,
-            scheme: &self.scheme,
-            authority: &self.authority,
-            path: &self.path,
-            headers: &self.headers,
-            destination: self.destination,
-            // Plaintext: the misdirected-request check (TLS only) is covered by the differential test.
-            server_name: "",
-        }
-    }
-}
 
 /// The requests to try on a table: `base` sent to every listener port and every Service
 /// ClusterIP:port of the table, so that every parent is reached.
@@ -62,12 +19,26 @@ pub fn requests_for(table: &RouteTable, base: Vec<(String, String)>) -> Vec<Owne
         .listeners
         .iter()
         .take(4)
-        .map(|l| OwnedRequest::from_pairs(base.clone(), any, l.port))
+        .map(|l| {
+            OwnedRequest::from_pairs(
+                base.clone(),
+                Destination {
+                    ip: any,
+                    port: l.port,
+                },
+            )
+        })
         .collect();
     for s in table.services.iter().take(4) {
         for ip in s.cluster_ips.iter().take(1) {
             for p in s.ports.iter().take(2) {
-                out.push(OwnedRequest::from_pairs(base.clone(), *ip, p.port));
+                out.push(OwnedRequest::from_pairs(
+                    base.clone(),
+                    Destination {
+                        ip: *ip,
+                        port: p.port,
+                    },
+                ));
             }
         }
     }

@@ -29,12 +29,14 @@ pub mod cors;
 pub mod decision;
 mod host;
 mod matcher;
+mod owned;
 mod path;
 pub mod reference;
 pub mod request;
 pub mod rewrite;
 
 pub use decision::{Decision, Forward, HeaderOp, LocalReason, LocalResponse, Outcome};
+pub use owned::OwnedRequest;
 pub use request::{Destination, Request};
 
 use host::HostIndex;
