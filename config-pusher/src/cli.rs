@@ -290,7 +290,7 @@ pub struct IstioArgs {
         value_name = "NS/NAME:PORT",
         default_value = "gammaroute-system/config-pusher:18000"
     )]
-    pub config_pusher: String,
+    pub config_pusher: render::istio::ServiceRef,
     /// Bearer token the filter sends to config-pusher.
     #[arg(
         long,
@@ -373,6 +373,16 @@ pub struct ProvisionArgs {
     /// (default: config-pusher.$POD_NAMESPACE.svc:18000).
     #[arg(long, value_name = "HOST:PORT", value_parser = envoy::Pusher::parse)]
     pub proxy_pusher: Option<envoy::Pusher>,
+    /// Where provisioned proxies get their clusters, endpoints and certificates over ADS
+    /// (default with --xds-listen: config-pusher.$POD_NAMESPACE.svc and its port). Without ADS
+    /// their clusters are static (Service DNS names) and HTTPS listeners are not served.
+    #[arg(long, value_name = "HOST:PORT", value_parser = envoy::Pusher::parse)]
+    pub proxy_xds: Option<envoy::Pusher>,
+    /// config-pusher serves TLS (`--tls-cert`): provisioned proxies fetch their tables over TLS,
+    /// trusting only the CA certificates in this PEM file and requiring the Service's DNS name
+    /// (the host of --proxy-pusher) in config-pusher's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub proxy_pusher_ca: Option<PathBuf>,
 }
 
 /// `serve`'s bounds on parked requests; a long-poll over them is answered 503 + Retry-After.
@@ -459,6 +469,8 @@ pub enum CliError {
     Invalid(String),
     #[error(transparent)]
     Explain(#[from] explain::ExplainError),
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
     #[error("--kube: {0}")]
     Cluster(#[from] kubernetes::ClusterError),
 }
@@ -710,8 +722,7 @@ pub fn render(
     graph: bool,
 ) -> Result<(), CliError> {
     let (store, report, output) = load(input, false)?;
-    let rendered =
-        render::render_with(&store, &output, options, istio).map_err(CliError::Invalid)?;
+    let rendered = render::render_with(&store, &output, options, istio)?;
     for n in &rendered.notes {
         eprintln!("note: {n}");
     }
@@ -814,6 +825,7 @@ fn serve(input: ServeInput, config: serve::Config, debounce_ms: u64) -> Result<u
             &input.provision,
             config.token_file.as_deref(),
             &config.clusters.cluster_domain,
+            config.xds_listen,
         )?),
         false => None,
     };
@@ -862,24 +874,41 @@ fn serve(input: ServeInput, config: serve::Config, debounce_ms: u64) -> Result<u
     Ok(0)
 }
 
-/// `serve --kube`'s provisioning settings from its flags and the environment.
+/// `serve --kube`'s provisioning settings from its flags and the environment: the proxies reach
+/// config-pusher through its Service in `$POD_NAMESPACE`, on the table API's port and, when
+/// `xds_listen` serves ADS, on that port too.
 fn provisioning(
     args: &ProvisionArgs,
     token_file: Option<&Path>,
     cluster_domain: &str,
+    xds_listen: Option<SocketAddr>,
 ) -> Result<kubernetes::Provisioning, CliError> {
-    let pusher = match &args.proxy_pusher {
-        Some(p) => p.clone(),
-        None => {
-            let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "gammaroute-system".into());
-            envoy::Pusher {
-                host: format!("config-pusher.{ns}.svc"),
-                port: 18000,
-                token: None,
-                tls: None,
-            }
-        }
+    let service = || {
+        let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "gammaroute-system".into());
+        format!("config-pusher.{ns}.svc")
     };
+    let at = |port| envoy::Pusher {
+        host: service(),
+        port,
+        token: None,
+        tls: None,
+    };
+    let mut pusher = args.proxy_pusher.clone().unwrap_or_else(|| at(18000));
+    if let Some(ca) = &args.proxy_pusher_ca {
+        let pem = std::fs::read_to_string(ca).map_err(|source| CliError::Read {
+            path: ca.clone(),
+            source,
+        })?;
+        let name = ServerName::parse(&pusher.host).map_err(|e| CliError::Invalid(e.to_string()))?;
+        pusher.tls = Some(
+            PusherTls::new(&ca.display().to_string(), &pem, name)
+                .map_err(|e| CliError::Invalid(e.to_string()))?,
+        );
+    }
+    let ads = args
+        .proxy_xds
+        .clone()
+        .or_else(|| xds_listen.map(|a| at(a.port())));
     Ok(kubernetes::Provisioning {
         options: crate::provision::ProvisionOptions {
             envoy_image: args.proxy_image.clone(),
@@ -891,7 +920,7 @@ fn provisioning(
                 _ => crate::provision::ModuleSource::Image(args.proxy_wasm_image.clone()),
             },
         },
-        pusher,
+        control_plane: crate::provision::bootstrap::ControlPlane { pusher, ads },
         secret: token_file.map(read_secret).transpose()?,
         cluster_domain: cluster_domain.to_string(),
     })
@@ -964,4 +993,81 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     std::fs::write(path, bytes).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> ProvisionArgs {
+        #[derive(Parser)]
+        struct Args {
+            #[command(flatten)]
+            provision: ProvisionArgs,
+        }
+        let argv = std::iter::once("serve").chain(extra.iter().copied());
+        Args::try_parse_from(argv).unwrap().provision
+    }
+
+    #[test]
+    fn provisioned_proxies_use_ads_when_it_is_served_and_tls_when_given_a_ca() {
+        let plain = provisioning(&args(&[]), None, "cluster.local", None).unwrap();
+        assert_eq!(plain.control_plane.ads, None);
+        assert_eq!(plain.control_plane.pusher.port, 18000);
+        assert_eq!(plain.control_plane.pusher.tls, None);
+
+        let xds = Some("0.0.0.0:18001".parse().unwrap());
+        let with_ads = provisioning(&args(&[]), None, "cluster.local", xds).unwrap();
+        let ads = with_ads.control_plane.ads.unwrap();
+        assert_eq!(ads.port, 18001);
+        assert_eq!(ads.host, with_ads.control_plane.pusher.host);
+        let chosen = provisioning(
+            &args(&["--proxy-xds", "xds.example.svc:9000"]),
+            None,
+            "cluster.local",
+            xds,
+        )
+        .unwrap();
+        assert_eq!(chosen.control_plane.ads.unwrap().host, "xds.example.svc");
+
+        let dir = std::env::temp_dir().join(format!("cli-proxy-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let ca_arg = ca.display().to_string();
+        let tls = provisioning(
+            &args(&[
+                "--proxy-pusher",
+                "pusher.ops.svc:18000",
+                "--proxy-pusher-ca",
+                &ca_arg,
+            ]),
+            None,
+            "cluster.local",
+            None,
+        )
+        .unwrap();
+        let pusher_tls = tls.control_plane.pusher.tls.unwrap();
+        assert_eq!(
+            pusher_tls.server_name,
+            ServerName::Dns("pusher.ops.svc".into())
+        );
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let refused = provisioning(
+            &args(&["--proxy-pusher-ca", &ca_arg]),
+            None,
+            "cluster.local",
+            None,
+        );
+        assert!(
+            matches!(&refused, Err(CliError::Invalid(m)) if m.contains("no PEM CERTIFICATE")),
+            "{:?}",
+            refused.err()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -41,8 +41,8 @@ pub struct RunOptions {
 #[derive(Debug, Clone)]
 pub struct Provisioning {
     pub options: crate::provision::ProvisionOptions,
-    /// config-pusher's Service as the proxies reach it.
-    pub pusher: crate::render::envoy::Pusher,
+    /// config-pusher's Service as the proxies reach it (table API, and ADS with --xds-listen).
+    pub control_plane: crate::provision::bootstrap::ControlPlane,
     /// `--token-file`'s secret: each bootstrap gets its role's token.
     pub secret: Option<crate::auth::Secret>,
     pub cluster_domain: String,
@@ -172,7 +172,7 @@ pub fn start(client: Client, options: RunOptions) -> Running {
                 client.clone(),
                 options.controller_name.clone(),
                 p.options,
-                p.pusher,
+                p.control_plane,
                 p.secret,
                 p.cluster_domain,
             );

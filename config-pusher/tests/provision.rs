@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use config_pusher::provision::bootstrap::ControlPlane;
 use config_pusher::provision::objects::{BOOTSTRAP_HASH, BOOTSTRAP_KEY, DESIRED_HASH};
 use config_pusher::provision::plan::Action;
 use config_pusher::provision::status::{self as infra_status, Infra};
@@ -223,7 +224,10 @@ fn setup() -> (Provisioner, Arc<Mutex<Cluster>>) {
                 "ghcr.io/gammaroute/gammaroute-wasm:test".into(),
             ),
         },
-        Pusher::parse("config-pusher.gammaroute-system.svc:18000").unwrap(),
+        ControlPlane {
+            pusher: Pusher::parse("config-pusher.gammaroute-system.svc:18000").unwrap(),
+            ads: None,
+        },
         config_pusher::auth::Secret::new(b"s3cret"),
         "cluster.local",
     );

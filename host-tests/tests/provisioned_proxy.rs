@@ -103,8 +103,18 @@ fn run(from_url: bool) {
     } else {
         ModuleSource::Image("unused: the module path is replaced below".into())
     };
-    let yaml =
-        bootstrap::render(&store, &output.tables[ROLE], &at, "cluster.local", &module).unwrap();
+    let plane = bootstrap::ControlPlane {
+        pusher: at,
+        ads: None,
+    };
+    let yaml = bootstrap::render(
+        &store,
+        &output.tables[ROLE],
+        &plane,
+        "cluster.local",
+        &module,
+    )
+    .unwrap();
     assert_eq!(yaml.contains(bootstrap::WASM_PATH), !from_url, "{yaml}");
     assert!(!yaml.contains("\\\"routes\\\""), "no inline table:\n{yaml}");
 

@@ -172,12 +172,85 @@ fn wait(what: &str, envoy: &Envoy, pusher: &Pusher, mut check: impl FnMut() -> b
 
 #[test]
 fn envoy_gets_clusters_endpoints_and_certificates_over_ads_and_survives_a_restart() {
-    let work = Scratch::new("ads");
-    let folder = Scratch::new("ads-config");
+    ads_lifecycle("ads", |at| {
+        let out = at.work.join("rendered");
+        let rendered = Command::new(config_pusher_bin())
+            .args(["render", "--from"])
+            .arg(at.folder)
+            .arg("--out")
+            .arg(&out)
+            .arg("--wasm")
+            .arg(wasm_path())
+            .args(["--listen", "127.0.0.1", "--pusher", &at.pusher.to_string()])
+            .args(["--xds-server", &at.ads.to_string()])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run config-pusher render: {e}"));
+        assert!(
+            rendered.status.success(),
+            "render: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        assert!(!out.join("sds").exists(), "no key files with ADS");
+        std::fs::read_to_string(out.join("envoy/gateway/demo/web.yaml")).unwrap()
+    });
+}
+
+/// The bootstrap `serve --kube --xds-listen` provisions for a Gateway (its ConfigMap), with
+/// only what a pod has and loopback has not replaced: the module path, the fixed admin and
+/// readiness ports, and the all-interfaces listen address (issue #22: a provisioned proxy gets
+/// its clusters, endpoints and certificates over ADS, without restarts).
+#[test]
+fn a_provisioned_proxy_gets_clusters_endpoints_and_certificates_over_ads_and_survives_a_restart() {
+    use config_pusher::provision::bootstrap::{self, ControlPlane, ADMIN_PORT, READY_PORT};
+    use config_pusher::render::envoy::Pusher as Reach;
+    ads_lifecycle("ads-provisioned", |at| {
+        let (store, report) = config_pusher::source::files::load(at.folder);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let output = config_pusher::translate::translate(&store, &Default::default());
+        let plane = ControlPlane {
+            pusher: Reach::parse(&at.pusher.to_string()).unwrap(),
+            ads: Some(Reach::parse(&at.ads.to_string()).unwrap()),
+        };
+        let module = config_pusher::provision::ModuleSource::Image("replaced below".into());
+        let yaml = bootstrap::render(
+            &store,
+            &output.tables["gateway/demo/web"],
+            &plane,
+            "cluster.local",
+            &module,
+        )
+        .unwrap();
+        yaml.replace(bootstrap::WASM_PATH, &wasm_path().display().to_string())
+            .replace(&format!("port_value: {ADMIN_PORT}}}"), "port_value: 0}")
+            .replace(&format!("port_value: {READY_PORT}}}"), "port_value: 0}")
+            .replace("\"0.0.0.0\"", "\"127.0.0.1\"")
+    });
+}
+
+/// What the bootstrap of [`ads_lifecycle`] is made from.
+struct At<'a> {
+    folder: &'a Path,
+    work: &'a Path,
+    /// `serve`'s table API and its ADS server.
+    pusher: SocketAddr,
+    ads: SocketAddr,
+}
+
+/// Starts `serve --xds-listen` on a folder with Gateway `demo/web` (HTTP and HTTPS listeners),
+/// runs Envoy from `bootstrap`, and checks without restarting Envoy: routing by the
+/// EndpointSlice's address, TLS with the Secret's certificate, a new Service with a route, moved
+/// endpoints (EDS only), a rotated certificate, config-pusher killed (Envoy keeps routing) and
+/// started again after a change (Envoy reconnects and resyncs).
+fn ads_lifecycle(name: &str, bootstrap: impl FnOnce(At) -> String) {
+    let work = Scratch::new(name);
+    let folder = Scratch::new(&format!("{name}-config"));
     let (http_port, https_port) = (free_port(), free_port());
     let ip = |n: u32| -> SocketAddr {
         let pid = std::process::id() % 200;
-        format!("127.40.{}.{n}:{}", pid + 1, 8080).parse().unwrap()
+        let net = if name == "ads" { 40 } else { 41 };
+        format!("127.{net}.{}.{n}:{}", pid + 1, 8080)
+            .parse()
+            .unwrap()
     };
     let api = Echo::start(ECHO, ip(1), "demo", "api");
     let api2 = Echo::start(ECHO, ip(2), "demo", "api-v2");
@@ -192,29 +265,12 @@ fn envoy_gets_clusters_endpoints_and_certificates_over_ads_and_survives_a_restar
     let ads_arg = ads.to_string();
     let mut pusher = Pusher::start(&folder.0, &["--xds-listen", &ads_arg]);
 
-    let out = work.0.join("rendered");
-    let rendered = Command::new(config_pusher_bin())
-        .args(["render", "--from"])
-        .arg(&folder.0)
-        .arg("--out")
-        .arg(&out)
-        .arg("--wasm")
-        .arg(wasm_path())
-        .args([
-            "--listen",
-            "127.0.0.1",
-            "--pusher",
-            &pusher.addr.to_string(),
-        ])
-        .args(["--xds-server", &ads_arg])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run config-pusher render: {e}"));
-    assert!(
-        rendered.status.success(),
-        "render: {}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let yaml = std::fs::read_to_string(out.join("envoy/gateway/demo/web.yaml")).unwrap();
+    let yaml = bootstrap(At {
+        folder: &folder.0,
+        work: &work.0,
+        pusher: pusher.addr,
+        ads,
+    });
     assert!(
         yaml.contains("ads_config:") && yaml.contains("ads: {}"),
         "{yaml}"
@@ -223,7 +279,6 @@ fn envoy_gets_clusters_endpoints_and_certificates_over_ads_and_survives_a_restar
         !yaml.contains("PRIVATE KEY"),
         "the key stays out of the bootstrap"
     );
-    assert!(!out.join("sds").exists(), "no key files with ADS");
     let envoy = Envoy::start(&yaml);
     let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
 

@@ -13,13 +13,12 @@ use kube::api::{
 use kube::{Api, Client};
 use serde_json::Value;
 
-use super::bootstrap;
+use super::bootstrap::{self, ControlPlane};
 use super::objects::{self, Managed, ManagedKind, ProvisionOptions, MANAGED_BY, MANAGED_BY_LABEL};
 use super::params::{self, ParamsError, ParamsRef, ProxyParams};
 use super::plan::{self, Action, Id};
 use super::status::{self, Infra};
 use crate::auth::Secret;
-use crate::render::envoy::Pusher;
 use crate::serve::programmed::gateway_role;
 use crate::store::{ObjectKey, Store};
 
@@ -70,8 +69,9 @@ pub struct Provisioner {
     client: Client,
     controller_name: String,
     options: ProvisionOptions,
-    /// config-pusher's Service, where the proxies fetch their tables.
-    pusher: Pusher,
+    /// config-pusher's Service, where the proxies fetch their tables (and get their clusters
+    /// over ADS when it serves them).
+    control_plane: ControlPlane,
     /// config-pusher's secret: each Gateway's bootstrap gets its role's token.
     secret: Option<Secret>,
     cluster_domain: String,
@@ -92,7 +92,7 @@ impl Provisioner {
         client: Client,
         controller_name: impl Into<String>,
         options: ProvisionOptions,
-        pusher: Pusher,
+        control_plane: ControlPlane,
         secret: Option<Secret>,
         cluster_domain: impl Into<String>,
     ) -> Provisioner {
@@ -100,7 +100,7 @@ impl Provisioner {
             client,
             controller_name: controller_name.into(),
             options,
-            pusher,
+            control_plane,
             secret,
             cluster_domain: cluster_domain.into(),
         }
@@ -221,14 +221,13 @@ impl Provisioner {
         let table = tables
             .get(&role)
             .ok_or_else(|| format!("no route table for {role} (see the problems in /v1/status)"))?;
-        let pusher = Pusher {
-            token: self.secret.as_ref().map(|s| s.role_token(&role)),
-            ..self.pusher.clone()
-        };
+        let control_plane = self
+            .control_plane
+            .with_token(self.secret.as_ref().map(|s| s.role_token(&role)));
         let yaml = bootstrap::render(
             store,
             table,
-            &pusher,
+            &control_plane,
             &self.cluster_domain,
             &self.options.module,
         )

@@ -32,6 +32,7 @@ use crate::store::{ObjectKey, Store};
 use crate::translate::backend::SERVICE_NAME_LABEL;
 use crate::translate::mesh;
 
+use super::error::RenderError;
 pub use super::listen::Listen;
 use super::pusher_tls::PusherTls;
 use super::{listen, tls};
@@ -44,7 +45,7 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy-configs/bootst
 /// One pass over the template: a value is never scanned for slots, so a `{{` in a field that ends
 /// up in a value (a header match, a name) is copied as is and cannot fill, empty or break another
 /// slot.
-pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
+pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, RenderError> {
     // The TLS slots default to one plaintext chain, so callers without TLS need not know them;
     // the stats tags are the filter's own (one list, in `gammaroute_filter::metrics`).
     let mut defaults: BTreeMap<&str, String> =
@@ -69,9 +70,8 @@ pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, S
                 rest = &slot[len..];
             }
             None => {
-                return Err(format!(
-                    "template slot left unfilled: {}",
-                    slot.lines().next().unwrap_or_default()
+                return Err(RenderError::UnfilledSlot(
+                    slot.lines().next().unwrap_or_default().to_string(),
                 ))
             }
         }
@@ -514,7 +514,7 @@ pub fn bootstrap(
     store: &Store,
     table: &RouteTable,
     options: &BootstrapOptions,
-) -> Result<Rendered, String> {
+) -> Result<Rendered, RenderError> {
     bootstrap_with(store, table, options, InlineTable::Yes)
 }
 
@@ -533,7 +533,7 @@ pub fn bootstrap_with(
     table: &RouteTable,
     options: &BootstrapOptions,
     inline: InlineTable,
-) -> Result<Rendered, String> {
+) -> Result<Rendered, RenderError> {
     let mut notes = Vec::new();
     let mut plan = tls::TlsPlan::default();
     let mut listener_ports = BTreeMap::new();
@@ -541,7 +541,9 @@ pub fn bootstrap_with(
         let key = rest
             .split_once('/')
             .map(|(ns, name)| ObjectKey::new(ns, name))
-            .ok_or_else(|| format!("{}: not a gateway role", table.role))?;
+            .ok_or_else(|| RenderError::NotGatewayRole {
+                role: table.role.clone(),
+            })?;
         // Over ADS the certificates need no directory.
         let sds_dir = match options.ads {
             Some(_) => Some(options.sds_dir.as_deref().unwrap_or_default()),
@@ -558,7 +560,10 @@ pub fn bootstrap_with(
             &declared_addresses(store, &key),
             &plan.ports,
         )
-        .map_err(|e| format!("{}: {e}", table.role))?;
+        .map_err(|source| RenderError::Listen {
+            role: table.role.clone(),
+            source,
+        })?;
         // TLS chains match the port a connection arrives on: the bound one.
         for chain in &mut plan.chains {
             chain.port = chain.port.map(|p| binding.bound_port(p));
@@ -583,8 +588,12 @@ pub fn bootstrap_with(
     if inline == InlineTable::Yes || options.pusher.is_none() {
         config.insert(
             "table".into(),
-            serde_json::to_value(wire::RouteTable::from(table))
-                .map_err(|e| format!("{}: {e}", table.role))?,
+            serde_json::to_value(wire::RouteTable::from(table)).map_err(|source| {
+                RenderError::Json {
+                    what: table.role.clone(),
+                    source,
+                }
+            })?,
         );
     }
     if let Some(pusher) = &options.pusher {
@@ -626,7 +635,9 @@ pub fn bootstrap_with(
     }
     let (first, additional) = listen
         .split_first()
-        .ok_or_else(|| format!("{}: no listen address", table.role))?;
+        .ok_or_else(|| RenderError::NoListenAddress {
+            role: table.role.clone(),
+        })?;
     let mut values = BTreeMap::from([
         ("ADMIN_ADDRESS", options.admin.ip().to_string()),
         ("ADMIN_PORT", options.admin.port().to_string()),
@@ -921,7 +932,10 @@ mod tests {
     fn fill_reports_unfilled_slots() {
         let values = BTreeMap::from([("A", "1".to_string())]);
         assert_eq!(fill("x {{A}} y", &values).unwrap(), "x 1 y");
-        assert!(fill("{{A}} {{B}}", &values).unwrap_err().contains("{{B}}"));
+        assert!(fill("{{A}} {{B}}", &values)
+            .unwrap_err()
+            .to_string()
+            .contains("{{B}}"));
     }
 
     #[test]

@@ -43,6 +43,7 @@ use gammaroute_filter::host::envoy::BACKOFF_HEADER;
 use gammaroute_filter::table::{wire, RouteTable};
 
 use super::envoy;
+use super::error::RenderError;
 
 use crate::auth::Secret;
 
@@ -69,6 +70,47 @@ pub enum WasmArgError {
     Scheme(String),
     #[error("{0:?}: expected 64 lower-case hex digits (sha256sum's output)")]
     Sha256(String),
+    #[error("--config-pusher {0:?}: not <namespace>/<name>:<port>")]
+    ConfigPusher(String),
+}
+
+/// `--config-pusher NS/NAME:PORT`: config-pusher's Service as the sidecars reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+    pub port: u16,
+}
+
+impl ServiceRef {
+    /// Its cluster DNS name.
+    pub fn host(&self, domain: &str) -> String {
+        format!("{}.{}.svc.{domain}", self.name, self.namespace)
+    }
+}
+
+impl std::str::FromStr for ServiceRef {
+    type Err = WasmArgError;
+    fn from_str(s: &str) -> Result<ServiceRef, WasmArgError> {
+        use crate::store::name::NameRule;
+        let bad = || WasmArgError::ConfigPusher(s.to_string());
+        let (namespace, rest) = s.split_once('/').ok_or_else(bad)?;
+        let (name, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(bad)?;
+        // Both end up in a DNS name and an Istio cluster name.
+        if NameRule::Label.check(namespace).is_err() || NameRule::Label.check(name).is_err() {
+            return Err(bad());
+        }
+        Ok(ServiceRef {
+            namespace: namespace.into(),
+            name: name.into(),
+            port,
+        })
+    }
 }
 
 impl std::str::FromStr for WasmUrl {
@@ -116,8 +158,8 @@ pub struct IstioOptions {
     pub sha256: Option<Sha256>,
     /// Cluster DNS domain for Istio cluster names.
     pub domain: String,
-    /// config-pusher's Service as `<namespace>/<name>:<port>`.
-    pub config_pusher: String,
+    /// config-pusher's Service (`--config-pusher <namespace>/<name>:<port>`).
+    pub config_pusher: ServiceRef,
     /// Bearer token the filter sends to config-pusher.
     pub token: Option<String>,
     /// config-pusher's secret: each namespace's filter gets its own role token instead
@@ -139,7 +181,11 @@ impl Default for IstioOptions {
             url: WasmUrl(DEFAULT_WASM_URL.into()),
             sha256: None,
             domain: "cluster.local".into(),
-            config_pusher: "gammaroute-system/config-pusher:18000".into(),
+            config_pusher: ServiceRef {
+                namespace: "gammaroute-system".into(),
+                name: "config-pusher".into(),
+                port: 18000,
+            },
             token: None,
             secret: None,
             long_poll_seconds: 30,
@@ -163,29 +209,10 @@ fn mirror_header(n: u8) -> String {
     format!("x-gamma-mirror-{n}")
 }
 
-/// config-pusher's Service as `(fqdn, port)`, from `--config-pusher NS/NAME:PORT`.
-fn config_pusher_host(options: &IstioOptions) -> Result<(String, u16), String> {
-    let (ns, rest) = options.config_pusher.split_once('/').ok_or_else(|| {
-        format!(
-            "--config-pusher {:?}: not <namespace>/<name>:<port>",
-            options.config_pusher
-        )
-    })?;
-    let (name, port) = rest
-        .rsplit_once(':')
-        .and_then(|(n, p)| Some((n, p.parse::<u16>().ok()?)))
-        .ok_or_else(|| {
-            format!(
-                "--config-pusher {:?}: not <namespace>/<name>:<port>",
-                options.config_pusher
-            )
-        })?;
-    Ok((format!("{name}.{ns}.svc.{}", options.domain), port))
-}
-
 /// The filter's `source` for `role`: Istio's outbound cluster of config-pusher and its authority.
-pub fn source(role: &str, options: &IstioOptions) -> Result<Value, String> {
-    let (host, port) = config_pusher_host(options)?;
+pub fn source(role: &str, options: &IstioOptions) -> Value {
+    let host = options.config_pusher.host(&options.domain);
+    let port = options.config_pusher.port;
     let mut source = json!({
         "cluster": format!("outbound|{port}||{host}"),
         "authority": format!("{host}:{port}"),
@@ -199,11 +226,11 @@ pub fn source(role: &str, options: &IstioOptions) -> Result<Value, String> {
     if let (Some(token), Some(m)) = (token, source.as_object_mut()) {
         m.insert("token".into(), token.into());
     }
-    Ok(source)
+    source
 }
 
 /// The `pluginConfig` for one mesh table.
-pub fn plugin_config(table: &RouteTable, options: &IstioOptions) -> Result<Value, String> {
+pub fn plugin_config(table: &RouteTable, options: &IstioOptions) -> Result<Value, RenderError> {
     let mut config = json!({
         "clusterNaming": {"istio": {"domain": options.domain}},
         "mirrorSlots": options.mirror_slots,
@@ -211,11 +238,15 @@ pub fn plugin_config(table: &RouteTable, options: &IstioOptions) -> Result<Value
     let (key, value) = if options.inline {
         (
             "table",
-            serde_json::to_value(wire::RouteTable::from(table))
-                .map_err(|e| format!("{}: {e}", table.role))?,
+            serde_json::to_value(wire::RouteTable::from(table)).map_err(|source| {
+                RenderError::Json {
+                    what: table.role.clone(),
+                    source,
+                }
+            })?,
         )
     } else {
-        ("source", source(&table.role, options)?)
+        ("source", source(&table.role, options))
     };
     if let Some(m) = config.as_object_mut() {
         m.insert(key.into(), value);
@@ -229,12 +260,10 @@ pub fn plugin_config(table: &RouteTable, options: &IstioOptions) -> Result<Value
 /// from `credentialName` (istio/api `networking/v1alpha3/destination_rule.proto`
 /// `ClientTLSSettings`: a Secret in the workload's namespace with a `ca.crt` or `cacert` key). A
 /// certificate of another name or CA fails every fetch; nothing falls back to plain text.
-pub fn destination_rule(namespace: &str, options: &IstioOptions) -> Result<Option<Value>, String> {
-    let Some(secret) = &options.ca_secret else {
-        return Ok(None);
-    };
-    let (host, _) = config_pusher_host(options)?;
-    Ok(Some(json!({
+pub fn destination_rule(namespace: &str, options: &IstioOptions) -> Option<Value> {
+    let secret = options.ca_secret.as_ref()?;
+    let host = options.config_pusher.host(&options.domain);
+    Some(json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "DestinationRule",
         "metadata": {"name": "gammaroute-config-pusher", "namespace": namespace,
@@ -249,7 +278,7 @@ pub fn destination_rule(namespace: &str, options: &IstioOptions) -> Result<Optio
                 "subjectAltNames": [host],
             }},
         },
-    })))
+    }))
 }
 
 /// The WasmPlugin and EnvoyFilter (and [`destination_rule`]) for mesh client namespace
@@ -258,7 +287,7 @@ pub fn manifests(
     namespace: &str,
     table: &RouteTable,
     options: &IstioOptions,
-) -> Result<String, String> {
+) -> Result<String, RenderError> {
     let labels = json!({"app.kubernetes.io/part-of": "gammaroute"});
     let annotations = json!({"gammaroute.dev/min-istio-version": MIN_ISTIO});
     let mut spec = json!({
@@ -371,13 +400,18 @@ pub fn manifests(
         "spec": {"configPatches": patches},
     });
     let mut out = String::new();
-    let tls = destination_rule(namespace, options)?;
+    let tls = destination_rule(namespace, options);
     for doc in [Some(wasm_plugin), Some(envoy_filter), tls]
         .into_iter()
         .flatten()
     {
         out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(&doc).map_err(|e| format!("{namespace}: {e}"))?);
+        out.push_str(
+            &serde_yaml_ng::to_string(&doc).map_err(|source| RenderError::Yaml {
+                what: format!("istio/{namespace}.yaml"),
+                source,
+            })?,
+        );
     }
     Ok(out)
 }
@@ -507,12 +541,12 @@ mod tests {
 
     #[test]
     fn with_a_ca_secret_the_sidecars_verify_config_pusher() {
-        assert_eq!(destination_rule("shop", &IstioOptions::default()), Ok(None));
+        assert_eq!(destination_rule("shop", &IstioOptions::default()), None);
         let options = IstioOptions {
             ca_secret: Some("config-pusher-ca".into()),
             ..IstioOptions::default()
         };
-        let dr = destination_rule("shop", &options).unwrap().unwrap();
+        let dr = destination_rule("shop", &options).unwrap();
         let host = "config-pusher.gammaroute-system.svc.cluster.local";
         assert_eq!(dr["metadata"]["namespace"], "shop");
         assert_eq!(dr["spec"]["host"], host);
@@ -526,20 +560,40 @@ mod tests {
 
     #[test]
     fn source_names_istio_cluster() {
-        let s = source("mesh/shop", &IstioOptions::default()).unwrap();
+        let s = source("mesh/shop", &IstioOptions::default());
         assert_eq!(
             s,
             json!({"cluster": "outbound|18000||config-pusher.gammaroute-system.svc.cluster.local",
                    "authority": "config-pusher.gammaroute-system.svc.cluster.local:18000",
                    "role": "mesh/shop", "longPollSeconds": 30})
         );
-        let bad = IstioOptions {
-            config_pusher: "config-pusher".into(),
-            ..IstioOptions::default()
-        };
-        assert!(source("mesh/shop", &bad)
-            .unwrap_err()
-            .contains("--config-pusher"));
+    }
+
+    #[test]
+    fn config_pusher_is_a_service_reference_checked_when_parsed() {
+        let ok: ServiceRef = "mesh-system/pusher:8443".parse().unwrap();
+        assert_eq!(
+            ok.host("cluster.local"),
+            "pusher.mesh-system.svc.cluster.local"
+        );
+        assert_eq!(ok.port, 8443);
+        for bad in [
+            "config-pusher",
+            "ns/config-pusher",
+            "ns/config-pusher:0",
+            "ns/config-pusher:http",
+            "ns/Config_Pusher:18000",
+            "a/b/c:1",
+            "/config-pusher:18000",
+        ] {
+            assert!(
+                matches!(
+                    bad.parse::<ServiceRef>(),
+                    Err(WasmArgError::ConfigPusher(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -11,11 +11,15 @@ use serde::Serialize;
 use crate::store::Store;
 use crate::translate::{status, Output};
 
+mod error;
+
 pub mod envoy;
 pub mod istio;
 pub mod listen;
 pub mod pusher_tls;
 pub mod tls;
+
+pub use error::RenderError;
 
 /// One output file.
 #[derive(Debug, Clone)]
@@ -76,7 +80,7 @@ pub fn render(
     store: &Store,
     output: &Output,
     options: &envoy::BootstrapOptions,
-) -> Result<Rendered, String> {
+) -> Result<Rendered, RenderError> {
     render_with(store, output, options, None)
 }
 
@@ -86,7 +90,7 @@ pub fn render_with(
     output: &Output,
     options: &envoy::BootstrapOptions,
     istio: Option<&istio::IstioOptions>,
-) -> Result<Rendered, String> {
+) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
     let file = |path: String, kind, role: Option<&str>, content: Vec<u8>| File {
         path,
@@ -172,8 +176,13 @@ pub fn render_with(
             listen: f.listen.iter().map(ToString::to_string).collect(),
         })
         .collect();
-    let json = serde_json::to_string_pretty(&serde_json::json!({ "files": index }))
-        .map_err(|e| format!("index.json: {e}"))?;
+    let json =
+        serde_json::to_string_pretty(&serde_json::json!({ "files": index })).map_err(|source| {
+            RenderError::Json {
+                what: "index.json".into(),
+                source,
+            }
+        })?;
     out.files.push(file(
         "index.json".into(),
         FileKind::Index,
@@ -185,7 +194,7 @@ pub fn render_with(
 
 /// `path` names a file inside the output folder: relative, made of plain names only (no `..`,
 /// `.`, root or drive prefix).
-pub fn inside_out(path: &str) -> Result<(), String> {
+pub fn inside_out(path: &str) -> Result<(), RenderError> {
     let p = std::path::Path::new(path);
     let plain = p
         .components()
@@ -193,9 +202,7 @@ pub fn inside_out(path: &str) -> Result<(), String> {
     if plain && p.components().next().is_some() && !path.contains('\\') {
         Ok(())
     } else {
-        Err(format!(
-            "refusing to write {path:?}: not a plain relative path inside --out"
-        ))
+        Err(RenderError::OutsideOut(path.to_string()))
     }
 }
 
