@@ -91,17 +91,20 @@ test-browser: test-setup demo-build
 
 # wasm-opt (Debian's binaryen) shrinks the module every Envoy worker's V8 compiles. The features
 # are named because the stripped module carries no target_features section; they are those
-# rustc enables for wasm32-wasip1. The stamp keeps an unchanged module from being re-optimised.
+# rustc enables for wasm32-wasip1. Cargo puts its own (unoptimised) module back on every build,
+# even one with nothing to compile, and with its old mtime: so the stamp holds the optimised
+# module's SHA-256, and any other content is optimised again. The last line checks it.
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
 	--enable-mutable-globals --strip-debug --strip-producers
 wasm: setup wasm-opt-setup
 	cargo build --release --target wasm32-wasip1 -p gammaroute-filter
-	@if [ ! -f $(WASM).opt-stamp ] || [ $(WASM) -nt $(WASM).opt-stamp ]; then \
+	@if ! sha256sum --check --status $(WASM).opt-stamp 2>/dev/null; then \
 	  before=$$(stat -c %s $(WASM)); \
 	  wasm-opt $(WASM_OPT_FLAGS) $(WASM) -o $(WASM).opt.tmp && mv $(WASM).opt.tmp $(WASM) \
-	    && touch $(WASM).opt-stamp \
+	    && sha256sum $(WASM) > $(WASM).opt-stamp \
 	    && echo "wasm-opt: $$before -> $$(stat -c %s $(WASM)) bytes"; \
 	fi
+	@sha256sum --check --status $(WASM).opt-stamp || { echo "make: $(WASM) is not the optimised module" >&2; exit 1; }
 	@ls -l $(WASM) | awk '{printf "gammaroute.wasm: %s bytes\n", $$5}'
 
 # binaryen's wasm-opt, installed with apt when missing and allowed; without it `make wasm` fails.

@@ -88,8 +88,8 @@ def build(args):
     target = ROOT / "target"
     if not args.no_build:
         log("building gammaroute.wasm, config-pusher, floor modules ...")
-        run(["cargo", "build", "--release", "--target", "wasm32-wasip1", "-p", "gammaroute-filter"],
-            cwd=ROOT)
+        # `make wasm`: the module as shipped (wasm-opt'd), not cargo's own output.
+        run(["make", "--no-print-directory", "wasm"], cwd=ROOT)
         if not args.config_pusher:
             run(["cargo", "build", "--release", "-p", "config-pusher"], cwd=ROOT)
     floor_dir = ROOT / "bench" / "floor"
