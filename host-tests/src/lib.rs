@@ -6,6 +6,7 @@
 //! Envoy is required: a test that needs it fails (never skips) when it is missing.
 
 pub mod balancer;
+pub mod certs;
 pub mod echo;
 pub mod envoy;
 pub mod fixture;

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use gammaroute_host_tests::certs;
 use gammaroute_host_tests::echo::Echo;
 use gammaroute_host_tests::envoy::Envoy;
 use gammaroute_host_tests::live::{config_pusher_bin, free_port, tail, Pusher, Scratch};
@@ -77,39 +78,8 @@ spec:
 /// A self-signed certificate for `shop.example` as a `kubernetes.io/tls` Secret `demo/shop-cert`,
 /// and the certificate's PEM (what curl trusts).
 fn certificate(dir: &Path, stem: &str) -> (String, std::path::PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{stem}.crt")),
-        dir.join(format!("{stem}.key")),
-    );
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args(["-subj", "/CN=shop.example"])
-        .args(["-addext", "subjectAltName=DNS:shop.example"])
-        .output()
-        .expect("the openssl CLI is required (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let indent = |p: &Path| -> String {
-        std::fs::read_to_string(p)
-            .unwrap()
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect()
-    };
-    let secret = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: shop-cert, namespace: demo}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-        indent(&cert),
-        indent(&key)
-    );
-    (secret, cert)
+    let (cert, key) = certs::self_signed(dir, stem, &["shop.example"]);
+    (certs::tls_secret("demo", "shop-cert", &cert, &key), cert)
 }
 
 /// `curl` over TLS to `shop.example/api` on 127.0.0.1:`port`, trusting only `ca`: the status, or

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use config_pusher::render::{self, envoy as bootstrap, FileKind};
 use config_pusher::source::files;
 use config_pusher::translate::{self, Settings};
+use gammaroute_host_tests::certs::self_signed as certificate;
 use gammaroute_host_tests::echo::Echo;
 use gammaroute_host_tests::envoy::Envoy;
 use gammaroute_host_tests::{http, wasm_path};
@@ -20,48 +21,10 @@ use gammaroute_host_tests::{http, wasm_path};
 const HTTP_PORT: u16 = 18080;
 const HTTPS_PORT: u16 = 18443;
 
-/// A self-signed certificate for `names` (first one the CN): `(cert.pem, key.pem)` in `dir`.
-fn certificate(dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{stem}.crt")),
-        dir.join(format!("{stem}.key")),
-    );
-    let san = names
-        .iter()
-        .map(|n| format!("DNS:{n}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args(["-subj", &format!("/CN={}", names[0])])
-        .args(["-addext", &format!("subjectAltName={san}")])
-        .output()
-        .expect("the openssl CLI is required (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
-
 fn tls_secret(name: &str, cert: &Path, key: &Path) -> String {
-    let indent = |p: &Path| {
-        std::fs::read_to_string(p)
-            .unwrap()
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect::<String>()
-    };
     format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: infra}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-        indent(cert),
-        indent(key)
+        "---\n{}",
+        gammaroute_host_tests::certs::tls_secret("infra", name, cert, key)
     )
 }
 
