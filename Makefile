@@ -147,8 +147,10 @@ doctor:
 # Propagation time (YAML saved → translated → published → fetched → every worker swapped),
 # 1 and 1,000 routes changed, push wake-ups beside the tick-based baseline; release builds,
 # Envoy --concurrency 4. See BENCHMARKS.md.
+# Built apart: together they unify other features and rebuild config-pusher for every bench.
 bench-propagation: setup wasm
-	cargo build --release -p config-pusher -p gammaroute-echo
+	cargo build --release -p config-pusher
+	cargo build --release -p gammaroute-echo
 	$(PY) bench/propagation.py $(BENCH_PROPAGATION_ARGS)
 
 # Cold start: Envoy exec → ready and → first routed request, gammaroute vs native routing.
