@@ -22,9 +22,19 @@ use crate::translate::Output;
 pub struct StatusText {
     pub yaml: String,
     pub json: String,
-    /// `/v1/map`'s `ETag`: a hash of the table versions and the report, computed once per
-    /// publication rather than per poll of every open route map.
-    pub map_etag: String,
+    /// A hash of `json`, computed once per publication rather than per poll of every open route
+    /// map (it is half of `/v1/map`'s ETag: [`State::map_view`]).
+    pub json_hash: u64,
+}
+
+/// What `/v1/map` serves: the tables and the status as read at one moment, and the ETag of
+/// exactly those. The tables are published before the status (long-polls answer first), so an
+/// ETag stored with the status would name the old world while the new tables are served.
+#[derive(Debug)]
+pub struct MapView {
+    pub tables: Arc<Tables>,
+    pub status: Arc<StatusText>,
+    pub etag: String,
 }
 
 /// Shared by the HTTP handlers and the translation loop.
@@ -83,6 +93,18 @@ impl State {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// The route map's tables, status and their ETag, consistent with each other.
+    pub fn map_view(&self) -> MapView {
+        let status = self.status();
+        let tables = self.tables();
+        let etag = map_etag(&tables, status.json_hash);
+        MapView {
+            tables,
+            status,
+            etag,
+        }
+    }
+
     /// A translation from a complete view is published, and the loop that keeps it current runs.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire)
@@ -103,8 +125,8 @@ impl State {
         next: Tables,
         outcome: &TableChanges,
     ) -> Instant {
-        // Tables before the status: whoever reads the status (and its map ETag) first then
-        // finds tables at least as new as that ETag says.
+        // Tables before the status: the route map's ETag is computed from what it serves
+        // (`map_view`), so the window between the two is never cached under an old ETag.
         let next = Arc::new(next);
         match self.tables.write() {
             Ok(mut t) => *t = Arc::clone(&next),
@@ -117,7 +139,7 @@ impl State {
             self.changes.send_modify(|n| *n += 1);
         }
         let live = Instant::now();
-        let status = status_text(snapshot, output, &next);
+        let status = status_text(snapshot, output);
         self.metrics.translated(snapshot, output, &next, outcome);
         match self.status.write() {
             Ok(mut s) => *s = Arc::new(status),
@@ -131,7 +153,7 @@ impl State {
 impl State {
     /// Replaces the status only (the tables stay): `Programmed` changed with what the proxies run.
     pub fn publish_status(&self, snapshot: &Snapshot, output: &Output) {
-        let status = Arc::new(status_text(snapshot, output, &self.tables()));
+        let status = Arc::new(status_text(snapshot, output));
         match self.status.write() {
             Ok(mut s) => *s = status,
             Err(p) => *p.into_inner() = status,
@@ -139,26 +161,75 @@ impl State {
     }
 }
 
-/// `/v1/status` (YAML and JSON) and the route map's ETag for `output` served with `tables`.
-fn status_text(snapshot: &Snapshot, output: &Output, tables: &Tables) -> StatusText {
+/// `/v1/status` (YAML and JSON) for `output`, and the hash of its JSON.
+fn status_text(snapshot: &Snapshot, output: &Output) -> StatusText {
     let report = Report::from_problems(&snapshot.store, &snapshot.problems, vec![], output);
     let json = serde_json::to_string_pretty(&report)
         .map(|j| j + "\n")
         .unwrap_or_else(|e| format!("{{\"error\": {:?}}}\n", e.to_string()));
     StatusText {
         yaml: serde_yaml_ng::to_string(&report).unwrap_or_else(|e| format!("error: {e}\n")),
-        map_etag: map_etag(tables, &json),
+        json_hash: hash_of(&json),
         json,
     }
 }
 
-/// A hash of every role's table version and of the status report.
-fn map_etag(tables: &Tables, status_json: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for (role, t) in tables {
-        (role, t.version()).hash(&mut h);
+fn hash_of(value: impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
+}
+
+/// A hash of every role's table version and of the status report's hash.
+fn map_etag(tables: &Tables, status_hash: u64) -> String {
+    let versions: Vec<(&String, &str)> = tables.iter().map(|(r, t)| (r, t.version())).collect();
+    format!("{:016x}", hash_of((versions, status_hash)))
+}
+
+#[cfg(test)]
+mod tests {
+    use gammaroute_filter::table::RouteTable;
+
+    use super::*;
+    use crate::serve::publish::next_tables;
+    use crate::store::Store;
+
+    fn output(role: &str) -> Output {
+        let mut output = Output::default();
+        let table = RouteTable {
+            role: role.into(),
+            ..RouteTable::default()
+        }
+        .with_version();
+        output.tables.insert(role.into(), table);
+        output
     }
-    status_json.hash(&mut h);
-    format!("{:016x}", h.finish())
+
+    #[test]
+    fn the_map_etag_names_the_tables_served_even_before_their_status() {
+        let state = State::new(None, Limits::default());
+        let snapshot = Snapshot::new(Store::new(), vec![], Instant::now());
+        let first = output("gateway/demo/one");
+        let (tables, changes) = next_tables(&Tables::default(), &first, 1);
+        state.publish(&snapshot, &first, tables, &changes);
+        let before = state.map_view().etag;
+        assert_eq!(
+            state.map_view().etag,
+            before,
+            "stable while nothing changes"
+        );
+
+        // The window inside `publish`: the new tables are stored, their status not yet.
+        let second = output("gateway/demo/two");
+        let (tables, _) = next_tables(&state.tables(), &second, 2);
+        match state.tables.write() {
+            Ok(mut t) => *t = Arc::new(tables),
+            Err(p) => *p.into_inner() = Arc::new(tables),
+        }
+        let view = state.map_view();
+        assert!(view.tables.contains_key("gateway/demo/two"));
+        assert_ne!(
+            view.etag, before,
+            "new tables under the old ETag would be kept by the page as the old map"
+        );
+    }
 }

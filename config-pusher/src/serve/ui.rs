@@ -1,8 +1,8 @@
 //! The route map in the browser ([`crate::map`]): `GET /ui` hands out the page (no data in it, so
 //! it needs no token), `GET /v1/map` the document it draws — behind the API's token like every
 //! `/v1/*` endpoint. The page polls `/v1/map` every second with `If-None-Match`; the `ETag`
-//! ([`super::state::StatusText::map_etag`], computed once per publication) covers the table
-//! versions and the status report, so an unchanged world costs a `304`.
+//! ([`super::state::State::map_view`]) covers the table versions and the status report served,
+//! so an unchanged world costs a `304`.
 
 use std::sync::Arc;
 
@@ -33,10 +33,8 @@ pub async fn document(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -
         return (StatusCode::SERVICE_UNAVAILABLE, "no translation yet\n").into_response();
     }
     let generation = *state.subscribe().borrow();
-    // The status first: it is published after the tables (see `State::publish`).
-    let status = state.status();
-    let tables = state.tables();
-    let etag = &status.map_etag;
+    let view = state.map_view();
+    let etag = &view.etag;
     let quoted = format!("\"{etag}\"");
     if headers
         .get(IF_NONE_MATCH)
@@ -47,10 +45,10 @@ pub async fn document(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -
     }
     let body = map::document(
         generation,
-        tables
+        view.tables
             .iter()
             .map(|(role, t)| (role.as_str(), std::str::from_utf8(&t.json).unwrap_or("{}"))),
-        &status.json,
+        &view.status.json,
     );
     (
         [
