@@ -719,18 +719,26 @@ fn role_tokens_read_their_own_table_only() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+/// `serve ARGS --from DIR` refused at start: its stderr (the exit code must be 2, a usage error).
+fn serve_refused(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
+        .arg("serve")
+        .args(args)
+        .arg("--from")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_non_loopback_listen_needs_a_token_file() {
     let dir = folder("exposure");
     // 192.0.2.1 (TEST-NET-1) is no address of this machine: even without the check nothing
     // would be bound; with it, serve refuses before binding.
-    let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
-        .args(["serve", "--listen", "192.0.2.1:18000", "--from"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = serve_refused(&dir, &["--listen", "192.0.2.1:18000"]);
     assert!(
         stderr.contains("refusing to listen on 192.0.2.1:18000 without --token-file"),
         "{stderr}"
@@ -740,20 +748,10 @@ fn a_non_loopback_listen_needs_a_token_file() {
 #[test]
 fn a_non_loopback_xds_listen_needs_a_token_file_too() {
     let dir = folder("xds-exposure");
-    let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--xds-listen",
-            "192.0.2.1:18001",
-        ])
-        .arg("--from")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = serve_refused(
+        &dir,
+        &["--listen", "127.0.0.1:0", "--xds-listen", "192.0.2.1:18001"],
+    );
     assert!(
         stderr.contains("refusing to listen on 192.0.2.1:18001 without --token-file"),
         "{stderr}"
@@ -1104,30 +1102,24 @@ fn a_certificate_and_key_that_do_not_fit_stop_serve_at_start() {
     let dir = folder("tls-mismatch");
     let (cert_a, _) = certificate(&dir, "a", "config-pusher.test");
     let (_, key_b) = certificate(&dir, "b", "config-pusher.test");
-    let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--from"])
-        .arg(&dir)
-        .arg("--tls-cert")
-        .arg(&cert_a)
-        .arg("--tls-key")
-        .arg(&key_b)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let (cert_a, key_b) = (cert_a.to_str().unwrap(), key_b.to_str().unwrap());
+    let stderr = serve_refused(
+        &dir,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_a,
+            "--tls-key",
+            key_b,
+        ],
+    );
     assert!(
         stderr.contains("a.crt") && stderr.contains("b.key"),
         "the error names both files: {stderr}"
     );
     // --tls-cert alone is a usage error.
-    let out = Command::new(env!("CARGO_BIN_EXE_config-pusher"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--from"])
-        .arg(&dir)
-        .arg("--tls-cert")
-        .arg(&cert_a)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    serve_refused(&dir, &["--listen", "127.0.0.1:0", "--tls-cert", cert_a]);
 }
 
 /// Reads until the peer closes (`true`) or `within` passes (`false`).

@@ -142,7 +142,7 @@ fn wait(what: &str, envoy: &Envoy, pusher: &Pusher, mut check: impl FnMut() -> b
 
 #[test]
 fn envoy_gets_clusters_endpoints_and_certificates_over_ads_and_survives_a_restart() {
-    ads_lifecycle("ads", |at| {
+    ads_lifecycle("ads", 40, |at| {
         let out = at.work.join("rendered");
         let rendered = Command::new(config_pusher_bin())
             .args(["render", "--from"])
@@ -173,7 +173,7 @@ fn envoy_gets_clusters_endpoints_and_certificates_over_ads_and_survives_a_restar
 fn a_provisioned_proxy_gets_clusters_endpoints_and_certificates_over_ads_and_survives_a_restart() {
     use config_pusher::provision::bootstrap::{self, ControlPlane, ADMIN_PORT, READY_PORT};
     use config_pusher::render::envoy::Pusher as Reach;
-    ads_lifecycle("ads-provisioned", |at| {
+    ads_lifecycle("ads-provisioned", 41, |at| {
         let (store, report) = config_pusher::source::files::load(at.folder);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let output = config_pusher::translate::translate(&store, &Default::default());
@@ -210,14 +210,14 @@ struct At<'a> {
 /// runs Envoy from `bootstrap`, and checks without restarting Envoy: routing by the
 /// EndpointSlice's address, TLS with the Secret's certificate, a new Service with a route, moved
 /// endpoints (EDS only), a rotated certificate, config-pusher killed (Envoy keeps routing) and
-/// started again after a change (Envoy reconnects and resyncs).
-fn ads_lifecycle(name: &str, bootstrap: impl FnOnce(At) -> String) {
+/// started again after a change (Envoy reconnects and resyncs). The echo backends listen on
+/// `127.<net>.*`: tests running at once each take their own `net`.
+fn ads_lifecycle(name: &str, net: u8, bootstrap: impl FnOnce(At) -> String) {
     let work = Scratch::new(name);
     let folder = Scratch::new(&format!("{name}-config"));
     let (http_port, https_port) = (free_port(), free_port());
     let ip = |n: u32| -> SocketAddr {
         let pid = std::process::id() % 200;
-        let net = if name == "ads" { 40 } else { 41 };
         format!("127.{net}.{}.{n}:{}", pid + 1, 8080)
             .parse()
             .unwrap()
