@@ -174,8 +174,11 @@ bench-e2e: setup
 # nightly Rust; both installed here when missing. Corpora are seeded from the golden files
 # (tools/fuzz_seeds.py) and fuzz/regressions/<target>/ (inputs that once failed) is run too.
 # Limits per input: 256 MiB (rss and single malloc) and 1 s (libFuzzer's smallest -timeout).
-FUZZ_TARGETS := table request plugin_config
+FUZZ_TARGETS := table request plugin_config yaml
 FUZZ_SECONDS ?= 600
+# After fuzzing, every input of the corpus is replayed once and must take at most this (the
+# sanitizer build; empty: not checked). The smoke leaves it to the long runs.
+FUZZ_MAX_MS ?= 100
 fuzz-setup:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
@@ -188,8 +191,13 @@ fuzz: fuzz-setup
 	  (cd fuzz && cargo +nightly fuzz run $$t corpus/$$t regressions/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=256 -malloc_limit_mb=256 -timeout=1 \
 	    -print_final_stats=1) || exit 1; \
+	  if [ -n "$(FUZZ_MAX_MS)" ]; then \
+	    echo "fuzz $$t: every input of the corpus within $(FUZZ_MAX_MS) ms"; \
+	    (cd fuzz && GAMMAROUTE_FUZZ_MAX_MS=$(FUZZ_MAX_MS) cargo +nightly fuzz run $$t \
+	      corpus/$$t regressions/$$t -- -runs=0 -rss_limit_mb=256 -malloc_limit_mb=256) || exit 1; \
+	  fi; \
 	done
 
 # What CI runs: each target builds, replays its regressions and survives a short run.
 fuzz-smoke:
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 FUZZ_MAX_MS=

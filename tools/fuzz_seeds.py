@@ -55,7 +55,16 @@ def main():
     }
     for name, headers in requests.items():
         write("request", name, pairs(base + headers))
-    print(f"fuzz seeds: {len(tables)} tables and configurations, {len(requests)} requests")
+    # Folders of YAML: each example and each golden case's input, alone and as one stream.
+    folders = {"examples": sorted((ROOT / "examples").glob("*.yaml"))}
+    for case in sorted(p for p in GOLDEN.iterdir() if (p / "input").is_dir()):
+        folders[f"golden-{case.name}"] = sorted((case / "input").rglob("*.yaml"))
+    for name, files in folders.items():
+        for f in files:
+            write("yaml", f"{name}-{f.stem}", f.read_bytes())
+        write("yaml", name, b"\n---\n".join(f.read_bytes() for f in files))
+    print(f"fuzz seeds: {len(tables)} tables and configurations, {len(requests)} requests, "
+          f"{len(folders)} YAML folders")
 
 
 if __name__ == "__main__":

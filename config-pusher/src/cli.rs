@@ -313,11 +313,22 @@ pub struct IstioArgs {
 }
 
 /// A Secret name as the API server accepts it (RFC 1123 subdomain).
-fn secret_name(s: &str) -> Result<String, String> {
+fn secret_name(s: &str) -> Result<String, BadSecretName> {
     crate::store::name::NameRule::Subdomain
         .check(s)
         .map(|()| s.to_string())
-        .map_err(|e| format!("{s:?}: a Secret name {e}"))
+        .map_err(|reason| BadSecretName {
+            name: s.to_string(),
+            reason,
+        })
+}
+
+/// A command-line Secret name the API server would refuse.
+#[derive(Debug, thiserror::Error)]
+#[error("{name:?}: a Secret name {reason}")]
+pub struct BadSecretName {
+    name: String,
+    reason: &'static str,
 }
 
 /// Where `serve` reads objects: a folder, or the cluster.
@@ -465,8 +476,34 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    PusherTls(#[from] crate::render::pusher_tls::PusherTlsError),
+    #[error(transparent)]
+    Serve(#[from] serve::ServeError),
+    #[error(transparent)]
+    Watch(#[from] watcher::WatchError),
+    #[error(transparent)]
+    Module(#[from] crate::provision::module::ModuleError),
+    #[error("tokio runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// `explain`: the role's table is not among those translated.
+    #[error("no table {0}")]
+    NoTable(String),
+    /// `explain`: the translated table does not compile (a translate bug: it was accepted).
+    #[error("{role}: {source}")]
+    Table {
+        role: String,
+        #[source]
+        source: gammaroute_filter::table::TableError,
+    },
+    #[error("cannot encode the report as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot encode the report as YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("{0}: the secret is empty")]
+    EmptySecret(PathBuf),
+    #[error("--role {0:?}: expected gateway/<namespace>/<name> or mesh/<namespace>")]
+    Role(String),
     #[error(transparent)]
     Explain(#[from] explain::ExplainError),
     #[error(transparent)]
@@ -525,13 +562,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                     })?;
                     let name = match pusher_server_name {
                         Some(n) => n,
-                        None => ServerName::parse(&p.host)
-                            .map_err(|e| CliError::Invalid(e.to_string()))?,
+                        None => ServerName::parse(&p.host)?,
                     };
-                    Some(
-                        PusherTls::new(&ca.display().to_string(), &pem, name)
-                            .map_err(|e| CliError::Invalid(e.to_string()))?,
-                    )
+                    Some(PusherTls::new(&ca.display().to_string(), &pem, name)?)
                 }
                 _ => None,
             };
@@ -590,8 +623,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             tls,
         } => {
             for addr in std::iter::once(listen).chain(xds_listen) {
-                serve::check_exposure(addr, token_file.is_some(), insecure_no_auth)
-                    .map_err(|e| CliError::Invalid(e.to_string()))?;
+                serve::check_exposure(addr, token_file.is_some(), insecure_no_auth)?;
             }
             let config = serve::Config {
                 limits: serve::limits::Limits {
@@ -702,7 +734,7 @@ fn read_cluster() -> Result<(Store, files::LoadReport), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Invalid(format!("tokio runtime: {e}")))?;
+        .map_err(CliError::Runtime)?;
     let snapshot = runtime.block_on(async {
         let client = kubernetes::connect().await?;
         kubernetes::read_once(client, KUBE_READ_TIMEOUT).await
@@ -734,8 +766,7 @@ pub fn render(
         }
     }
     if graph {
-        let status = serde_json::to_string(&Report::new(&store, &report, &output))
-            .map_err(|e| CliError::Invalid(e.to_string()))?;
+        let status = serde_json::to_string(&Report::new(&store, &report, &output))?;
         // The tables as just written to tables/<role>.json, not encoded a second time.
         let tables = rendered
             .files
@@ -772,13 +803,8 @@ pub fn check(input: &Input, format: Format) -> Result<u8, CliError> {
     let report = Report::new(&store, &load_report, &output);
     let text = match format {
         Format::Table => report.to_text(),
-        Format::Yaml => {
-            serde_yaml_ng::to_string(&report).map_err(|e| CliError::Invalid(e.to_string()))?
-        }
-        Format::Json => {
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::Invalid(e.to_string()))?
-                + "\n"
-        }
+        Format::Yaml => serde_yaml_ng::to_string(&report)?,
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
     };
     print!("{text}");
     Ok(if report.ok { 0 } else { 1 })
@@ -799,21 +825,17 @@ pub fn explain(
     let table = output
         .tables
         .get(&target.role)
-        .ok_or_else(|| CliError::Invalid(format!("no table {}", target.role)))?;
-    let e = explain::explain(table, &req.request(target.destination))
-        .map_err(|e| CliError::Invalid(format!("{}: {e}", target.role)))?;
+        .ok_or_else(|| CliError::NoTable(target.role.clone()))?;
+    let e = explain::explain(table, &req.request(target.destination)).map_err(|source| {
+        CliError::Table {
+            role: target.role.clone(),
+            source,
+        }
+    })?;
     match format {
         Format::Table => print!("{}", e.text),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&e.report)
-                .map_err(|e| CliError::Invalid(format!("explain report: {e}")))?
-        ),
-        Format::Yaml => print!(
-            "{}",
-            serde_yaml_ng::to_string(&e.report)
-                .map_err(|e| CliError::Invalid(format!("explain report: {e}")))?
-        ),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&e.report)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(&e.report)?),
     }
     Ok(if e.agree { 0 } else { 3 })
 }
@@ -839,7 +861,7 @@ fn serve(input: ServeInput, config: serve::Config, debounce_ms: u64) -> Result<u
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Invalid(format!("tokio runtime: {e}")))?;
+        .map_err(CliError::Runtime)?;
     runtime.block_on(async {
         let served = match &input.from {
             Some(from) if !input.kube && from == Path::new(STDIN) => {
@@ -855,21 +877,18 @@ fn serve(input: ServeInput, config: serve::Config, debounce_ms: u64) -> Result<u
                 served
             }
             Some(from) if !input.kube => {
-                let source =
-                    watcher::spawn(from, debounce).map_err(|e| CliError::Invalid(e.to_string()))?;
+                let source = watcher::spawn(from, debounce)?;
                 serve::run(config, source, serve::NoStatus).await
             }
             _ => {
-                let client = kubernetes::connect()
-                    .await
-                    .map_err(|e| CliError::Invalid(e.to_string()))?;
+                let client = kubernetes::connect().await?;
                 let mut options = kubernetes::RunOptions::from_env(input.controller_name.clone());
                 options.provision = provision;
                 let running = kubernetes::start(client, options);
                 serve::run(config, running.snapshots, running.statuses).await
             }
         };
-        served.map_err(|e| CliError::Invalid(e.to_string()))
+        served.map_err(CliError::from)
     })?;
     Ok(0)
 }
@@ -899,11 +918,8 @@ fn provisioning(
             path: ca.clone(),
             source,
         })?;
-        let name = ServerName::parse(&pusher.host).map_err(|e| CliError::Invalid(e.to_string()))?;
-        pusher.tls = Some(
-            PusherTls::new(&ca.display().to_string(), &pem, name)
-                .map_err(|e| CliError::Invalid(e.to_string()))?,
-        );
+        let name = ServerName::parse(&pusher.host)?;
+        pusher.tls = Some(PusherTls::new(&ca.display().to_string(), &pem, name)?);
     }
     let ads = args
         .proxy_xds
@@ -914,8 +930,7 @@ fn provisioning(
             envoy_image: args.proxy_image.clone(),
             module: match (&args.proxy_wasm_url, &args.proxy_wasm_sha256) {
                 (Some(url), Some(sha)) => crate::provision::ModuleSource::Url(
-                    crate::provision::ModuleUrl::parse(url, sha)
-                        .map_err(|e| CliError::Invalid(e.to_string()))?,
+                    crate::provision::ModuleUrl::parse(url, sha)?,
                 ),
                 _ => crate::provision::ModuleSource::Image(args.proxy_wasm_image.clone()),
             },
@@ -933,7 +948,7 @@ fn read_secret(path: &Path) -> Result<crate::auth::Secret, CliError> {
         source,
     })?;
     crate::auth::Secret::new(text.trim().as_bytes())
-        .ok_or_else(|| CliError::Invalid(format!("{}: the secret is empty", path.display())))
+        .ok_or_else(|| CliError::EmptySecret(path.to_path_buf()))
 }
 
 /// `role` is `gateway/<namespace>/<name>` or `mesh/<namespace>` with names Kubernetes accepts.
@@ -950,9 +965,7 @@ fn check_role(role: &str) -> Result<(), CliError> {
     if ok {
         Ok(())
     } else {
-        Err(CliError::Invalid(format!(
-            "--role {role:?}: expected gateway/<namespace>/<name> or mesh/<namespace>"
-        )))
+        Err(CliError::Role(role.to_string()))
     }
 }
 
@@ -1064,7 +1077,7 @@ mod tests {
             None,
         );
         assert!(
-            matches!(&refused, Err(CliError::Invalid(m)) if m.contains("no PEM CERTIFICATE")),
+            matches!(&refused, Err(CliError::PusherTls(e)) if e.to_string().contains("no PEM CERTIFICATE")),
             "{:?}",
             refused.err()
         );

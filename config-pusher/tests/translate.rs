@@ -138,3 +138,57 @@ fn durations_follow_gep_2257() {
     assert!(duration_ms("t", "1.5s").is_err());
     assert!(duration_ms("t", "-1s").is_err());
 }
+
+/// Found by the `yaml` fuzz target: a route hostname the CRD pattern refuses (`;` in a label)
+/// used to reach the Gateway's table, which the filter then refused whole — one bad route took
+/// every route of the Gateway down. Such an object is refused on load, naming its field, as the
+/// API server would refuse it; the Gateway's other routes keep routing. The same for a listener.
+#[test]
+fn a_hostname_the_crd_refuses_is_refused_on_load_not_in_the_table() {
+    let bad_route = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bad, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [ok.example.com, "www.example.;com"]
+  rules: [{backendRefs: [{name: front, port: 80}]}]
+"#;
+    let mut s = Store::new();
+    let mut r = LoadReport::default();
+    load_str(&mut s, &mut r, "t.yaml", &format!("{BASE}{bad_route}"));
+    let [e] = r.errors.as_slice() else {
+        panic!("{:?}", r.errors)
+    };
+    let shown = e.to_string();
+    assert!(
+        shown.contains(
+            "HTTPRoute \"bad\": field `spec.hostnames[1]`: invalid hostname \"www.example.;com\""
+        ),
+        "{shown}"
+    );
+    assert!(s.http_routes.keys().all(|k| k.name != "bad"));
+    let out = translate(&s, &Settings::default());
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(
+        out.tables["gateway/app/gw"].routes.len(),
+        1,
+        "route r still routes"
+    );
+
+    let bad_listener = BASE.replace(
+        "listeners: [{name: http, port: 80, protocol: HTTP}]",
+        "listeners: [{name: http, port: 80, protocol: HTTP, hostname: \"a..example\"}]",
+    );
+    let mut s = Store::new();
+    let mut r = LoadReport::default();
+    load_str(&mut s, &mut r, "t.yaml", &bad_listener);
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.to_string().contains("field `spec.listeners[0].hostname`")),
+        "{:?}",
+        r.errors
+    );
+}

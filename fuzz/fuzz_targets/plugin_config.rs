@@ -7,10 +7,12 @@ use gammaroute_filter::host::config::PluginConfig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(config) = PluginConfig::parse(data) {
-        let _ = config.role();
-        if let Some(t) = config.table.clone() {
-            let _ = config.compile(t);
+    gammaroute_fuzz::bounded(|| {
+        if let Ok(config) = PluginConfig::parse(data) {
+            let _ = config.role();
+            if let Some(t) = config.table.clone() {
+                let _ = config.compile(t);
+            }
         }
-    }
+    })
 });

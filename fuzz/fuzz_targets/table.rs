@@ -50,10 +50,12 @@ fn check(t: RouteTable) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(t) = table::decode_json(data) {
-        check(t);
-    }
-    if let Ok(t) = table::decode_proto(data) {
-        check(t);
-    }
+    gammaroute_fuzz::bounded(|| {
+        if let Ok(t) = table::decode_json(data) {
+            check(t);
+        }
+        if let Ok(t) = table::decode_proto(data) {
+            check(t);
+        }
+    })
 });

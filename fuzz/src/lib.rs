@@ -3,10 +3,35 @@
 //! routed request must keep (the compiled router agrees with the reference router).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use gammaroute_filter::router::reference::Reference;
 use gammaroute_filter::router::{Destination, OwnedRequest, Router};
 use gammaroute_filter::table::RouteTable;
+
+/// Runs one input's checks and fails the input when they took longer than
+/// `GAMMAROUTE_FUZZ_MAX_MS` milliseconds. Unset (while fuzzing, when the machine is shared and
+/// libFuzzer's `-timeout` of 1 s is the bound), nothing is timed; `make fuzz` replays every
+/// corpus with 100 ms after fuzzing it (issue #18: "no input takes > 100 ms").
+pub fn bounded(check: impl FnOnce()) {
+    static MAX: OnceLock<Option<Duration>> = OnceLock::new();
+    let max = *MAX.get_or_init(|| {
+        let ms = std::env::var("GAMMAROUTE_FUZZ_MAX_MS").ok()?;
+        Some(Duration::from_millis(
+            ms.parse().expect("GAMMAROUTE_FUZZ_MAX_MS: milliseconds"),
+        ))
+    });
+    let start = Instant::now();
+    check();
+    if let Some(max) = max {
+        let took = start.elapsed();
+        assert!(
+            took <= max,
+            "one input took {took:?}, over the {max:?} bound"
+        );
+    }
+}
 
 /// Draws tried per request: weighted picks and mirror percentages at both ends and between.
 pub const DRAWS: [u64; 3] = [0, 1 << 31, u64::MAX];

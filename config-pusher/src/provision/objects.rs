@@ -94,15 +94,16 @@ pub struct ProvisionOptions {
 }
 
 /// Why a Gateway's objects cannot be made.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ObjectsError {
     #[error("Gateway {0}: metadata.uid missing (not read from the API server?)")]
     NoUid(String),
-    #[error("Gateway {gateway}: {kind} does not fit its Kubernetes type: {message}")]
+    #[error("Gateway {gateway}: {kind} does not fit its Kubernetes type: {source}")]
     Shape {
         gateway: String,
         kind: &'static str,
-        message: String,
+        #[source]
+        source: ShapeError,
     },
 }
 
@@ -238,10 +239,10 @@ pub fn desired(
         .map(|(kind, mut body)| {
             body["apiVersion"] = kind.api_version().into();
             body["kind"] = kind.as_str().into();
-            check_shape(kind, &body).map_err(|message| ObjectsError::Shape {
+            check_shape(kind, &body).map_err(|source| ObjectsError::Shape {
                 gateway: id.clone(),
                 kind: kind.as_str(),
-                message,
+                source,
             })?;
             let hash = sha256_hex(body.to_string().as_bytes());
             body["metadata"]["annotations"][DESIRED_HASH] = hash.into();
@@ -318,14 +319,14 @@ fn pod_spec(name: &str, ports: &[i32], params: &ProxyParams, options: &Provision
 
 /// Every field of `body` is one its Kubernetes type knows (a typo would be dropped silently by
 /// the API server): the typed round trip must give it back unchanged.
-fn check_shape(kind: ManagedKind, body: &Value) -> Result<(), String> {
+fn check_shape(kind: ManagedKind, body: &Value) -> Result<(), ShapeError> {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
     fn round<T: serde::de::DeserializeOwned + serde::Serialize>(
         v: &Value,
-    ) -> Result<Value, String> {
-        let typed: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
-        serde_json::to_value(typed).map_err(|e| e.to_string())
+    ) -> Result<Value, serde_json::Error> {
+        let typed: T = serde_json::from_value(v.clone())?;
+        serde_json::to_value(typed)
     }
     let back = match kind {
         ManagedKind::ServiceAccount => round::<ServiceAccount>(body)?,
@@ -336,11 +337,18 @@ fn check_shape(kind: ManagedKind, body: &Value) -> Result<(), String> {
     if &back == body {
         Ok(())
     } else {
-        Err(format!(
-            "fields lost in the round trip: {}",
-            diff(body, &back)
-        ))
+        Err(ShapeError::Lost(diff(body, &back)))
     }
+}
+
+/// How a built object does not fit its Kubernetes type.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapeError {
+    #[error(transparent)]
+    Decode(#[from] serde_json::Error),
+    /// Fields the typed round trip dropped (shown as paths).
+    #[error("fields lost in the round trip: {0}")]
+    Lost(String),
 }
 
 fn diff(a: &Value, b: &Value) -> String {

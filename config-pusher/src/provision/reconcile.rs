@@ -4,6 +4,7 @@
 //! ([`super::run`]) only calls it on the Lease holder.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use gammaroute_filter::table::RouteTable;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -17,7 +18,7 @@ use super::bootstrap::{self, ControlPlane};
 use super::objects::{self, Managed, ManagedKind, ProvisionOptions, MANAGED_BY, MANAGED_BY_LABEL};
 use super::params::{self, ParamsError, ParamsRef, ProxyParams};
 use super::plan::{self, Action, Id};
-use super::status::{self, Infra};
+use super::status::{self, Infra, InfraError};
 use crate::auth::Secret;
 use crate::serve::programmed::gateway_role;
 use crate::store::{ObjectKey, Store};
@@ -50,8 +51,6 @@ pub enum ProvisionError {
         #[source]
         source: Box<kube::Error>,
     },
-    #[error("reading {0}: {1}")]
-    Params(String, #[source] Box<kube::Error>),
 }
 
 /// What a round did.
@@ -177,7 +176,7 @@ impl Provisioner {
         // Service DNS names, not pod IPs, in the bootstraps (see `bootstrap`).
         let mut dns_only = store.clone();
         dns_only.endpoint_slices.clear();
-        let mut params_of: BTreeMap<String, Result<ProxyParams, String>> = BTreeMap::new();
+        let mut params_of: BTreeMap<String, Result<ProxyParams, Arc<InfraError>>> = BTreeMap::new();
         let mut desired = Vec::new();
         let mut keep = BTreeSet::new();
         for (key, gw) in &store.gateways {
@@ -189,11 +188,16 @@ impl Provisioner {
                 continue;
             }
             if !params_of.contains_key(class_name) {
-                let p = self.params(class_name, &class.object).await;
+                let p = self
+                    .params(class_name, &class.object)
+                    .await
+                    .map_err(Arc::new);
                 params_of.insert(class_name.clone(), p);
             }
             let made = match params_of.get(class_name) {
-                Some(Ok(p)) => self.objects(&dns_only, key, &gw.object, p, tables),
+                Some(Ok(p)) => self
+                    .objects(&dns_only, key, &gw.object, p, tables)
+                    .map_err(Arc::new),
                 Some(Err(e)) => Err(e.clone()),
                 None => continue,
             };
@@ -216,11 +220,9 @@ impl Provisioner {
         gateway: &gateway_api::experimental::gateways::Gateway,
         params: &ProxyParams,
         tables: &BTreeMap<String, RouteTable>,
-    ) -> Result<Vec<Managed>, String> {
+    ) -> Result<Vec<Managed>, InfraError> {
         let role = gateway_role(&key.namespace, &key.name);
-        let table = tables
-            .get(&role)
-            .ok_or_else(|| format!("no route table for {role} (see the problems in /v1/status)"))?;
+        let table = tables.get(&role).ok_or(InfraError::NoTable(role.clone()))?;
         let control_plane = self
             .control_plane
             .with_token(self.secret.as_ref().map(|s| s.role_token(&role)));
@@ -230,9 +232,8 @@ impl Provisioner {
             &control_plane,
             &self.cluster_domain,
             &self.options.module,
-        )
-        .map_err(|e| e.to_string())?;
-        objects::desired(gateway, params, &self.options, &yaml).map_err(|e| e.to_string())
+        )?;
+        Ok(objects::desired(gateway, params, &self.options, &yaml)?)
     }
 
     /// The class's parameters: defaults without `parametersRef`.
@@ -240,26 +241,25 @@ impl Provisioner {
         &self,
         class_name: &str,
         class: &gateway_api::experimental::gatewayclasses::GatewayClass,
-    ) -> Result<ProxyParams, String> {
+    ) -> Result<ProxyParams, InfraError> {
         let Some(r) = &class.spec.parameters_ref else {
             return Ok(ProxyParams::default());
         };
-        let ParamsRef { namespace, name } =
-            params::params_ref(class_name, r).map_err(|e| e.to_string())?;
+        let ParamsRef { namespace, name } = params::params_ref(class_name, r)?;
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &namespace);
         match api.get_opt(&name).await {
-            Ok(Some(cm)) => params::parse(&cm).map_err(|e| e.to_string()),
+            Ok(Some(cm)) => Ok(params::parse(&cm)?),
             Ok(None) => Err(ParamsError::NotFound {
                 class: class_name.to_string(),
                 namespace,
                 name,
             }
-            .to_string()),
-            Err(e) => Err(ProvisionError::Params(
-                format!("ConfigMap {namespace}/{name}"),
-                Box::new(e),
-            )
-            .to_string()),
+            .into()),
+            Err(e) => Err(InfraError::ReadParams {
+                namespace,
+                name,
+                source: Box::new(e),
+            }),
         }
     }
 

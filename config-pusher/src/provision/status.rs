@@ -9,6 +9,7 @@
 //!   `Invalid` (the GatewayClass parameters cannot be used).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -18,15 +19,37 @@ use crate::translate::status::{
 };
 
 /// The state of one Gateway's provisioned proxies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Infra {
-    /// Its objects could not be made (the message says why: parameters, bootstrap).
-    Invalid(String),
+    /// Its objects could not be made (parameters, bootstrap, objects); shared, since one
+    /// GatewayClass's unusable parameters make every Gateway of the class invalid.
+    Invalid(Arc<InfraError>),
     Provisioned {
         addresses: Vec<GatewayAddress>,
         /// `None` when the Deployment is available, else why not.
         unavailable: Option<String>,
     },
+}
+
+/// Why a Gateway's proxy objects cannot be made: shown in its `Programmed=False/Invalid`.
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    #[error("no route table for {0} (see the problems in /v1/status)")]
+    NoTable(String),
+    #[error(transparent)]
+    Params(#[from] super::params::ParamsError),
+    /// The class's parameters ConfigMap could not be read.
+    #[error("reading ConfigMap {namespace}/{name}: {source}")]
+    ReadParams {
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error(transparent)]
+    Bootstrap(#[from] super::bootstrap::BootstrapError),
+    #[error(transparent)]
+    Objects(#[from] super::objects::ObjectsError),
 }
 
 /// Addresses of a live Service (see the module docs).
@@ -130,7 +153,7 @@ pub fn apply(statuses: &mut [StatusDoc], infra: &BTreeMap<ObjectKey, Infra>) {
                 Reason::Pending,
                 "waiting for config-pusher to provision the proxies".to_string(),
             ),
-            Some(Infra::Invalid(why)) => (Reason::Invalid, why.clone()),
+            Some(Infra::Invalid(why)) => (Reason::Invalid, why.to_string()),
             Some(Infra::Provisioned {
                 addresses,
                 unavailable,
@@ -297,7 +320,8 @@ mod tests {
                 Reason::Pending
             )
         );
-        assert_eq!(run(Some(Infra::Invalid("bad".into()))).1, Reason::Invalid);
+        let bad = InfraError::NoTable("gateway/default/web".into());
+        assert_eq!(run(Some(Infra::Invalid(Arc::new(bad)))).1, Reason::Invalid);
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub enum Stopped {
     #[error("the source stopped delivering snapshots")]
     SourceEnded,
     #[error("translation task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// Serves until SIGINT/SIGTERM: binds `config.listen`, translates every snapshot `source`
@@ -202,7 +202,7 @@ pub async fn run(
         // Fail visibly: a dead translation loop would serve stale tables while looking healthy.
         ended = &mut translating => {
             state.fail();
-            let stopped = ended.unwrap_or_else(|e| Stopped::Task(e.to_string()));
+            let stopped = ended.unwrap_or_else(Stopped::Task);
             tracing::error!("{stopped}: no longer ready, exiting");
             return Err(stopped.into());
         }
@@ -314,7 +314,7 @@ async fn translate_loop(
         let translate_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut output = match translated {
             Ok(output) => output,
-            Err(e) => return Stopped::Task(e.to_string()),
+            Err(e) => return Stopped::Task(e),
         };
         let previous = state.tables();
         let (next, outcome) = publish::next_tables(&previous, &output, snapshot.generation);

@@ -15,8 +15,10 @@ use crate::store::{Kind, Object, Store};
 
 pub mod files;
 pub mod folder;
+#[cfg(feature = "controller")]
 pub mod kube;
 pub mod parse;
+#[cfg(feature = "controller")]
 pub mod watcher;
 
 /// Everything a source knows at one moment: what `translate` reads, and what it could not load.
@@ -196,6 +198,7 @@ impl From<&files::LoadError> for Problem {
 }
 
 /// The sending half sources publish into.
+#[cfg(feature = "controller")]
 pub type SnapshotSender = tokio::sync::watch::Sender<Arc<Snapshot>>;
 
 /// Why an object did not decode into its kind.

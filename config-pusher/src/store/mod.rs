@@ -222,6 +222,17 @@ pub enum StoreError {
         value: String,
         reason: &'static str,
     },
+    /// A hostname the CRD's `Hostname` pattern refuses (`HTTPRoute.spec.hostnames[]`,
+    /// `Gateway.spec.listeners[].hostname`): the API server would not have stored the object, and
+    /// the filter could not route by it.
+    #[error("{kind} {name:?}: field `{field}`: invalid hostname {value:?}: {reason}")]
+    InvalidHostname {
+        kind: &'static str,
+        name: String,
+        field: String,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 impl StoreError {
@@ -230,8 +241,34 @@ impl StoreError {
         match self {
             StoreError::MissingName { .. } => Some("metadata.name"),
             StoreError::InvalidName { field, .. } => Some(field),
+            StoreError::InvalidHostname { field, .. } => Some(field),
         }
     }
+}
+
+/// The first hostname of `object` the CRD's `Hostname` pattern refuses, as `(field, value,
+/// reason)`.
+fn invalid_hostname(object: &Object) -> Option<(String, &str, &'static str)> {
+    use gammaroute_filter::table::validate::{hostname_syntax, HostnameKind};
+    let hostnames: Vec<(String, &str)> = match object {
+        Object::HttpRoute(r) => (0..)
+            .zip(r.spec.hostnames.iter().flatten())
+            .map(|(i, h)| (format!("spec.hostnames[{i}]"), h.as_str()))
+            .collect(),
+        Object::Gateway(g) => (0..)
+            .zip(&g.spec.listeners)
+            .filter_map(|(i, l)| {
+                let h = l.hostname.as_deref()?;
+                Some((format!("spec.listeners[{i}].hostname"), h))
+            })
+            .collect(),
+        _ => return None,
+    };
+    hostnames.into_iter().find_map(|(field, h)| {
+        hostname_syntax(h, HostnameKind::Pattern)
+            .err()
+            .map(|reason| (field, h, reason))
+    })
 }
 
 /// Every object translate looks at.
@@ -317,6 +354,15 @@ impl Store {
         origin: impl Into<String>,
     ) -> Result<(), StoreError> {
         let (kind, key) = Store::identity(&object)?;
+        if let Some((field, value, reason)) = invalid_hostname(&object) {
+            return Err(StoreError::InvalidHostname {
+                kind: kind.as_str(),
+                name: key.name.clone(),
+                field,
+                value: value.to_string(),
+                reason,
+            });
+        }
         let meta = object.meta_mut();
         meta.namespace = (!kind.cluster_scoped()).then(|| key.namespace.clone());
         let name = key.name.clone();

@@ -33,9 +33,42 @@ pub enum FilterConversion {
     FailClosed(RouteProblem),
 }
 
-/// A filter that makes its rule invalid (rule dropped, `UnsupportedValue`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid(pub String);
+/// Why a filter (or another part of a rule) makes its rule invalid: the rule is dropped and the
+/// route's status says this, with reason `UnsupportedValue`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("filter type {filter} needs field {field}")]
+    MissingField {
+        filter: &'static str,
+        field: &'static str,
+    },
+    #[error("redirect port {0} is out of range")]
+    RedirectPort(i64),
+    /// `requestRedirect.statusCode`: the CRD's enum.
+    #[error("redirect statusCode {0} is not 301, 302, 303, 307 or 308")]
+    RedirectStatus(i64),
+    #[error("RequestMirror: set percent or fraction, not both")]
+    MirrorPercentAndFraction,
+    #[error("RequestMirror fraction {numerator}/{denominator} is negative")]
+    MirrorFractionNegative { numerator: i64, denominator: i64 },
+    #[error("CORS maxAge {0} is negative")]
+    CorsMaxAge(i64),
+    /// A `backendRefs[].filters` entry that does not read as a rule filter (the schemas are
+    /// identical, so only input the API server would refuse).
+    #[error("backendRef filter: {0}")]
+    BackendFilter(String),
+    /// GEP-2257 durations (`timeouts.*`, `retry.backoff`).
+    #[error("{field} {value:?} is not a Gateway API duration: {reason}")]
+    Duration {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("retry.attempts {0} is out of range")]
+    RetryAttempts(i64),
+    #[error("retry code {0} is not in 400-599")]
+    RetryCode(i64),
+}
 
 /// Translates one filter of a route in `namespace`.
 pub fn convert(
@@ -44,11 +77,9 @@ pub fn convert(
     ctx: Context,
     f: &HttpRouteRulesFilters,
 ) -> Result<FilterConversion, Invalid> {
-    let missing = |field: &str| {
-        Invalid(format!(
-            "filter type {} needs field {field}",
-            type_name(&f.r#type)
-        ))
+    let missing = |field: &'static str| Invalid::MissingField {
+        filter: type_name(&f.r#type),
+        field,
     };
     Ok(match f.r#type {
         Type::RequestHeaderModifier => {
@@ -107,21 +138,14 @@ pub fn convert(
             };
             let port = r
                 .port
-                .map(|p| {
-                    u16::try_from(p)
-                        .map_err(|_| Invalid(format!("redirect port {p} is out of range")))
-                })
+                .map(|p| u16::try_from(p).map_err(|_| Invalid::RedirectPort(p.into())))
                 .transpose()?;
             let status_code = match r.status_code {
                 None => 302,
                 Some(c) => u16::try_from(c)
                     .ok()
                     .filter(|c| [301, 302, 303, 307, 308].contains(c))
-                    .ok_or_else(|| {
-                        Invalid(format!(
-                            "redirect statusCode {c} is not 301, 302, 303, 307 or 308"
-                        ))
-                    })?,
+                    .ok_or(Invalid::RedirectStatus(c))?,
             };
             FilterConversion::Filter(Filter::RequestRedirect(Redirect {
                 scheme: r.scheme.as_ref().map(|s| {
@@ -169,11 +193,7 @@ pub fn convert(
                 .ok_or_else(|| missing("requestMirror"))?;
             let b = &m.backend_ref;
             let (numerator, denominator) = match (&m.percent, &m.fraction) {
-                (Some(_), Some(_)) => {
-                    return Err(Invalid(
-                        "RequestMirror: set percent or fraction, not both".into(),
-                    ))
-                }
+                (Some(_), Some(_)) => return Err(Invalid::MirrorPercentAndFraction),
                 (Some(p), None) => (*p, 100),
                 (None, Some(fr)) => (fr.numerator, fr.denominator.unwrap_or(100)),
                 (None, None) => (1, 1),
@@ -182,9 +202,10 @@ pub fn convert(
                 match (u32::try_from(numerator), u32::try_from(denominator)) {
                     (Ok(n), Ok(d)) => (n, d),
                     _ => {
-                        return Err(Invalid(format!(
-                            "RequestMirror fraction {numerator}/{denominator} is negative"
-                        )))
+                        return Err(Invalid::MirrorFractionNegative {
+                            numerator: numerator.into(),
+                            denominator: denominator.into(),
+                        })
                     }
                 };
             let (target, problem) = backend::resolve(
@@ -225,10 +246,7 @@ pub fn convert(
                 expose_headers: c.expose_headers.clone().unwrap_or_default(),
                 max_age_seconds: c
                     .max_age
-                    .map(|a| {
-                        u32::try_from(a)
-                            .map_err(|_| Invalid(format!("CORS maxAge {a} is negative")))
-                    })
+                    .map(|a| u32::try_from(a).map_err(|_| Invalid::CorsMaxAge(a.into())))
                     .transpose()?
                     .unwrap_or(5),
             }))
@@ -300,5 +318,5 @@ fn header_modifier<'a>(
 pub fn from_backend_filter<T: serde::Serialize>(f: &T) -> Result<HttpRouteRulesFilters, Invalid> {
     serde_json::to_value(f)
         .and_then(serde_json::from_value)
-        .map_err(|e| Invalid(format!("backendRef filter: {e}")))
+        .map_err(|e| Invalid::BackendFilter(e.to_string()))
 }

@@ -437,10 +437,13 @@ pub fn attach(
     let empty = BTreeMap::new();
     let labels = namespaces.get(route_ns).unwrap_or(&empty);
     let mut out = Vec::new();
-    let mut refusals: Vec<(u8, Reason, String)> = Vec::new();
+    let mut refusals: Vec<RouteProblem> = Vec::new();
     for (i, l) in candidates {
         if !l.usable {
-            refusals.push((0, Reason::NoMatchingParent, l.unusable_reason.clone()));
+            refusals.push(RouteProblem::new(
+                Reason::NoMatchingParent,
+                l.unusable_reason.clone(),
+            ));
             continue;
         }
         let ns_ok = match &l.namespaces {
@@ -457,13 +460,12 @@ pub fn attach(
             } else {
                 format!("listener {} does not allow HTTPRoutes", l.name)
             };
-            refusals.push((2, Reason::NotAllowedByListeners, why));
+            refusals.push(RouteProblem::new(Reason::NotAllowedByListeners, why));
             continue;
         }
         match hostname::effective(l.hostname.as_deref(), route_hostnames) {
             Some(hosts) => out.push((i, hosts)),
-            None => refusals.push((
-                1,
+            None => refusals.push(RouteProblem::new(
                 Reason::NoMatchingListenerHostname,
                 format!(
                     "no route hostname matches listener {} hostname {}",
@@ -476,18 +478,32 @@ pub fn attach(
     if !out.is_empty() {
         return Ok(out);
     }
-    let best = refusals.iter().map(|r| r.0).max().unwrap_or(0);
+    let best = refusals
+        .iter()
+        .map(|r| telling(r.reason))
+        .max()
+        .unwrap_or(0);
     let reason = refusals
         .iter()
-        .find(|r| r.0 == best)
-        .map_or(Reason::NoMatchingParent, |r| r.1);
+        .find(|r| telling(r.reason) == best)
+        .map_or(Reason::NoMatchingParent, |r| r.reason);
     let message = refusals
         .iter()
-        .filter(|r| r.0 == best)
-        .map(|r| r.2.as_str())
+        .filter(|r| telling(r.reason) == best)
+        .map(|r| r.message.as_str())
         .collect::<Vec<_>>()
         .join("; ");
     Err(RouteProblem { reason, message })
+}
+
+/// How much a listener's refusal tells the route's author (the most telling wins in
+/// [`attach`]): NotAllowedByListeners > NoMatchingListenerHostname > anything else.
+fn telling(reason: Reason) -> u8 {
+    match reason {
+        Reason::NotAllowedByListeners => 2,
+        Reason::NoMatchingListenerHostname => 1,
+        _ => 0,
+    }
 }
 
 /// Gateway-level conditions from its listeners.

@@ -91,7 +91,7 @@ fn rule(
     r: &HttpRouteRules,
     problems: &mut Vec<RouteProblem>,
 ) -> Result<Rule, RouteProblem> {
-    let unsupported = |Invalid(m): Invalid| RouteProblem::new(Reason::UnsupportedValue, m);
+    let unsupported = |e: Invalid| RouteProblem::new(Reason::UnsupportedValue, e.to_string());
     let matches = match r.matches.as_deref() {
         None | Some([]) => vec![default_match()],
         Some(ms) => ms
@@ -269,14 +269,14 @@ fn method(m: &Method) -> &'static str {
 }
 
 /// A GEP-2257 duration in milliseconds (`0s` = 0, which disables the timeout).
-pub fn duration_ms(field: &str, value: &str) -> Result<u64, Invalid> {
+pub fn duration_ms(field: &'static str, value: &str) -> Result<u64, Invalid> {
     value
         .parse::<gateway_api::Duration>()
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .map_err(|e| {
-            Invalid(format!(
-                "{field} {value:?} is not a Gateway API duration: {e}"
-            ))
+        .map_err(|e| Invalid::Duration {
+            field,
+            value: value.to_string(),
+            reason: e.to_string(),
         })
 }
 
@@ -303,16 +303,14 @@ pub const DEFAULT_RETRY_ATTEMPTS: u32 = 1;
 fn retry(r: &gateway_api::experimental::httproutes::HttpRouteRulesRetry) -> Result<Retry, Invalid> {
     let attempts = match r.attempts {
         None => DEFAULT_RETRY_ATTEMPTS,
-        Some(a) => {
-            u32::try_from(a).map_err(|_| Invalid(format!("retry.attempts {a} is out of range")))?
-        }
+        Some(a) => u32::try_from(a).map_err(|_| Invalid::RetryAttempts(a))?,
     };
     let mut codes: Vec<u16> = Vec::new();
     for c in r.codes.iter().flatten() {
         let code = u16::try_from(*c)
             .ok()
             .filter(|c| (400..=599).contains(c))
-            .ok_or_else(|| Invalid(format!("retry code {c} is not in 400-599")))?;
+            .ok_or(Invalid::RetryCode(*c))?;
         if !codes.contains(&code) {
             codes.push(code);
         }

@@ -38,8 +38,8 @@ pub(super) fn configure(root: u32, size: usize) -> bool {
             if config.source.is_some() {
                 match updates::start(vm, root, &mut state, config) {
                     Ok(()) => {}
-                    Err(message) => {
-                        reject(&message);
+                    Err(e) => {
+                        reject(&e.to_string());
                         return false;
                     }
                 }

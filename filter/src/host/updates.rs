@@ -28,6 +28,13 @@ pub(super) const FIRST_TICK_MS: u32 = 20;
 /// that failed is retried on its back-off, not a long `tickMs` later.
 pub(super) const NO_TABLE_TICK_MAX_MS: u32 = 250;
 
+/// Why fetching cannot start: the configuration is rejected.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StartError {
+    #[error("the host refused a tick period (status {})", .0 .0)]
+    TickRefused(abi::Status),
+}
+
 /// Sets up fetching for a root context being configured: the tick, the lease identity, and the
 /// newest table already in shared data (a VM that starts or restarts after the others does not
 /// serve an older table, or 503, until its first tick).
@@ -36,13 +43,12 @@ pub(super) fn start(
     root: u32,
     state: &mut Root,
     config: PluginConfig,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let Some(source) = &config.source else {
         return Ok(());
     };
     let first_period = source.tick_ms.min(FIRST_TICK_MS);
-    abi::set_tick_period(first_period)
-        .map_err(|s| format!("the host refused a tick period (status {})", s.0))?;
+    abi::set_tick_period(first_period).map_err(StartError::TickRefused)?;
     let number = vm_number(vm);
     let proxy_id = match &source.proxy_id {
         Some(id) => id.clone(),

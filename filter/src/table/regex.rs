@@ -23,19 +23,26 @@ pub const MAX_INPUT_LEN: usize = 4096;
 /// Deepest nesting of groups and repetitions.
 pub const NEST_LIMIT: u32 = 32;
 
+/// Why a pattern is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegexError {
+    #[error("pattern is {len} bytes, the limit is {MAX_PATTERN_LEN}")]
+    TooLong { len: usize },
+    /// regex-lite's own reason (a syntax error, or a limit above): its error has no kinds.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Compiles `pattern` anchored at both ends, within the limits above.
-pub fn compile(pattern: &str) -> Result<Regex, String> {
+pub fn compile(pattern: &str) -> Result<Regex, RegexError> {
     if pattern.len() > MAX_PATTERN_LEN {
-        return Err(format!(
-            "pattern is {} bytes, the limit is {MAX_PATTERN_LEN}",
-            pattern.len()
-        ));
+        return Err(RegexError::TooLong { len: pattern.len() });
     }
     RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(SIZE_LIMIT)
         .nest_limit(NEST_LIMIT)
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| RegexError::Refused(e.to_string()))
 }
 
 /// Whether `re` matches `input`, or `None` when `input` is longer than [`MAX_INPUT_LEN`] (the
@@ -62,7 +69,12 @@ mod tests {
     #[test]
     fn limits_and_syntax_errors() {
         assert!(compile("(").is_err());
-        assert!(compile(&"a".repeat(MAX_PATTERN_LEN + 1)).is_err());
+        assert_eq!(
+            compile(&"a".repeat(MAX_PATTERN_LEN + 1)).err(),
+            Some(RegexError::TooLong {
+                len: MAX_PATTERN_LEN + 1
+            })
+        );
         assert!(compile("(a{1000}){1000}").is_err());
         assert!(compile(&format!("{}x{}", "(".repeat(40), ")".repeat(40))).is_err());
         // Programs beyond 8 KiB are refused (64 KiB accepted this one).

@@ -187,7 +187,10 @@ pub enum TableErrorKind {
     InvalidPath { value: String, reason: &'static str },
     /// A regular expression that does not compile (see [`crate::table::regex`]).
     #[error("invalid regular expression {pattern:?}: {reason}")]
-    InvalidRegex { pattern: String, reason: String },
+    InvalidRegex {
+        pattern: String,
+        reason: super::regex::RegexError,
+    },
     /// A method outside the nine Gateway API `HTTPMethod` values.
     #[error("unsupported method {0:?} (expected GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE or PATCH; CORS allowMethods also takes *)")]
     InvalidMethod(String),
@@ -1383,8 +1386,8 @@ fn path_syntax(p: &str) -> Result<(), &'static str> {
 }
 
 /// Which Gateway API hostname type a field has.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum HostnameKind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostnameKind {
     /// `Hostname`: optional leading `*.`, "IPs are not allowed".
     Pattern,
     /// `PreciseHostname`: no wildcard (the CRD pattern admits a dotted IPv4).
@@ -1401,8 +1404,9 @@ fn hostname(at: &At, value: &str, kind: HostnameKind) -> Result<(), TableError> 
 }
 
 /// RFC 1123 lowercase DNS name (`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`,
-/// ≤253 bytes), with a leading `*.` for [`HostnameKind::Pattern`].
-fn hostname_syntax(value: &str, kind: HostnameKind) -> Result<(), &'static str> {
+/// ≤253 bytes), with a leading `*.` for [`HostnameKind::Pattern`]. Public so that config-pusher
+/// refuses, on load, the hostnames a table could not carry (the API server's CRD check).
+pub fn hostname_syntax(value: &str, kind: HostnameKind) -> Result<(), &'static str> {
     if value.is_empty() {
         return Err("must not be empty");
     }
