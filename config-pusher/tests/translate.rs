@@ -142,7 +142,8 @@ fn durations_follow_gep_2257() {
 /// Found by the `yaml` fuzz target: a route hostname the CRD pattern refuses (`;` in a label)
 /// used to reach the Gateway's table, which the filter then refused whole — one bad route took
 /// every route of the Gateway down. Such an object is refused on load, naming its field, as the
-/// API server would refuse it; the Gateway's other routes keep routing. The same for a listener.
+/// API server would refuse it; the Gateway's other routes keep routing. The same for a listener's
+/// hostname and name (SectionName), and a Service port's name.
 #[test]
 fn a_hostname_the_crd_refuses_is_refused_on_load_not_in_the_table() {
     let bad_route = r#"
@@ -164,7 +165,7 @@ spec:
     let shown = e.to_string();
     assert!(
         shown.contains(
-            "HTTPRoute \"bad\": field `spec.hostnames[1]`: invalid hostname \"www.example.;com\""
+            "HTTPRoute \"bad\": field `spec.hostnames[1]`: invalid value \"www.example.;com\""
         ),
         "{shown}"
     );
@@ -191,4 +192,25 @@ spec:
         "{:?}",
         r.errors
     );
+    for (from, to, field) in [
+        (
+            "{name: http, port: 80",
+            "{name: \"htt,p\", port: 80",
+            "field `spec.listeners[0].name`",
+        ),
+        (
+            "ports: [{port: 80}]",
+            "ports: [{port: 80, name: \"We b\"}]",
+            "field `spec.ports[0].name`",
+        ),
+    ] {
+        let mut s = Store::new();
+        let mut r = LoadReport::default();
+        load_str(&mut s, &mut r, "t.yaml", &BASE.replace(from, to));
+        assert!(
+            r.errors.iter().any(|e| e.to_string().contains(field)),
+            "{field}: {:?}",
+            r.errors
+        );
+    }
 }

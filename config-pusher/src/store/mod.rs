@@ -222,11 +222,11 @@ pub enum StoreError {
         value: String,
         reason: &'static str,
     },
-    /// A hostname the CRD's `Hostname` pattern refuses (`HTTPRoute.spec.hostnames[]`,
-    /// `Gateway.spec.listeners[].hostname`): the API server would not have stored the object, and
-    /// the filter could not route by it.
-    #[error("{kind} {name:?}: field `{field}`: invalid hostname {value:?}: {reason}")]
-    InvalidHostname {
+    /// A value the CRD's or the core type's schema refuses (`HTTPRoute.spec.hostnames[]`,
+    /// `Gateway.spec.listeners[].name` and `.hostname`, `Service.spec.ports[].name`): the API
+    /// server would not have stored the object, and a table could not carry it.
+    #[error("{kind} {name:?}: field `{field}`: invalid value {value:?}: {reason}")]
+    InvalidField {
         kind: &'static str,
         name: String,
         field: String,
@@ -241,34 +241,63 @@ impl StoreError {
         match self {
             StoreError::MissingName { .. } => Some("metadata.name"),
             StoreError::InvalidName { field, .. } => Some(field),
-            StoreError::InvalidHostname { field, .. } => Some(field),
+            StoreError::InvalidField { field, .. } => Some(field),
         }
     }
 }
 
-/// The first hostname of `object` the CRD's `Hostname` pattern refuses, as `(field, value,
-/// reason)`.
-fn invalid_hostname(object: &Object) -> Option<(String, &str, &'static str)> {
+/// The first field of `object` that its schema refuses, of those that end up in a table, as
+/// `(field, value, reason)`: checked as the API server checks them, so that a bad object from a
+/// folder is refused alone instead of making the filter refuse its Gateway's whole table.
+fn invalid_field(object: &Object) -> Option<(String, &str, &'static str)> {
     use gammaroute_filter::table::validate::{hostname_syntax, HostnameKind};
-    let hostnames: Vec<(String, &str)> = match object {
+    /// `Hostname`: RFC 1123, an optional leading `*.`, no IPs.
+    fn hostname(h: &str) -> Result<(), &'static str> {
+        hostname_syntax(h, HostnameKind::Pattern)
+    }
+    /// `SectionName`: a DNS subdomain.
+    fn section_name(n: &str) -> Result<(), &'static str> {
+        NameRule::Subdomain.check(n)
+    }
+    /// `ServicePort.name`: a DNS label.
+    fn port_name(n: &str) -> Result<(), &'static str> {
+        NameRule::Label.check(n)
+    }
+    type Check<'a> = (String, &'a str, fn(&str) -> Result<(), &'static str>);
+    let fields: Vec<Check<'_>> = match object {
         Object::HttpRoute(r) => (0..)
             .zip(r.spec.hostnames.iter().flatten())
-            .map(|(i, h)| (format!("spec.hostnames[{i}]"), h.as_str()))
+            .map(|(i, h)| -> Check<'_> { (format!("spec.hostnames[{i}]"), h, hostname) })
             .collect(),
         Object::Gateway(g) => (0..)
             .zip(&g.spec.listeners)
-            .filter_map(|(i, l)| {
-                let h = l.hostname.as_deref()?;
-                Some((format!("spec.listeners[{i}].hostname"), h))
+            .flat_map(|(i, l)| {
+                let name: Check<'_> = (
+                    format!("spec.listeners[{i}].name"),
+                    l.name.as_str(),
+                    section_name,
+                );
+                let host = l.hostname.as_deref().map(|h| -> Check<'_> {
+                    (format!("spec.listeners[{i}].hostname"), h, hostname)
+                });
+                std::iter::once(name).chain(host)
+            })
+            .collect(),
+        Object::Service(svc) => (0..)
+            .zip(svc.spec.iter().flat_map(|s| s.ports.iter().flatten()))
+            .filter_map(|(i, p)| -> Option<Check<'_>> {
+                Some((
+                    format!("spec.ports[{i}].name"),
+                    p.name.as_deref()?,
+                    port_name,
+                ))
             })
             .collect(),
         _ => return None,
     };
-    hostnames.into_iter().find_map(|(field, h)| {
-        hostname_syntax(h, HostnameKind::Pattern)
-            .err()
-            .map(|reason| (field, h, reason))
-    })
+    fields
+        .into_iter()
+        .find_map(|(field, value, check)| check(value).err().map(|reason| (field, value, reason)))
 }
 
 /// Every object translate looks at.
@@ -354,8 +383,8 @@ impl Store {
         origin: impl Into<String>,
     ) -> Result<(), StoreError> {
         let (kind, key) = Store::identity(&object)?;
-        if let Some((field, value, reason)) = invalid_hostname(&object) {
-            return Err(StoreError::InvalidHostname {
+        if let Some((field, value, reason)) = invalid_field(&object) {
+            return Err(StoreError::InvalidField {
                 kind: kind.as_str(),
                 name: key.name.clone(),
                 field,
