@@ -1145,7 +1145,7 @@ fn describe_failure(f: Failed<'_>, m: &Match, req: &Request<'_>) -> String {
         Failed::Method => format!(
             "method: {} is not {}",
             req.method,
-            m.method.as_deref().unwrap_or("?")
+            m.method.map_or("?", |m| m.as_str())
         ),
         Failed::Header(h) => format!("header {}: {}", h.name, got(req.header(&h.name))),
         Failed::QueryParam(q) => format!("query {}: {}", q.name, got(req.query_param(&q.name))),

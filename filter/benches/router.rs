@@ -30,7 +30,8 @@ use gammaroute_filter::router::reference::Reference;
 use gammaroute_filter::router::{Destination, Request, Router, Selection};
 use gammaroute_filter::table::{
     self, Attachment, Backend, BackendTarget, Filter, Header, HeaderMatch, HeaderModifier,
-    Listener, Match, PathMatch, Retry, Route, RouteTable, Rule, Timeouts, ValidTable, ValueMatch,
+    Listener, Match, Method, PathMatch, Retry, Route, RouteTable, Rule, Timeouts, ValidTable,
+    ValueMatch,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -189,7 +190,7 @@ const DIRS: [&str; 8] = [
     "api", "app", "static", "account", "v1", "v2", "admin", "assets",
 ];
 const PAGES: [&str; 6] = ["login", "logout", "health", "about", "pricing", "docs"];
-const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
+const METHODS: [Method; 4] = [Method::Get, Method::Post, Method::Put, Method::Delete];
 
 /// Turns the regex patterns this generator writes into a value they match (and back into the
 /// exact value of the non-regex variant).
@@ -292,7 +293,7 @@ impl MatchGen<'_> {
                 value: ValueMatch::Exact("true".into()),
             });
         }
-        let method = rng.percent(10).then(|| rng.pick(&METHODS).to_string());
+        let method = rng.percent(10).then(|| *rng.pick(&METHODS));
         let m = Match {
             rank: 0,
             path,
@@ -645,7 +646,7 @@ fn request_for(rng: &mut Rng, class: Class, hostnames: &[String], m: &Match) -> 
     }
     OwnedRequest {
         class,
-        method: m.method.clone().unwrap_or_else(|| "GET".into()),
+        method: m.method.unwrap_or(Method::Get).as_str().to_string(),
         authority,
         path,
         headers,

@@ -206,7 +206,8 @@ fn match_strategy() -> impl Strategy<Value = Match> {
             Match {
                 rank,
                 path,
-                method: method.map(str::to_string),
+                method: method
+                    .map(|m| gammaroute_filter::table::Method::parse(m).expect("a CRD method")),
                 headers: header_matches,
                 query_params,
             }
@@ -269,7 +270,7 @@ fn action() -> impl Strategy<Value = (Vec<Filter>, Vec<Backend>)> {
             hostname: Some("r.example.com".to_string()),
             path: None,
             port: None,
-            status_code: 302,
+            status_code: gammaroute_filter::table::RedirectCode::Found,
         })],
         Vec::new(),
     ));

@@ -26,7 +26,7 @@ fn check(t: RouteTable) {
                 let mut base = vec![
                     (
                         ":method".to_string(),
-                        m.method.clone().unwrap_or("GET".into()),
+                        m.method.map_or("GET", |m| m.as_str()).to_string(),
                     ),
                     (":scheme".to_string(), "http".to_string()),
                     (":authority".to_string(), "example.com".to_string()),

@@ -9,7 +9,8 @@
 //! backendRef filter) **fails closed** with a 500 and `ResolvedRefs=False` (`InvalidKind`).
 
 use gammaroute_filter::table::{
-    BackendTarget, Cors, Filter, Header, HeaderModifier, Mirror, PathModifier, Redirect, UrlRewrite,
+    self, BackendTarget, Cors, Filter, Header, HeaderModifier, Mirror, PathModifier, Redirect,
+    RedirectCode, UrlRewrite,
 };
 use gateway_api::experimental::httproutes::{
     HttpRouteRulesFilters, HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
@@ -141,19 +142,16 @@ pub fn convert(
                 .map(|p| u16::try_from(p).map_err(|_| Invalid::RedirectPort(p.into())))
                 .transpose()?;
             let status_code = match r.status_code {
-                None => 302,
-                Some(c) => u16::try_from(c)
+                None => RedirectCode::Found,
+                Some(c) => u64::try_from(c)
                     .ok()
-                    .filter(|c| [301, 302, 303, 307, 308].contains(c))
+                    .and_then(RedirectCode::of)
                     .ok_or(Invalid::RedirectStatus(c))?,
             };
             FilterConversion::Filter(Filter::RequestRedirect(Redirect {
-                scheme: r.scheme.as_ref().map(|s| {
-                    match s {
-                        Scheme::Http => "http",
-                        Scheme::Https => "https",
-                    }
-                    .to_string()
+                scheme: r.scheme.as_ref().map(|s| match s {
+                    Scheme::Http => table::Scheme::Http,
+                    Scheme::Https => table::Scheme::Https,
                 }),
                 hostname: r.hostname.clone(),
                 path,

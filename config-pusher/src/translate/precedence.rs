@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn method_beats_headers_and_headers_beat_query() {
         let mut with_method = m(PathMatch::Prefix("/".into()));
-        with_method.method = Some("GET".into());
+        with_method.method = Some(gammaroute_filter::table::Method::Get);
         let mut two_headers = m(PathMatch::Prefix("/".into()));
         two_headers.headers = vec![header("a"), header("b")];
         let mut one_header = m(PathMatch::Prefix("/".into()));

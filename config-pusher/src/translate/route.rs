@@ -248,23 +248,24 @@ fn match_(m: &HttpRouteRulesMatches) -> Result<Match, Invalid> {
     Ok(Match {
         rank: 0,
         path,
-        method: m.method.as_ref().map(|x| method(x).to_string()),
+        method: m.method.as_ref().map(method),
         headers,
         query_params,
     })
 }
 
-fn method(m: &Method) -> &'static str {
+/// The CRD's `HTTPMethod` as the table's (the same nine values).
+fn method(m: &Method) -> table::Method {
     match m {
-        Method::Get => "GET",
-        Method::Head => "HEAD",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Delete => "DELETE",
-        Method::Connect => "CONNECT",
-        Method::Options => "OPTIONS",
-        Method::Trace => "TRACE",
-        Method::Patch => "PATCH",
+        Method::Get => table::Method::Get,
+        Method::Head => table::Method::Head,
+        Method::Post => table::Method::Post,
+        Method::Put => table::Method::Put,
+        Method::Delete => table::Method::Delete,
+        Method::Connect => table::Method::Connect,
+        Method::Options => table::Method::Options,
+        Method::Trace => table::Method::Trace,
+        Method::Patch => table::Method::Patch,
     }
 }
 

@@ -338,7 +338,7 @@ fn apply_filters<'r, 'o>(
                 )];
                 apply_to_list(&mut headers, &edits.response);
                 return Some(Outcome::Respond(LocalResponse {
-                    status: r.status_code,
+                    status: r.status_code.code(),
                     reason: LocalReason::Redirect,
                     headers,
                 }));

@@ -354,10 +354,7 @@ impl<'t> Reference<'t> {
         if !path_ok {
             return Some(Failed::Path);
         }
-        if m.method
-            .as_deref()
-            .is_some_and(|method| method != req.method)
-        {
+        if m.method.is_some_and(|method| method.as_str() != req.method) {
             return Some(Failed::Method);
         }
         if let Some(h) = m
@@ -492,7 +489,7 @@ mod tests {
         let m = Match {
             rank: 0,
             path: PathMatch::Prefix("/api".into()),
-            method: Some("POST".into()),
+            method: Some(crate::table::Method::Post),
             headers: vec![HeaderMatch {
                 name: "x-env".into(),
                 value: exact("canary"),

@@ -61,13 +61,13 @@ pub fn location(
     matched: &PathMatch,
     parent_port: u16,
 ) -> String {
-    let scheme = redirect.scheme.as_deref().unwrap_or(req.scheme);
+    let scheme = redirect.scheme.map_or(req.scheme, |s| s.as_str());
     let host = match &redirect.hostname {
         Some(h) => std::borrow::Cow::Borrowed(h.as_str()),
         // The request's Host as sent (without its port), not the lowercased matching form.
         None => std::borrow::Cow::Borrowed(super::request::strip_port(req.authority)),
     };
-    let port = match (redirect.port, redirect.scheme.as_deref()) {
+    let port = match (redirect.port, redirect.scheme.map(|s| s.as_str())) {
         (Some(port), _) => Some(port),
         (None, Some(s)) => well_known_port(s),
         (None, None) => Some(parent_port),
@@ -96,6 +96,7 @@ fn well_known_port(scheme: &str) -> Option<u16> {
 mod tests {
     use super::*;
     use crate::router::request::Destination;
+    use crate::table::{RedirectCode, Scheme};
     use std::net::{IpAddr, Ipv4Addr};
 
     #[test]
@@ -138,13 +139,13 @@ mod tests {
         }
     }
 
-    fn redirect(scheme: Option<&str>, hostname: Option<&str>, port: Option<u16>) -> Redirect {
+    fn redirect(scheme: Option<Scheme>, hostname: Option<&str>, port: Option<u16>) -> Redirect {
         Redirect {
-            scheme: scheme.map(String::from),
+            scheme,
             hostname: hostname.map(String::from),
             path: None,
             port,
-            status_code: 302,
+            status_code: RedirectCode::Found,
         }
     }
 
@@ -159,18 +160,23 @@ mod tests {
         );
         // scheme https only → its well-known port, left out.
         assert_eq!(
-            location(&redirect(Some("https"), None, None), &r, &any, 8080),
+            location(&redirect(Some(Scheme::Https), None, None), &r, &any, 8080),
             "https://shop.example/a?x=1"
         );
         // Explicit port kept, even with a scheme.
         assert_eq!(
-            location(&redirect(Some("https"), None, Some(8443)), &r, &any, 8080),
+            location(
+                &redirect(Some(Scheme::Https), None, Some(8443)),
+                &r,
+                &any,
+                8080
+            ),
             "https://shop.example:8443/a?x=1"
         );
         // :443 listener + scheme http → http's well-known port, left out.
         let tls = req("https", "shop.example", "/");
         assert_eq!(
-            location(&redirect(Some("http"), None, None), &tls, &any, 443),
+            location(&redirect(Some(Scheme::Http), None, None), &tls, &any, 443),
             "http://shop.example/"
         );
         // Listener :80, nothing set → no port.

@@ -78,6 +78,12 @@ impl Method {
     }
 }
 
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A header or query parameter value condition.
 #[derive(Debug)]
 pub enum CheckedValue {

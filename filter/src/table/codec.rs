@@ -179,13 +179,13 @@ mod tests {
     #[test]
     fn validation_runs_on_both_decoders() {
         let mut t = gateway();
-        t.routes[0].rules[0].matches[0].method = Some("get".into());
-        let want = "routes[0] (shop/web).rules[0] (canary).matches[0].method";
+        t.routes[0].rules[0].matches[0].path = crate::table::PathMatch::Exact("no-slash".into());
+        let want = "routes[0] (shop/web).rules[0] (canary).matches[0].path";
         let e = decode_json(encode_json(&t).as_bytes()).unwrap_err();
         assert_eq!(e.at.to_string(), want);
         let e = decode_proto(&encode_proto(&t)).unwrap_err();
         assert_eq!(e.at.to_string(), want);
-        assert!(matches!(e.kind, TableErrorKind::InvalidMethod(_)));
+        assert!(matches!(e.kind, TableErrorKind::InvalidPath { .. }));
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod wire;
 pub use checked::{CheckedMatch, CheckedValue, CorsOrigins, FilterAt, Method};
 pub use codec::{decode_json, decode_proto, encode_json, encode_proto, parse_json, parse_proto};
 pub use location::{ItemLabel, Location, Step};
+pub use origin::Scheme;
 pub use valid::ValidTable;
 pub use validate::{validate, validate_rule, TableError, TableErrorKind};
 
@@ -155,8 +156,8 @@ pub struct Match {
     /// ranks above it and is applied by the router, since it depends on the request's Host.
     pub rank: u32,
     pub path: PathMatch,
-    /// `method`: an HTTP method name, matched exactly.
-    pub method: Option<String>,
+    /// `method`: an HTTP method (the CRD's enum), matched exactly.
+    pub method: Option<Method>,
     pub headers: Vec<HeaderMatch>,
     pub query_params: Vec<QueryParamMatch>,
 }
@@ -228,14 +229,53 @@ pub struct Header {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redirect {
     /// `http` or `https`; absent keeps the request's scheme.
-    pub scheme: Option<String>,
+    pub scheme: Option<Scheme>,
     /// Absent keeps the request's Host (without its port).
     pub hostname: Option<String>,
     pub path: Option<PathModifier>,
     /// Absent: the scheme's well-known port if `scheme` is set, else the parent's port.
     pub port: Option<u16>,
-    /// 301, 302, 303, 307 or 308.
-    pub status_code: u16,
+    pub status_code: RedirectCode,
+}
+
+/// `requestRedirect.statusCode`: the CRD's enum (default 302).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedirectCode {
+    MovedPermanently,
+    #[default]
+    Found,
+    SeeOther,
+    TemporaryRedirect,
+    PermanentRedirect,
+}
+
+impl RedirectCode {
+    pub const ALL: [RedirectCode; 5] = [
+        RedirectCode::MovedPermanently,
+        RedirectCode::Found,
+        RedirectCode::SeeOther,
+        RedirectCode::TemporaryRedirect,
+        RedirectCode::PermanentRedirect,
+    ];
+    /// The allowed codes, as errors show them.
+    pub const SHOWN: &'static str = "301, 302, 303, 307, 308";
+
+    pub fn code(self) -> u16 {
+        match self {
+            RedirectCode::MovedPermanently => 301,
+            RedirectCode::Found => 302,
+            RedirectCode::SeeOther => 303,
+            RedirectCode::TemporaryRedirect => 307,
+            RedirectCode::PermanentRedirect => 308,
+        }
+    }
+
+    /// The redirect `code` is, if it is one of the five.
+    pub fn of(code: u64) -> Option<RedirectCode> {
+        RedirectCode::ALL
+            .into_iter()
+            .find(|c| u64::from(c.code()) == code)
+    }
 }
 
 /// `URLRewrite`: changes what is sent upstream.
@@ -321,6 +361,12 @@ pub struct Retry {
     pub codes: Vec<u16>,
     /// Minimum wait between tries.
     pub backoff_ms: Option<u64>,
+}
+
+impl std::fmt::Display for RedirectCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code())
+    }
 }
 
 impl RouteTable {

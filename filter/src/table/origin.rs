@@ -47,6 +47,12 @@ impl Scheme {
     }
 }
 
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl OriginPattern {
     /// CORSOrigin: `*`, or `http(s)://` + host (`*`, or an optional `*.` then labels of letters,
     /// digits and `-`) + optional `:port`. Ports must also fit 1-65535 (the CRD allows any 5

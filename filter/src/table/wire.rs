@@ -581,7 +581,7 @@ impl From<&m::Match> for Match {
                 m::PathMatch::Prefix(p) => PathMatch::Prefix(p.clone()),
                 m::PathMatch::Regex(p) => PathMatch::Regex(p.clone()),
             }),
-            method: x.method.clone(),
+            method: x.method.map(|m| m.as_str().to_string()),
             headers: x
                 .headers
                 .iter()
@@ -660,11 +660,11 @@ impl From<&m::HeaderModifier> for HeaderModifier {
 impl From<&m::Redirect> for Redirect {
     fn from(r: &m::Redirect) -> Self {
         Redirect {
-            scheme: r.scheme.clone(),
+            scheme: r.scheme.map(|s| s.as_str().to_string()),
             hostname: r.hostname.clone(),
             path: r.path.as_ref().map(Into::into),
             port: r.port.map(u32::from),
-            status_code: u32::from(r.status_code),
+            status_code: u32::from(r.status_code.code()),
         }
     }
 }
@@ -867,10 +867,18 @@ fn match_(at: &At, w: Match) -> Result<m::Match, TableError> {
             }));
         }
     };
+    // `method`: HTTPMethod enum.
+    let method = match w.method {
+        None => None,
+        Some(name) => Some(m::Method::parse(&name).ok_or_else(|| {
+            at.field("method")
+                .err(TableErrorKind::InvalidMethod(shown(&name)))
+        })?),
+    };
     Ok(m::Match {
         rank: w.rank,
         path,
-        method: w.method,
+        method,
         headers: each(w.headers, |i, h| {
             Ok(m::HeaderMatch {
                 value: value_match(&at.item("headers", i), h.value)?,
@@ -911,8 +919,24 @@ fn filters(owner: &At, list: Vec<Filter>) -> Result<Vec<m::Filter>, TableError> 
                     Some(p) => Some(u16_of(&at.field("port"), p)?),
                     None => None,
                 },
-                status_code: u16_of(&at.field("statusCode"), r.status_code)?,
-                scheme: r.scheme,
+                // `statusCode`: enum 301, 302, 303, 307, 308.
+                status_code: m::RedirectCode::of(u64::from(r.status_code)).ok_or_else(|| {
+                    at.field("statusCode").err(TableErrorKind::InvalidStatus {
+                        value: u64::from(r.status_code),
+                        allowed: m::RedirectCode::SHOWN,
+                    })
+                })?,
+                // `scheme`: enum http, https.
+                scheme: match r.scheme.as_deref() {
+                    None => None,
+                    Some("http") => Some(m::Scheme::Http),
+                    Some("https") => Some(m::Scheme::Https),
+                    Some(other) => {
+                        return Err(at
+                            .field("scheme")
+                            .err(TableErrorKind::InvalidScheme(shown(other))))
+                    }
+                },
                 hostname: r.hostname,
                 path: r.path.map(path_modifier),
             }),
@@ -1100,7 +1124,6 @@ mod tests {
         let mut t = gateway();
         t.listeners[0].hostname = Some(String::new());
         t.routes[0].rules[1].name = Some(String::new());
-        t.routes[1].rules[0].matches[0].method = Some(String::new());
         let back = to_model(RouteTable::decode(&*RouteTable::from(&t).encode_to_vec()).unwrap());
         assert_eq!(back.unwrap(), t);
         assert_ne!(t.content_version(), gateway().content_version());
@@ -1114,7 +1137,7 @@ mod tests {
         let x = m::Match {
             rank: 1,
             path: m::PathMatch::Prefix("/".into()),
-            method: Some("GET".into()),
+            method: Some(m::Method::Get),
             headers: vec![],
             query_params: vec![],
         };
@@ -1150,7 +1173,7 @@ mod tests {
             hostname: None,
             path: None,
             port: Some(8443),
-            status_code: 302,
+            status_code: m::RedirectCode::Found,
         });
         assert_eq!(
             Filter::from(&f).encode_to_vec(),
@@ -1198,18 +1221,66 @@ mod tests {
         assert_eq!(mesh().content_version(), "ee294dc8d17cfdad1bccbb497753fa87");
     }
 
+    fn redirect(w: &mut RouteTable) -> &mut Redirect {
+        match &mut w.routes[0].rules[1].filters[0].kind {
+            Some(FilterKind::RequestRedirect(r)) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    /// The CRD's enums (`matches[].method`, `requestRedirect.statusCode` and `.scheme`) are
+    /// parsed into their types when a table is read: past that, no code meets a bad one.
+    #[test]
+    fn enums_are_parsed_on_conversion() {
+        let redirect_at = "routes[0] (shop/web).rules[1].filters[0]";
+        for bad in ["get", "FETCH", "", "GET "] {
+            let mut w = RouteTable::from(&gateway());
+            w.routes[1].rules[0].matches[0].method = Some(bad.into());
+            let e = to_model(w).unwrap_err();
+            assert_eq!(
+                e.at.to_string(),
+                "routes[1] (other/api.v1).rules[0].matches[0].method"
+            );
+            assert!(matches!(e.kind, TableErrorKind::InvalidMethod(_)), "{e}");
+        }
+        for ok in m::Method::ALL {
+            let mut w = RouteTable::from(&gateway());
+            w.routes[1].rules[0].matches[0].method = Some(ok.as_str().into());
+            let t = to_model(w).unwrap();
+            assert_eq!(t.routes[1].rules[0].matches[0].method, Some(ok));
+        }
+        for code in [0, 200, 300, 304, 404, 70_000] {
+            let mut w = RouteTable::from(&gateway());
+            redirect(&mut w).status_code = code;
+            let e = to_model(w).unwrap_err();
+            assert_eq!(e.at.to_string(), format!("{redirect_at}.statusCode"));
+            assert!(
+                matches!(e.kind, TableErrorKind::InvalidStatus { .. }),
+                "{e}"
+            );
+        }
+        for code in m::RedirectCode::ALL {
+            let mut w = RouteTable::from(&gateway());
+            redirect(&mut w).status_code = u32::from(code.code());
+            let t = to_model(w).unwrap();
+            let m::Filter::RequestRedirect(r) = &t.routes[0].rules[1].filters[0] else {
+                unreachable!()
+            };
+            assert_eq!(r.status_code, code);
+        }
+        for scheme in ["ftp", "HTTPS", ""] {
+            let mut w = RouteTable::from(&gateway());
+            redirect(&mut w).scheme = Some(scheme.into());
+            let e = to_model(w).unwrap_err();
+            assert_eq!(e.at.to_string(), format!("{redirect_at}.scheme"));
+            assert!(matches!(e.kind, TableErrorKind::InvalidScheme(_)), "{e}");
+        }
+    }
+
     #[test]
     fn u16_fields_out_of_range() {
-        let cases: [(&str, Mutation); 6] = [
+        let cases: [(&str, Mutation); 5] = [
             ("listeners[0] (http).port", |w| w.listeners[0].port = 65536),
-            ("routes[0] (shop/web).rules[1].filters[0].statusCode", |w| {
-                let Some(FilterKind::RequestRedirect(r)) =
-                    &mut w.routes[0].rules[1].filters[0].kind
-                else {
-                    unreachable!()
-                };
-                r.status_code = 70_000;
-            }),
             ("routes[0] (shop/web).rules[1].filters[0].port", |w| {
                 let Some(FilterKind::RequestRedirect(r)) =
                     &mut w.routes[0].rules[1].filters[0].kind
