@@ -181,6 +181,8 @@ FUZZ_SECONDS ?= 600
 # code (the yaml target's first long run: 27 MiB live, 152 MiB in quarantine). 64 MiB still
 # catches a use soon after free.
 FUZZ_ASAN := quarantine_size_mb=64
+# A glibc thread-exit allocation LSan can catch mid-free (fuzz/lsan.supp says why).
+FUZZ_LSAN := suppressions=$(CURDIR)/fuzz/lsan.supp
 # After fuzzing, every input of the corpus is replayed once and must take at most this (the
 # sanitizer build; empty: not checked). The smoke leaves it to the long runs.
 FUZZ_MAX_MS ?= 100
@@ -193,12 +195,12 @@ fuzz: fuzz-setup
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p fuzz/regressions/$$t; \
 	  echo "fuzz $$t: $(FUZZ_SECONDS) s"; \
-	  (cd fuzz && ASAN_OPTIONS=$(FUZZ_ASAN) cargo +nightly fuzz run $$t corpus/$$t regressions/$$t -- \
+	  (cd fuzz && ASAN_OPTIONS=$(FUZZ_ASAN) LSAN_OPTIONS=$(FUZZ_LSAN) cargo +nightly fuzz run $$t corpus/$$t regressions/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=256 -malloc_limit_mb=256 -timeout=1 \
 	    -print_final_stats=1) || exit 1; \
 	  if [ -n "$(FUZZ_MAX_MS)" ]; then \
 	    echo "fuzz $$t: every input of the corpus within $(FUZZ_MAX_MS) ms"; \
-	    (cd fuzz && ASAN_OPTIONS=$(FUZZ_ASAN) GAMMAROUTE_FUZZ_MAX_MS=$(FUZZ_MAX_MS) \
+	    (cd fuzz && ASAN_OPTIONS=$(FUZZ_ASAN) LSAN_OPTIONS=$(FUZZ_LSAN) GAMMAROUTE_FUZZ_MAX_MS=$(FUZZ_MAX_MS) \
 	      cargo +nightly fuzz run $$t \
 	      corpus/$$t regressions/$$t -- -runs=0 -rss_limit_mb=256 -malloc_limit_mb=256) || exit 1; \
 	  fi; \
