@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use gammaroute_filter::router::reference::{self, Evaluated, Failed, Reference};
 use gammaroute_filter::router::{
-    decision, Destination, LocalReason, Outcome, ParentRef, Request, Router, Selected, Selection,
+    decision, request::strip_port, Destination, LocalReason, Outcome, OwnedRequest, ParentRef,
+    Request, Router, Selected, Selection,
 };
 use gammaroute_filter::table::{
     Backend, BackendTarget, Filter, HeaderModifier, Match, PathMatch, PathModifier, RouteOrigin,
@@ -122,27 +123,28 @@ impl std::str::FromStr for ParentSpec {
     }
 }
 
-/// The request to explain: `[METHOD] URL` and `-H 'name: value'` headers.
+/// The request to explain, `[METHOD] URL` and `-H 'name: value'` headers parsed into the filter's
+/// own [`OwnedRequest`] (the one request builder of tests, fuzz targets and tools). Its
+/// destination is set when the `--parent` is known ([`HttpRequest::request`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRequest {
-    pub method: String,
-    pub scheme: String,
-    /// The Host as sent (a `-H host:` header replaces the URL's).
-    pub authority: String,
-    /// Path with query string.
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    /// The TLS server name (SNI) of an `https://` URL: its host, as `curl` sends it, whatever a
-    /// `-H host:` header says (so a coalesced connection's 421 can be explained). Empty for http.
-    pub server_name: String,
+pub struct HttpRequest(OwnedRequest);
+
+impl std::ops::Deref for HttpRequest {
+    type Target = OwnedRequest;
+    fn deref(&self) -> &OwnedRequest {
+        &self.0
+    }
 }
 
 impl HttpRequest {
     /// Parses `GET http://host/path?q` (the method defaults to GET) and `name: value` headers.
+    /// A `host:` header replaces the URL's host; an `https://` URL's host is also the TLS server
+    /// name (SNI), as `curl` sends it, whatever `host:` says (so a coalesced connection's 421 can
+    /// be explained).
     pub fn parse(line: &str, headers: &[String]) -> Result<HttpRequest, ExplainError> {
         let line = line.trim();
         let (method, url) = match line.split_once(char::is_whitespace) {
-            Some((m, u)) => (m.to_string(), u.trim()),
+            Some((m, u)) => (m.to_ascii_uppercase(), u.trim()),
             None => ("GET".to_string(), line),
         };
         let (scheme, rest) = url
@@ -152,57 +154,34 @@ impl HttpRequest {
         if scheme != "http" && scheme != "https" {
             return Err(ExplainError::Scheme(url.to_string()));
         }
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) => (rest.get(..i).unwrap_or(rest), rest.get(i..).unwrap_or("/")),
-            None => (rest, "/"),
-        };
-        let path = if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_string()
-        };
-        let mut authority = authority.to_string();
-        let server_name = if scheme == "https" {
-            gammaroute_filter::router::request::strip_port(&authority).to_string()
-        } else {
-            String::new()
-        };
-        let mut parsed = Vec::new();
+        let mut req = OwnedRequest::from_url(&method, &format!("{scheme}://{rest}"))
+            .ok_or_else(|| ExplainError::NotAUrl(url.to_string()))?;
+        if scheme == "https" {
+            req.server_name = strip_port(&req.authority).to_string();
+        }
         for h in headers {
             let (name, value) = h
                 .split_once(':')
                 .ok_or_else(|| ExplainError::HeaderSyntax(h.clone()))?;
             let name = name.trim().to_ascii_lowercase();
-            let value = value.trim().to_string();
+            let value = value.trim();
             if name == "host" {
-                authority = value;
+                req.authority = value.to_string();
             } else {
-                parsed.push((name, value));
+                req = req.header(&name, value);
             }
         }
-        if authority.is_empty() {
+        if req.authority.is_empty() {
             return Err(ExplainError::NoHost(url.to_string()));
         }
-        Ok(HttpRequest {
-            method: method.to_ascii_uppercase(),
-            scheme,
-            authority,
-            path,
-            headers: parsed,
-            server_name,
-        })
+        Ok(HttpRequest(req))
     }
 
     /// The request as the router reads it, sent to `destination`.
     pub fn request(&self, destination: Destination) -> Request<'_> {
         Request {
-            method: &self.method,
-            scheme: &self.scheme,
-            authority: &self.authority,
-            path: &self.path,
-            headers: &self.headers,
             destination,
-            server_name: &self.server_name,
+            ..self.0.view()
         }
     }
 }
