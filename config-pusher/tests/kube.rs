@@ -336,17 +336,7 @@ fn free_addr() -> std::net::SocketAddr {
 }
 
 fn serve_config(listen: std::net::SocketAddr) -> config_pusher::serve::Config {
-    config_pusher::serve::Config {
-        listen,
-        token_file: None,
-        xds_dir: None,
-        xds_listen: None,
-        settings: Default::default(),
-        clusters: Default::default(),
-        limits: Default::default(),
-        connections: Default::default(),
-        tls: None,
-    }
+    config_pusher::serve::Config::local(listen)
 }
 
 /// One `GET` (`Connection: close`): status and body; `None` while nothing listens.

@@ -117,15 +117,9 @@ fn fetch(a: &Echo, b: &Echo, n: usize, samples: usize) -> Vec<Duration> {
     let ads = SocketAddr::from(([127, 0, 0, 1], ads));
     let mut opts = options(a, b, ads);
     let config = serve::Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], listen)),
-        token_file: None,
-        xds_dir: None,
         xds_listen: Some(ads),
-        settings: Settings::default(),
         clusters: opts.clone(),
-        limits: Default::default(),
-        connections: Default::default(),
-        tls: None,
+        ..serve::Config::local(SocketAddr::from(([127, 0, 0, 1], listen)))
     };
     let rt = runtime();
     let first = store(n, "a");

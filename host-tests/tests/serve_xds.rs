@@ -61,15 +61,9 @@ fn a_service_added_to_the_folder_becomes_an_envoy_cluster() {
         .build()
         .unwrap();
     let config = serve::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        token_file: None,
         xds_dir: Some(xds_dir.clone()),
-        xds_listen: None,
-        settings: Settings::default(),
         clusters: options.clone(),
-        limits: Default::default(),
-        connections: Default::default(),
-        tls: None,
+        ..serve::Config::local("127.0.0.1:0".parse().unwrap())
     };
     let debounce = Debounce::new(Duration::from_millis(50), Duration::from_secs(5));
     runtime.block_on(async {

@@ -67,6 +67,24 @@ pub struct Config {
     pub tls: Option<tls::TlsFiles>,
 }
 
+impl Config {
+    /// Serving on `listen` with every option at its default (no token, no xDS, no TLS, default
+    /// limits): what tests and embedders start from, setting what they need on top.
+    pub fn local(listen: SocketAddr) -> Config {
+        Config {
+            listen,
+            token_file: None,
+            xds_dir: None,
+            xds_listen: None,
+            settings: Settings::default(),
+            clusters: envoy::BootstrapOptions::default(),
+            limits: limits::Limits::default(),
+            connections: listener::ConnectionLimits::default(),
+            tls: None,
+        }
+    }
+}
+
 /// Receives every translation's output (statuses included): the kube source writes statuses
 /// back to the API server; the folder source has nowhere to write them ([`NoStatus`]).
 pub trait StatusSink: Send + 'static {
