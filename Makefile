@@ -183,8 +183,8 @@ FUZZ_SECONDS ?= 600
 FUZZ_ASAN := quarantine_size_mb=64
 # A glibc thread-exit allocation LSan can catch mid-free (fuzz/lsan.supp says why).
 FUZZ_LSAN := suppressions=$(CURDIR)/fuzz/lsan.supp
-# After fuzzing, every input of the corpus is replayed once and must take at most this (the
-# sanitizer build; empty: not checked). The smoke leaves it to the long runs.
+# After fuzzing, every input of the corpus is replayed once and may cost at most this much CPU
+# (the sanitizer build; empty: not checked). The smoke leaves it to the long runs.
 FUZZ_MAX_MS ?= 100
 fuzz-setup:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
