@@ -31,7 +31,10 @@ pub fn bounded(check: impl FnOnce()) {
     let start = process_cpu();
     check();
     let took = process_cpu().saturating_sub(start);
-    assert!(took <= max, "one input took {took:?} of CPU, over the {max:?} bound");
+    assert!(
+        took <= max,
+        "one input took {took:?} of CPU, over the {max:?} bound"
+    );
 }
 
 /// CPU time used by this process so far (every thread).
