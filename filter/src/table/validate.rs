@@ -492,7 +492,7 @@ fn role(at: &At, role: &str) -> Result<RoleKind, TableError> {
     let kind = match role.split_once('/') {
         Some(("gateway", rest)) => rest
             .split_once('/')
-            .filter(|(ns, name)| dns_label(ns).is_ok() && dns_subdomain(name).is_ok())
+            .filter(|(ns, name)| dns_label(ns).is_ok() && k8s_subdomain(name).is_ok())
             .map(|_| RoleKind::Gateway),
         Some(("mesh", ns)) => dns_label(ns).ok().map(|()| RoleKind::Mesh),
         _ => None,
@@ -699,7 +699,7 @@ fn attachments(
 /// One HTTPRoute.
 fn route(at: &At, r: &Route, index: u32, kept: &mut Kept) -> Result<(), TableError> {
     k8s_name(&at.field("namespace"), "namespace", &r.namespace, dns_label)?;
-    k8s_name(&at.field("name"), "route name", &r.name, dns_subdomain)?;
+    k8s_name(&at.field("name"), "route name", &r.name, k8s_subdomain)?;
     for (i, rl) in (0u32..).zip(&r.rules) {
         rule(
             &at.labeled("rules", i as usize, Label::opt(rl.name.as_deref())),
@@ -1431,9 +1431,9 @@ fn k8s_name(
     })
 }
 
-/// SectionName (listener, rule and port names): a DNS subdomain.
+/// SectionName (listener and rule names): the CRD's subdomain pattern, at most 253 bytes.
 fn section_name(at: &At, what: &'static str, value: &str) -> Result<(), TableError> {
-    k8s_name(at, what, value, dns_subdomain)
+    k8s_name(at, what, value, k8s_subdomain)
 }
 
 /// RFC 1123 label: 1-63 of `[a-z0-9-]`, starting and ending with a letter or digit.
@@ -1443,6 +1443,14 @@ fn dns_label(label: &str) -> Result<(), &'static str> {
     }
     if label.len() > 63 {
         return Err("a DNS label is at most 63 bytes");
+    }
+    label_text(label)
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, any length.
+fn label_text(label: &str) -> Result<(), &'static str> {
+    if label.is_empty() {
+        return Err("must not be empty");
     }
     if !label
         .bytes()
@@ -1456,7 +1464,29 @@ fn dns_label(label: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// RFC 1123 subdomain: labels joined by `.`, at most 253 bytes.
+/// A Kubernetes object name or SectionName (`IsDNS1123Subdomain`, and the Gateway API CRDs'
+/// `SectionName` pattern): RFC 1123 label text joined by `.`, at most 253 bytes in all, with no
+/// limit per label — unlike a DNS name ([`dns_subdomain`]). The API server accepts a route
+/// named with a 64-byte label; refusing it here refused its Gateway's whole table (found by
+/// the `yaml` fuzz target).
+fn k8s_subdomain(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("must not be empty");
+    }
+    if name.len() > 253 {
+        return Err("longer than 253 bytes");
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("has an empty label");
+        }
+        label_text(label)?;
+    }
+    Ok(())
+}
+
+/// RFC 1123 subdomain as a DNS name (hostnames): labels of at most 63 bytes joined by `.`, at
+/// most 253 bytes.
 fn dns_subdomain(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("must not be empty");
@@ -1762,6 +1792,26 @@ mod tests {
             t,
             "listeners[1] (https).hostname",
             TableErrorKind::InvalidHostname { .. }
+        );
+    }
+
+    /// Kubernetes names and SectionNames are subdomains without a per-label limit (the API
+    /// server accepts a 64-byte label); hostnames are DNS names (63 bytes a label). A route
+    /// named with a long label made the whole table fail before (the `yaml` fuzz target).
+    #[test]
+    fn kubernetes_names_have_no_label_limit_hostnames_do() {
+        let long = format!("{}api", "o".repeat(80));
+        let mut t = gateway();
+        t.routes[0].name = long.clone();
+        t.routes[0].rules[1].name = Some(long.clone());
+        t.listeners[0].name = format!("{long}.x");
+        validate(&t).unwrap();
+        assert!(k8s_subdomain(&"a".repeat(254)).is_err());
+        assert!(k8s_subdomain("a..b").is_err());
+        assert!(k8s_subdomain("-a").is_err());
+        assert_eq!(
+            hostname_syntax(&format!("{long}.example.com"), HostnameKind::Pattern),
+            Err("a DNS label is at most 63 bytes")
         );
     }
 
