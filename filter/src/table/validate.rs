@@ -1470,35 +1470,31 @@ fn label_text(label: &str) -> Result<(), &'static str> {
 /// named with a 64-byte label; refusing it here refused its Gateway's whole table (found by
 /// the `yaml` fuzz target).
 fn k8s_subdomain(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        return Err("must not be empty");
-    }
-    if name.len() > 253 {
-        return Err("longer than 253 bytes");
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err("has an empty label");
-        }
-        label_text(label)?;
-    }
-    Ok(())
+    labels_joined(name, label_text)
 }
 
 /// RFC 1123 subdomain as a DNS name (hostnames): labels of at most 63 bytes joined by `.`, at
 /// most 253 bytes.
 fn dns_subdomain(name: &str) -> Result<(), &'static str> {
+    labels_joined(name, dns_label)
+}
+
+/// 1-253 bytes of labels joined by `.`, each passing `label`.
+fn labels_joined(
+    name: &str,
+    label: fn(&str) -> Result<(), &'static str>,
+) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("must not be empty");
     }
     if name.len() > 253 {
         return Err("longer than 253 bytes");
     }
-    for label in name.split('.') {
-        if label.is_empty() {
+    for l in name.split('.') {
+        if l.is_empty() {
             return Err("has an empty label");
         }
-        dns_label(label)?;
+        label(l)?;
     }
     Ok(())
 }
