@@ -250,18 +250,13 @@ impl StoreError {
 /// `(field, value, reason)`: checked as the API server checks them, so that a bad object from a
 /// folder is refused alone instead of making the filter refuse its Gateway's whole table.
 fn invalid_field(object: &Object) -> Option<(String, &str, &'static str)> {
-    use gammaroute_filter::table::validate::{hostname_syntax, HostnameKind};
+    // The filter's own checks, so that what loads is what a table can carry.
+    use gammaroute_filter::table::validate::{
+        dns_label as port_name, hostname_syntax, k8s_subdomain as section_name, HostnameKind,
+    };
     /// `Hostname`: RFC 1123, an optional leading `*.`, no IPs.
     fn hostname(h: &str) -> Result<(), &'static str> {
         hostname_syntax(h, HostnameKind::Pattern)
-    }
-    /// `SectionName`: a DNS subdomain.
-    fn section_name(n: &str) -> Result<(), &'static str> {
-        NameRule::Subdomain.check(n)
-    }
-    /// `ServicePort.name`: a DNS label.
-    fn port_name(n: &str) -> Result<(), &'static str> {
-        NameRule::Label.check(n)
     }
     type Check<'a> = (String, &'a str, fn(&str) -> Result<(), &'static str>);
     let fields: Vec<Check<'_>> = match object {

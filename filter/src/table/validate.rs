@@ -1437,7 +1437,7 @@ fn section_name(at: &At, what: &'static str, value: &str) -> Result<(), TableErr
 }
 
 /// RFC 1123 label: 1-63 of `[a-z0-9-]`, starting and ending with a letter or digit.
-fn dns_label(label: &str) -> Result<(), &'static str> {
+pub fn dns_label(label: &str) -> Result<(), &'static str> {
     if label.is_empty() {
         return Err("must not be empty");
     }
@@ -1469,7 +1469,7 @@ fn label_text(label: &str) -> Result<(), &'static str> {
 /// limit per label — unlike a DNS name ([`dns_subdomain`]). The API server accepts a route
 /// named with a 64-byte label; refusing it here refused its Gateway's whole table (found by
 /// the `yaml` fuzz target).
-fn k8s_subdomain(name: &str) -> Result<(), &'static str> {
+pub fn k8s_subdomain(name: &str) -> Result<(), &'static str> {
     labels_joined(name, label_text)
 }
 
